@@ -1,0 +1,37 @@
+# dubber developer tasks. `make test` from a fresh clone sets everything up and runs the suite.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The local CPU wheel on our machines; set TORCH_SPEC=torch to let pip choose (e.g. a CUDA build).
+TORCH_SPEC ?= torch==2.13.0
+MEDIAPIPE_SPEC ?= mediapipe==0.10.21
+STAMP := $(VENV)/.dubber-installed
+
+.PHONY: setup test test-all lint bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -e ".[test]"
+	# mediapipe's metadata pins numpy<2, jax and a GUI opencv it does not use: its runtime needs are in pyproject.
+	$(BIN)/python -m pip install -q --no-deps "$(MEDIAPIPE_SPEC)"
+	touch $(STAMP)
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+test-all: setup
+	$(BIN)/python -m pytest -q -m "not gpu"
+
+lint: setup
+	$(BIN)/ruff check dubber cli_tests benchmarks tools
+	$(BIN)/ruff format --check dubber cli_tests benchmarks tools
+
+bench: setup
+	$(BIN)/python benchmarks/bench_foundation.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -1,0 +1,98 @@
+"""The ``dub`` command: argument parsing only. Work happens in the library; errors become exit codes here."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from dubber import __version__
+from dubber.cli.output import configure_logging, native_stderr_diverted, stderr
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+app = typer.Typer(
+    name="dub",
+    help="dubber: re-render a speaker's mouth to say new audio.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"dubber {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More logging (-vv: debug)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Errors only."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    configure_logging(-1 if quiet else verbose)
+
+
+def _register() -> None:
+    from dubber.cli.env_cmd import env_command
+    from dubber.cli.inspect_cmd import inspect_command
+
+    app.command("inspect")(inspect_command)
+    app.command("env")(env_command)
+
+
+_register()
+
+
+def _verbosity(args: list[str]) -> int:
+    """How many -v were given, before the command parses them (the stderr set-up must happen first)."""
+    count = 0
+    for a in args:
+        if a == "--verbose":
+            count += 1
+        elif a.startswith("-") and not a.startswith("--") and set(a[1:]) == {"v"}:
+            count += len(a) - 1
+    return count
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the CLI and return its exit code (tests call this; ``main`` exits with it)."""
+    from dubber.errors import DubberError, InputError
+
+    args = sys.argv[1:] if argv is None else list(argv)
+    command = typer.main.get_command(app)
+    try:
+        with native_stderr_diverted(enabled=_verbosity(args) < 2):
+            command.main(args=args, prog_name="dub", standalone_mode=False)
+        return EXIT_OK
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        stderr.print("interrupted")
+        return EXIT_INTERRUPTED
+    except typer.TyperException as exc:  # usage errors: bad option, missing argument, bad value
+        exc.show(file=sys.stderr)  # type: ignore[attr-defined]
+        return getattr(exc, "exit_code", EXIT_USAGE) or EXIT_USAGE
+    except KeyboardInterrupt:
+        stderr.print("interrupted")
+        return EXIT_INTERRUPTED
+    except InputError as exc:
+        stderr.print(f"[red]error:[/red] {exc}", markup=True, highlight=False, soft_wrap=True)
+        return EXIT_USAGE
+    except DubberError as exc:
+        stderr.print(f"[red]error:[/red] {exc}", markup=True, highlight=False, soft_wrap=True)
+        return EXIT_FAILURE
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, the traceback only with -vv
+        import logging
+
+        logging.getLogger("dubber").debug("unexpected error", exc_info=True)
+        stderr.print(f"[red]error:[/red] unexpected {type(exc).__name__}: {exc} (run with -vv for details)",
+                     markup=True, highlight=False, soft_wrap=True)
+        return EXIT_FAILURE
+
+
+def main() -> None:
+    sys.exit(run())

@@ -1,0 +1,92 @@
+"""MediaPipe FaceMesh (478 refined points) + BlazeFace detectors: models ship in the wheel, so it runs offline."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from dubber.errors import FaceBackendError
+from dubber.face.backend import FaceBackend, FaceBox
+
+MEDIAPIPE_REQUIREMENT = "mediapipe==0.10.21"
+def _import_mediapipe():
+    # Quietens the glog part of MediaPipe's native logging; the CLI diverts the rest (see dubber.cli.output).
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    try:
+        import mediapipe as mp
+    except ImportError as exc:
+        raise FaceBackendError(
+            f"the MediaPipe face backend needs {MEDIAPIPE_REQUIREMENT} "
+            f"(install it with: pip install --no-deps {MEDIAPIPE_REQUIREMENT}); import failed: {exc}"
+        ) from None
+    if not hasattr(mp, "solutions") or not hasattr(mp.solutions, "face_mesh"):
+        raise FaceBackendError(
+            f"mediapipe {getattr(mp, '__version__', '?')} has no FaceMesh solution; install {MEDIAPIPE_REQUIREMENT}"
+        )
+    return mp
+
+
+class MediaPipeBackend(FaceBackend):
+    """FaceMesh in tracking mode for landmarks; short-range then full-range BlazeFace for detection.
+
+    The short-range detector is fast and right for close-ups; the full-range one runs only when it finds nothing,
+    to catch small faces in wide shots.
+    """
+
+    name = "mediapipe"
+    num_points = 478
+
+    def __init__(
+        self, *, static: bool = False, min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5
+    ) -> None:
+        """``static=True`` runs detection on every call (still images, or a per-frame baseline)."""
+        mp = _import_mediapipe()
+        self._mesh = mp.solutions.face_mesh.FaceMesh(
+            static_image_mode=static,
+            max_num_faces=1,
+            refine_landmarks=True,
+            min_detection_confidence=min_detection_confidence,
+            min_tracking_confidence=min_tracking_confidence,
+        )
+        self._near = mp.solutions.face_detection.FaceDetection(
+            model_selection=0, min_detection_confidence=min_detection_confidence
+        )
+        self._far = mp.solutions.face_detection.FaceDetection(
+            model_selection=1, min_detection_confidence=min_detection_confidence
+        )
+
+    @staticmethod
+    def _boxes(result, width: int, height: int) -> list[FaceBox]:
+        boxes = []
+        for det in result.detections or []:
+            rb = det.location_data.relative_bounding_box
+            x0, y0 = rb.xmin * width, rb.ymin * height
+            boxes.append(FaceBox(x0, y0, x0 + rb.width * width, y0 + rb.height * height, float(det.score[0])))
+        return boxes
+
+    def detect(self, image: np.ndarray) -> list[FaceBox]:
+        image = np.ascontiguousarray(image)
+        h, w = image.shape[:2]
+        boxes = self._boxes(self._near.process(image), w, h)
+        return boxes or self._boxes(self._far.process(image), w, h)
+
+    def landmarks(self, image: np.ndarray) -> np.ndarray | None:
+        image = np.ascontiguousarray(image)
+        h, w = image.shape[:2]
+        result = self._mesh.process(image)
+        if not result.multi_face_landmarks:
+            return None
+        lm = result.multi_face_landmarks[0].landmark
+        pts = np.array([(p.x, p.y, p.z) for p in lm], dtype=np.float32)
+        pts[:, 0] *= w
+        pts[:, 1] *= h
+        pts[:, 2] *= w  # MediaPipe's z uses the same scale as x
+        return pts
+
+    def reset(self) -> None:
+        self._mesh.reset()
+
+    def close(self) -> None:
+        for sol in (self._mesh, self._near, self._far):
+            sol.close()

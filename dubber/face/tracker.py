@@ -1,0 +1,218 @@
+"""Follow one face through a frame stream: landmarks per frame, or None when there is no face.
+
+The landmark model runs on a square region of interest (ROI) around the tracked face, resampled to a fixed size:
+small faces in wide shots get enough pixels, the chosen face keeps its identity when others are present, and the
+ROI moves only when the face drifts, so the backend sees a steady image and can track between calls. The face is
+(re)acquired by detection on the whole frame at the start, after a loss and after a scene cut.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from dubber.face.aligner import FaceAligner, Similarity
+from dubber.face.backend import FaceBackend, FaceBox
+from dubber.face.landmarks import head_angles
+from dubber.face.smoothing import OneEuroFilter
+from dubber.face.warp import warp_to_square
+from dubber.log import get_logger
+from dubber.media.scene_cut import SceneCutDetector
+from dubber.media.video_reader import Frame
+
+log = get_logger("face")
+
+
+@dataclass(frozen=True)
+class TrackerOptions:
+    face_index: int = 0  # which face to follow: 0 the largest, 1 the second largest, ...
+    roi_size: int = 256  # pixels of the resampled ROI handed to the backend
+    roi_from_detection: float = 2.2  # ROI side / detector box side (detector boxes are tight: brows to mouth)
+    roi_from_landmarks: float = 1.6  # ROI side / landmark box side (forehead to chin)
+    roi_tolerance: float = 0.15  # re-centre the ROI when the face drifts by this fraction of the ROI side
+    # One-Euro parameters. The transform is smoothed hard (the crop must not jitter); landmarks lightly, in crop
+    # units, with a high beta so fast speech motion passes unfiltered.
+    transform_min_cutoff: float = 0.6
+    transform_beta: float = 4.0
+    landmark_min_cutoff: float = 3.0
+    landmark_beta: float = 20.0
+    smooth_landmarks: bool = True
+    scene_cut_threshold: float = 0.6
+
+
+@dataclass
+class TrackedFace:
+    """One frame's face. ``points`` are smoothed; ``raw_points`` are the backend's own."""
+
+    points: np.ndarray  # (478, 3) float32, frame pixels (z in the same units)
+    raw_points: np.ndarray
+    transform: Similarity  # smoothed frame -> unit crop similarity (see FaceAligner)
+    angles: tuple[float, float, float]  # yaw, pitch, roll in degrees
+    box: FaceBox = field(repr=False)  # landmark bounding box
+
+    @property
+    def size(self) -> float:
+        """Face size in pixels: the larger side of the landmark box."""
+        return max(self.box.width, self.box.height)
+
+
+@dataclass
+class TrackStep:
+    frame: Frame
+    face: TrackedFace | None
+    scene_cut: bool
+    reacquired: bool  # a detection ran on this frame (start, loss, cut)
+
+
+def _box_of(points: np.ndarray) -> FaceBox:
+    x0, y0 = points[:, :2].min(0)
+    x1, y1 = points[:, :2].max(0)
+    return FaceBox(float(x0), float(y0), float(x1), float(y1), 1.0)
+
+
+@dataclass
+class _Roi:
+    cx: float
+    cy: float
+    side: float
+
+    @classmethod
+    def around(cls, box: FaceBox, factor: float) -> _Roi:
+        cx, cy = box.center
+        return cls(cx, cy, factor * max(box.width, box.height))
+
+    def extract(self, image: np.ndarray, size: int) -> np.ndarray:
+        k = size / self.side
+        x0, y0 = self.cx - self.side / 2, self.cy - self.side / 2
+        m = np.array([[k, 0, -x0 * k], [0, k, -y0 * k]], dtype=np.float64)
+        return warp_to_square(image, m, size, border=cv2.BORDER_CONSTANT)
+
+    def to_frame(self, points: np.ndarray, size: int) -> np.ndarray:
+        s = self.side / size
+        out = points.astype(np.float32).copy()
+        out[:, 0] = points[:, 0] * s + self.cx - self.side / 2
+        out[:, 1] = points[:, 1] * s + self.cy - self.side / 2
+        out[:, 2] = points[:, 2] * s
+        return out
+
+
+class FaceTracker:
+    """Per-frame landmarks for one face of a video. Owns its backend unless one is passed in."""
+
+    def __init__(
+        self,
+        backend: FaceBackend | None = None,
+        options: TrackerOptions | None = None,
+        aligner: FaceAligner | None = None,
+    ) -> None:
+        if backend is None:
+            from dubber.face.mediapipe_backend import MediaPipeBackend
+
+            backend = MediaPipeBackend()
+            self._owns_backend = True
+        else:
+            self._owns_backend = False
+        self.backend = backend
+        self.options = options or TrackerOptions()
+        self.aligner = aligner or FaceAligner(size=1)
+        self._scene = SceneCutDetector(self.options.scene_cut_threshold)
+        self._transform_filter = OneEuroFilter(self.options.transform_min_cutoff, self.options.transform_beta)
+        self._landmark_filter = OneEuroFilter(self.options.landmark_min_cutoff, self.options.landmark_beta)
+        self._roi: _Roi | None = None
+        self._ref_scale = 1.0
+
+    # -- public ------------------------------------------------------------------------------------------------
+    def track(self, frames: Iterable[Frame]) -> Iterator[TrackStep]:
+        for frame in frames:
+            yield self.step(frame)
+
+    def step(self, frame: Frame) -> TrackStep:
+        image = frame.image
+        cut = self._scene(image)
+        if cut:
+            log.debug("scene cut at frame %d", frame.index)
+            self._lose()
+        reacquired = False
+        if self._roi is None:
+            reacquired = self._acquire(image)
+        points = self._landmarks(image) if self._roi is not None else None
+        if points is None and self._roi is not None and not reacquired:
+            self._lose()  # tracking lost: look again on this same frame
+            reacquired = self._acquire(image)
+            points = self._landmarks(image) if self._roi is not None else None
+        if points is None:
+            self._lose()
+            return TrackStep(frame, None, cut, reacquired)
+        return TrackStep(frame, self._finish(points, frame.time), cut, reacquired)
+
+    def reset(self) -> None:
+        self._lose()
+        self._scene.reset()
+
+    def close(self) -> None:
+        if self._owns_backend:
+            self.backend.close()
+
+    def __enter__(self) -> FaceTracker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- internals ---------------------------------------------------------------------------------------------
+    def _lose(self) -> None:
+        if self._roi is None and self._transform_filter._x is None:
+            return  # already lost: restarting the backend's graph every face-less frame costs time
+        self._roi = None
+        self.backend.reset()
+        self._transform_filter.reset()
+        self._landmark_filter.reset()
+
+    def _acquire(self, image: np.ndarray) -> bool:
+        boxes = sorted(self.backend.detect(image), key=lambda b: b.area, reverse=True)
+        if len(boxes) <= self.options.face_index:
+            return True
+        self._roi = _Roi.around(boxes[self.options.face_index], self.options.roi_from_detection)
+        self.backend.reset()
+        return True
+
+    def _landmarks(self, image: np.ndarray) -> np.ndarray | None:
+        assert self._roi is not None
+        size = self.options.roi_size
+        local = self.backend.landmarks(self._roi.extract(image, size))
+        if local is None:
+            return None
+        points = self._roi.to_frame(local, size)
+        self._follow(_box_of(points))
+        return points
+
+    def _follow(self, box: FaceBox) -> None:
+        """Re-centre the ROI when the face has drifted or changed size; otherwise leave it still."""
+        assert self._roi is not None
+        want = _Roi.around(box, self.options.roi_from_landmarks)
+        tol = self.options.roi_tolerance
+        moved = np.hypot(want.cx - self._roi.cx, want.cy - self._roi.cy) > tol * self._roi.side
+        resized = abs(np.log(want.side / self._roi.side)) > tol
+        if moved or resized:
+            self._roi = want
+
+    def _finish(self, raw: np.ndarray, t: float) -> TrackedFace:
+        raw_tf = self.aligner.estimate(raw)
+        if self._transform_filter._x is None:
+            self._ref_scale = raw_tf.scale
+        ref = self._ref_scale
+        # Position in face-size units and log-scale, so one set of filter parameters fits every resolution.
+        v = np.array([raw_tf.cx / ref, raw_tf.cy / ref, np.log(raw_tf.scale), raw_tf.angle])
+        s = self._transform_filter(v, t)
+        tf = Similarity(float(s[0] * ref), float(s[1] * ref), float(np.exp(s[2])), float(s[3]))
+        points = raw
+        if self.options.smooth_landmarks:
+            unit = np.concatenate([self.aligner.to_crop(raw, tf), raw[:, 2:3] / tf.scale], axis=1)
+            unit = self._landmark_filter(unit, t)
+            points = np.concatenate(
+                [self.aligner.to_frame(unit[:, :2], tf), (unit[:, 2:3] * tf.scale)], axis=1
+            ).astype(np.float32)
+        return TrackedFace(points=points, raw_points=raw, transform=tf, angles=head_angles(points), box=_box_of(points))

@@ -1,0 +1,42 @@
+"""Write outputs to a temporary file beside the destination and rename only on success."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from dubber.errors import OutputError
+
+
+def check_output_path(dest: str | Path, *, overwrite: bool) -> Path:
+    d = Path(dest)
+    if d.exists() and d.is_dir():
+        raise OutputError(d, "is a folder; give a file name for the output")
+    if d.exists() and not overwrite:
+        raise OutputError(d, "already exists (use --overwrite to replace it)")
+    if not d.parent.exists():
+        raise OutputError(d, f"folder {d.parent} does not exist")
+    if not os.access(d.parent, os.W_OK):
+        raise OutputError(d, f"folder {d.parent} is not writable")
+    return d
+
+
+def temporary_path_for(dest: Path) -> Path:
+    """A unique hidden name in the same folder (same filesystem, so the final rename is atomic)."""
+    return dest.with_name(f".{dest.name}.{secrets.token_hex(4)}.partial")
+
+
+@contextmanager
+def atomic_output(dest: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary path; on normal exit move it onto ``dest``, on any exception delete it."""
+    d = check_output_path(dest, overwrite=overwrite)
+    tmp = temporary_path_for(d)
+    try:
+        yield tmp
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, d)

@@ -1,0 +1,37 @@
+"""Opening media files with PyAV, turning its many failure modes into one-line typed errors."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import av
+
+from dubber.errors import MediaOpenError
+
+
+def check_readable_file(path: str | Path) -> Path:
+    """Fail early, with a clear message, on paths PyAV would report cryptically."""
+    p = Path(path)
+    if not p.exists():
+        raise MediaOpenError(p, "no such file")
+    if p.is_dir():
+        raise MediaOpenError(p, "is a folder, not a media file")
+    if not os.access(p, os.R_OK):
+        raise MediaOpenError(p, "permission denied")
+    if p.stat().st_size == 0:
+        raise MediaOpenError(p, "file is empty")
+    return p
+
+
+def open_input(path: str | Path) -> av.container.InputContainer:
+    """Open a media file for reading; every failure becomes a :class:`MediaOpenError` naming the file."""
+    p = check_readable_file(path)
+    try:
+        return av.open(str(p), mode="r", metadata_errors="ignore")
+    except av.error.InvalidDataError:
+        raise MediaOpenError(p, "not a media file, or its data is corrupt") from None
+    except av.error.FFmpegError as exc:
+        raise MediaOpenError(p, f"cannot open: {exc.strerror or exc}") from None
+    except OSError as exc:
+        raise MediaOpenError(p, f"cannot open: {exc.strerror or exc}") from None

@@ -1,0 +1,211 @@
+"""What a media file holds: streams, exact rational fps, duration, frame count, rotation, variable frame rate.
+
+Frame counts and durations come from demuxing the packets (no decoding), so they are exact for every container,
+including Matroska/WebM which store no frame count, and a truncated file is caught before any work starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from dubber.errors import EmptyMediaError, MediaDecodeError, NoVideoStreamError
+from dubber.media.container import open_input
+
+# A 1-tick rounding of the container's clock (e.g. Matroska's 1 ms for 29.97 fps) is not variable frame rate.
+_VFR_RELATIVE_TOLERANCE = 0.02
+_VFR_MIN_FRACTION = 0.01
+
+
+@dataclass(frozen=True)
+class VideoStreamInfo:
+    index: int
+    codec: str
+    width: int  # as displayed, rotation applied
+    height: int
+    coded_width: int
+    coded_height: int
+    pix_fmt: str | None
+    fps: Fraction  # nominal (average) rate; exact rational such as 30000/1001
+    time_base: Fraction
+    start_time: float
+    duration: float
+    frame_count: int
+    rotation: int  # degrees counter-clockwise applied to display frames upright (0, 90, 180, -90)
+    variable_frame_rate: bool
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["fps"] = f"{self.fps.numerator}/{self.fps.denominator}"
+        d["fps_float"] = float(self.fps)
+        d["time_base"] = f"{self.time_base.numerator}/{self.time_base.denominator}"
+        return d
+
+
+@dataclass(frozen=True)
+class AudioStreamInfo:
+    index: int
+    codec: str
+    sample_rate: int
+    channels: int
+    duration: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    path: Path
+    format_name: str
+    duration: float
+    video: VideoStreamInfo | None
+    audio: AudioStreamInfo | None
+
+    def to_dict(self) -> dict:
+        return {
+            "path": str(self.path),
+            "format": self.format_name,
+            "duration": self.duration,
+            "video": self.video.to_dict() if self.video else None,
+            "audio": self.audio.to_dict() if self.audio else None,
+        }
+
+
+def _first_frame_rotation(container: av.container.InputContainer, stream) -> int:
+    """Display-matrix rotation; PyAV exposes it on decoded frames, so read the first one."""
+    try:
+        for frame in container.decode(stream):
+            return int(round(frame.rotation / 90.0)) * 90 % 360 if frame.rotation else 0
+    except av.error.FFmpegError:
+        return 0
+    return 0
+
+
+def _normalise_rotation(deg: int) -> int:
+    deg %= 360
+    return deg - 360 if deg > 180 else deg
+
+
+def is_variable_frame_rate(pts: np.ndarray) -> bool:
+    """True when frame-to-frame pts steps vary by more than the container clock's rounding."""
+    if pts.size < 3:
+        return False
+    steps = np.diff(np.sort(pts))
+    steps = steps[steps > 0]
+    if steps.size < 2:
+        return False
+    median = float(np.median(steps))
+    tolerance = max(1.0, _VFR_RELATIVE_TOLERANCE * median)
+    off = np.abs(steps - median) > tolerance
+    return bool(off.mean() > _VFR_MIN_FRACTION)
+
+
+def _declared_duration(stream, tb: Fraction) -> float | None:
+    if stream.duration:
+        return float(stream.duration * tb)
+    tag = (stream.metadata or {}).get("DURATION")  # written by FFmpeg's Matroska muxer as HH:MM:SS.fffffffff
+    if tag:
+        try:
+            h, m, sec = tag.split(":")
+            return int(h) * 3600 + int(m) * 60 + float(sec)
+        except ValueError:
+            return None
+    return None
+
+
+def _video_info(path: Path, container: av.container.InputContainer) -> VideoStreamInfo:
+    stream = container.streams.video[0]
+    tb = Fraction(stream.time_base) if stream.time_base else Fraction(1, 90000)
+    pts_list: list[int] = []
+    ends: list[int] = []
+    try:
+        for packet in container.demux(stream):
+            if packet.pts is None or packet.size == 0:
+                continue
+            pts_list.append(packet.pts)
+            ends.append(packet.pts + (packet.duration or 0))
+    except av.error.FFmpegError as exc:
+        raise MediaDecodeError(path, f"corrupt video data ({exc.strerror or exc})") from None
+    if not pts_list:
+        raise EmptyMediaError(path, "the video stream holds no frames")
+    pts = np.asarray(pts_list, dtype=np.int64)
+    count = int(pts.size)
+    declared = int(stream.frames or 0)
+    if declared > count:
+        raise MediaDecodeError(path, f"file is truncated: {count} of {declared} video frames are present")
+
+    fps = stream.average_rate or stream.guessed_rate or stream.base_rate
+    fps = Fraction(fps) if fps else None
+    first = int(pts.min())
+    last_end = max(int(max(ends)), int(pts.max()))
+    if last_end == int(pts.max()) and fps:  # packets without durations
+        last_end += round(1 / (fps * tb))
+    duration = float((last_end - first) * tb)
+    if not fps or fps <= 0:
+        fps = Fraction(count) / Fraction(duration).limit_denominator(1_000_000)
+    fps = fps.limit_denominator(1001 * 1000) if fps.denominator > 1_000_000 else fps
+
+    # Matroska stores no frame count: a declared stream duration well past the demuxed end means lost data.
+    declared_s = _declared_duration(stream, tb)
+    if declared_s is not None and declared_s - duration > max(0.5, 3 / float(fps)):
+        raise MediaDecodeError(path, f"file is truncated: {duration:.2f} s of {declared_s:.2f} s are present")
+
+    container.seek(0, stream=stream)
+    rotation = _normalise_rotation(_first_frame_rotation(container, stream))
+    cw, ch = stream.codec_context.width, stream.codec_context.height
+    w, h = (ch, cw) if rotation in (90, -90) else (cw, ch)
+    return VideoStreamInfo(
+        index=stream.index,
+        codec=stream.codec_context.name,
+        width=w,
+        height=h,
+        coded_width=cw,
+        coded_height=ch,
+        pix_fmt=stream.codec_context.pix_fmt,
+        fps=fps,
+        time_base=tb,
+        start_time=float(first * tb),
+        duration=duration,
+        frame_count=count,
+        rotation=rotation,
+        variable_frame_rate=is_variable_frame_rate(pts),
+    )
+
+
+def _audio_info(container: av.container.InputContainer) -> AudioStreamInfo | None:
+    if not container.streams.audio:
+        return None
+    s = container.streams.audio[0]
+    cc = s.codec_context
+    if s.duration and s.time_base:
+        duration = float(s.duration * s.time_base)
+    elif container.duration:
+        duration = container.duration / av.time_base
+    else:
+        duration = 0.0
+    return AudioStreamInfo(
+        index=s.index,
+        codec=cc.name,
+        sample_rate=int(cc.sample_rate or 0),
+        channels=int(cc.channels or 0),
+        duration=duration,
+    )
+
+
+def probe_media(path: str | Path, *, require_video: bool = False) -> MediaInfo:
+    """Describe a media file. Raises :class:`dubber.errors.InputError` subclasses naming the file."""
+    p = Path(path)
+    with open_input(p) as container:
+        has_video = bool(container.streams.video)
+        if require_video and not has_video:
+            raise NoVideoStreamError(p, "no video stream (an audio-only or data file?)")
+        audio = _audio_info(container)
+        video = _video_info(p, container) if has_video else None
+        fmt = container.format.name
+        duration = container.duration / av.time_base if container.duration else (video.duration if video else 0.0)
+    return MediaInfo(path=p, format_name=fmt, duration=float(duration), video=video, audio=audio)

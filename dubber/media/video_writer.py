@@ -1,0 +1,159 @@
+"""H.264/yuv420p writer on PyAV: source fps and time base kept, audio muxed, atomic on the destination."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+from types import TracebackType
+
+import av
+import numpy as np
+
+from dubber.errors import MediaWriteError
+from dubber.media.atomic import check_output_path, temporary_path_for
+from dubber.media.audio import AudioClip
+from dubber.media.audio_feed import AudioFeed, AudioFromFile, make_audio_feed
+from dubber.media.encode_options import (
+    AudioEncodeOptions,
+    VideoEncodeOptions,
+    container_format_for,
+    even_size,
+    x264_options,
+)
+
+# Audio is muxed this far ahead of the video so the interleaver never waits on it.
+_AUDIO_LEAD_S = 0.5
+
+
+def _keep_time_base(time_base: Fraction | None, fps: Fraction) -> Fraction:
+    """The source time base when every frame lands on a whole tick of it, else 1/fps's own."""
+    if time_base is not None and (1 / (fps * time_base)).denominator == 1:
+        return time_base
+    return Fraction(fps.denominator, fps.numerator)
+
+
+class VideoWriter:
+    """Write RGB frames to ``path``; nothing appears at ``path`` unless :meth:`close` succeeds.
+
+    Use as a context manager: an exception inside the block deletes the temporary file and leaves any existing
+    destination untouched. Odd sizes are padded by one pixel (edge-replicated) because yuv420p needs even ones.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        width: int,
+        height: int,
+        fps: Fraction,
+        time_base: Fraction | None = None,
+        options: VideoEncodeOptions | None = None,
+        audio: AudioClip | AudioFromFile | None = None,
+        audio_options: AudioEncodeOptions | None = None,
+        overwrite: bool = False,
+    ) -> None:
+        self.path = Path(path)
+        self.width, self.height = int(width), int(height)
+        self.fps = Fraction(fps)
+        self.options = options or VideoEncodeOptions()
+        self.format = container_format_for(self.path)
+        check_output_path(self.path, overwrite=overwrite)
+        x264_options(self.options)  # validate before any file exists
+        self.time_base = _keep_time_base(time_base, self.fps)
+        self.audio = audio
+        self.audio_options = audio_options or AudioEncodeOptions()
+        self.overwrite = overwrite
+        self.frames_written = 0
+        self._tmp: Path | None = None
+        self._container: av.container.OutputContainer | None = None
+        self._feed: AudioFeed | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------
+    def open(self) -> VideoWriter:
+        self._tmp = temporary_path_for(self.path)
+        try:
+            self._container = av.open(str(self._tmp), mode="w", format=self.format)
+            out_w, out_h = even_size(self.width, self.height)
+            stream = self._container.add_stream("libx264", rate=self.fps, options=x264_options(self.options))
+            stream.width, stream.height = out_w, out_h
+            stream.pix_fmt = self.options.pix_fmt
+            stream.time_base = self.time_base
+            stream.codec_context.time_base = Fraction(self.fps.denominator, self.fps.numerator)
+            stream.codec_context.thread_count = self.options.threads
+            self._stream = stream
+            self._feed = make_audio_feed(self.audio, self.format, self.audio_options)
+            if self._feed is not None:
+                self._feed.open(self._container, self.format)
+        except BaseException:
+            self.abort()
+            raise
+        return self
+
+    def __enter__(self) -> VideoWriter:
+        return self.open()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    # -- writing -----------------------------------------------------------------------------------------------
+    def write(self, image: np.ndarray) -> None:
+        """Append one RGB uint8 frame of the size given at construction."""
+        if self._container is None:
+            raise RuntimeError("VideoWriter is not open; use it as a context manager")
+        if image.shape != (self.height, self.width, 3) or image.dtype != np.uint8:
+            raise ValueError(
+                f"frame of shape {image.shape} {image.dtype}, expected ({self.height}, {self.width}, 3) uint8"
+            )
+        out_w, out_h = even_size(self.width, self.height)
+        if (out_w, out_h) != (self.width, self.height):
+            image = np.pad(image, ((0, out_h - self.height), (0, out_w - self.width), (0, 0)), mode="edge")
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+        frame.pts = self.frames_written
+        frame.time_base = self._stream.codec_context.time_base
+        try:
+            self._container.mux(self._stream.encode(frame))
+            self.frames_written += 1
+            if self._feed is not None:
+                self._feed.write_until(self.frames_written / float(self.fps) + _AUDIO_LEAD_S)
+        except av.error.FFmpegError as exc:
+            raise MediaWriteError(f"{self.path}: encoding failed ({exc.strerror or exc})") from None
+
+    def close(self) -> Path:
+        """Flush the encoders, finish the audio, and move the file onto its destination."""
+        if self._container is None or self._tmp is None:
+            raise RuntimeError("VideoWriter is not open")
+        try:
+            self._container.mux(self._stream.encode(None))
+            if self._feed is not None:
+                self._feed.finish()
+                self._feed.close()
+            self._container.close()
+            self._container = None
+            check_output_path(self.path, overwrite=self.overwrite)  # it may have appeared meanwhile
+            self._tmp.replace(self.path)
+        except av.error.FFmpegError as exc:
+            self.abort()
+            raise MediaWriteError(f"{self.path}: finishing the file failed ({exc.strerror or exc})") from None
+        except BaseException:
+            self.abort()
+            raise
+        return self.path
+
+    def abort(self) -> None:
+        """Drop the partial output. Safe to call more than once."""
+        if self._feed is not None:
+            self._feed.close()
+            self._feed = None
+        if self._container is not None:
+            try:
+                self._container.close()
+            except Exception:  # noqa: BLE001 - closing a half-written file may fail; it is deleted anyway
+                pass
+            self._container = None
+        if self._tmp is not None:
+            self._tmp.unlink(missing_ok=True)
