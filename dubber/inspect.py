@@ -91,8 +91,14 @@ def inspect_video(
     if preview is not None:
         audio = AudioFromFile(Path(path)) if media.audio else None
         writer = VideoWriter(
-            preview, width=width, height=height, fps=reader.fps, time_base=reader.info.time_base,
-            options=VideoEncodeOptions(crf=20, preset="veryfast"), audio=audio, overwrite=overwrite,
+            preview,
+            width=width,
+            height=height,
+            fps=reader.fps,
+            time_base=reader.info.time_base,
+            options=VideoEncodeOptions(crf=20, preset="veryfast"),
+            audio=audio,
+            overwrite=overwrite,
         ).open()
     sizes: list[float] = []
     angles: list[tuple[float, float, float]] = []
@@ -127,7 +133,7 @@ def inspect_video(
         if writer is not None:
             writer.abort()
         raise
-    yaw, pitch, roll = (list(a) for a in zip(*angles)) if angles else ([], [], [])
+    yaw, pitch, roll = (list(a) for a in zip(*angles, strict=False)) if angles else ([], [], [])
     return InspectReport(
         media=media,
         frames=frames,

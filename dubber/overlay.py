@@ -25,8 +25,16 @@ def draw_face(image: np.ndarray, face: TrackedFace | None) -> np.ndarray:
     h, w = out.shape[:2]
     scale = max(1, round(min(h, w) / 360))
     if face is None:
-        cv2.putText(out, "no face", (10 * scale, 30 * scale), cv2.FONT_HERSHEY_SIMPLEX, 0.8 * scale,
-                    (255, 0, 0), 2 * scale, cv2.LINE_AA)
+        cv2.putText(
+            out,
+            "no face",
+            (10 * scale, 30 * scale),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.8 * scale,
+            (255, 0, 0),
+            2 * scale,
+            cv2.LINE_AA,
+        )
         return out
     radius = max(1, round(face.size / 150))
     box = np.round(face.transform.corners()).astype(np.int32)

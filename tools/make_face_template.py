@@ -93,8 +93,10 @@ def main() -> None:
     faces = collect(args.data)
     template = frame_template(mean_face(faces))
     np.save(args.out, template)
-    print(f"{len(faces)} faces -> {args.out}; x {template[:, 0].min():.3f}..{template[:, 0].max():.3f}, "
-          f"y {template[:, 1].min():.3f}..{template[:, 1].max():.3f}")
+    print(
+        f"{len(faces)} faces -> {args.out}; x {template[:, 0].min():.3f}..{template[:, 0].max():.3f}, "
+        f"y {template[:, 1].min():.3f}..{template[:, 1].max():.3f}"
+    )
 
 
 if __name__ == "__main__":

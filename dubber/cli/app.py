@@ -89,8 +89,12 @@ def run(argv: list[str] | None = None) -> int:
         import logging
 
         logging.getLogger("dubber").debug("unexpected error", exc_info=True)
-        stderr.print(f"[red]error:[/red] unexpected {type(exc).__name__}: {exc} (run with -vv for details)",
-                     markup=True, highlight=False, soft_wrap=True)
+        stderr.print(
+            f"[red]error:[/red] unexpected {type(exc).__name__}: {exc} (run with -vv for details)",
+            markup=True,
+            highlight=False,
+            soft_wrap=True,
+        )
         return EXIT_FAILURE
 
 

@@ -36,8 +36,10 @@ def _table(report) -> Table:
     t.add_row("without a face", (spans + more) or "none")
     size = report.median_face_size
     t.add_row("median face size", f"{size:.0f} px" if size else "-")
-    t.add_row("head yaw / pitch / roll", " / ".join(_fmt_range(r) for r in (report.yaw_range, report.pitch_range,
-                                                                               report.roll_range)))
+    t.add_row(
+        "head yaw / pitch / roll",
+        " / ".join(_fmt_range(r) for r in (report.yaw_range, report.pitch_range, report.roll_range)),
+    )
     t.add_row("scene cuts", str(report.scene_cuts))
     if report.preview:
         t.add_row("preview", str(report.preview))
@@ -67,7 +69,10 @@ def inspect_command(
             bar.update(task, completed=done, total=total, rate=f"{rate:.0f} frames/s")
 
         report = inspect_video(
-            video, preview=preview, overwrite=overwrite, tracker_options=TrackerOptions(face_index=face),
+            video,
+            preview=preview,
+            overwrite=overwrite,
+            tracker_options=TrackerOptions(face_index=face),
             progress=progress,
         )
     if json_out:

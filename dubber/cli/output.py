@@ -65,8 +65,12 @@ def native_stderr_diverted(enabled: bool) -> Iterator[None]:
         return
     devnull = os.open(os.devnull, os.O_WRONLY)
     previous = sys.stderr
-    sys.stderr = io.TextIOWrapper(os.fdopen(os.dup(saved), "wb", buffering=0), write_through=True,
-                                  encoding=getattr(previous, "encoding", None) or "utf-8", errors="replace")
+    sys.stderr = io.TextIOWrapper(
+        os.fdopen(os.dup(saved), "wb", buffering=0),
+        write_through=True,
+        encoding=getattr(previous, "encoding", None) or "utf-8",
+        errors="replace",
+    )
     os.dup2(devnull, 2)
     try:
         yield

@@ -53,10 +53,10 @@ class FaceBackend(ABC):
     def landmarks(self, image: np.ndarray) -> np.ndarray | None:
         """(num_points, 3) float32 (x, y in pixels of ``image``; z in the same units) of the main face, or None."""
 
-    def reset(self) -> None:
+    def reset(self) -> None:  # noqa: B027 - optional hook: stateless backends have nothing to forget
         """Forget tracking state."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook
         """Release native resources."""
 
     def __enter__(self) -> FaceBackend:

@@ -10,6 +10,8 @@ from dubber.errors import FaceBackendError
 from dubber.face.backend import FaceBackend, FaceBox
 
 MEDIAPIPE_REQUIREMENT = "mediapipe==0.10.21"
+
+
 def _import_mediapipe():
     # Quietens the glog part of MediaPipe's native logging; the CLI diverts the rest (see dubber.cli.output).
     os.environ.setdefault("GLOG_minloglevel", "2")

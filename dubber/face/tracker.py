@@ -212,7 +212,7 @@ class FaceTracker:
         if self.options.smooth_landmarks:
             unit = np.concatenate([self.aligner.to_crop(raw, tf), raw[:, 2:3] / tf.scale], axis=1)
             unit = self._landmark_filter(unit, t)
-            points = np.concatenate(
-                [self.aligner.to_frame(unit[:, :2], tf), (unit[:, 2:3] * tf.scale)], axis=1
-            ).astype(np.float32)
+            points = np.concatenate([self.aligner.to_frame(unit[:, :2], tf), (unit[:, 2:3] * tf.scale)], axis=1).astype(
+                np.float32
+            )
         return TrackedFace(points=points, raw_points=raw, transform=tf, angles=head_angles(points), box=_box_of(points))

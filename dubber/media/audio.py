@@ -54,6 +54,7 @@ def decode_audio(path: str | Path, *, sample_rate: int | None = FEATURE_SAMPLE_R
             raise NoAudioStreamError(p, "no audio stream")
         stream = container.streams.audio[0]
         stream.thread_type = "AUTO"
+        declared = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else None
         rate = sample_rate or stream.codec_context.sample_rate
         if not rate:
             raise MediaDecodeError(p, "the audio stream has no sample rate")
@@ -76,6 +77,9 @@ def decode_audio(path: str | Path, *, sample_rate: int | None = FEATURE_SAMPLE_R
     if not chunks:
         raise EmptyMediaError(p, "the audio stream holds no samples")
     samples = np.concatenate(chunks, axis=1).astype(np.float32, copy=False)
+    if declared is not None:
+        # AAC/MP3 decoders emit the encoder's end padding; the container's declared duration excludes it.
+        samples = samples[:, : max(1, int(round(declared * rate)))]
     if samples.shape[1] == 0:
         raise EmptyMediaError(p, "the audio stream holds no samples")
     return AudioClip(samples=np.ascontiguousarray(samples), sample_rate=int(rate))

@@ -131,7 +131,10 @@ class CopiedStreamFeed(AudioFeed):
                 return
             pts = packet.pts if packet.pts is not None else packet.dts
             when = float((pts - start) * tb) - self.source.start
-            if when < 0:
+            ends = when + float((packet.duration or 0) * tb)
+            # Packets before the span are dropped, but a copy from the start keeps the encoder's priming packets
+            # (negative pts, e.g. AAC's first 1024 samples): the decoder needs them and the muxer keeps them hidden.
+            if self.source.start > 0 and ends <= 0:
                 continue
             if self.source.duration is not None and when >= self.source.duration:
                 self.done = True
@@ -140,7 +143,7 @@ class CopiedStreamFeed(AudioFeed):
                 self.pending = packet
                 return
             # Shift the span's start to zero in the output.
-            shift = int(round((self.source.start / tb))) + start
+            shift = int(round(self.source.start / tb)) + start
             packet.pts = pts - shift
             packet.dts = packet.dts - shift
             packet.stream = self.stream

@@ -182,8 +182,9 @@ def _audio_info(container: av.container.InputContainer) -> AudioStreamInfo | Non
         return None
     s = container.streams.audio[0]
     cc = s.codec_context
-    if s.duration and s.time_base:
-        duration = float(s.duration * s.time_base)
+    declared = _declared_duration(s, Fraction(s.time_base)) if s.time_base else None
+    if declared is not None:
+        duration = declared
     elif container.duration:
         duration = container.duration / av.time_base
     else:

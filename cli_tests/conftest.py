@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+import csv
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SHARED_DATA = Path(os.environ.get("DUBBER_SHARED_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    random.seed(0)
+    np.random.seed(0)
+
+
+@pytest.fixture(scope="session")
+def shared_manifest() -> list[dict]:
+    manifest = SHARED_DATA / "manifest.csv"
+    if not manifest.exists():
+        pytest.skip(f"shared talking-face data not found at {SHARED_DATA}")
+    with manifest.open() as f:
+        return list(csv.DictReader(f))
+
+
+def shared_path(row: dict) -> Path:
+    return SHARED_DATA / row["path"]

@@ -1,0 +1,125 @@
+"""Media generated at test time with raw PyAV, independent of dubber's own writer."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+VIDEO_CODECS = {"mp4": "libx264", "mkv": "libx264", "mov": "libx264", "webm": "libvpx-vp9"}
+AUDIO_IN_VIDEO = {"mp4": "aac", "mkv": "aac", "mov": "aac", "webm": "libopus"}
+AUDIO_FILES = {
+    "wav": ("wav", "pcm_s16le"),
+    "mp3": ("mp3", "libmp3lame"),
+    "flac": ("flac", "flac"),
+    "m4a": ("ipod", "aac"),
+}
+
+
+def pattern_frame(index: int, width: int, height: int) -> np.ndarray:
+    """A smooth, moving, frame-specific picture with four distinctly coloured quadrants (to check rotation)."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    phase = index * 0.15
+    base = 0.5 + 0.25 * np.sin(x / max(width, 1) * 6.0 + phase) * np.cos(y / max(height, 1) * 4.0 - phase)
+    img = np.empty((height, width, 3), np.float32)
+    img[..., 0], img[..., 1], img[..., 2] = base, 1.0 - base, 0.5 * base + 0.25
+    h2, w2 = height // 2, width // 2
+    img[:h2, :w2] *= (1.0, 0.3, 0.3)  # top-left reddish
+    img[:h2, w2:] *= (0.3, 1.0, 0.3)  # top-right greenish
+    img[h2:, :w2] *= (0.3, 0.3, 1.0)  # bottom-left bluish
+    return np.ascontiguousarray((img * 255).clip(0, 255).astype(np.uint8))
+
+
+def tone(seconds: float, rate: int, channels: int, freqs: tuple[float, ...] = (440.0, 660.0)) -> np.ndarray:
+    t = np.arange(int(round(seconds * rate))) / rate
+    return np.stack([0.4 * np.sin(2 * np.pi * freqs[c % len(freqs)] * t) for c in range(channels)]).astype(np.float32)
+
+
+def _add_audio_stream(container, codec: str, rate: int, channels: int):
+    stream = container.add_stream(codec, rate=rate)
+    stream.layout = "mono" if channels == 1 else "stereo"
+    return stream
+
+
+def _encode_audio(container, stream, samples: np.ndarray, rate: int) -> None:
+    fmt = stream.codec_context.format.name if stream.codec_context.format else "fltp"
+    resampler = av.AudioResampler(format=fmt, layout=stream.layout.name, rate=rate)
+    step = 1024
+    for start in range(0, samples.shape[1], step):
+        chunk = np.ascontiguousarray(samples[:, start : start + step])
+        frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=stream.layout.name)
+        frame.sample_rate = rate
+        frame.pts = start
+        frame.time_base = Fraction(1, rate)
+        for f in resampler.resample(frame):
+            container.mux(stream.encode(f))
+    container.mux(stream.encode(None))
+
+
+def make_video(
+    path: Path,
+    *,
+    fps: Fraction | int = 25,
+    frames: int = 25,
+    width: int = 96,
+    height: int = 64,
+    rotation: int | None = None,
+    audio_rate: int | None = None,
+    audio_channels: int = 1,
+    pts: list[int] | None = None,
+    time_base: Fraction | None = None,
+    faststart: bool = False,
+    pix_fmt: str = "yuv420p",
+    frame_fn=pattern_frame,
+) -> Path:
+    """Write a test video. ``pts`` (with ``time_base``) gives explicit, possibly irregular, timestamps (VFR)."""
+    ext = path.suffix.lstrip(".")
+    fmt = {"mkv": "matroska"}.get(ext, ext)
+    options = {"movflags": "faststart"} if faststart else {}
+    fps = Fraction(fps)
+    with av.open(str(path), "w", format=fmt, options=options) as out:
+        stream = out.add_stream(VIDEO_CODECS[ext], rate=fps)
+        if pix_fmt == "yuv420p":
+            width, height = width + (width & 1), height + (height & 1)
+        stream.width, stream.height = width, height
+        stream.pix_fmt = pix_fmt  # yuv444p allows odd sizes
+        if VIDEO_CODECS[ext] == "libx264":
+            stream.options = {"crf": "12", "preset": "ultrafast"}
+        if time_base is not None:
+            stream.time_base = time_base
+        if rotation is not None:
+            stream.set_display_rotation(rotation)
+        tb = time_base or Fraction(fps.denominator, fps.numerator)
+        stream.codec_context.time_base = tb
+        audio_stream = None
+        if audio_rate:
+            audio_rate = 48000 if ext == "webm" else audio_rate  # Opus only runs at 48 kHz
+            audio_stream = _add_audio_stream(out, AUDIO_IN_VIDEO[ext], audio_rate, audio_channels)
+        for i in range(frames):
+            img = frame_fn(i, stream.width, stream.height)
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts = pts[i] if pts is not None else round(i / (fps * tb))
+            frame.time_base = tb
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+        if audio_stream is not None:
+            samples = tone(frames / float(fps), audio_rate, audio_channels)
+            _encode_audio(out, audio_stream, samples, audio_rate)
+    return path
+
+
+def make_audio(
+    path: Path, *, rate: int = 16000, channels: int = 1, seconds: float = 1.0, freqs: tuple[float, ...] = (440.0, 660.0)
+) -> Path:
+    fmt, codec = AUDIO_FILES[path.suffix.lstrip(".")]
+    with av.open(str(path), "w", format=fmt) as out:
+        stream = _add_audio_stream(out, codec, rate, channels)
+        _encode_audio(out, stream, tone(seconds, rate, channels, freqs), rate)
+    return path
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)

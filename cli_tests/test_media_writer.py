@@ -1,0 +1,146 @@
+"""The H.264 writer: exact encoder settings, fidelity, fps and time base, odd sizes, audio muxing, atomicity."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+from media_factory import make_audio, make_video, pattern_frame, psnr
+
+from dubber.errors import OutputError
+from dubber.media import AudioClip, AudioFromFile, VideoEncodeOptions, VideoReader, VideoWriter, probe_media
+from dubber.media.encode_options import can_copy_audio, container_format_for, even_size, x264_options
+
+
+# -- pure builders, checked as exact values -------------------------------------------------------------------------
+def test_x264_options_exact():
+    assert x264_options(VideoEncodeOptions()) == {"crf": "18", "preset": "medium"}
+    assert x264_options(VideoEncodeOptions(crf=23, preset="veryfast", tune="film")) == {
+        "crf": "23",
+        "preset": "veryfast",
+        "tune": "film",
+    }
+    with pytest.raises(ValueError, match="preset='warp'"):
+        x264_options(VideoEncodeOptions(preset="warp"))
+    with pytest.raises(ValueError, match="crf=60"):
+        x264_options(VideoEncodeOptions(crf=60))
+
+
+def test_container_formats_exact():
+    formats = [container_format_for(f"x{e}") for e in (".mp4", ".MOV", ".mkv", ".m4v")]
+    assert formats == ["mp4", "mov", "matroska", "mp4"]
+    with pytest.raises(OutputError, match=r"out\.webm: unsupported output type '\.webm'"):
+        container_format_for("out.webm")
+    assert can_copy_audio("mp4", "aac") and not can_copy_audio("mp4", "pcm_s16le")
+    assert can_copy_audio("matroska", "pcm_s16le")
+
+
+def test_even_size():
+    assert even_size(64, 48) == (64, 48)
+    assert even_size(65, 49) == (66, 50)
+
+
+# -- writing -------------------------------------------------------------------------------------------------------
+def _write(path, frames, width, height, fps=Fraction(25), **kw):
+    with VideoWriter(path, width=width, height=height, fps=fps, **kw) as w:
+        for i in range(frames):
+            w.write(pattern_frame(i, width, height))
+    return path
+
+
+@pytest.mark.parametrize("ext", ["mp4", "mkv", "mov"])
+@pytest.mark.parametrize("fps", [Fraction(24), Fraction(30000, 1001), Fraction(50)], ids=str)
+def test_round_trip_fidelity_fps_and_count(tmp_path, ext, fps):
+    out = _write(tmp_path / f"o.{ext}", 30, 128, 96, fps=fps)
+    info = probe_media(out).video
+    assert info.fps == fps and info.frame_count == 30
+    assert abs(info.duration - 30 / fps) < 1 / float(fps)
+    for frame in VideoReader(out):
+        assert psnr(frame.image, pattern_frame(frame.index, 128, 96)) > 35
+
+
+def test_source_time_base_is_kept(tmp_path):
+    src = make_video(tmp_path / "s.mp4", fps=25, frames=10, time_base=Fraction(1, 12800))
+    reader = VideoReader(src)
+    assert reader.info.time_base == Fraction(1, 12800)
+    out = tmp_path / "o.mp4"
+    with VideoWriter(out, width=96, height=64, fps=reader.fps, time_base=reader.info.time_base) as w:
+        for f in reader:
+            w.write(f.image)
+    assert probe_media(out).video.time_base == Fraction(1, 12800)
+
+
+def test_odd_size_is_padded_by_one_pixel(tmp_path):
+    out = _write(tmp_path / "odd.mp4", 5, 65, 49)
+    frames = list(VideoReader(out))
+    assert frames[0].image.shape == (50, 66, 3)
+    assert psnr(frames[3].image[:49, :65], pattern_frame(3, 65, 49)) > 35
+
+
+def test_audio_from_samples(tmp_path):
+    rate = 16000
+    t = np.arange(2 * rate) / rate
+    clip = AudioClip(samples=(0.3 * np.sin(2 * np.pi * 440 * t))[None].astype(np.float32), sample_rate=rate)
+    out = _write(tmp_path / "a.mp4", 50, 96, 64, audio=clip)
+    info = probe_media(out)
+    assert info.audio.codec == "aac" and info.audio.sample_rate == rate
+    assert abs(info.audio.duration - 2.0) < 0.04
+
+
+def test_audio_stream_copy_and_transcode(tmp_path):
+    src = make_video(tmp_path / "s.mp4", frames=50, audio_rate=44100, audio_channels=2)
+    out = _write(tmp_path / "copy.mp4", 50, 96, 64, audio=AudioFromFile(src))
+    with av.open(str(src)) as a, av.open(str(out)) as b:
+        pa = [bytes(p) for p in a.demux(a.streams.audio[0]) if p.size]
+        pb = [bytes(p) for p in b.demux(b.streams.audio[0]) if p.size]
+    assert pa == pb  # copied bit for bit
+
+    wav = make_audio(tmp_path / "s.wav", rate=48000, channels=2, seconds=2.0)
+    out2 = _write(tmp_path / "pcm.mp4", 50, 96, 64, audio=AudioFromFile(wav))  # PCM cannot go in mp4: re-encoded
+    info = probe_media(out2).audio
+    assert info.codec == "aac" and info.channels == 2 and abs(info.duration - 2.0) < 0.04
+
+
+def test_audio_span_is_cut(tmp_path):
+    wav = make_audio(tmp_path / "s.wav", rate=16000, seconds=3.0)
+    out = _write(tmp_path / "cut.mp4", 25, 96, 64, audio=AudioFromFile(wav, start=0.5, duration=1.0))
+    assert abs(probe_media(out).audio.duration - 1.0) < 0.04
+
+
+def test_audio_is_interleaved_with_video(tmp_path):
+    src = make_video(tmp_path / "s.mp4", frames=100, audio_rate=44100)
+    out = _write(tmp_path / "i.mp4", 100, 96, 64, audio=AudioFromFile(src))
+    with av.open(str(out)) as c:
+        kinds = [p.stream.type for p, _ in zip(c.demux(), range(60), strict=False) if p.size]
+    assert "audio" in kinds[:30] and "video" in kinds[:30]
+
+
+# -- atomicity -----------------------------------------------------------------------------------------------------
+def test_failure_leaves_nothing(tmp_path):
+    out = tmp_path / "fail.mp4"
+    with pytest.raises(RuntimeError, match="boom"):
+        with VideoWriter(out, width=96, height=64, fps=Fraction(25)) as w:
+            w.write(pattern_frame(0, 96, 64))
+            raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failure_keeps_existing_destination(tmp_path):
+    out = tmp_path / "keep.mp4"
+    out.write_bytes(b"previous result")
+    with pytest.raises(ValueError, match="expected"):
+        with VideoWriter(out, width=96, height=64, fps=Fraction(25), overwrite=True) as w:
+            w.write(np.zeros((10, 10, 3), np.uint8))  # wrong size
+    assert out.read_bytes() == b"previous result"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.mp4"]
+
+
+def test_refuses_to_overwrite(tmp_path):
+    out = tmp_path / "x.mp4"
+    out.write_bytes(b"x")
+    with pytest.raises(OutputError, match="already exists"):
+        VideoWriter(out, width=96, height=64, fps=Fraction(25))
+    with pytest.raises(OutputError, match="does not exist"):
+        VideoWriter(tmp_path / "nodir" / "x.mp4", width=96, height=64, fps=Fraction(25))
