@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 MEDIAPIPE_SPEC ?= mediapipe==0.10.21
 STAMP := $(VENV)/.dubber-installed
 
-.PHONY: setup test test-all lint bench clean
+.PHONY: setup test test-all lint bench demo clean
 
 setup: $(STAMP)
 
@@ -27,8 +27,15 @@ test-all: setup
 	$(BIN)/python -m pytest -q -m "not gpu"
 
 lint: setup
-	$(BIN)/ruff check dubber cli_tests benchmarks tools
-	$(BIN)/ruff format --check dubber cli_tests benchmarks tools
+	$(BIN)/ruff check dubber cli_tests benchmarks tools examples
+	$(BIN)/ruff format --check dubber cli_tests benchmarks tools examples
+
+# Until the `dub VIDEO --audio` command lands, the demo shows the foundation: a sample video the project makes
+# itself, inspected, with an overlay preview of the tracked landmarks and crop box.
+demo: setup
+	$(BIN)/python examples/make_sample.py out/demo/astronaut.mp4
+	$(BIN)/dub inspect out/demo/astronaut.mp4 --preview out/demo/astronaut.preview.mp4 --overwrite
+	@echo "demo: sample video out/demo/astronaut.mp4, landmark overlay out/demo/astronaut.preview.mp4"
 
 bench: setup
 	$(BIN)/python benchmarks/bench_foundation.py

@@ -126,3 +126,16 @@ def test_usage_errors_exit_2():
     assert dub("inspect").returncode == 2
     assert dub("inspect", "x.mp4", "--bogus").returncode == 2
     assert dub("nonsense-command").returncode == 2
+
+
+def test_demo_sample_has_a_trackable_face(tmp_path):
+    pytest.importorskip("skimage")
+    root = Path(__file__).resolve().parents[1]
+    sample = tmp_path / "astronaut.mp4"
+    made = subprocess.run([sys.executable, root / "examples" / "make_sample.py", sample], capture_output=True)
+    assert made.returncode == 0, made.stderr
+    r = dub("inspect", sample, "--json")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["frames"] == 100 and report["face_ratio"] >= 0.95
+    assert report["media"]["audio"]["duration"] == pytest.approx(4.0, abs=0.05)

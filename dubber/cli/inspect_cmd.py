@@ -57,7 +57,7 @@ def inspect_command(
 ) -> None:
     """Show streams, faces found (and where not), face size and head-turn range."""
     from dubber.face.tracker import TrackerOptions
-    from dubber.inspect import inspect_video
+    from dubber.inspection import inspect_video
 
     show_progress = stderr.is_terminal
     with frame_progress("inspecting", show_progress) as bar:

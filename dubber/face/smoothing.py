@@ -30,6 +30,11 @@ class OneEuroFilter:
         self._dx: np.ndarray | None = None
         self._t: float | None = None
 
+    @property
+    def primed(self) -> bool:
+        """Whether a first sample has been seen since the last reset."""
+        return self._x is not None
+
     def __call__(self, x: np.ndarray, t: float) -> np.ndarray:
         x = np.asarray(x, dtype=np.float64)
         if self._x is None or self._t is None or t <= self._t:

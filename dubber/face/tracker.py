@@ -164,7 +164,7 @@ class FaceTracker:
 
     # -- internals ---------------------------------------------------------------------------------------------
     def _lose(self) -> None:
-        if self._roi is None and self._transform_filter._x is None:
+        if self._roi is None and not self._transform_filter.primed:
             return  # already lost: restarting the backend's graph every face-less frame costs time
         self._roi = None
         self.backend.reset()
@@ -201,7 +201,7 @@ class FaceTracker:
 
     def _finish(self, raw: np.ndarray, t: float) -> TrackedFace:
         raw_tf = self.aligner.estimate(raw)
-        if self._transform_filter._x is None:
+        if not self._transform_filter.primed:
             self._ref_scale = raw_tf.scale
         ref = self._ref_scale
         # Position in face-size units and log-scale, so one set of filter parameters fits every resolution.

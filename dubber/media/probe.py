@@ -14,7 +14,10 @@ import av
 import numpy as np
 
 from dubber.errors import EmptyMediaError, MediaDecodeError, NoVideoStreamError
+from dubber.log import get_logger
 from dubber.media.container import open_input
+
+log = get_logger("media")
 
 # A 1-tick rounding of the container's clock (e.g. Matroska's 1 ms for 29.97 fps) is not variable frame rate.
 _VFR_RELATIVE_TOLERANCE = 0.02
@@ -155,8 +158,12 @@ def _video_info(path: Path, container: av.container.InputContainer) -> VideoStre
     if declared_s is not None and declared_s - duration > max(0.5, 3 / float(fps)):
         raise MediaDecodeError(path, f"file is truncated: {duration:.2f} s of {declared_s:.2f} s are present")
 
-    container.seek(0, stream=stream)
-    rotation = _normalise_rotation(_first_frame_rotation(container, stream))
+    try:
+        container.seek(0, stream=stream)
+        rotation = _normalise_rotation(_first_frame_rotation(container, stream))
+    except av.error.FFmpegError:
+        log.debug("%s: cannot seek back to read the rotation; assuming none", path)
+        rotation = 0
     cw, ch = stream.codec_context.width, stream.codec_context.height
     w, h = (ch, cw) if rotation in (90, -90) else (cw, ch)
     return VideoStreamInfo(
