@@ -135,13 +135,14 @@ class FaceTracker:
         if cut:
             log.debug("scene cut at frame %d", frame.index)
             self._lose()
-        reacquired = False
-        if self._roi is None:
-            reacquired = self._acquire(image)
+        reacquired = self._roi is None
+        if reacquired:
+            self._acquire(image)
         points = self._landmarks(image) if self._roi is not None else None
         if points is None and self._roi is not None and not reacquired:
             self._lose()  # tracking lost: look again on this same frame
-            reacquired = self._acquire(image)
+            reacquired = True
+            self._acquire(image)
             points = self._landmarks(image) if self._roi is not None else None
         if points is None:
             self._lose()
@@ -171,13 +172,12 @@ class FaceTracker:
         self._transform_filter.reset()
         self._landmark_filter.reset()
 
-    def _acquire(self, image: np.ndarray) -> bool:
+    def _acquire(self, image: np.ndarray) -> None:
+        """Detect faces on the whole frame and put the ROI on the chosen one (left unset when it is not there)."""
         boxes = sorted(self.backend.detect(image), key=lambda b: b.area, reverse=True)
-        if len(boxes) <= self.options.face_index:
-            return True
-        self._roi = _Roi.around(boxes[self.options.face_index], self.options.roi_from_detection)
-        self.backend.reset()
-        return True
+        if len(boxes) > self.options.face_index:
+            self._roi = _Roi.around(boxes[self.options.face_index], self.options.roi_from_detection)
+            self.backend.reset()
 
     def _landmarks(self, image: np.ndarray) -> np.ndarray | None:
         assert self._roi is not None

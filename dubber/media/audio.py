@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -11,6 +12,7 @@ import numpy as np
 from dubber.errors import EmptyMediaError, MediaDecodeError, NoAudioStreamError
 from dubber.log import get_logger
 from dubber.media.container import open_input
+from dubber.media.probe import declared_duration
 
 log = get_logger("media")
 
@@ -54,7 +56,7 @@ def decode_audio(path: str | Path, *, sample_rate: int | None = FEATURE_SAMPLE_R
             raise NoAudioStreamError(p, "no audio stream")
         stream = container.streams.audio[0]
         stream.thread_type = "AUTO"
-        declared = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else None
+        declared = declared_duration(stream, Fraction(stream.time_base)) if stream.time_base else None
         rate = sample_rate or stream.codec_context.sample_rate
         if not rate:
             raise MediaDecodeError(p, "the audio stream has no sample rate")

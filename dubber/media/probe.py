@@ -108,7 +108,8 @@ def is_variable_frame_rate(pts: np.ndarray) -> bool:
     return bool(off.mean() > _VFR_MIN_FRACTION)
 
 
-def _declared_duration(stream, tb: Fraction) -> float | None:
+def declared_duration(stream, tb: Fraction) -> float | None:
+    """The duration a stream's container declares (MP4 header, or Matroska's DURATION tag), in seconds."""
     if stream.duration:
         return float(stream.duration * tb)
     tag = (stream.metadata or {}).get("DURATION")  # written by FFmpeg's Matroska muxer as HH:MM:SS.fffffffff
@@ -154,7 +155,7 @@ def _video_info(path: Path, container: av.container.InputContainer) -> VideoStre
     fps = fps.limit_denominator(1001 * 1000) if fps.denominator > 1_000_000 else fps
 
     # Matroska stores no frame count: a declared stream duration well past the demuxed end means lost data.
-    declared_s = _declared_duration(stream, tb)
+    declared_s = declared_duration(stream, tb)
     if declared_s is not None and declared_s - duration > max(0.5, 3 / float(fps)):
         raise MediaDecodeError(path, f"file is truncated: {duration:.2f} s of {declared_s:.2f} s are present")
 
@@ -189,7 +190,7 @@ def _audio_info(container: av.container.InputContainer) -> AudioStreamInfo | Non
         return None
     s = container.streams.audio[0]
     cc = s.codec_context
-    declared = _declared_duration(s, Fraction(s.time_base)) if s.time_base else None
+    declared = declared_duration(s, Fraction(s.time_base)) if s.time_base else None
     if declared is not None:
         duration = declared
     elif container.duration:
