@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 MEDIAPIPE_SPEC ?= mediapipe==0.10.21
 STAMP := $(VENV)/.dubber-installed
 
-.PHONY: setup test test-all lint bench demo clean
+.PHONY: setup test test-all lint bench demo clean prep train-landmarks eval-landmarks
 
 setup: $(STAMP)
 
@@ -39,6 +39,24 @@ demo: setup
 
 bench: setup
 	$(BIN)/python benchmarks/bench_foundation.py
+
+# The training data path (docs/LANDMARKS.md): prepare ../shared/data, train, evaluate. CACHE and RUN live outside
+# the repository; SHARED points at the shared talking-face clips.
+SHARED ?= ../shared/data
+CACHE ?= ../cache/prep
+RUN ?= ../runs/landmarks
+JOBS ?= 2
+
+prep: setup
+	$(BIN)/dub prep $(SHARED)/manifest.csv -o $(CACHE) --splits train,dev -j $(JOBS)
+
+train-landmarks: setup
+	$(BIN)/dub train landmarks --data $(CACHE) --out $(RUN) --model small --max-steps 6500 --max-minutes 45 \
+		$(if $(wildcard $(RUN)/checkpoint.json),--resume)
+
+eval-landmarks: setup
+	$(BIN)/dub eval landmarks --data $(CACHE) --align-dir $(SHARED)/grid_s1_align --report $(RUN)/eval.json \
+		$(if $(WEIGHTS),--weights $(WEIGHTS))
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

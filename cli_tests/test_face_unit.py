@@ -6,14 +6,13 @@ import cv2
 import numpy as np
 import pytest
 
+from cli_tests.fake_faces import SquareFaces
 from dubber.face import (
     ALIGN_INDICES,
     ALL_INDICES,
     CONTENT_INDICES,
     POSE_INDICES,
     FaceAligner,
-    FaceBackend,
-    FaceBox,
     FaceTracker,
     Similarity,
     TrackerOptions,
@@ -104,38 +103,6 @@ def test_aligner_landmark_coordinates():
 
 
 # -- tracker logic with a fake backend --------------------------------------------------------------------------
-class SquareFaces(FaceBackend):
-    """'Faces' are pure white squares; landmarks are the canonical face stretched over the one nearest the centre."""
-
-    name = "squares"
-
-    def __init__(self, jitter: float = 0.0) -> None:
-        self.rng = np.random.default_rng(0)
-        self.jitter = jitter
-        self.resets = 0
-
-    def _squares(self, image: np.ndarray) -> list[FaceBox]:
-        mask = (image.min(axis=2) == 255).astype(np.uint8)
-        n, _, stats, _ = cv2.connectedComponentsWithStats(mask)
-        return [FaceBox(x, y, x + w, y + h, 1.0) for x, y, w, h, area in stats[1:] if area > 30]
-
-    def detect(self, image):
-        return self._squares(image)
-
-    def landmarks(self, image):
-        boxes = self._squares(image)
-        if not boxes:
-            return None
-        h, w = image.shape[:2]
-        b = min(boxes, key=lambda b: np.hypot(b.center[0] - w / 2, b.center[1] - h / 2))
-        pts = canonical_face() * [b.width, b.height] + [b.x0, b.y0]
-        pts = pts + self.jitter * self.rng.standard_normal(pts.shape) * b.width / 100
-        return np.concatenate([pts, np.zeros((478, 1))], 1).astype(np.float32)
-
-    def reset(self):
-        self.resets += 1
-
-
 def _scene(squares: list[tuple[int, int, int]], bg: int = 40, size=(240, 320)) -> np.ndarray:
     img = np.full((*size, 3), bg, np.uint8)
     for x, y, s in squares:

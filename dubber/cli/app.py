@@ -38,9 +38,17 @@ def _root(
 
 def _register() -> None:
     from dubber.cli.env_cmd import env_command
+    from dubber.cli.eval_cmd import eval_app
     from dubber.cli.inspect_cmd import inspect_command
+    from dubber.cli.prep_cmd import prep_command
+    from dubber.cli.train_cmd import train_app
+    from dubber.cli.weights_cmd import weights_app
 
     app.command("inspect")(inspect_command)
+    app.command("prep")(prep_command)
+    app.add_typer(train_app, name="train")
+    app.add_typer(eval_app, name="eval")
+    app.add_typer(weights_app, name="weights")
     app.command("env")(env_command)
 
 

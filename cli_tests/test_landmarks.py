@@ -1,0 +1,253 @@
+"""The landmark completer: model, references, sequence inference, training (tiny), resume, evaluation, CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from cli_tests.synthetic_cache import make_cache
+from dubber.data.cache import PrepCache
+from dubber.evaluation.alignments import silence_mask
+from dubber.evaluation.landmark_eval import LandmarkEvalOptions, evaluate_landmarks
+from dubber.evaluation.metrics import correlation, jitter, lmd, velocity_error
+from dubber.models import LandmarkCompleter, LandmarkCompleterConfig, predict_sequence
+from dubber.training.landmark_data import WindowSampler, content_opening, load_clips, spread_references
+from dubber.training.landmark_trainer import LandmarkTrainConfig, train_landmarks
+
+TINY = LandmarkCompleterConfig.named("tiny")
+SPEAKERS = {"ann": "train", "bob": "train", "cat": "train", "dan": "dev", "eve": "dev"}
+
+
+def _inputs(cfg: LandmarkCompleterConfig, b: int = 3, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    mel = torch.rand(b, cfg.window, 16, 80, generator=g) * 8 - 4
+    pose = 0.3 + 0.4 * torch.rand(b, cfg.window, 74, 2, generator=g)
+    refs = 0.3 + 0.4 * torch.rand(b, cfg.n_refs, 131, 2, generator=g)
+    return mel, pose, refs
+
+
+def test_untrained_model_predicts_the_mean_reference_shape():
+    torch.manual_seed(0)
+    model = LandmarkCompleter(TINY).eval()
+    mel, pose, refs = _inputs(TINY)
+    out = model(mel, pose, refs)
+    assert out.shape == (3, TINY.window, 57, 2)
+    expected = refs[:, :, 74:].mean(1, keepdim=True).expand_as(out)
+    torch.testing.assert_close(out, expected)
+
+
+def test_gradients_reach_every_input():
+    torch.manual_seed(0)
+    model = LandmarkCompleter(TINY)
+    for p in (model.lip_head, model.jaw_head):
+        torch.nn.init.normal_(p.weight, std=0.1)
+    mel, pose, refs = (t.requires_grad_() for t in _inputs(TINY))
+    model(mel, pose, refs).square().sum().backward()
+    assert all(t.grad is not None and t.grad.abs().sum() > 0 for t in (mel, pose, refs))
+
+
+def test_save_load_gives_identical_outputs(tmp_path):
+    torch.manual_seed(1)
+    model = LandmarkCompleter(TINY).eval()
+    torch.nn.init.normal_(model.lip_head.weight, std=0.1)
+    model.save_pretrained(tmp_path / "m")
+    loaded = LandmarkCompleter.from_pretrained(tmp_path / "m")
+    assert loaded.config == TINY
+    args = _inputs(TINY)
+    torch.testing.assert_close(loaded(*args), model(*args), rtol=0, atol=0)
+    model.save_pretrained(tmp_path / "h", dtype=torch.float16)
+    half = LandmarkCompleter.from_pretrained(tmp_path / "h")
+    assert (tmp_path / "h" / "model.safetensors").stat().st_size < 0.6 * (
+        tmp_path / "m" / "model.safetensors"
+    ).stat().st_size
+    torch.testing.assert_close(half(*args), model(*args), rtol=0, atol=2e-3)
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["d_model"] == TINY.d_model
+
+
+def test_named_configs():
+    assert LandmarkCompleterConfig.named("base").d_model == 512
+    assert LandmarkCompleterConfig.named("base").n_refs == 15 and LandmarkCompleterConfig.named("base").window == 5
+    with pytest.raises(ValueError, match="unknown"):
+        LandmarkCompleterConfig.named("huge")
+
+
+def test_references_spread_over_the_opening_range():
+    opening = np.r_[np.zeros(50), np.linspace(0, 0.5, 50)]
+    idx = spread_references(opening, np.arange(100), 5, None)
+    picked = np.sort(opening[idx])
+    assert picked[0] == 0.0 and picked[-1] > 0.4 and len(set(np.round(picked, 3))) >= 4
+    rng = np.random.default_rng(0)
+    assert len(spread_references(opening, np.arange(100), 15, rng)) == 15
+    assert len(spread_references(opening, np.arange(3), 15, None)) == 15  # fewer frames than references: repeats
+
+
+def test_predict_sequence_any_length():
+    torch.manual_seed(0)
+    model = LandmarkCompleter(TINY)
+    refs = np.full((TINY.n_refs, 131, 2), 0.5, np.float32)
+    for n in (1, 3, 5, 17):
+        out = predict_sequence(model, np.zeros((n, 16, 80), np.float32), np.full((n, 74, 2), 0.5, np.float32), refs)
+        assert out.shape == (n, 57, 2)
+        np.testing.assert_allclose(out, 0.5, atol=1e-6)  # untrained: the references' mean
+    assert model.training  # the caller's mode is restored
+
+
+def test_metrics_on_known_cases():
+    truth = np.random.default_rng(0).random((10, 57, 2))
+    assert lmd(truth, truth) == 0.0 and velocity_error(truth, truth) == 0.0
+    shifted = truth + np.array([0.03, 0.04])
+    assert lmd(shifted, truth) == pytest.approx(0.05)
+    assert lmd(shifted, truth, np.full(10, 0.5)) == pytest.approx(0.1)
+    assert velocity_error(shifted, truth) == pytest.approx(0.0, abs=1e-12)
+    assert correlation(np.ones(20), np.arange(20)) is None  # a constant signal: no NaN, no number
+    assert correlation(np.arange(20), 2 * np.arange(20) + 1) == pytest.approx(1.0)
+    assert jitter(np.repeat(truth[:1], 5, 0)) == 0.0
+
+
+def test_silence_mask_keeps_away_from_words():
+    spans = [(0.0, 0.95, "sil"), (0.95, 1.3, "bin"), (1.3, 2.0, "sil")]
+    t = np.arange(50) / 25
+    m = silence_mask(t, spans, margin=0.12)
+    assert m[:20].all() and not m[21:36].any() and m[36:].all()
+
+
+def test_window_sampler_is_a_function_of_seed_and_step(tmp_path):
+    cache = PrepCache(make_cache(tmp_path / "c", SPEAKERS))
+    clips = load_clips(cache, "train")
+    s = WindowSampler(clips, TINY.window, TINY.n_refs)
+    a, b = s.batch(8, seed=3, step=7), s.batch(8, seed=3, step=7)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(a["mel"], s.batch(8, seed=3, step=8)["mel"])
+    assert a["refs"].shape == (8, TINY.n_refs, 131, 2) and a["target"].shape == (8, TINY.window, 57, 2)
+
+
+def _train(cache, run, steps, **kw):
+    cfg = LandmarkTrainConfig(
+        model="tiny",
+        batch_size=16,
+        lr=3e-3,
+        warmup_steps=10,
+        max_steps=steps,
+        eval_every=10**6,
+        checkpoint_minutes=1e9,
+        seed=0,
+        **kw,
+    )
+    return train_landmarks(cache, run, cfg, device="cpu")
+
+
+def test_tiny_training_learns_and_resumes_exactly(tmp_path):
+    cache = make_cache(tmp_path / "c", SPEAKERS)
+    result = _train(cache, tmp_path / "run", 150)
+    log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in log if "loss" in r]
+    assert np.mean(losses[-2:]) < 0.6 * losses[0]
+    model = LandmarkCompleter.from_pretrained(tmp_path / "run" / "model")
+    report = evaluate_landmarks(model, PrepCache(cache), LandmarkEvalOptions(min_corr_seconds=2.0))
+    unseen = report.groups["unseen"]
+    assert unseen["model"]["lmd"] < 0.7 * unseen["static_mean"]["lmd"]
+    assert unseen["model"]["opening_corr"] > 0.6
+    assert unseen["silent_audio"]["lmd"] > unseen["model"]["lmd"]
+    assert result.step == 150
+
+    # 10 steps, stop, resume for 10 more == 20 steps in one go, bit for bit.
+    _train(cache, tmp_path / "a", 20)
+    cfg = LandmarkTrainConfig(
+        model="tiny",
+        batch_size=16,
+        lr=3e-3,
+        warmup_steps=10,
+        max_steps=20,
+        seed=0,
+        eval_every=10**6,
+        checkpoint_minutes=1e9,
+    )
+    train_landmarks(cache, tmp_path / "b", LandmarkTrainConfig(**{**cfg.to_dict(), "max_steps": 10}), device="cpu")
+    conf = json.loads((tmp_path / "b" / "config.json").read_text())
+    conf["train"]["max_steps"] = 20  # the same schedule as run a from here on
+    (tmp_path / "b" / "config.json").write_text(json.dumps(conf))
+    train_landmarks(cache, tmp_path / "b", cfg, resume=True, device="cpu")
+    wa = LandmarkCompleter.from_pretrained(tmp_path / "a" / "model").state_dict()
+    wb = LandmarkCompleter.from_pretrained(tmp_path / "b" / "model").state_dict()
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_train_and_eval_cli(tmp_path):
+    cache = make_cache(tmp_path / "c", SPEAKERS)
+    run = tmp_path / "run"
+    base = [sys.executable, "-m", "dubber"]
+    train = subprocess.run(
+        base
+        + [
+            "train",
+            "landmarks",
+            "--data",
+            str(cache),
+            "--out",
+            str(run),
+            "--model",
+            "tiny",
+            "--max-steps",
+            "30",
+            "--batch-size",
+            "8",
+            "--eval-every",
+            "15",
+            "--device",
+            "cpu",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert train.returncode == 0, train.stderr
+    assert json.loads(train.stdout)["step"] == 30
+    log = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if r.get("eval")] == [15, 30]
+    again = subprocess.run(
+        base + ["train", "landmarks", "--data", str(cache), "--out", str(run), "--model", "tiny"],
+        capture_output=True,
+        text=True,
+    )
+    assert again.returncode == 2 and "--resume" in again.stderr
+    report = tmp_path / "r.json"
+    ev = subprocess.run(
+        base
+        + [
+            "eval",
+            "landmarks",
+            "--data",
+            str(cache),
+            "--weights",
+            str(run / "model"),
+            "--report",
+            str(report),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert ev.returncode == 0, ev.stderr
+    summary = json.loads(ev.stdout)
+    assert set(summary["groups"]["unseen"]) == {"model", "static_mean", "silent_audio"}
+    assert len(json.loads(report.read_text())["clips"]) == 4
+    bad = subprocess.run(
+        base + ["eval", "landmarks", "--data", str(tmp_path), "--weights", str(run / "model")],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2 and "not a prepared cache" in bad.stderr
+
+
+def test_content_opening_matches_the_face_helper():
+    from dubber.face.landmarks import CONTENT_INDICES, mouth_opening
+
+    pts = np.random.default_rng(0).random((4, 478, 2))
+    np.testing.assert_allclose(content_opening(pts[:, list(CONTENT_INDICES)]), mouth_opening(pts))

@@ -1,0 +1,94 @@
+"""Checksummed weights: the manifest, verification, tamper detection, and the shipped landmark model."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from dubber.models import LandmarkCompleter, LandmarkCompleterConfig
+from dubber.weights import (
+    LANDMARKS_MODEL,
+    WeightsError,
+    load_landmark_model,
+    read_manifest,
+    register_model,
+    verified_folder,
+    verify_entry,
+    weights_root,
+)
+
+
+def _fake_root(tmp_path):
+    root = tmp_path / "weights"
+    folder = root / "default" / "landmarks"
+    torch.manual_seed(0)
+    LandmarkCompleter(LandmarkCompleterConfig.named("tiny")).save_pretrained(folder, dtype=torch.float16)
+    register_model(LANDMARKS_MODEL, folder, {"training": {"data": "synthetic"}, "metrics": {"lmd": 0.1}}, root)
+    return root
+
+
+def test_register_verify_and_load(tmp_path, monkeypatch):
+    root = _fake_root(tmp_path)
+    entry = read_manifest(root)["models"][LANDMARKS_MODEL]
+    assert set(entry["files"]) == {"default/landmarks/config.json", "default/landmarks/model.safetensors"}
+    assert all(len(f["sha256"]) == 64 and f["size"] > 0 for f in entry["files"].values())
+    assert all(c.ok for c in verify_entry(LANDMARKS_MODEL, root))
+    monkeypatch.setenv("DUB_WEIGHTS", str(root))
+    assert weights_root() == root
+    model = load_landmark_model()
+    assert model.config.d_model == 32 and not model.training
+
+
+def test_damaged_or_missing_files_are_named(tmp_path):
+    root = _fake_root(tmp_path)
+    weights = root / "default" / "landmarks" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-10] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(WeightsError, match="model.safetensors: sha256 does not match"):
+        verified_folder(LANDMARKS_MODEL, root)
+    weights.unlink()
+    with pytest.raises(WeightsError, match="model.safetensors: missing"):
+        verified_folder(LANDMARKS_MODEL, root)
+    with pytest.raises(WeightsError, match="no model named"):
+        verified_folder("default/nothing", root)
+    with pytest.raises(WeightsError, match="no weights manifest"):
+        read_manifest(tmp_path / "nowhere")
+
+
+def test_weights_cli_on_a_damaged_folder(tmp_path):
+    root = _fake_root(tmp_path)
+    env = {"DUB_WEIGHTS": str(root), "PATH": "/usr/bin:/bin"}
+    ok = subprocess.run(
+        [sys.executable, "-m", "dubber", "weights", "verify", "--json"], capture_output=True, text=True, env=env
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert all(c["ok"] for c in json.loads(ok.stdout)[LANDMARKS_MODEL])
+    (root / "default" / "landmarks" / "config.json").write_text("{}")
+    bad = subprocess.run([sys.executable, "-m", "dubber", "weights", "verify"], capture_output=True, text=True, env=env)
+    assert bad.returncode == 1 and "config.json" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_shipped_landmark_weights_verify_and_run(monkeypatch):
+    """The weights in the repository: present, checksums right, small, and a working model."""
+    monkeypatch.delenv("DUB_WEIGHTS", raising=False)
+    manifest = read_manifest()
+    entry = manifest["models"][LANDMARKS_MODEL]
+    assert sum(f["size"] for f in entry["files"].values()) < 16 * 2**20
+    for key in ("training", "metrics", "licence"):
+        assert entry[key], key
+    model = load_landmark_model()
+    cfg = model.config
+    mel = torch.zeros(1, cfg.window, 16, 80) - 4.0
+    from dubber.face.aligner import canonical_face
+    from dubber.face.landmarks import ALL_INDICES, POSE_INDICES
+
+    face = torch.as_tensor(canonical_face())
+    pose = face[list(POSE_INDICES)].expand(1, cfg.window, -1, -1)
+    refs = face[list(ALL_INDICES)].expand(1, cfg.n_refs, -1, -1)
+    out = model(mel, pose, refs)
+    assert out.shape == (1, cfg.window, 57, 2) and torch.isfinite(out).all()

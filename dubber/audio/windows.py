@@ -1,0 +1,41 @@
+"""Per-frame mel windows chosen by timestamp, so every frame rate (24, 25, 29.97, 30, 50, variable) aligns."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dubber.audio.mel import MelConfig
+
+WINDOW_STEPS = 16  # 0.2 s of mel at 80 steps/s
+
+
+def window_starts(times: np.ndarray, config: MelConfig = MelConfig(), steps: int = WINDOW_STEPS) -> np.ndarray:
+    """Index of the first mel step of each frame's window: the ``steps`` steps whose centres lie nearest ``t``.
+
+    Step ``k`` is centred at ``k / steps_per_second``; the window for ``t`` is ``[c - steps/2, c + steps/2)`` with
+    ``c`` the step nearest ``t``, so its middle sits within half a step (6 ms) of the frame's time.
+    """
+    t = np.asarray(times, dtype=np.float64)
+    centre = np.floor(t * config.steps_per_second + 0.5).astype(np.int64)
+    return centre - steps // 2
+
+
+def frame_windows(
+    mel: np.ndarray, times: np.ndarray, config: MelConfig = MelConfig(), steps: int = WINDOW_STEPS
+) -> np.ndarray:
+    """(frames, steps, n_mels) windows of ``mel`` (steps, n_mels) for frames at ``times`` seconds.
+
+    Steps before the audio's start or after its end read as silence, so a video longer than its audio still gets
+    a window for every frame.
+    """
+    mel = np.asarray(mel, dtype=np.float32)
+    starts = window_starts(times, config, steps)
+    n = len(starts)
+    if n == 0:
+        return np.zeros((0, steps, mel.shape[1] if mel.ndim == 2 else config.n_mels), dtype=np.float32)
+    lo = int(min(0, starts.min()))
+    hi = int(max(len(mel), starts.max() + steps))
+    padded = np.full((hi - lo, mel.shape[1]), config.silence, dtype=np.float32)
+    padded[-lo : -lo + len(mel)] = mel
+    index = (starts - lo)[:, None] + np.arange(steps)[None, :]
+    return padded[index]

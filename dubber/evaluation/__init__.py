@@ -1,0 +1,1 @@
+"""Evaluation: metrics, and the landmark completer's evaluation on held-out speakers."""

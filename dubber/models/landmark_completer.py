@@ -1,0 +1,193 @@
+"""The landmark completer (DESIGN.md §5, after IP_LAP): audio + reference landmarks + pose -> lip and jaw landmarks.
+
+Tokens: R reference landmark sets (all 131 points) | T audio tokens (a mel CNN per frame window) | T pose tokens
+(a 1-D CNN over each frame's 74 upper-face points), with modality embeddings and sinusoidal time positions, through
+a transformer encoder. The 40 lip points are read from the audio tokens and the 17 jaw points from the pose tokens,
+as offsets from the mean of the references' lip and jaw shapes: an untrained head predicts the speaker's mean shape,
+which is the baseline every prediction must beat. Coordinates are unit-crop numbers throughout, so gradients flow
+from anything downstream (the renderer) back into this model.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from dubber.face.landmarks import ALL_INDICES, CONTENT_INDICES, JAW, LIP_INDICES, POSE_INDICES
+
+N_POSE = len(POSE_INDICES)  # 74
+N_CONTENT = len(CONTENT_INDICES)  # 57: jaw (17) then lips (40)
+N_JAW = len(JAW)
+N_LIPS = len(LIP_INDICES)
+N_ALL = len(ALL_INDICES)  # 131, pose first
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+@dataclass(frozen=True)
+class LandmarkCompleterConfig:
+    d_model: int = 512
+    n_layers: int = 4
+    n_heads: int = 4
+    ff_dim: int = 1024
+    dropout: float = 0.1
+    n_refs: int = 15
+    window: int = 5  # T frames predicted together
+    mel_steps: int = 16
+    n_mels: int = 80
+    audio_channels: int = 256  # width of the mel CNN
+
+    @classmethod
+    def named(cls, name: str) -> LandmarkCompleterConfig:
+        presets = {
+            "tiny": cls(d_model=32, n_layers=1, n_heads=2, ff_dim=64, n_refs=4, audio_channels=16),
+            "small": cls(d_model=192, n_layers=3, n_heads=4, ff_dim=768, audio_channels=128),
+            "base": cls(),
+        }
+        if name not in presets:
+            raise ValueError(f"unknown landmark completer config {name!r}; choose from {sorted(presets)}")
+        return presets[name]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> LandmarkCompleterConfig:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def _sinusoid(positions: int, dim: int) -> torch.Tensor:
+    pos = torch.arange(positions, dtype=torch.float32)[:, None]
+    freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    out = torch.zeros(positions, dim)
+    out[:, 0::2] = torch.sin(pos * freq)
+    out[:, 1::2] = torch.cos(pos * freq[: dim // 2])
+    return out
+
+
+def _center(points: torch.Tensor) -> torch.Tensor:
+    # Unit-crop coordinates live in ~[0.2, 0.8]: centre and widen them to about unit spread for the networks.
+    return (points - 0.5) * 4.0
+
+
+class MelEncoder(nn.Module):
+    """(B, steps, mels) mel window -> (B, d) token: 1-D convolutions along time with the mel bands as channels.
+
+    IP_LAP uses Wav2Lip's 2-D mel CNN; along-time 1-D convolutions see the same 0.2 s window at a thirtieth of the
+    cost, which is what lets the model train on a CPU.
+    """
+
+    def __init__(self, cfg: LandmarkCompleterConfig) -> None:
+        super().__init__()
+        c = cfg.audio_channels
+        self.net = nn.Sequential(
+            nn.Conv1d(cfg.n_mels, c, 3, padding=1),
+            nn.GroupNorm(8 if c % 8 == 0 else 1, c),
+            nn.GELU(),
+            nn.Conv1d(c, c, 3, padding=1, stride=2),
+            nn.GELU(),
+            nn.Conv1d(c, 2 * c, 3, padding=1, stride=2),
+            nn.GELU(),
+        )
+        self.out = nn.Linear(2 * c * ((cfg.mel_steps + 3) // 4), cfg.d_model)
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        return self.out(self.net(mel.transpose(1, 2)).flatten(1))
+
+
+class PointsEncoder(nn.Module):
+    """(B, N, 2) point set -> (B, d) token: a 1-D CNN along the point sequence, then a projection."""
+
+    def __init__(self, n_points: int, d_model: int, width: int = 64) -> None:
+        super().__init__()
+        self.conv = nn.Sequential(
+            nn.Conv1d(2, width, 3, padding=1),
+            nn.GELU(),
+            nn.Conv1d(width, width, 3, padding=1, stride=2),
+            nn.GELU(),
+        )
+        self.out = nn.Sequential(
+            nn.Linear(width * ((n_points + 1) // 2), d_model), nn.GELU(), nn.Linear(d_model, d_model)
+        )
+
+    def forward(self, points: torch.Tensor) -> torch.Tensor:
+        x = self.conv(_center(points).transpose(1, 2))
+        return self.out(x.flatten(1))
+
+
+class LandmarkCompleter(nn.Module):
+    def __init__(self, config: LandmarkCompleterConfig | None = None) -> None:
+        super().__init__()
+        self.config = cfg = config or LandmarkCompleterConfig()
+        d = cfg.d_model
+        self.ref_encoder = PointsEncoder(N_ALL, d)
+        self.pose_encoder = PointsEncoder(N_POSE, d)
+        self.mel_encoder = MelEncoder(cfg)
+        self.modality = nn.Parameter(torch.zeros(3, d))
+        nn.init.normal_(self.modality, std=0.02)
+        self.register_buffer("time_pos", _sinusoid(cfg.window, d), persistent=False)
+        layer = nn.TransformerEncoderLayer(
+            d, cfg.n_heads, cfg.ff_dim, cfg.dropout, activation="gelu", batch_first=True, norm_first=True
+        )
+        self.encoder = nn.TransformerEncoder(layer, cfg.n_layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(d)
+        self.lip_head = nn.Linear(d, N_LIPS * 2)
+        self.jaw_head = nn.Linear(d, N_JAW * 2)
+        # Zero heads: training starts from the references' mean shape.
+        for head in (self.lip_head, self.jaw_head):
+            nn.init.zeros_(head.weight)
+            nn.init.zeros_(head.bias)
+
+    def forward(self, mel: torch.Tensor, pose: torch.Tensor, refs: torch.Tensor) -> torch.Tensor:
+        """mel (B, T, steps, mels), pose (B, T, 74, 2), refs (B, R, 131, 2) -> content (B, T, 57, 2).
+
+        Content is ordered as ``CONTENT_INDICES``: jaw (17) then outer and inner lips (40).
+        """
+        b, t = mel.shape[:2]
+        r = refs.shape[1]
+        d = self.config.d_model
+        ref_tok = self.ref_encoder(refs.reshape(b * r, N_ALL, 2)).reshape(b, r, d) + self.modality[0]
+        pos = self.time_pos[:t]
+        audio_tok = self.mel_encoder(mel.reshape(b * t, *mel.shape[2:])).reshape(b, t, d) + self.modality[1] + pos
+        pose_tok = self.pose_encoder(pose.reshape(b * t, N_POSE, 2)).reshape(b, t, d) + self.modality[2] + pos
+        x = self.norm(self.encoder(torch.cat([ref_tok, audio_tok, pose_tok], dim=1)))
+        lips = self.lip_head(x[:, r : r + t]).reshape(b, t, N_LIPS, 2)
+        jaw = self.jaw_head(x[:, r + t :]).reshape(b, t, N_JAW, 2)
+        base = refs[:, :, N_POSE:].mean(dim=1, keepdim=True)  # (B, 1, 57, 2) mean reference content
+        # Offsets are predicted in the networks' widened units (x4) and brought back to crop units.
+        return base + torch.cat([jaw, lips], dim=2) / 4.0
+
+    # -- save / load -------------------------------------------------------------------------------------------
+    def save_pretrained(
+        self, folder: str | Path, *, dtype: torch.dtype | None = None, extra: dict | None = None
+    ) -> Path:
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        state = {
+            k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).contiguous().cpu()
+            for k, v in self.state_dict().items()
+        }
+        save_file(state, str(folder / WEIGHTS_NAME), metadata={"format": "pt"})
+        config = {"model": "LandmarkCompleter", **self.config.to_dict(), **(extra or {})}
+        (folder / CONFIG_NAME).write_text(json.dumps(config, indent=1))
+        return folder
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path, *, device: str | torch.device = "cpu") -> LandmarkCompleter:
+        from safetensors.torch import load_file
+
+        folder = Path(folder)
+        config = LandmarkCompleterConfig.from_dict(json.loads((folder / CONFIG_NAME).read_text()))
+        model = cls(config)
+        state = load_file(str(folder / WEIGHTS_NAME), device="cpu")
+        model.load_state_dict({k: v.float() for k, v in state.items()})
+        return model.to(device).eval()

@@ -1,0 +1,1 @@
+"""Training loops (HF accelerate), their data samplers and checkpoints."""

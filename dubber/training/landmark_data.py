@@ -1,0 +1,214 @@
+"""Training and evaluation samples for the landmark completer, built from a prepared cache.
+
+A sample is a window of T consecutive usable frames of one clip: their mel windows, their pose points and the
+target lip/jaw points, plus R reference landmark sets from the same clip chosen spread over its mouth-opening range
+(away from the window, so the target is never among them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from dubber.audio.windows import frame_windows
+from dubber.data.cache import ClipTrack, PrepCache
+from dubber.face.landmarks import ALL_INDICES, CONTENT_INDICES, POSE_INDICES, mouth_opening
+
+_CONTENT = np.asarray(CONTENT_INDICES)
+_POSE = np.asarray(POSE_INDICES)
+_ALL = np.asarray(ALL_INDICES)
+# Positions of the mouth-opening points inside the content order (jaw, outer lips, inner lips).
+OPENING_IN_CONTENT = tuple(CONTENT_INDICES.index(i) for i in (13, 14, 61, 291))
+
+
+def content_opening(content: np.ndarray) -> np.ndarray:
+    """Mouth opening (inner gap / width) from content-ordered points (..., 57, 2)."""
+    up, low, right, left = (content[..., i, :] for i in OPENING_IN_CONTENT)
+    gap = np.linalg.norm(low - up, axis=-1)
+    return gap / np.maximum(np.linalg.norm(left - right, axis=-1), 1e-6)
+
+
+def spread_references(
+    opening: np.ndarray, candidates: np.ndarray, count: int, rng: np.random.Generator | None
+) -> np.ndarray:
+    """Indices of ``count`` frames among ``candidates`` whose mouth openings spread evenly over the range.
+
+    The range runs from the 2nd to the 98th percentile (one mis-tracked frame must not set it); each reference is
+    the frame nearest one of ``count`` evenly spaced opening values, ends included (jittered by up to half a
+    spacing when ``rng`` is given). The
+    references thus show the speaker closed, half open and wide open, as IP_LAP prescribes, even when most frames
+    are closed.
+    """
+    if len(candidates) == 0:
+        raise ValueError("no candidate reference frames")
+    values = opening[candidates]
+    lo, hi = np.percentile(values, [2, 98])
+    offsets = np.arange(count) / max(count - 1, 1)  # both ends included: the resting and the widest mouth
+    if rng is not None:
+        offsets = np.clip(offsets + (rng.random(count) - 0.5) / max(count - 1, 1), 0.0, 1.0)
+    targets = lo + (hi - lo) * offsets
+    order = np.argsort(values, kind="stable")
+    sorted_vals = values[order]
+    pos = np.clip(np.searchsorted(sorted_vals, targets), 1, len(order) - 1) if len(order) > 1 else np.zeros(count, int)
+    if len(order) > 1:
+        left_closer = np.abs(sorted_vals[pos - 1] - targets) <= np.abs(sorted_vals[pos] - targets)
+        pos = np.where(left_closer, pos - 1, pos)
+    return candidates[order[pos]]
+
+
+@dataclass
+class ClipArrays:
+    """One clip's arrays in the shapes the model reads (float32, unit crop coordinates)."""
+
+    clip_id: str
+    speaker: str
+    seconds: float
+    times: np.ndarray
+    usable: np.ndarray  # (N,) bool
+    points: np.ndarray  # (N, 131, 2), pose first then content
+    mel_windows: np.ndarray  # (N, 16, 80) float16
+    opening: np.ndarray  # (N,) true mouth opening (NaN where unusable)
+    inter_ocular: np.ndarray  # (N,) in crop units
+
+    @property
+    def pose(self) -> np.ndarray:
+        return self.points[:, : len(_POSE)]
+
+    @property
+    def content(self) -> np.ndarray:
+        return self.points[:, len(_POSE) :]
+
+    @classmethod
+    def from_track(cls, track: ClipTrack) -> ClipArrays:
+        usable = track.usable.copy()
+        points = track.crop_points[:, _ALL].astype(np.float32)
+        usable &= np.isfinite(points).all(axis=(1, 2))
+        opening = np.where(usable, mouth_opening(track.crop_points), np.nan).astype(np.float32)
+        io = np.linalg.norm(track.crop_points[:, 263] - track.crop_points[:, 33], axis=-1).astype(np.float32)
+        return cls(
+            clip_id=track.record.clip_id,
+            speaker=track.record.speaker,
+            seconds=track.record.seconds,
+            times=track.times,
+            usable=usable,
+            points=_fill_gaps(points, usable),
+            mel_windows=frame_windows(track.mel, track.times).astype(np.float16),
+            opening=opening,
+            inter_ocular=io,
+        )
+
+
+def _fill_gaps(points: np.ndarray, usable: np.ndarray) -> np.ndarray:
+    """Unusable frames take the nearest usable frame's points, so windows over short gaps stay well defined."""
+    good = np.flatnonzero(usable)
+    if len(good) == 0 or len(good) == len(usable):
+        return points
+    idx = np.arange(len(usable))
+    nearest = good[np.clip(np.searchsorted(good, idx), 0, len(good) - 1)]
+    before = good[np.clip(np.searchsorted(good, idx) - 1, 0, len(good) - 1)]
+    nearest = np.where(np.abs(before - idx) < np.abs(nearest - idx), before, nearest)
+    return points[nearest]
+
+
+def load_clips(cache: PrepCache, split: str, *, min_frames: int = 20) -> list[ClipArrays]:
+    """Every clip of ``split`` with audio and enough usable frames."""
+    out = []
+    for rec in cache.records(split, with_audio=True):
+        arrays = ClipArrays.from_track(cache.load(rec))
+        if arrays.usable.sum() >= min_frames:
+            out.append(arrays)
+    return out
+
+
+def reference_indices(
+    clip: ClipArrays, count: int, rng: np.random.Generator | None, exclude: slice | None = None
+) -> np.ndarray:
+    cand = clip.usable.copy()
+    if exclude is not None:
+        cand[exclude] = False
+    idx = np.flatnonzero(cand)
+    if len(idx) == 0:
+        idx = np.flatnonzero(clip.usable)
+    return spread_references(np.nan_to_num(clip.opening, nan=0.0), idx, count, rng)
+
+
+class WindowSampler:
+    """Random training windows, as a pure function of (seed, step, rank): a resumed run draws the same batches."""
+
+    def __init__(
+        self,
+        clips: list[ClipArrays],
+        window: int,
+        n_refs: int,
+        *,
+        exclude_margin: int | None = None,
+        pose_swap: float = 0.0,
+    ) -> None:
+        self.clips = clips
+        self.pose_swap = pose_swap
+        self.window = window
+        self.n_refs = n_refs
+        self.margin = window if exclude_margin is None else exclude_margin
+        starts: list[tuple[int, int]] = []
+        for ci, c in enumerate(clips):
+            ok = c.usable.astype(np.int32)
+            run = np.convolve(ok, np.ones(window, np.int32), mode="valid")  # usable frames in each window
+            starts += [(ci, s) for s in np.flatnonzero(run == window)]
+        if not starts:
+            raise ValueError("no window of usable frames in the data")
+        self.starts = np.asarray(starts, np.int64)
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def batch(self, size: int, seed: int, step: int, rank: int = 0, augment: bool = True) -> dict[str, torch.Tensor]:
+        rng = np.random.default_rng([seed, step, rank])
+        picks = self.starts[rng.integers(0, len(self.starts), size)]
+        return self.gather(picks, rng if augment else None)
+
+    def gather(self, picks: np.ndarray, rng: np.random.Generator | None) -> dict[str, torch.Tensor]:
+        t, r = self.window, self.n_refs
+        mel = np.empty((len(picks), t, 16, 80), np.float32)
+        pose = np.empty((len(picks), t, len(_POSE), 2), np.float32)
+        target = np.empty((len(picks), t, len(_CONTENT), 2), np.float32)
+        refs = np.empty((len(picks), r, len(_ALL), 2), np.float32)
+        for b, (ci, s) in enumerate(picks):
+            c = self.clips[ci]
+            mel[b] = c.mel_windows[s : s + t]
+            ps = s
+            if rng is not None and self.pose_swap and rng.random() < self.pose_swap and len(c.pose) > t:
+                # Pose from another moment of the clip: as in dubbing, where the video's head motion does not go
+                # with the new audio, the mouth must come from the audio and not from cues in the upper face.
+                ps = int(rng.integers(0, len(c.pose) - t + 1))
+            pose[b] = c.pose[ps : ps + t]
+            target[b] = c.content[s : s + t]
+            exclude = slice(max(0, s - self.margin), s + t + self.margin)
+            refs[b] = c.points[reference_indices(c, r, rng, exclude)]
+        if rng is not None:
+            mel, pose, target, refs = _augment(rng, mel, pose, target, refs)
+        return {k: torch.from_numpy(v) for k, v in (("mel", mel), ("pose", pose), ("target", target), ("refs", refs))}
+
+
+def _augment(rng: np.random.Generator, mel, pose, target, refs):
+    """Small shared similarity jitter of every point set (alignment noise) and loudness / band changes of the mel."""
+    b = len(mel)
+    scale = 1.0 + rng.normal(0, 0.02, (b, 1, 1, 1)).astype(np.float32)
+    shift = rng.normal(0, 0.006, (b, 1, 1, 2)).astype(np.float32)
+    ang = rng.normal(0, 0.02, b).astype(np.float32)
+    rot = np.stack([np.cos(ang), -np.sin(ang), np.sin(ang), np.cos(ang)], 1).reshape(b, 1, 2, 2)
+
+    def move(p):
+        return ((p - 0.5) @ rot.transpose(0, 1, 3, 2)) * scale + 0.5 + shift
+
+    # Loudness (log-mel units: about +-7 dB) and a random smooth equaliser curve: other microphones and rooms.
+    gain = rng.normal(0, 0.3, (b, 1, 1, 1)).astype(np.float32)
+    x = np.linspace(-1.0, 1.0, 80, dtype=np.float32)
+    tilt, bend, phase = rng.normal(0, 0.35, (b, 1)), rng.normal(0, 0.25, (b, 1)), rng.uniform(0, np.pi, (b, 1))
+    eq = (tilt * x + bend * np.cos(np.pi * x + phase)).astype(np.float32)[:, None, None, :]
+    mel = np.clip(mel + (gain + eq) * (mel > -3.99), -4.0, 4.0)
+    band = rng.integers(0, 70, b)
+    for i in np.flatnonzero(rng.random(b) < 0.3):  # SpecAugment-style band mask
+        mel[i, :, :, band[i] : band[i] + rng.integers(2, 10)] = -4.0
+    return mel.astype(np.float32), move(pose), move(target), move(refs)

@@ -1,0 +1,230 @@
+"""``dub train landmarks``: train the landmark completer on a prepared cache with HF accelerate.
+
+One CPU works; ``accelerate launch -m dubber train landmarks ...`` scales to many GPUs (each process draws its own
+batches, gradients are averaged). AdamW, L1 + velocity loss, dev evaluation every N steps, checkpoints on a time
+budget holding model, optimizer, RNG and step, ``--resume``, JSON-lines logs. Batches are a pure function of
+(seed, step, process), so a resumed run continues exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dubber.data.cache import PrepCache
+from dubber.errors import InputError
+from dubber.log import get_logger
+from dubber.models.landmark_completer import LandmarkCompleter, LandmarkCompleterConfig
+from dubber.training.checkpoints import load_checkpoint, save_checkpoint
+from dubber.training.landmark_data import WindowSampler, load_clips, reference_indices
+
+log = get_logger("train")
+
+
+@dataclass(frozen=True)
+class LandmarkTrainConfig:
+    model: str = "small"  # a named LandmarkCompleterConfig
+    batch_size: int = 64
+    lr: float = 5e-4
+    weight_decay: float = 0.01
+    warmup_steps: int = 200
+    max_steps: int = 20_000  # the cosine schedule's length; --max-minutes may stop earlier
+    velocity_weight: float = 1.0
+    speaker_balance: float = 0.3  # sample speakers in proportion to frames ** this (0: uniform, 1: by frames)
+    pose_swap: float = 0.3  # share of samples whose pose comes from another moment of the clip
+    eval_every: int = 500
+    checkpoint_minutes: float = 5.0
+    seed: int = 0
+    grad_clip: float = 1.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class TrainResult:
+    run: str
+    step: int
+    stopped: str  # "max_steps" or "time_budget"
+    minutes: float
+    last_loss: float
+    dev: dict = field(default_factory=dict)
+
+
+def landmark_loss(pred: torch.Tensor, target: torch.Tensor, velocity_weight: float) -> tuple[torch.Tensor, dict]:
+    l1 = (pred - target).abs().mean()
+    vel = ((pred[:, 1:] - pred[:, :-1]) - (target[:, 1:] - target[:, :-1])).abs().mean()
+    return l1 + velocity_weight * vel, {"l1": float(l1.detach()), "velocity": float(vel.detach())}
+
+
+def _lr_factor(step: int, cfg: LandmarkTrainConfig) -> float:
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
+    return 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class BalancedSampler(WindowSampler):
+    """WindowSampler drawing speakers in proportion to their frame count ** ``balance``."""
+
+    def __init__(self, clips, window: int, n_refs: int, balance: float, pose_swap: float = 0.0) -> None:
+        super().__init__(clips, window, n_refs, pose_swap=pose_swap)
+        speakers = np.array([clips[ci].speaker for ci in self.starts[:, 0]])
+        names, inverse, counts = np.unique(speakers, return_inverse=True, return_counts=True)
+        weight = counts.astype(np.float64) ** balance / counts  # per window
+        p = weight[inverse]
+        self.p = p / p.sum()
+        self.speakers = {str(n): int(c) for n, c in zip(names, counts, strict=True)}
+
+    def batch(self, size: int, seed: int, step: int, rank: int = 0, augment: bool = True):
+        rng = np.random.default_rng([seed, step, rank])
+        picks = self.starts[rng.choice(len(self.starts), size, p=self.p)]
+        return self.gather(picks, rng if augment else None)
+
+
+@torch.no_grad()
+def quick_dev_lmd(model: LandmarkCompleter, clips, device, train_speakers: set[str] | None = None) -> dict:
+    """LMD on dev clips from non-overlapping windows, all and on unseen speakers (the full evaluation with its
+    baselines is ``dub eval landmarks``)."""
+    from dubber.models.landmark_sequence import predict_sequence
+
+    model.eval()
+    errs, base, unseen = [], [], []
+    for c in clips:
+        refs = c.points[reference_indices(c, model.config.n_refs, None)]
+        pred = predict_sequence(model, c.mel_windows.astype(np.float32), c.pose, refs, stride=model.config.window)
+        u = c.usable
+        errs.append(np.linalg.norm(pred[u] - c.content[u], axis=-1).mean())
+        base.append(np.linalg.norm(refs[:, -57:].mean(0)[None] - c.content[u], axis=-1).mean())
+        if train_speakers is not None and c.speaker not in train_speakers:
+            unseen.append((errs[-1], base[-1]))
+    model.train()
+    out = {"dev_lmd": float(np.mean(errs)), "dev_lmd_ref_mean": float(np.mean(base))}
+    if unseen:
+        out["dev_lmd_unseen"] = float(np.mean([e for e, _ in unseen]))
+        out["dev_lmd_unseen_ref_mean"] = float(np.mean([b for _, b in unseen]))
+    return out
+
+
+def train_landmarks(
+    data: str | Path,
+    run: str | Path,
+    config: LandmarkTrainConfig | None = None,
+    *,
+    resume: bool = False,
+    max_minutes: float | None = None,
+    device: str | None = None,
+    log_fn: Callable[[dict], None] | None = None,
+) -> TrainResult:
+    from accelerate import Accelerator
+
+    cfg = config or LandmarkTrainConfig()
+    run = Path(run)
+    cache = PrepCache(data)
+    accelerator = Accelerator(cpu=device == "cpu")
+    model_cfg = LandmarkCompleterConfig.named(cfg.model)
+    config_path = run / "config.json"
+    if resume and config_path.is_file():
+        saved = json.loads(config_path.read_text())
+        cfg = LandmarkTrainConfig(**saved["train"])
+        model_cfg = LandmarkCompleterConfig.from_dict(saved["model"])
+    elif not resume and (run / "checkpoint.json").exists():
+        raise InputError(run, "holds a training run already; pass --resume to continue it or choose another --out")
+
+    torch.manual_seed(cfg.seed)
+    train_clips = load_clips(cache, "train", min_frames=model_cfg.window)
+    if not train_clips:
+        raise InputError(cache.root, "no train clips with audio in the cache")
+    dev_clips = load_clips(cache, "dev", min_frames=model_cfg.window)
+    sampler = BalancedSampler(train_clips, model_cfg.window, model_cfg.n_refs, cfg.speaker_balance, cfg.pose_swap)
+    model = LandmarkCompleter(model_cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    model, opt = accelerator.prepare(model, opt)
+    if accelerator.is_main_process:
+        run.mkdir(parents=True, exist_ok=True)
+        config_path.write_text(
+            json.dumps(
+                {
+                    "train": cfg.to_dict(),
+                    "model": model_cfg.to_dict(),
+                    "data": str(Path(data).resolve()),
+                    "train_clips": len(train_clips),
+                    "train_windows": len(sampler),
+                    "train_speakers": sampler.speakers,
+                    "dev_clips": len(dev_clips),
+                },
+                indent=1,
+            )
+        )
+    step = 0
+    elapsed_before = 0.0
+    if resume:
+        state = load_checkpoint(accelerator, run)
+        if state is not None:
+            step, elapsed_before = int(state["step"]), float(state.get("minutes", 0.0))
+            log.info("resumed %s at step %d", run, step)
+    log_path = run / "log.jsonl"
+
+    def emit(rec: dict) -> None:
+        if accelerator.is_main_process:
+            with open(log_path, "a") as f:
+                f.write(json.dumps(rec) + "\n")
+            if log_fn is not None:
+                log_fn(rec)
+
+    t0 = time.perf_counter()
+    last_ckpt = t0
+    minutes = elapsed_before
+    stopped = "max_steps"
+    loss_avg = float("nan")
+    dev: dict = {}
+    unwrapped = accelerator.unwrap_model(model)
+    model.train()
+    while step < cfg.max_steps:
+        if max_minutes is not None and (time.perf_counter() - t0) / 60.0 >= max_minutes:
+            stopped = "time_budget"
+            break
+        batch = sampler.batch(cfg.batch_size, cfg.seed, step, accelerator.process_index)
+        batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+        for g in opt.param_groups:
+            g["lr"] = cfg.lr * _lr_factor(step, cfg)
+        pred = model(batch["mel"], batch["pose"], batch["refs"])
+        loss, parts = landmark_loss(pred, batch["target"], cfg.velocity_weight)
+        opt.zero_grad(set_to_none=True)
+        accelerator.backward(loss)
+        if cfg.grad_clip:
+            accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        step += 1
+        loss_value = float(loss.detach())
+        loss_avg = loss_value if math.isnan(loss_avg) else 0.98 * loss_avg + 0.02 * loss_value
+        minutes = elapsed_before + (time.perf_counter() - t0) / 60.0
+        if step % 50 == 0 or step == 1:
+            emit(
+                {
+                    "step": step,
+                    "loss": loss_value,
+                    "loss_avg": loss_avg,
+                    **parts,
+                    "lr": opt.param_groups[0]["lr"],
+                    "minutes": round(minutes, 3),
+                }
+            )
+        if dev_clips and (step % cfg.eval_every == 0 or step == cfg.max_steps):
+            dev = quick_dev_lmd(unwrapped, dev_clips, accelerator.device, set(sampler.speakers))
+            emit({"step": step, "eval": True, **dev, "minutes": round(minutes, 3)})
+        if (time.perf_counter() - last_ckpt) / 60.0 >= cfg.checkpoint_minutes:
+            save_checkpoint(accelerator, run, step, {"minutes": minutes})
+            last_ckpt = time.perf_counter()
+    save_checkpoint(accelerator, run, step, {"minutes": minutes})
+    if accelerator.is_main_process:
+        unwrapped.save_pretrained(run / "model", extra={"trained_steps": step, "train_minutes": round(minutes, 2)})
+    emit({"step": step, "done": stopped, "minutes": round(minutes, 3)})
+    return TrainResult(str(run), step, stopped, round(minutes, 2), loss_avg, dev)

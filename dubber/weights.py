@@ -1,0 +1,124 @@
+"""The shipped checkpoints: ``weights/manifest.json`` lists every file with its sha256 and size, what trained it
+and how it measured. Loading re-checks the checksums (hashed in 1 MiB chunks) and says what is wrong.
+
+``DUB_WEIGHTS`` names another weights folder (same layout: ``manifest.json`` + ``<bundle>/<component>/``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from dubber.errors import DubberError, InputError
+
+MANIFEST = "manifest.json"
+DEFAULT_BUNDLE = "default"
+
+
+class WeightsError(DubberError):
+    """Weights are missing, damaged or do not match the manifest."""
+
+
+def weights_root() -> Path:
+    env = os.environ.get("DUB_WEIGHTS")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parent.parent / "weights"
+
+
+def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_manifest(root: Path | None = None) -> dict:
+    root = root or weights_root()
+    path = root / MANIFEST
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise WeightsError(f"{path}: no weights manifest (set DUB_WEIGHTS to a weights folder)") from None
+    except (OSError, ValueError) as exc:
+        raise WeightsError(f"{path}: unreadable weights manifest ({exc})") from None
+
+
+@dataclass
+class FileCheck:
+    path: str
+    ok: bool
+    problem: str = ""
+
+
+def verify_entry(name: str, root: Path | None = None, manifest: dict | None = None) -> list[FileCheck]:
+    root = root or weights_root()
+    manifest = manifest or read_manifest(root)
+    entry = manifest.get("models", {}).get(name)
+    if entry is None:
+        raise WeightsError(
+            f"{root / MANIFEST}: no model named {name!r} (have: {', '.join(manifest.get('models', {}))})"
+        )
+    checks = []
+    for rel, meta in entry["files"].items():
+        p = root / rel
+        if not p.is_file():
+            checks.append(FileCheck(rel, False, "missing"))
+        elif p.stat().st_size != meta["size"]:
+            checks.append(FileCheck(rel, False, f"size {p.stat().st_size} != {meta['size']} in the manifest"))
+        elif sha256_of(p) != meta["sha256"]:
+            checks.append(FileCheck(rel, False, "sha256 does not match the manifest (damaged or replaced)"))
+        else:
+            checks.append(FileCheck(rel, True))
+    return checks
+
+
+def verified_folder(name: str, root: Path | None = None) -> Path:
+    """The folder of manifest model ``name`` after checking every file; raises WeightsError naming the bad file."""
+    root = root or weights_root()
+    manifest = read_manifest(root)
+    bad = [c for c in verify_entry(name, root, manifest) if not c.ok]
+    if bad:
+        raise WeightsError(f"{root / bad[0].path}: {bad[0].problem}")
+    return root / manifest["models"][name]["folder"]
+
+
+def describe_file(root: Path, path: Path) -> dict:
+    return {"sha256": sha256_of(path), "size": path.stat().st_size, "_rel": path.relative_to(root).as_posix()}
+
+
+def register_model(name: str, folder: Path, info: dict, root: Path | None = None) -> dict:
+    """Add or replace manifest entry ``name`` for the files in ``folder`` (inside ``root``)."""
+    root = root or weights_root()
+    try:
+        manifest = read_manifest(root)
+    except WeightsError:
+        manifest = {"format": 1, "models": {}}
+    files = {}
+    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+        d = describe_file(root, f)
+        files[d.pop("_rel")] = d
+    entry = {"folder": folder.relative_to(root).as_posix(), "files": files, **info}
+    manifest.setdefault("models", {})[name] = entry
+    (root / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+    return entry
+
+
+LANDMARKS_MODEL = "default/landmarks"
+
+
+def load_landmark_model(path: str | Path | None = None, *, device: str = "cpu"):
+    """A LandmarkCompleter from a folder, or the shipped default (checksum-verified) when ``path`` is None."""
+    from dubber.models.landmark_completer import CONFIG_NAME, LandmarkCompleter
+
+    folder = verified_folder(LANDMARKS_MODEL) if path is None else Path(path)
+    if not (folder / CONFIG_NAME).is_file():
+        raise InputError(folder, f"not a model folder (no {CONFIG_NAME})")
+    try:
+        return LandmarkCompleter.from_pretrained(folder, device=device)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise WeightsError(f"{folder}: cannot load the landmark model ({exc})") from None
