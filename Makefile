@@ -51,8 +51,8 @@ prep: setup
 	$(BIN)/dub prep $(SHARED)/manifest.csv -o $(CACHE) --splits train,dev -j $(JOBS)
 
 train-landmarks: setup
-	$(BIN)/dub train landmarks --data $(CACHE) --out $(RUN) --model small --max-steps 6500 --max-minutes 45 \
-		$(if $(wildcard $(RUN)/checkpoint.json),--resume)
+	$(BIN)/dub train landmarks --data $(CACHE) --out $(RUN) --model small --max-steps 3200 --speaker-balance 0.15 \
+		--eval-every 800 $(if $(wildcard $(RUN)/checkpoint.json),--resume)
 
 eval-landmarks: setup
 	$(BIN)/dub eval landmarks --data $(CACHE) --align-dir $(SHARED)/grid_s1_align --report $(RUN)/eval.json \

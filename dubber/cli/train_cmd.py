@@ -30,7 +30,7 @@ def train_landmarks_command(
     eval_every: int = typer.Option(500, "--eval-every", min=1, help="Dev evaluation every N steps."),
     checkpoint_minutes: float = typer.Option(5.0, "--checkpoint-minutes", min=0.0),
     speaker_balance: float = typer.Option(
-        0.3, "--speaker-balance", min=0.0, max=1.0, help="Speakers drawn by frames ** this (0: uniform, 1: by frames)."
+        0.15, "--speaker-balance", min=0.0, max=1.0, help="Speakers drawn by frames ** this (0: uniform, 1: by frames)."
     ),
     pose_swap: float = typer.Option(
         0.3, "--pose-swap", min=0.0, max=1.0, help="Share of samples whose pose comes from another moment of the clip."

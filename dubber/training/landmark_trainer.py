@@ -37,7 +37,7 @@ class LandmarkTrainConfig:
     warmup_steps: int = 200
     max_steps: int = 20_000  # the cosine schedule's length; --max-minutes may stop earlier
     velocity_weight: float = 1.0
-    speaker_balance: float = 0.3  # sample speakers in proportion to frames ** this (0: uniform, 1: by frames)
+    speaker_balance: float = 0.15  # sample speakers in proportion to frames ** this (0: uniform, 1: by frames)
     pose_swap: float = 0.3  # share of samples whose pose comes from another moment of the clip
     eval_every: int = 500
     checkpoint_minutes: float = 5.0
