@@ -87,10 +87,6 @@ def verified_folder(name: str, root: Path | None = None) -> Path:
     return root / manifest["models"][name]["folder"]
 
 
-def describe_file(root: Path, path: Path) -> dict:
-    return {"sha256": sha256_of(path), "size": path.stat().st_size, "_rel": path.relative_to(root).as_posix()}
-
-
 def register_model(name: str, folder: Path, info: dict, root: Path | None = None) -> dict:
     """Add or replace manifest entry ``name`` for the files in ``folder`` (inside ``root``)."""
     root = root or weights_root()
@@ -100,8 +96,7 @@ def register_model(name: str, folder: Path, info: dict, root: Path | None = None
         manifest = {"format": 1, "models": {}}
     files = {}
     for f in sorted(p for p in folder.rglob("*") if p.is_file()):
-        d = describe_file(root, f)
-        files[d.pop("_rel")] = d
+        files[f.relative_to(root).as_posix()] = {"sha256": sha256_of(f), "size": f.stat().st_size}
     entry = {"folder": folder.relative_to(root).as_posix(), "files": files, **info}
     manifest.setdefault("models", {})[name] = entry
     (root / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")

@@ -137,6 +137,7 @@ def _prepare(source: ClipSource, folder: Path, options: PrepOptions, tracker: Fa
     reader = VideoReader(source.path, constant_rate=True)
     rec.fps, rec.width, rec.height = float(reader.fps), reader.size[0], reader.size[1]
     aligners = {s: FaceAligner(s) for s in options.sizes}
+    unit = FaceAligner(1)  # landmark coordinates in [0, 1] do not depend on the crop size
     encode = VideoEncodeOptions(crf=options.crf, preset="veryfast", pix_fmt="yuv444p", threads=1)
     writers = {
         s: VideoWriter(
@@ -167,8 +168,7 @@ def _prepare(source: ClipSource, folder: Path, options: PrepOptions, tracker: Fa
                     f |= FLAG_HEAD_TURN
                 if face.transform.scale < smallest:
                     f |= FLAG_SMALL_FACE
-                any_aligner = next(iter(aligners.values()))
-                crop_pts.append(any_aligner.to_crop(face.points, face.transform))
+                crop_pts.append(unit.to_crop(face.points, face.transform))
                 frame_pts.append(face.points[list(ALL_INDICES), :2].astype(np.float32))
                 transforms.append(face.transform.as_vector())
                 angles.append(np.asarray(face.angles, np.float32))

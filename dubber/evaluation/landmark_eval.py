@@ -121,7 +121,7 @@ def evaluate_landmarks(
             "seen_speaker": clip.speaker in train_speakers,
             **{m: _clip_scores(p, clip, long_enough) for m, p in preds.items()},
         }
-        align = find_align(options.align_dir, _source_of(cache, clip.clip_id))
+        align = find_align(options.align_dir, clip.source)
         if align is not None:
             sil = silence_mask(clip.times, read_align(align), options.silence_margin) & clip.usable
             if sil.sum() >= 3:
@@ -136,18 +136,11 @@ def evaluate_landmarks(
         "all": rows,
     }
     summary = {g: _summarise(rs) for g, rs in groups.items() if rs}
-    silence = _silence_summary(clips, silence_stats, {c.clip_id for c in clips if c.clip_id in silence_stats["clips"]})
+    silence = _silence_summary(clips, silence_stats, set(silence_stats["clips"]))
     bars = _bars(summary, silence)
     return LandmarkEvalReport(
         options.split, rows, summary, silence, bars, time.perf_counter() - t0, sorted(train_speakers)
     )
-
-
-def _source_of(cache: PrepCache, clip_id: str) -> str:
-    from dubber.data.prep_clip import read_record
-
-    rec = read_record(cache.root, clip_id)
-    return rec.source if rec is not None else clip_id
 
 
 def _summarise(rows: list[dict]) -> dict[str, dict]:

@@ -64,6 +64,7 @@ class ClipArrays:
 
     clip_id: str
     speaker: str
+    source: str
     seconds: float
     times: np.ndarray
     usable: np.ndarray  # (N,) bool
@@ -90,6 +91,7 @@ class ClipArrays:
         return cls(
             clip_id=track.record.clip_id,
             speaker=track.record.speaker,
+            source=track.record.source,
             seconds=track.record.seconds,
             times=track.times,
             usable=usable,
