@@ -7,7 +7,8 @@ TORCH_SPEC ?= torch==2.13.0
 MEDIAPIPE_SPEC ?= mediapipe==0.10.21
 STAMP := $(VENV)/.dubber-installed
 
-.PHONY: setup test test-all lint bench demo clean prep train-landmarks eval-landmarks
+.PHONY: setup test test-all lint bench bench-renderer demo clean prep train-landmarks eval-landmarks train-renderer \
+	eval-renderer train-joint
 
 setup: $(STAMP)
 
@@ -39,6 +40,10 @@ demo: setup
 
 bench: setup
 	$(BIN)/python benchmarks/bench_foundation.py
+	$(BIN)/python benchmarks/bench_renderer.py
+
+bench-renderer: setup
+	$(BIN)/python benchmarks/bench_renderer.py $(if $(DEVICE),--device $(DEVICE))
 
 # The training data path (docs/LANDMARKS.md): prepare ../shared/data, train, evaluate. CACHE and RUN live outside
 # the repository; SHARED points at the shared talking-face clips.
@@ -48,7 +53,7 @@ RUN ?= ../runs/landmarks
 JOBS ?= 2
 
 prep: setup
-	$(BIN)/dub prep $(SHARED)/manifest.csv -o $(CACHE) --splits train,dev -j $(JOBS)
+	$(BIN)/dub prep $(SHARED)/manifest.csv -o $(CACHE) --splits train,dev,video_only -j $(JOBS)
 
 train-landmarks: setup
 	$(BIN)/dub train landmarks --data $(CACHE) --out $(RUN) --model small --max-steps 3200 --speaker-balance 0.15 \
@@ -60,3 +65,19 @@ eval-landmarks: setup
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+
+# The renderer (docs/RENDERER.md): `small` on a CPU for about an hour; MODEL=base on a GPU.
+RENDER_RUN ?= ../runs/renderer
+MODEL ?= small
+train-renderer: setup
+	$(BIN)/dub train renderer --data $(CACHE) --out $(RENDER_RUN) --model $(MODEL) --max-steps 4500 --max-minutes 68 \
+		--eval-every 750 --checkpoint-minutes 10 $(if $(wildcard $(RENDER_RUN)/checkpoint.json),--resume)
+
+eval-renderer: setup
+	$(BIN)/dub eval renderer --data $(CACHE) --report $(RENDER_RUN)/eval.json --grid $(RENDER_RUN)/eval.png \
+		$(if $(WEIGHTS),--weights $(WEIGHTS))
+
+JOINT_RUN ?= ../runs/joint
+train-joint: setup
+	$(BIN)/dub train joint --data $(CACHE) --out $(JOINT_RUN) --max-steps 400 --eval-every 200 \
+		$(if $(wildcard $(JOINT_RUN)/checkpoint.json),--resume)

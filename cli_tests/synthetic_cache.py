@@ -40,10 +40,49 @@ def make_clip_arrays(rng: np.random.Generator, frames: int, speaker_scale: float
     return times, mel, pts
 
 
+def draw_crops(points: np.ndarray, skin: tuple[int, int, int], size: int = 128) -> np.ndarray:
+    """(T, S, S, 3) uint8 synthetic aligned crops: a face of colour ``skin`` whose dark mouth polygon follows the
+    inner-lip landmarks, so a renderer has something to learn (the mouth follows its landmarks, the skin its
+    references)."""
+    import cv2
+
+    from dubber.face.landmarks import INNER_LIPS, OUTER_LIPS
+
+    frames = np.zeros((len(points), size, size, 3), np.uint8)
+    frames[:] = (40, 60, 90)
+    for t, pts in enumerate(points):
+        px = pts * size
+        cv2.ellipse(frames[t], (size // 2, int(size * 0.52)), (int(size * 0.3), int(size * 0.4)), 0, 0, 360, skin, -1)
+        cv2.fillPoly(frames[t], [np.round(px[list(OUTER_LIPS)]).astype(np.int32)], (150, 60, 70))
+        cv2.fillPoly(frames[t], [np.round(px[list(INNER_LIPS)]).astype(np.int32)], (30, 10, 10))
+        for eye in (33, 263):
+            cv2.circle(frames[t], tuple(np.round(px[eye]).astype(int)), 3, (20, 20, 20), -1)
+    return frames
+
+
+def write_crops(path: Path, frames: np.ndarray) -> None:
+    import av
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=int(FPS))
+        stream.width = stream.height = frames.shape[1]
+        stream.pix_fmt = "yuv444p"
+        stream.options = {"crf": "12", "preset": "ultrafast"}
+        for f in frames:
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
+        out.mux(stream.encode(None))
+
+
 def make_cache(
-    root: Path, speakers: dict[str, str], clips_per_speaker: int = 2, frames: int = 75, seed: int = 0
+    root: Path,
+    speakers: dict[str, str],
+    clips_per_speaker: int = 2,
+    frames: int = 75,
+    seed: int = 0,
+    crops: bool = False,
 ) -> Path:
-    """``speakers`` maps a speaker name to its split. Returns the cache folder."""
+    """``speakers`` maps a speaker name to its split. Returns the cache folder. ``crops`` also writes
+    ``crops_128.mp4`` drawn from the landmarks, each speaker with its own skin colour."""
     rng = np.random.default_rng(seed)
     sources = []
     for si, (speaker, split) in enumerate(speakers.items()):
@@ -80,6 +119,9 @@ def make_cache(
                 has_audio=True,
                 sizes=[128],
             )
+            if crops:
+                skin = tuple(int(v) for v in 120 + (np.arange(3) * 37 + si * 53) % 120)
+                write_crops(folder / "crops_128.mp4", draw_crops(pts, skin))
             (folder / "meta.json").write_text(json.dumps(rec.to_dict()))
             sources.append(ClipSource(clip_id, Path(rec.source), split, speaker))
     write_manifest(sources, root, PrepOptions(), 1, 0, len(sources), 0.0)

@@ -197,3 +197,19 @@ def test_prep_cli_real_faces_in_parallel(tmp_path):
     assert rerun.returncode == 0 and json.loads(rerun.stdout)["already_done"] == 3
     missing = subprocess.run(cmd[:4] + [str(tmp_path / "nope"), "-o", str(cache)], capture_output=True, text=True)
     assert missing.returncode == 2 and "no such file or folder" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_preparing_another_split_adds_to_the_cache_manifest(tmp_path):
+    from cli_tests.synthetic_cache import make_cache
+    from dubber.data.cache import PrepCache
+    from dubber.data.prep import write_manifest
+    from dubber.data.prep_clip import PrepOptions
+    from dubber.data.sources import ClipSource
+
+    cache = make_cache(tmp_path / "c", {"ann": "train", "cat": "video_only"}, clips_per_speaker=1, frames=10)
+    assert {r.split for r in PrepCache(cache).records()} == {"train", "video_only"}
+    # A later run over the video_only source alone (as `dub prep --splits video_only` does) keeps the train clip.
+    only = [ClipSource("cat_0", tmp_path / "cat_0.mp4", "video_only", "cat")]
+    summary = write_manifest(only, cache, PrepOptions(), 1, 0, 1, 0.0)
+    assert {r.split for r in PrepCache(cache).records()} == {"train", "video_only"}
+    assert set(summary.splits) == {"train", "video_only"}

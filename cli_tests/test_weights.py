@@ -92,3 +92,24 @@ def test_shipped_landmark_weights_verify_and_run(monkeypatch):
     refs = face[list(ALL_INDICES)].expand(1, cfg.n_refs, -1, -1)
     out = model(mel, pose, refs)
     assert out.shape == (1, cfg.window, 57, 2) and torch.isfinite(out).all()
+
+
+def test_shipped_renderer_verifies_and_renders(monkeypatch):
+    """The shipped renderer: checksums right, fp16 on disk under 32 MiB, loads as float32 and renders a crop."""
+    from dubber.face.aligner import canonical_face
+    from dubber.face.landmarks import ALL_INDICES
+    from dubber.weights import RENDERER_MODEL, load_renderer
+
+    monkeypatch.delenv("DUB_WEIGHTS", raising=False)
+    entry = read_manifest()["models"][RENDERER_MODEL]
+    assert sum(f["size"] for f in entry["files"].values()) < 32 * 2**20
+    for key in ("training", "metrics", "licence", "bars"):
+        assert entry[key], key
+    renderer = load_renderer()
+    assert renderer.dtype == torch.float32 and renderer.size == 128
+    face = torch.as_tensor(canonical_face())[list(ALL_INDICES)]
+    g = torch.Generator().manual_seed(0)
+    crops = torch.rand((1, 3, 128, 128), generator=g) * 2 - 1
+    refs = torch.rand((renderer.n_refs, 3, 128, 128), generator=g) * 2 - 1
+    out = renderer(crops, face[None], refs, face.expand(renderer.n_refs, -1, -1), steps=1)
+    assert out.shape == (1, 3, 128, 128) and torch.isfinite(out).all()

@@ -117,3 +117,21 @@ def load_landmark_model(path: str | Path | None = None, *, device: str = "cpu"):
         return LandmarkCompleter.from_pretrained(folder, device=device)
     except (OSError, ValueError, RuntimeError) as exc:
         raise WeightsError(f"{folder}: cannot load the landmark model ({exc})") from None
+
+
+RENDERER_MODEL = "default/renderer"
+
+
+def load_renderer(path: str | Path | None = None, *, device: str = "cpu", dtype=None):
+    """A FaceRenderer from a folder (``renderer.json`` + ``unet/``), or the shipped default (checksum-verified)."""
+    import torch
+
+    from dubber.render.renderer_pipeline import PIPELINE_CONFIG, FaceRenderer
+
+    folder = verified_folder(RENDERER_MODEL) if path is None else Path(path)
+    if not (folder / PIPELINE_CONFIG).is_file():
+        raise InputError(folder, f"not a renderer folder (no {PIPELINE_CONFIG})")
+    try:
+        return FaceRenderer.from_pretrained(folder, device=device, dtype=dtype or torch.float32)
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        raise WeightsError(f"{folder}: cannot load the renderer ({exc})") from None

@@ -1,4 +1,4 @@
-"""``dub train landmarks --data CACHE --out RUN``: training runs on HF accelerate (renderer and joint come later)."""
+"""``dub train landmarks|renderer|joint --data CACHE --out RUN``: training runs on HF accelerate."""
 
 from __future__ import annotations
 
@@ -74,3 +74,127 @@ def train_landmarks_command(
         print_json(asdict(result))
     else:
         stderr.print(f"{result.stopped}: step {result.step} after {result.minutes:.1f} min; model in {out / 'model'}")
+
+
+@train_app.command("renderer")
+def train_renderer_command(
+    data: Path = typer.Option(..., "--data", help="Cache folder written by `dub prep`.", show_default=False),
+    out: Path = typer.Option(
+        ..., "--out", help="Run folder: config, log.jsonl, grids/, checkpoints, model/.", show_default=False
+    ),
+    model: str = typer.Option("small", "--model", help="Renderer size: tiny, small (CPU), base (GPU)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its latest checkpoint."),
+    max_minutes: float | None = typer.Option(
+        None, "--max-minutes", min=0.0, help="Stop (with a checkpoint) after this long."
+    ),
+    max_steps: int = typer.Option(
+        20_000, "--max-steps", min=1, help="Total steps (the learning-rate schedule's length)."
+    ),
+    batch_size: int = typer.Option(8, "--batch-size", min=1),
+    lr: float = typer.Option(2e-4, "--lr", min=0.0),
+    ema_decay: float = typer.Option(0.999, "--ema-decay", min=0.0, max=1.0),
+    eval_every: int = typer.Option(500, "--eval-every", min=1, help="Dev metrics and a PNG grid every N steps."),
+    eval_steps: int = typer.Option(8, "--eval-steps", min=1, help="Denoising steps when evaluating."),
+    checkpoint_minutes: float = typer.Option(5.0, "--checkpoint-minutes", min=0.0),
+    max_frames_per_clip: int = typer.Option(
+        40, "--max-frames-per-clip", min=2, help="Frames decoded per clip (spread over it); bounds memory."
+    ),
+    speaker_balance: float = typer.Option(
+        0.3, "--speaker-balance", min=0.0, max=1.0, help="Speakers drawn by frames ** this (0: uniform, 1: by frames)."
+    ),
+    splits: str = typer.Option("train,video_only", "--splits", help="Cache splits to train on."),
+    init_from: Path | None = typer.Option(
+        None, "--init-from", help="Start from these weights: a renderer folder or a checkpoint's model.safetensors."
+    ),
+    seed: int = typer.Option(0, "--seed"),
+    device: str | None = typer.Option(None, "--device", help="cpu to force the CPU; default: a GPU when present."),
+    json_out: bool = typer.Option(False, "--json", help="Print the result as one JSON object on stdout."),
+) -> None:
+    """Train the diffusion renderer (masked crop + landmarks + references -> lower face)."""
+
+    from dubber.models.renderer_unet import renderer_config
+    from dubber.training.renderer_trainer import RendererTrainConfig, train_renderer
+
+    try:
+        renderer_config(model)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--model") from None
+    cfg = RendererTrainConfig(
+        model=model,
+        batch_size=batch_size,
+        lr=lr,
+        max_steps=max_steps,
+        ema_decay=ema_decay,
+        eval_every=eval_every,
+        eval_steps=eval_steps,
+        checkpoint_minutes=checkpoint_minutes,
+        max_frames_per_clip=max_frames_per_clip,
+        speaker_balance=speaker_balance,
+        splits=tuple(s.strip() for s in splits.split(",") if s.strip()),
+        init_from=None if init_from is None else str(init_from.resolve()),
+        seed=seed,
+    )
+    result = train_renderer(data, out, cfg, resume=resume, max_minutes=max_minutes, device=device, log_fn=_show)
+    _finish(result, out, json_out)
+
+
+def _show(rec: dict) -> None:
+    if "eval" in rec:
+        keys = [k for k in rec if k.endswith("_model_psnr") or k.endswith("_model_lmd") or k.endswith("paste_psnr")]
+        parts = ", ".join(f"{k} {rec[k]:.4g}" for k in keys if rec[k] is not None)
+        stderr.print(f"step {rec['step']}: {parts}")
+    elif "loss" in rec and rec["step"] % 500 == 0:
+        stderr.print(f"step {rec['step']}: loss {rec['loss_avg']:.4f} ({rec['minutes']:.1f} min)")
+
+
+def _finish(result, out: Path, json_out: bool) -> None:
+    from dataclasses import asdict
+
+    if json_out:
+        print_json(asdict(result))
+    else:
+        stderr.print(f"{result.stopped}: step {result.step} after {result.minutes:.1f} min; model in {out / 'model'}")
+
+
+@train_app.command("joint")
+def train_joint_command(
+    data: Path = typer.Option(..., "--data", help="Cache folder written by `dub prep`.", show_default=False),
+    out: Path = typer.Option(..., "--out", help="Run folder: model/landmarks and model/renderer.", show_default=False),
+    landmarks: Path | None = typer.Option(None, "--landmarks", help="Landmark model folder (default: shipped)."),
+    renderer: Path | None = typer.Option(None, "--renderer", help="Renderer folder (default: shipped)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its latest checkpoint."),
+    max_minutes: float | None = typer.Option(None, "--max-minutes", min=0.0),
+    max_steps: int = typer.Option(2000, "--max-steps", min=1),
+    batch_size: int = typer.Option(8, "--batch-size", min=1),
+    landmark_weight: float = typer.Option(1.0, "--landmark-weight", min=0.0, help="Weight of the landmark L1 loss."),
+    eval_every: int = typer.Option(500, "--eval-every", min=1),
+    checkpoint_minutes: float = typer.Option(5.0, "--checkpoint-minutes", min=0.0),
+    seed: int = typer.Option(0, "--seed"),
+    device: str | None = typer.Option(None, "--device", help="cpu to force the CPU; default: a GPU when present."),
+    json_out: bool = typer.Option(False, "--json", help="Print the result as one JSON object on stdout."),
+) -> None:
+    """Fine-tune the landmark completer and the renderer together, end to end."""
+    from dubber.training.joint_trainer import JointTrainConfig, train_joint
+    from dubber.weights import load_landmark_model, load_renderer
+
+    cfg = JointTrainConfig(
+        batch_size=batch_size,
+        max_steps=max_steps,
+        landmark_weight=landmark_weight,
+        eval_every=eval_every,
+        checkpoint_minutes=checkpoint_minutes,
+        seed=seed,
+    )
+    result = train_joint(
+        data, out, load_landmark_model(landmarks), load_renderer(renderer), cfg,
+        resume=resume, max_minutes=max_minutes, device=device, log_fn=_show_joint,
+    )  # fmt: skip
+    _finish(result, out, json_out)
+
+
+def _show_joint(rec: dict) -> None:
+    if "eval" in rec:
+        parts = ", ".join(f"{k} {v:.4g}" for k, v in rec.items() if k.startswith("e2e_") and v is not None)
+        stderr.print(f"step {rec['step']}: {parts}")
+    elif "loss" in rec and rec["step"] % 200 == 0:
+        stderr.print(f"step {rec['step']}: loss {rec['loss_avg']:.4f} ({rec['minutes']:.1f} min)")

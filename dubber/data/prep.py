@@ -128,6 +128,14 @@ def _size_of(path: Path) -> int:
         return 0
 
 
+def _listed_clip_ids(cache: Path) -> list[str]:
+    try:
+        with open(cache / MANIFEST_NAME, newline="") as f:
+            return [row["clip_id"] for row in csv.DictReader(f)]
+    except (OSError, KeyError, csv.Error):
+        return []
+
+
 def write_manifest(
     sources: list[ClipSource],
     cache: Path,
@@ -137,8 +145,13 @@ def write_manifest(
     already_done: int,
     seconds: float,
 ) -> PrepSummary:
-    """The cache manifest (one row per clip, OK or skipped) and ``prep.json``, written atomically."""
-    records = [r for r in (read_record(cache, s.clip_id) for s in sources) if r is not None]
+    """The cache manifest (one row per clip, OK or skipped) and ``prep.json``, written atomically.
+
+    Clips an earlier run listed stay listed: preparing another split into the same cache adds to it.
+    """
+    ids = [s.clip_id for s in sources]
+    ids += [i for i in _listed_clip_ids(cache) if i not in set(ids)]
+    records = [r for r in (read_record(cache, i) for i in ids) if r is not None]
     tmp = cache / (MANIFEST_NAME + ".partial")
     with open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=MANIFEST_COLUMNS, extrasaction="ignore")

@@ -1,0 +1,224 @@
+"""The renderer's denoiser (DESIGN.md §6): a UNet on diffusers' building blocks with TalkFormer conditioning.
+
+Input: the noisy crop, the crop with its lower face masked out, and the mask (7 channels at S x S), pixel-unshuffled
+by ``patch`` so that a CPU can train it. TalkFormer blocks sit at the 32/16/8 sides (``talk_sides``) in the down
+path, the middle and the up path. Output: the diffusion target (``v`` by default) for the 3 colour channels.
+Saved and loaded with diffusers' ``save_pretrained``/``from_pretrained`` (config.json + safetensors).
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers import ConfigMixin, ModelMixin
+from diffusers.configuration_utils import register_to_config
+from diffusers.models.embeddings import TimestepEmbedding, Timesteps
+from diffusers.models.resnet import Downsample2D, ResnetBlock2D, Upsample2D
+from torch import nn
+from torch.nn import functional as F
+
+from dubber.models.talkformer import LandmarkTokens, ReferenceEncoder, ReferenceTokens, TalkFormerBlock
+
+N_LANDMARKS = 131
+N_POSE = 74  # the 131 points are pose (74) then lips and jaw (57)
+
+# Named sizes. tiny: unit tests (seconds on a CPU); small: trainable on a 2-core CPU in about an hour; base: GPU.
+RENDERER_CONFIGS: dict[str, dict] = {
+    "tiny": dict(
+        sample_size=32, patch=2, block_channels=(16, 32), layers_per_block=1, talk_sides=(16, 8),
+        self_attention_sides=(8,), heads=2, landmark_dim=32, n_freqs=4, groups=8, n_refs=2, ref_side=8,
+    ),
+    "small": dict(
+        sample_size=128, patch=4, block_channels=(64, 128, 192), layers_per_block=1, talk_sides=(32, 16, 8),
+        self_attention_sides=(8,), heads=4, landmark_dim=128, n_freqs=8, groups=16, n_refs=3, ref_side=16,
+    ),
+    "base": dict(
+        sample_size=128, patch=2, block_channels=(128, 192, 320, 448), layers_per_block=2, talk_sides=(32, 16, 8),
+        self_attention_sides=(16, 8), heads=8, landmark_dim=256, n_freqs=10, groups=32, n_refs=4, ref_side=16,
+    ),
+}  # fmt: skip
+
+
+class RendererUNet(ModelMixin, ConfigMixin):
+    config_name = "config.json"
+
+    @register_to_config
+    def __init__(
+        self,
+        sample_size: int = 128,
+        patch: int = 4,
+        block_channels: tuple[int, ...] = (64, 128, 192),
+        layers_per_block: int = 1,
+        talk_sides: tuple[int, ...] = (32, 16, 8),
+        self_attention_sides: tuple[int, ...] = (8,),
+        heads: int = 4,
+        landmark_dim: int = 128,
+        n_freqs: int = 8,
+        groups: int = 16,
+        n_refs: int = 3,
+        ref_side: int = 16,
+        prediction_type: str = "sample",
+        reference_hint: bool = True,
+    ) -> None:
+        super().__init__()
+        self.patch = patch
+        temb = block_channels[0] * 4
+        self.time_proj = Timesteps(block_channels[0], flip_sin_to_cos=True, downscale_freq_shift=0)
+        self.time_embedding = TimestepEmbedding(block_channels[0], temb)
+        self.landmarks = LandmarkTokens(N_LANDMARKS, landmark_dim, n_freqs)
+        # Classifier-free guidance drops the target's landmark tokens for these learned ones.
+        self.null_landmarks = nn.Parameter(torch.zeros(N_LANDMARKS, landmark_dim))
+        sides = [sample_size // patch // 2**i for i in range(len(block_channels))]
+        self.sides = sides
+        self.ref_encoder = ReferenceEncoder(patch, tuple(block_channels), tuple(talk_sides), groups, sample_size)
+        # Inputs: noisy crop, masked crop, mask and (reference_hint) the reference nearest the target's mouth shape.
+        self.conv_in = nn.Conv2d((10 if reference_hint else 7) * patch * patch, block_channels[0], 3, padding=1)
+        self.ref_tokens = nn.ModuleDict()
+
+        def talk(ch: int, side: int) -> TalkFormerBlock | None:
+            if side not in talk_sides:
+                return None
+            if str(side) not in self.ref_tokens:
+                self.ref_tokens[str(side)] = ReferenceTokens(ch, min(ref_side, side), landmark_dim)
+            return TalkFormerBlock(ch, side, landmark_dim, heads, groups, side in self_attention_sides)
+
+        self.down_resnets = nn.ModuleList()
+        self.down_talk = nn.ModuleList()
+        self.downsamplers = nn.ModuleList()
+        skip_channels = [block_channels[0]]
+        prev = block_channels[0]
+        for i, (ch, side) in enumerate(zip(block_channels, sides, strict=True)):
+            res, tf = nn.ModuleList(), nn.ModuleList()
+            for _ in range(layers_per_block):
+                res.append(ResnetBlock2D(in_channels=prev, out_channels=ch, temb_channels=temb, groups=groups))
+                tf.append(talk(ch, side) or nn.Identity())
+                prev = ch
+                skip_channels.append(ch)
+            self.down_resnets.append(res)
+            self.down_talk.append(tf)
+            last = i == len(block_channels) - 1
+            self.downsamplers.append(
+                nn.Identity() if last else Downsample2D(ch, use_conv=True, out_channels=ch, name="op")
+            )
+            if not last:
+                skip_channels.append(ch)
+        mid = block_channels[-1]
+        self.mid_res1 = ResnetBlock2D(in_channels=mid, out_channels=mid, temb_channels=temb, groups=groups)
+        self.mid_talk = talk(mid, sides[-1]) or nn.Identity()
+        self.mid_res2 = ResnetBlock2D(in_channels=mid, out_channels=mid, temb_channels=temb, groups=groups)
+
+        self.up_resnets = nn.ModuleList()
+        self.up_talk = nn.ModuleList()
+        self.upsamplers = nn.ModuleList()
+        prev = mid
+        for i in reversed(range(len(block_channels))):
+            ch, side = block_channels[i], sides[i]
+            res, tf = nn.ModuleList(), nn.ModuleList()
+            for _ in range(layers_per_block + 1):
+                skip = skip_channels.pop()
+                res.append(ResnetBlock2D(in_channels=prev + skip, out_channels=ch, temb_channels=temb, groups=groups))
+                tf.append(talk(ch, side) or nn.Identity())
+                prev = ch
+            self.up_resnets.append(res)
+            self.up_talk.append(tf)
+            self.upsamplers.append(nn.Identity() if i == 0 else Upsample2D(ch, use_conv=True, out_channels=ch))
+        self.norm_out = nn.GroupNorm(groups, block_channels[0], eps=1e-6)
+        self.conv_out = nn.Conv2d(block_channels[0], 3 * patch * patch, 3, padding=1)
+        nn.init.zeros_(self.conv_out.weight)
+        nn.init.zeros_(self.conv_out.bias)
+
+    def encode_references(self, refs: torch.Tensor, ref_landmarks: torch.Tensor) -> dict:
+        """Reference features, computed once per video chunk and reused at every denoising step.
+
+        refs: (B, K, 3, S, S) in [-1, 1]; ref_landmarks: (B, K, 131, 2) unit-crop coordinates.
+        """
+        b, k = refs.shape[:2]
+        feats = self.ref_encoder(refs.flatten(0, 1))
+        tags = self.landmarks(ref_landmarks.flatten(0, 1)).mean(1).reshape(b, k, -1)
+        return {int(side): tok(feats[int(side)], tags, b) for side, tok in self.ref_tokens.items()}
+
+    def landmark_tokens(self, landmarks: torch.Tensor | None, batch: int, drop: torch.Tensor | None = None):
+        """(B, 131, dim) tokens; rows where ``drop`` is True (or all, without landmarks) get the null tokens."""
+        null = self.null_landmarks.unsqueeze(0).expand(batch, -1, -1)
+        if landmarks is None:
+            return null
+        tokens = self.landmarks(landmarks)
+        if drop is not None:
+            tokens = torch.where(drop[:, None, None], null.to(tokens.dtype), tokens)
+        return tokens
+
+    def forward(
+        self,
+        sample: torch.Tensor,
+        timestep: torch.Tensor | float,
+        masked: torch.Tensor,
+        mask: torch.Tensor,
+        landmarks: torch.Tensor | None,
+        refs: torch.Tensor | None = None,
+        ref_landmarks: torch.Tensor | None = None,
+        *,
+        reference_tokens: dict | None = None,
+        drop_landmarks: torch.Tensor | None = None,
+        hint: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """sample, masked: (B, 3, S, S) in [-1, 1]; mask: (B, 1, S, S), 1 where the face is redrawn;
+        landmarks: (B, 131, 2) target points or None (unconditional); refs/ref_landmarks or precomputed
+        ``reference_tokens`` from ``encode_references``; ``hint`` the reference crop fed to the input (default:
+        the one of ``refs`` nearest ``landmarks``)."""
+        b = sample.shape[0]
+        inputs = [sample, masked, mask.to(sample.dtype)]
+        if self.config.reference_hint:
+            if hint is None:
+                if refs is None:
+                    raise ValueError("this renderer reads a reference hint: pass refs or hint")
+                hint = nearest_reference(refs, ref_landmarks, landmarks)
+            inputs.append(hint.to(sample.dtype))
+        if reference_tokens is None:
+            reference_tokens = self.encode_references(refs, ref_landmarks)
+        lmk = self.landmark_tokens(landmarks, b, drop_landmarks)
+        t = torch.as_tensor(timestep, device=sample.device).reshape(-1).expand(b)
+        emb = self.time_embedding(self.time_proj(t).to(sample.dtype))
+        x = self.conv_in(F.pixel_unshuffle(torch.cat(inputs, 1), self.patch))
+        skips = [x]
+        for i, (res, tf, down) in enumerate(zip(self.down_resnets, self.down_talk, self.downsamplers, strict=True)):
+            for r, block in zip(res, tf, strict=True):
+                x = r(x, emb)
+                x = self._talk(block, x, lmk, reference_tokens)
+                skips.append(x)
+            if i < len(self.downsamplers) - 1:
+                x = down(x)
+                skips.append(x)
+        x = self.mid_res1(x, emb)
+        x = self._talk(self.mid_talk, x, lmk, reference_tokens)
+        x = self.mid_res2(x, emb)
+        for res, tf, up in zip(self.up_resnets, self.up_talk, self.upsamplers, strict=True):
+            for r, block in zip(res, tf, strict=True):
+                x = r(torch.cat([x, skips.pop()], 1), emb)
+                x = self._talk(block, x, lmk, reference_tokens)
+            x = up(x)
+        x = self.conv_out(F.silu(self.norm_out(x)))
+        return F.pixel_shuffle(x, self.patch)
+
+    @staticmethod
+    def _talk(block: nn.Module, x: torch.Tensor, lmk: torch.Tensor, refs: dict) -> torch.Tensor:
+        if isinstance(block, TalkFormerBlock):
+            return block(x, lmk, refs[block.side])
+        return x
+
+
+def nearest_reference(refs: torch.Tensor, ref_landmarks: torch.Tensor, landmarks: torch.Tensor | None) -> torch.Tensor:
+    """Per frame, the reference crop whose lip and jaw points are nearest the target's: (B, K, 3, S, S) -> (B, 3, S,
+    S). It gives the network the person's look in about the right mouth pose to start from (IP_LAP's reference
+    selection); the TalkFormer attention does the rest. Without landmarks (unconditional) the first reference."""
+    b = refs.shape[0]
+    if landmarks is None:
+        return refs[:, 0]
+    with torch.no_grad():
+        d = (ref_landmarks[:, :, N_POSE:].float() - landmarks[:, None, N_POSE:].float()).norm(dim=-1).mean(-1)
+        pick = d.argmin(1)
+    return refs[torch.arange(b, device=refs.device), pick]
+
+
+def renderer_config(name: str) -> dict:
+    if name not in RENDERER_CONFIGS:
+        raise ValueError(f"unknown renderer config {name!r}; choose from {sorted(RENDERER_CONFIGS)}")
+    return dict(RENDERER_CONFIGS[name])

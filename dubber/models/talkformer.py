@@ -1,0 +1,157 @@
+"""TalkFormer conditioning (DESIGN.md §6): landmark tokens, the shared reference encoder, and the block that
+cross-attends to both.
+
+Landmarks enter as numbers (Fourier features of the unit-crop coordinates plus a learned per-point embedding), not
+as drawn sketches, so the renderer's loss differentiates with respect to the coordinates and end-to-end training
+can update the landmark completer through them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from diffusers.models.attention_processor import Attention
+from diffusers.models.resnet import Downsample2D, ResnetBlock2D
+from torch import nn
+from torch.nn import functional as F
+
+
+class LandmarkTokens(nn.Module):
+    """(B, N, 2) unit-crop coordinates -> (B, N, dim) tokens."""
+
+    def __init__(self, n_points: int, dim: int, n_freqs: int) -> None:
+        super().__init__()
+        # Octave frequencies up to 2^(F-1) * pi over the [-1, 1] crop: the finest resolves ~1/2^F of the crop.
+        self.register_buffer("freqs", math.pi * 2.0 ** torch.arange(n_freqs, dtype=torch.float32), persistent=False)
+        self.mlp = nn.Sequential(nn.Linear(2 + 4 * n_freqs, dim), nn.SiLU(), nn.Linear(dim, dim))
+        self.point_embedding = nn.Parameter(torch.randn(n_points, dim) * 0.02)
+
+    def forward(self, points: torch.Tensor) -> torch.Tensor:
+        x = (points.float() - 0.5) * 2.0
+        angles = x[..., None] * self.freqs  # (B, N, 2, F)
+        feats = torch.cat([x, torch.sin(angles).flatten(-2), torch.cos(angles).flatten(-2)], dim=-1)
+        return self.mlp(feats.to(self.mlp[0].weight.dtype)) + self.point_embedding
+
+
+def positional_grid(side: int, dim: int) -> torch.Tensor:
+    """(side*side, dim) fixed 2-D sinusoidal positions: aligned crops put the same face part at the same place."""
+    quarter = dim // 4
+    freq = torch.exp(-math.log(100.0) * torch.arange(quarter, dtype=torch.float32) / max(quarter, 1))
+    coords = (torch.arange(side, dtype=torch.float32) + 0.5) / side * 2 * math.pi
+    yy, xx = torch.meshgrid(coords, coords, indexing="ij")
+    parts = [torch.sin(yy[..., None] * freq * side / 4), torch.cos(yy[..., None] * freq * side / 4)]
+    parts += [torch.sin(xx[..., None] * freq * side / 4), torch.cos(xx[..., None] * freq * side / 4)]
+    grid = torch.cat(parts, dim=-1).reshape(side * side, 4 * quarter)
+    return F.pad(grid, (0, dim - grid.shape[1]))
+
+
+class ReferenceEncoder(nn.Module):
+    """One shared encoder for the K reference crops: features at each TalkFormer resolution.
+
+    Its levels mirror the UNet's (pixel-unshuffle by ``patch``, then one resnet and a downsample per level), and the
+    features of the levels the UNet attends at are returned as ``{side: (B*K, C, side, side)}``.
+    """
+
+    def __init__(self, patch: int, channels: tuple[int, ...], sides: tuple[int, ...], groups: int, size: int) -> None:
+        super().__init__()
+        self.patch = patch
+        self.conv_in = nn.Conv2d(3 * patch * patch, channels[0], 3, padding=1)
+        self.blocks = nn.ModuleList()
+        self.downs = nn.ModuleList()
+        self.sides = []
+        side = size // patch
+        prev = channels[0]
+        for i, ch in enumerate(channels):
+            self.blocks.append(ResnetBlock2D(in_channels=prev, out_channels=ch, temb_channels=None, groups=groups))
+            self.sides.append(side)
+            last = i == len(channels) - 1
+            self.downs.append(nn.Identity() if last else Downsample2D(ch, use_conv=True, out_channels=ch, name="op"))
+            side = side if last else side // 2
+            prev = ch
+        self.keep = set(sides)
+
+    def forward(self, refs: torch.Tensor) -> dict[int, torch.Tensor]:
+        x = self.conv_in(F.pixel_unshuffle(refs, self.patch))
+        out = {}
+        for block, down, side in zip(self.blocks, self.downs, self.sides, strict=True):
+            x = block(x, None)
+            if side in self.keep:
+                out[side] = x
+            x = down(x)
+        return out
+
+
+class ReferenceTokens(nn.Module):
+    """Reference features at one side + each reference's landmark tag -> the keys of the warping attention.
+
+    (B*K, C, s, s) features and (B, K, D) tags -> (B, K * r * r, C). The 32-side level is pooled to ``ref_side``
+    (16) per side: attention cost stays bounded on a CPU while the finer levels keep their detail. Computed once
+    per side and shared by every TalkFormer block at that side.
+    """
+
+    def __init__(self, channels: int, ref_side: int, landmark_dim: int) -> None:
+        super().__init__()
+        self.ref_side = ref_side
+        self.register_buffer("pos", positional_grid(ref_side, channels), persistent=False)
+        self.tag = nn.Linear(landmark_dim, channels)
+        self.norm = nn.LayerNorm(channels)
+
+    def forward(self, features: torch.Tensor, tags: torch.Tensor, batch: int) -> torch.Tensor:
+        if features.shape[-1] != self.ref_side:
+            features = F.adaptive_avg_pool2d(features, self.ref_side)
+        bk, c = features.shape[:2]
+        tokens = features.flatten(2).transpose(1, 2) + self.pos  # (B*K, r*r, C)
+        tokens = tokens + self.tag(tags).reshape(bk, 1, c)
+        return self.norm(tokens.reshape(batch, -1, c))
+
+
+class TalkFormerBlock(nn.Module):
+    """Image tokens at one resolution: optional self-attention, cross-attention to the target's landmark tokens
+    (motion alignment), cross-attention to the reference frames' features (implicit warping), feed-forward.
+
+    The output projection starts at zero, so an untrained block is the identity and the UNet starts as a plain
+    inpainting network.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        side: int,
+        landmark_dim: int,
+        heads: int,
+        groups: int,
+        self_attention: bool,
+    ) -> None:
+        super().__init__()
+        dim_head = channels // heads
+        self.side = side
+        self.norm = nn.GroupNorm(groups, channels, eps=1e-6)
+        self.proj_in = nn.Linear(channels, channels)
+        self.register_buffer("pos", positional_grid(side, channels), persistent=False)
+        self.self_attn = None
+        if self_attention:
+            self.norm_self = nn.LayerNorm(channels)
+            self.self_attn = Attention(channels, heads=heads, dim_head=dim_head, out_bias=True)
+        self.norm_lmk = nn.LayerNorm(channels)
+        self.lmk_attn = Attention(channels, cross_attention_dim=landmark_dim, heads=heads, dim_head=dim_head)
+        self.norm_ref = nn.LayerNorm(channels)
+        self.ref_attn = Attention(channels, cross_attention_dim=channels, heads=heads, dim_head=dim_head)
+        self.norm_ff = nn.LayerNorm(channels)
+        self.ff = nn.Sequential(
+            nn.Linear(channels, 2 * channels), nn.GELU(approximate="tanh"), nn.Linear(2 * channels, channels)
+        )
+        self.proj_out = nn.Linear(channels, channels)
+        nn.init.zeros_(self.proj_out.weight)
+        nn.init.zeros_(self.proj_out.bias)
+
+    def forward(self, x: torch.Tensor, landmark_tokens: torch.Tensor, ref_tokens: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        residual = x
+        t = self.proj_in(self.norm(x).flatten(2).transpose(1, 2)) + self.pos
+        if self.self_attn is not None:
+            t = t + self.self_attn(self.norm_self(t))
+        t = t + self.lmk_attn(self.norm_lmk(t), encoder_hidden_states=landmark_tokens)
+        t = t + self.ref_attn(self.norm_ref(t), encoder_hidden_states=ref_tokens)
+        t = t + self.ff(self.norm_ff(t))
+        return residual + self.proj_out(t).transpose(1, 2).reshape(b, c, h, w)

@@ -1,0 +1,152 @@
+"""Sampling the renderer: the TalkFormer UNet + a diffusers scheduler, diffusers' pipeline / model / scheduler split.
+
+``FaceRenderer(crops, landmarks, refs, ref_landmarks)`` redraws the lower face of a batch of aligned crops so it
+follows the target landmarks. Every frame starts from the same initial noise (one seeded (3, S, S) draw), so
+neighbouring frames, and the frames on either side of a chunk boundary, share their stochastic part and do not
+flicker. Classifier-free guidance (``guidance > 1``) runs the landmark-free branch in the same batch.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import torch
+from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
+
+from dubber.models.renderer_unet import RendererUNet, nearest_reference
+from dubber.render.face_mask import lower_face_mask
+
+SCHEDULERS = ("ddim", "dpm++")
+TRAIN_SCHEDULE = dict(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", clip_sample=False)
+PIPELINE_CONFIG = "renderer.json"
+
+
+def training_scheduler(prediction_type: str = "sample") -> DDPMScheduler:
+    return DDPMScheduler(**TRAIN_SCHEDULE, prediction_type=prediction_type)
+
+
+def make_scheduler(name: str, prediction_type: str = "sample"):
+    """A few-step sampler over the training schedule; "trailing" spacing so step 1 starts from pure noise."""
+    common = dict(**TRAIN_SCHEDULE, prediction_type=prediction_type, timestep_spacing="trailing")
+    if name == "ddim":
+        return DDIMScheduler(**common, set_alpha_to_one=False)
+    if name == "dpm++":
+        common.pop("clip_sample")
+        return DPMSolverMultistepScheduler(**common, algorithm_type="dpmsolver++", solver_order=2)
+    raise ValueError(f"unknown scheduler {name!r}; choose from {', '.join(SCHEDULERS)}")
+
+
+def initial_noise(size: int, seed: int, device, dtype) -> torch.Tensor:
+    """(1, 3, S, S): drawn on the CPU so a seed gives the same frames on every device."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn((1, 3, size, size), generator=g).to(device=device, dtype=dtype)
+
+
+class FaceRenderer:
+    """The renderer pipeline. Tensors in, tensors out: crops in [-1, 1], (B, 3, S, S)."""
+
+    def __init__(self, unet: RendererUNet, scheduler: str = "dpm++") -> None:
+        self.unet = unet.eval()
+        self.scheduler_name = scheduler
+        make_scheduler(scheduler)  # validate now, not at the first frame
+
+    @property
+    def size(self) -> int:
+        return int(self.unet.config.sample_size)
+
+    @property
+    def n_refs(self) -> int:
+        return int(self.unet.config.n_refs)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.unet.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.unet.parameters()).dtype
+
+    def mask(self, batch: int) -> torch.Tensor:
+        m = torch.from_numpy(lower_face_mask(self.size).copy())
+        return m.to(self.device, self.dtype).expand(batch, 1, -1, -1)
+
+    @torch.no_grad()
+    def encode_references(self, refs: torch.Tensor, ref_landmarks: torch.Tensor) -> dict:
+        """Reference tokens for (K, 3, S, S) refs shared by a video (or (B, K, ...) per frame): compute once per
+        chunk and pass to ``__call__`` as ``reference_tokens``."""
+        if refs.dim() == 4:
+            refs, ref_landmarks = refs[None], ref_landmarks[None]
+        return self.unet.encode_references(refs.to(self.device, self.dtype), ref_landmarks.to(self.device))
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        crops: torch.Tensor,
+        landmarks: torch.Tensor,
+        refs: torch.Tensor | None = None,
+        ref_landmarks: torch.Tensor | None = None,
+        *,
+        reference_tokens: dict | None = None,
+        steps: int = 8,
+        seed: int = 0,
+        guidance: float = 1.0,
+        scheduler: str | None = None,
+    ) -> torch.Tensor:
+        """Redraw the lower face of ``crops`` (B, 3, S, S) to follow ``landmarks`` (B, 131, 2, unit crop).
+
+        ``refs`` (K, 3, S, S) shared by the batch, or (B, K, 3, S, S) per frame, with their landmarks; the
+        references' tokens may come precomputed (``reference_tokens``), the crops are still needed for the
+        per-frame reference hint. Pixels outside the mask are returned as given. ``steps`` denoising steps.
+        """
+        b = crops.shape[0]
+        device, dtype = self.device, self.dtype
+        crops = crops.to(device, dtype)
+        landmarks = landmarks.to(device, torch.float32)
+        if reference_tokens is None:
+            reference_tokens = self.encode_references(refs, ref_landmarks)
+        tokens = {k: v.expand(b, -1, -1) if v.shape[0] == 1 else v for k, v in reference_tokens.items()}
+        mask = self.mask(b)
+        masked = crops * (1 - mask)
+        hint = None
+        if self.unet.config.reference_hint:
+            if refs is None or ref_landmarks is None:
+                raise ValueError("this renderer needs the reference crops and landmarks (refs, ref_landmarks)")
+            if refs.dim() == 4:
+                refs, ref_landmarks = refs[None].expand(b, -1, -1, -1, -1), ref_landmarks[None].expand(b, -1, -1, -1)
+            hint = nearest_reference(refs.to(device, dtype), ref_landmarks.to(device), landmarks)
+        sched = make_scheduler(scheduler or self.scheduler_name, self.unet.config.prediction_type)
+        sched.set_timesteps(steps, device=device)
+        x = initial_noise(self.size, seed, device, dtype).expand(b, -1, -1, -1) * sched.init_noise_sigma
+        guided = guidance != 1.0
+        for t in sched.timesteps:
+            if guided:
+                drop = torch.cat([torch.zeros(b, dtype=torch.bool), torch.ones(b, dtype=torch.bool)]).to(device)
+                out = self.unet(
+                    torch.cat([x, x]), t, torch.cat([masked, masked]), torch.cat([mask, mask]),
+                    torch.cat([landmarks, landmarks]),
+                    reference_tokens={k: torch.cat([v, v]) for k, v in tokens.items()}, drop_landmarks=drop,
+                    hint=None if hint is None else torch.cat([hint, hint]),
+                )  # fmt: skip
+                cond, uncond = out.chunk(2)
+                out = uncond + guidance * (cond - uncond)
+            else:
+                out = self.unet(x, t, masked, mask, landmarks, reference_tokens=tokens, hint=hint)
+            x = sched.step(out, t, x).prev_sample
+        return (masked + mask * x.clamp(-1, 1)).float()
+
+    def save_pretrained(self, folder: str | Path, *, dtype: torch.dtype | None = None) -> None:
+        folder = Path(folder)
+        unet = self.unet if dtype is None else copy.deepcopy(self.unet).to(dtype)  # .to() is in place
+        unet.save_pretrained(folder / "unet", safe_serialization=True)
+        (folder / PIPELINE_CONFIG).write_text(json.dumps({"scheduler": self.scheduler_name}, indent=1) + "\n")
+
+    @classmethod
+    def from_pretrained(
+        cls, folder: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+    ) -> FaceRenderer:
+        folder = Path(folder)
+        settings = json.loads((folder / PIPELINE_CONFIG).read_text())
+        unet = RendererUNet.from_pretrained(folder / "unet", torch_dtype=dtype).to(device)
+        return cls(unet, settings.get("scheduler", "dpm++"))

@@ -1,0 +1,66 @@
+"""The renderer's training loss: MSE on the redrawn region of the model's target (x0 for the shipped configs; v or
+epsilon with Min-SNR weights), with landmark dropout for classifier-free guidance. Its random draws come from a
+generator seeded per step, so a resumed run is exact."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from dubber.models.renderer_unet import RendererUNet
+from dubber.render.face_mask import lower_face_mask
+
+
+@dataclass(frozen=True)
+class DiffusionLossConfig:
+    outside_weight: float = 0.25  # the known region only needs copying: a small weight keeps it from drifting
+    drop_landmarks: float = 0.1  # share of samples trained without landmarks (classifier-free guidance)
+    min_snr_gamma: float = 5.0
+
+
+def step_generator(seed: int, step: int, rank: int) -> torch.Generator:
+    return torch.Generator().manual_seed((seed * 1_000_003 + step) * 131 + rank)
+
+
+def diffusion_loss(
+    unet: RendererUNet,
+    scheduler,
+    batch: dict[str, torch.Tensor],
+    cfg: DiffusionLossConfig,
+    generator: torch.Generator,
+    landmarks: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, dict]:
+    """``landmarks`` overrides ``batch["landmarks"]`` (end-to-end training passes the completer's output)."""
+    x0 = batch["target"]
+    b, device = x0.shape[0], x0.device
+    size = x0.shape[-1]
+    noise = torch.randn(x0.shape, generator=generator).to(device, x0.dtype)
+    t = torch.randint(0, scheduler.config.num_train_timesteps, (b,), generator=generator).to(device)
+    drop = (torch.rand(b, generator=generator) < cfg.drop_landmarks).to(device)
+    mask = torch.from_numpy(lower_face_mask(size).copy()).to(device, x0.dtype).expand(b, 1, -1, -1)
+    xt = scheduler.add_noise(x0, noise, t)
+    kind = scheduler.config.prediction_type
+    target = {"v_prediction": scheduler.get_velocity(x0, noise, t), "sample": x0, "epsilon": noise}[kind]
+    out = unet(
+        xt,
+        t,
+        x0 * (1 - mask),
+        mask,
+        batch["landmarks"] if landmarks is None else landmarks,
+        batch["refs"],
+        batch["ref_landmarks"],
+        drop_landmarks=drop,
+    )
+    weight_px = mask + cfg.outside_weight * (1 - mask)
+    per_sample = ((out.float() - target.float()) ** 2 * weight_px).mean((1, 2, 3)) / weight_px.mean((1, 2, 3))
+    alphas = scheduler.alphas_cumprod.to(device)[t]
+    snr = alphas / (1 - alphas)
+    if kind == "sample":
+        w = torch.ones_like(snr)  # plain x0 MSE: every noise level counts as much as a clean picture error
+    elif kind == "v_prediction":
+        w = torch.clamp(snr, max=cfg.min_snr_gamma) / (snr + 1)
+    else:
+        w = torch.clamp(snr, max=cfg.min_snr_gamma) / snr
+    loss = (per_sample * w).mean()
+    return loss, {"mse": float(per_sample.detach().mean())}

@@ -1,0 +1,168 @@
+"""Renderer training samples from a prepared cache: aligned crops, their 131 landmarks, and reference frames.
+
+A sample is one target frame of a clip with K references from the same clip at least ``min_gap`` frames away (so
+the renderer must warp the person's look, not copy a neighbouring frame). Colour augmentation is shared by the target
+and its references (the look must still match); scale/shift jitter is drawn per image (tracking is never perfect).
+Crops are decoded once into memory, at most ``max_frames`` per clip spread evenly over it; ``video_only`` clips
+count as renderer data. Batches are a pure function of (seed, step, rank), so a resumed run continues exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import av
+import cv2
+import numpy as np
+import torch
+
+from dubber.data.cache import PrepCache
+from dubber.face.landmarks import ALL_INDICES
+
+_ALL = np.asarray(ALL_INDICES)
+
+
+@dataclass
+class RenderClip:
+    clip_id: str
+    speaker: str
+    split: str
+    frame_index: np.ndarray  # (N,) positions in the clip of the kept frames
+    crops: np.ndarray  # (N, S, S, 3) uint8
+    points: np.ndarray  # (N, 131, 2) float32 unit crop coordinates
+
+    def __len__(self) -> int:
+        return len(self.frame_index)
+
+    def reference_candidates(self, i: int, min_gap: int) -> np.ndarray:
+        return np.flatnonzero(np.abs(self.frame_index - self.frame_index[i]) >= min_gap)
+
+
+def read_crops(path, keep: np.ndarray) -> np.ndarray:
+    """The frames at positions ``keep`` (sorted) of a crops video, as (len(keep), S, S, 3) uint8."""
+    wanted = set(int(k) for k in keep)
+    out = []
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        for i, frame in enumerate(container.decode(stream)):
+            if i in wanted:
+                out.append(frame.to_ndarray(format="rgb24"))
+            if i >= keep[-1]:
+                break
+    return np.stack(out)
+
+
+def load_render_clips(
+    cache: PrepCache,
+    splits: tuple[str, ...],
+    *,
+    size: int = 128,
+    max_frames: int | None = None,
+    min_gap: int = 5,
+    speakers: set[str] | None = None,
+) -> list[RenderClip]:
+    """Clips of ``splits`` with usable frames that have at least one reference ``min_gap`` frames away, at crop
+    ``size`` (read from the nearest stored size at or above it, resized where it differs)."""
+    clips = []
+    for split in splits:
+        for rec in cache.records(split):
+            if speakers is not None and rec.speaker not in speakers:
+                continue
+            track = cache.load(rec)
+            usable = np.flatnonzero(track.usable)
+            if len(usable) < 2 or usable[-1] - usable[0] < min_gap:
+                continue
+            if max_frames is not None and len(usable) > max_frames:
+                usable = usable[np.round(np.linspace(0, len(usable) - 1, max_frames)).astype(int)]
+            stored = sorted(rec.sizes or [128])
+            source = next((s for s in stored if s >= size), stored[-1])
+            crops = read_crops(cache.crops_path(rec, source), usable)
+            if source != size:
+                crops = np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in crops])
+            if len(crops) != len(usable):  # a short crops file: keep what both hold
+                usable = usable[: len(crops)]
+            points = track.crop_points[usable][:, _ALL].astype(np.float32)
+            clips.append(RenderClip(rec.clip_id, rec.speaker, split, usable, crops, points))
+    return clips
+
+
+def to_model_range(images: np.ndarray) -> torch.Tensor:
+    """(..., S, S, 3) uint8 -> (..., 3, S, S) float32 in [-1, 1]."""
+    t = torch.from_numpy(np.ascontiguousarray(images)).float().div(127.5).sub(1.0)
+    return t.movedim(-1, -3).contiguous()
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """(..., 3, S, S) in [-1, 1] -> (..., S, S, 3) uint8."""
+    x = images.detach().float().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8)
+    return x.movedim(-3, -1).cpu().numpy()
+
+
+def _jitter(image: np.ndarray, points: np.ndarray, rng: np.random.Generator, scale: float, shift: float):
+    """A small random similarity about the crop centre, applied to the image and its unit-crop points."""
+    size = image.shape[0]
+    s = 1.0 + rng.uniform(-scale, scale)
+    angle = rng.uniform(-3.0, 3.0)
+    dx, dy = rng.uniform(-shift, shift, 2) * size
+    m = cv2.getRotationMatrix2D((size / 2, size / 2), angle, s)
+    m[:, 2] += (dx, dy)
+    out = cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+    pts = (points * size) @ m[:, :2].T + m[:, 2]
+    return out, (pts / size).astype(np.float32)
+
+
+def _colour(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Brightness, contrast, saturation and per-channel gain, the same for every image of one sample."""
+    x = images.astype(np.float32) / 255.0
+    gray = x.mean(-1, keepdims=True)
+    x = gray + (x - gray) * rng.uniform(0.75, 1.25)  # saturation
+    mean = x.mean()
+    x = mean + (x - mean) * rng.uniform(0.8, 1.2)  # contrast
+    x = x * rng.uniform(0.92, 1.08, 3) + rng.uniform(-0.08, 0.08)  # channel gain, brightness
+    return np.clip(x * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+class RenderSampler:
+    """Draws (target, references) samples, speakers weighted by their frame count ** ``balance``."""
+
+    def __init__(self, clips: list[RenderClip], n_refs: int, *, min_gap: int = 5, balance: float = 0.3) -> None:
+        self.clips = clips
+        self.n_refs = n_refs
+        self.min_gap = min_gap
+        self.entries = np.array([(c, i) for c, clip in enumerate(clips) for i in range(len(clip))], dtype=np.int64)
+        if len(self.entries) == 0:
+            raise ValueError("no renderer training frames")
+        speakers = np.array([clips[c].speaker for c in self.entries[:, 0]])
+        names, inverse, counts = np.unique(speakers, return_inverse=True, return_counts=True)
+        weight = (counts.astype(np.float64) ** balance / counts)[inverse]
+        self.p = weight / weight.sum()
+        self.speakers = {str(n): int(c) for n, c in zip(names, counts, strict=True)}
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def sample(self, c: int, i: int, rng: np.random.Generator | None, augment: bool):
+        clip = self.clips[c]
+        cands = clip.reference_candidates(i, self.min_gap)
+        pick_rng = rng or np.random.default_rng([c, i])
+        refs = pick_rng.choice(cands, self.n_refs, replace=len(cands) < self.n_refs)
+        images = [clip.crops[i]] + [clip.crops[r] for r in refs]
+        points = [clip.points[i]] + [clip.points[r] for r in refs]
+        if augment and rng is not None:
+            images = list(_colour(np.stack(images), rng))
+            pairs = [_jitter(im, pt, rng, 0.05, 0.02) for im, pt in zip(images, points, strict=True)]
+            images, points = [p[0] for p in pairs], [p[1] for p in pairs]
+        return np.stack(images), np.stack(points)
+
+    def batch(self, size: int, seed: int, step: int, rank: int = 0, augment: bool = True) -> dict[str, torch.Tensor]:
+        rng = np.random.default_rng([seed, step, rank])
+        picks = self.entries[rng.choice(len(self.entries), size, p=self.p)]
+        images, points = zip(*(self.sample(int(c), int(i), rng, augment) for c, i in picks), strict=True)
+        images, points = to_model_range(np.stack(images)), torch.from_numpy(np.stack(points))
+        return {
+            "target": images[:, 0],
+            "landmarks": points[:, 0],
+            "refs": images[:, 1:],
+            "ref_landmarks": points[:, 1:],
+        }
