@@ -28,7 +28,8 @@ from dubber.training.diffusion_loss import DiffusionLossConfig, diffusion_loss, 
 from dubber.training.landmark_data import ClipArrays, load_clips, reference_indices
 from dubber.training.landmark_trainer import landmark_loss
 from dubber.training.renderer_data import RenderClip, _colour, load_render_clips, to_model_range
-from dubber.training.renderer_trainer import ema_copy, lr_factor, make_accelerator
+from dubber.training.renderer_trainer import ema_copy, make_accelerator
+from dubber.training.run_log import lr_factor, run_logger
 
 log = get_logger("train")
 N_POSE = 74
@@ -183,12 +184,7 @@ def train_joint(
         dev_before = dev.evaluate(raw_completer, FaceRenderer(raw_unet), steps=cfg.eval_steps, seed=cfg.seed)
     log_path = run / "log.jsonl"
 
-    def emit(rec: dict) -> None:
-        if accelerator.is_main_process:
-            with open(log_path, "a") as f:
-                f.write(json.dumps(rec) + "\n")
-            if log_fn is not None:
-                log_fn(rec)
+    emit = run_logger(log_path, accelerator.is_main_process, log_fn)
 
     if state is None:
         emit({"step": 0, "eval": True, **dev_before})

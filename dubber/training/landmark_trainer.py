@@ -24,6 +24,7 @@ from dubber.log import get_logger
 from dubber.models.landmark_completer import LandmarkCompleter, LandmarkCompleterConfig
 from dubber.training.checkpoints import load_checkpoint, save_checkpoint
 from dubber.training.landmark_data import WindowSampler, load_clips, reference_indices
+from dubber.training.run_log import lr_factor, run_logger
 
 log = get_logger("train")
 
@@ -62,13 +63,6 @@ def landmark_loss(pred: torch.Tensor, target: torch.Tensor, velocity_weight: flo
     l1 = (pred - target).abs().mean()
     vel = ((pred[:, 1:] - pred[:, :-1]) - (target[:, 1:] - target[:, :-1])).abs().mean()
     return l1 + velocity_weight * vel, {"l1": float(l1.detach()), "velocity": float(vel.detach())}
-
-
-def _lr_factor(step: int, cfg: LandmarkTrainConfig) -> float:
-    if step < cfg.warmup_steps:
-        return (step + 1) / cfg.warmup_steps
-    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
-    return 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 class BalancedSampler(WindowSampler):
@@ -172,12 +166,7 @@ def train_landmarks(
             log.info("resumed %s at step %d", run, step)
     log_path = run / "log.jsonl"
 
-    def emit(rec: dict) -> None:
-        if accelerator.is_main_process:
-            with open(log_path, "a") as f:
-                f.write(json.dumps(rec) + "\n")
-            if log_fn is not None:
-                log_fn(rec)
+    emit = run_logger(log_path, accelerator.is_main_process, log_fn)
 
     t0 = time.perf_counter()
     last_ckpt = t0
@@ -194,7 +183,7 @@ def train_landmarks(
         batch = sampler.batch(cfg.batch_size, cfg.seed, step, accelerator.process_index)
         batch = {k: v.to(accelerator.device) for k, v in batch.items()}
         for g in opt.param_groups:
-            g["lr"] = cfg.lr * _lr_factor(step, cfg)
+            g["lr"] = cfg.lr * lr_factor(step, cfg.warmup_steps, cfg.max_steps)
         pred = model(batch["mel"], batch["pose"], batch["refs"])
         loss, parts = landmark_loss(pred, batch["target"], cfg.velocity_weight)
         opt.zero_grad(set_to_none=True)

@@ -26,6 +26,7 @@ from dubber.render.renderer_pipeline import FaceRenderer, training_scheduler
 from dubber.training.checkpoints import load_checkpoint, save_checkpoint
 from dubber.training.diffusion_loss import DiffusionLossConfig, diffusion_loss, step_generator
 from dubber.training.renderer_data import RenderClip, RenderSampler, load_render_clips
+from dubber.training.run_log import lr_factor, run_logger
 
 log = get_logger("train")
 
@@ -72,13 +73,6 @@ class TrainResult:
     minutes: float
     last_loss: float
     dev: dict = field(default_factory=dict)
-
-
-def lr_factor(step: int, warmup: int, max_steps: int) -> float:
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, max_steps - warmup))
-    return 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def make_accelerator(device: str | None, mixed_precision: str):
@@ -245,12 +239,7 @@ def _loop(accelerator, unet, ema, opt, scheduler, sampler, monitor, cfg, run, st
           log_fn) -> TrainResult:  # fmt: skip
     log_path = run / "log.jsonl"
 
-    def emit(rec: dict) -> None:
-        if accelerator.is_main_process:
-            with open(log_path, "a") as f:
-                f.write(json.dumps(rec) + "\n")
-            if log_fn is not None:
-                log_fn(rec)
+    emit = run_logger(log_path, accelerator.is_main_process, log_fn)
 
     unwrapped = accelerator.unwrap_model(unet)
     t0 = last_ckpt = time.perf_counter()
