@@ -28,3 +28,21 @@ def shared_manifest() -> list[dict]:
 
 def shared_path(row: dict) -> Path:
     return SHARED_DATA / row["path"]
+
+
+def prepare_shared_rows(rows: list[dict], folder: Path, split: str = "dev"):
+    """A prepared cache (real tracker) of these shared-manifest rows, under ``split``."""
+    import csv
+
+    from dubber.data import PrepCache, prepare_dataset
+    from dubber.data.sources import read_manifest
+
+    manifest = folder / "m.csv"
+    with open(manifest, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["path", "split", "speaker"])
+        w.writeheader()
+        for r in rows:
+            w.writerow({"path": str(shared_path(r)), "split": split, "speaker": r["speaker"]})
+    summary = prepare_dataset(read_manifest(manifest), folder / "cache", jobs=1)
+    assert summary.ok == len(rows)
+    return PrepCache(folder / "cache")

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import csv
-
 import pytest
 
-from cli_tests.conftest import SHARED_DATA
-from dubber.data import PrepCache, prepare_dataset
-from dubber.data.sources import read_manifest
+from cli_tests.conftest import SHARED_DATA, prepare_shared_rows
 from dubber.evaluation.landmark_eval import LandmarkEvalOptions, evaluate_landmarks
 from dubber.weights import load_landmark_model
 
@@ -19,16 +15,7 @@ pytestmark = pytest.mark.shared_data
 def grid_dev_cache(tmp_path_factory, shared_manifest):
     """Four held-out GRID s1 sentences (never trained on), prepared with the real tracker."""
     rows = [r for r in shared_manifest if r["split"] == "dev" and r["speaker"] == "grid_s1"][:4]
-    manifest = tmp_path_factory.mktemp("m") / "m.csv"
-    with open(manifest, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["path", "split", "speaker"])
-        w.writeheader()
-        for r in rows:
-            w.writerow({"path": str(SHARED_DATA / r["path"]), "split": "dev", "speaker": r["speaker"]})
-    cache = tmp_path_factory.mktemp("cache")
-    summary = prepare_dataset(read_manifest(manifest), cache, jobs=1)
-    assert summary.ok == 4
-    return PrepCache(cache)
+    return prepare_shared_rows(rows, tmp_path_factory.mktemp("grid_dev"))
 
 
 def test_shipped_model_follows_the_audio_on_held_out_sentences(grid_dev_cache):

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import csv
-
 import pytest
 
-from cli_tests.conftest import SHARED_DATA
-from dubber.data import PrepCache, prepare_dataset
-from dubber.data.sources import read_manifest
+from cli_tests.conftest import prepare_shared_rows
 from dubber.evaluation.renderer_eval import build_dev_samples, evaluate_renderer
 from dubber.training.renderer_data import load_render_clips
 from dubber.training.renderer_trainer import face_backend
@@ -26,16 +22,7 @@ def unseen_dev_cache(tmp_path_factory, shared_manifest):
             if r["speaker"] not in by_speaker or float(r["seconds"]) < float(by_speaker[r["speaker"]]["seconds"]):
                 by_speaker[r["speaker"]] = r
     rows = sorted(by_speaker.values(), key=lambda r: float(r["seconds"]))[:3]
-    manifest = tmp_path_factory.mktemp("m") / "m.csv"
-    with open(manifest, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["path", "split", "speaker"])
-        w.writeheader()
-        for r in rows:
-            w.writerow({"path": str(SHARED_DATA / r["path"]), "split": "dev", "speaker": r["speaker"]})
-    cache = tmp_path_factory.mktemp("cache")
-    summary = prepare_dataset(read_manifest(manifest), cache, jobs=1)
-    assert summary.ok == 3
-    return PrepCache(cache)
+    return prepare_shared_rows(rows, tmp_path_factory.mktemp("unseen_dev"))
 
 
 def test_shipped_renderer_on_unseen_speakers(unseen_dev_cache):

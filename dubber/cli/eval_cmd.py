@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import typer
 
 from dubber.cli.output import print_json, stderr
@@ -84,6 +83,8 @@ def eval_renderer_command(
         renderer, dev, steps=steps, seed=seed, backend=backend, train_speakers=train_speakers, guidance=guidance
     )
     if grid is not None:
+        import numpy as np
+
         from dubber.evaluation.grids import save_grid
 
         n = min(12, len(dev))

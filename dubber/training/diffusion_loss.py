@@ -41,7 +41,7 @@ def diffusion_loss(
     mask = torch.from_numpy(lower_face_mask(size).copy()).to(device, x0.dtype).expand(b, 1, -1, -1)
     xt = scheduler.add_noise(x0, noise, t)
     kind = scheduler.config.prediction_type
-    target = {"v_prediction": scheduler.get_velocity(x0, noise, t), "sample": x0, "epsilon": noise}[kind]
+    target = scheduler.get_velocity(x0, noise, t) if kind == "v_prediction" else x0 if kind == "sample" else noise
     out = unet(
         xt,
         t,

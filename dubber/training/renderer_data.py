@@ -60,14 +60,16 @@ def load_render_clips(
     size: int = 128,
     max_frames: int | None = None,
     min_gap: int = 5,
-    speakers: set[str] | None = None,
+    per_speaker: int | None = None,
 ) -> list[RenderClip]:
     """Clips of ``splits`` with usable frames that have at least one reference ``min_gap`` frames away, at crop
-    ``size`` (read from the nearest stored size at or above it, resized where it differs)."""
+    ``size`` (read from the nearest stored size at or above it, resized where it differs); at most ``per_speaker``
+    clips of each speaker, counted before decoding so skipped clips cost nothing."""
     clips = []
+    kept: dict[str, int] = {}
     for split in splits:
         for rec in cache.records(split):
-            if speakers is not None and rec.speaker not in speakers:
+            if per_speaker is not None and kept.get(rec.speaker, 0) >= per_speaker:
                 continue
             track = cache.load(rec)
             usable = np.flatnonzero(track.usable)
@@ -83,6 +85,7 @@ def load_render_clips(
             if len(crops) != len(usable):  # a short crops file: keep what both hold
                 usable = usable[: len(crops)]
             points = track.crop_points[usable][:, _ALL].astype(np.float32)
+            kept[rec.speaker] = kept.get(rec.speaker, 0) + 1
             clips.append(RenderClip(rec.clip_id, rec.speaker, split, usable, crops, points))
     return clips
 

@@ -85,13 +85,7 @@ def make_accelerator(device: str | None, mixed_precision: str):
 
 def dev_clips_for_eval(cache: PrepCache, size: int, per_speaker: int, min_gap: int) -> list[RenderClip]:
     """A few dev clips per speaker (GRID s1 alone has 50): every dev speaker counts, none dominates."""
-    clips = load_render_clips(cache, ("dev",), size=size, max_frames=60, min_gap=min_gap)
-    kept: dict[str, list[RenderClip]] = {}
-    for c in clips:
-        kept.setdefault(c.speaker, [])
-        if len(kept[c.speaker]) < per_speaker:
-            kept[c.speaker].append(c)
-    return [c for cs in kept.values() for c in cs]
+    return load_render_clips(cache, ("dev",), size=size, max_frames=60, min_gap=min_gap, per_speaker=per_speaker)
 
 
 def face_backend():
