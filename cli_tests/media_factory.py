@@ -123,3 +123,25 @@ def make_audio(
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
     return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+def face_frame(index: int, width: int, height: int) -> np.ndarray:
+    """The public-domain astronaut portrait (scikit-image), gently swaying, at the requested size."""
+    import cv2
+    from skimage import data
+
+    portrait = cv2.resize(data.astronaut()[:300, 90:390], (width, height), interpolation=cv2.INTER_AREA)
+    angle = 2.0 * np.sin(index / 6.0)
+    m = cv2.getRotationMatrix2D((width / 2, height / 2.5), angle, 1.0 + 0.004 * index)
+    return cv2.warpAffine(portrait, m, (width, height), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+
+
+def make_face_video(path: Path, *, frames: int = 20, size: int = 192, no_face: range | None = None, **kw) -> Path:
+    """A talking-head stand-in MediaPipe tracks; frames in ``no_face`` show a face-less pattern instead."""
+
+    def frame_fn(i: int, w: int, h: int) -> np.ndarray:
+        if no_face is not None and i in no_face:
+            return pattern_frame(i, w, h)
+        return face_frame(i, w, h)
+
+    return make_video(path, frames=frames, width=size, height=size, frame_fn=frame_fn, **kw)

@@ -16,7 +16,8 @@ from dubber.evaluation.alignments import silence_mask
 from dubber.evaluation.landmark_eval import LandmarkEvalOptions, evaluate_landmarks
 from dubber.evaluation.metrics import correlation, jitter, lmd, velocity_error
 from dubber.models import LandmarkCompleter, LandmarkCompleterConfig, predict_sequence
-from dubber.training.landmark_data import WindowSampler, content_opening, load_clips, spread_references
+from dubber.models.reference_choice import spread_references
+from dubber.training.landmark_data import WindowSampler, content_opening, load_clips
 from dubber.training.landmark_trainer import LandmarkTrainConfig, train_landmarks
 
 TINY = LandmarkCompleterConfig.named("tiny")

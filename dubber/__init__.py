@@ -20,7 +20,26 @@ from dubber.errors import (
 
 __version__ = "0.1.0"
 
+_LAZY = {
+    "DubbingPipeline": "dubber.pipeline.dubbing",
+    "DubOptions": "dubber.pipeline.options",
+    "DubResult": "dubber.pipeline.options",
+}
+
+
+def __getattr__(name: str):
+    # The pipeline pulls in torch and diffusers: import it on first use, not with the package.
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'dubber' has no attribute {name!r}")
+
+
 __all__ = [
+    "DubOptions",
+    "DubResult",
+    "DubbingPipeline",
     "DubberError",
     "EmptyMediaError",
     "FaceBackendError",

@@ -135,3 +135,31 @@ def load_renderer(path: str | Path | None = None, *, device: str = "cpu", dtype=
         return FaceRenderer.from_pretrained(folder, device=device, dtype=dtype or torch.float32)
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         raise WeightsError(f"{folder}: cannot load the renderer ({exc})") from None
+
+
+@dataclass
+class Bundle:
+    """The folders of one landmark completer + renderer pair, and where they came from."""
+
+    name: str
+    landmarks: Path
+    renderer: Path
+    verified: bool  # checked against a manifest's sha256s
+
+
+def resolve_bundle(path_or_name: str | Path = DEFAULT_BUNDLE) -> Bundle:
+    """A bundle by manifest name (``default``, or any ``<name>`` with ``<name>/landmarks`` and ``<name>/renderer``
+    entries in the weights folder), checksum-verified; or a folder holding ``landmarks/`` and ``renderer/`` (a run's
+    ``model/`` folder), loaded as it is."""
+    folder = Path(path_or_name)
+    if folder.is_dir() and (folder / "landmarks").is_dir() and (folder / "renderer").is_dir():
+        return Bundle(folder.name, folder / "landmarks", folder / "renderer", verified=False)
+    name = str(path_or_name)
+    root = weights_root()
+    models = read_manifest(root).get("models", {})
+    if f"{name}/landmarks" not in models or f"{name}/renderer" not in models:
+        if folder.exists() or "/" in name or "\\" in name:
+            raise InputError(folder, "not a weights folder (needs landmarks/ and renderer/ subfolders)")
+        bundles = sorted({k.split("/")[0] for k in models if k.endswith("/renderer")})
+        raise InputError(None, f"no weights named {name!r} in {root / MANIFEST} (have: {', '.join(bundles)})")
+    return Bundle(name, verified_folder(f"{name}/landmarks", root), verified_folder(f"{name}/renderer", root), True)

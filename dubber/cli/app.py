@@ -11,9 +11,22 @@ from dubber.cli.output import configure_logging, native_stderr_diverted, stderr
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
+
+class _DefaultToDub(typer.core.TyperGroup):
+    """``dub talk.mp4 --audio speech.wav`` runs the ``video`` command: a first argument that names no command is
+    the video to dub."""
+
+    def resolve_command(self, ctx, args):
+        if args and not args[0].startswith("-") and args[0] not in self.commands:
+            return "video", self.get_command(ctx, "video"), args
+        return super().resolve_command(ctx, args)
+
+
 app = typer.Typer(
     name="dub",
-    help="dubber: re-render a speaker's mouth to say new audio.",
+    cls=_DefaultToDub,
+    help="dubber: re-render a speaker's mouth to say new audio.\n\n"
+    "dub VIDEO --audio AUDIO [-o OUT]   (the `video` command; `dub video --help` lists its options)",
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -37,6 +50,9 @@ def _root(
 
 
 def _register() -> None:
+    from dubber.cli.batch_cmd import batch_command
+    from dubber.cli.bench_cmd import bench_command
+    from dubber.cli.dub_cmd import dub_command
     from dubber.cli.env_cmd import env_command
     from dubber.cli.eval_cmd import eval_app
     from dubber.cli.inspect_cmd import inspect_command
@@ -44,11 +60,14 @@ def _register() -> None:
     from dubber.cli.train_cmd import train_app
     from dubber.cli.weights_cmd import weights_app
 
+    app.command("video")(dub_command)
+    app.command("batch")(batch_command)
     app.command("inspect")(inspect_command)
     app.command("prep")(prep_command)
     app.add_typer(train_app, name="train")
     app.add_typer(eval_app, name="eval")
     app.add_typer(weights_app, name="weights")
+    app.command("bench")(bench_command)
     app.command("env")(env_command)
 
 
@@ -74,15 +93,19 @@ def run(argv: list[str] | None = None) -> int:
     command = typer.main.get_command(app)
     try:
         with native_stderr_diverted(enabled=_verbosity(args) < 2):
-            command.main(args=args, prog_name="dub", standalone_mode=False)
-        return EXIT_OK
+            code = command.main(args=args, prog_name="dub", standalone_mode=False)
+        # Without standalone mode click returns typer.Exit's code instead of raising it.
+        return code if isinstance(code, int) else EXIT_OK
     except typer.Exit as exc:
         return exc.exit_code
     except typer.Abort:
         stderr.print("interrupted")
         return EXIT_INTERRUPTED
     except typer.TyperException as exc:  # usage errors: bad option, missing argument, bad value
-        exc.show(file=sys.stderr)  # type: ignore[attr-defined]
+        ctx = getattr(exc, "ctx", None)
+        where = f" (see '{ctx.command_path} -h')" if ctx is not None else ""
+        message = " ".join(exc.format_message().split())  # one line, whatever click wrapped
+        stderr.print(f"[red]error:[/red] {message}{where}", markup=True, highlight=False, soft_wrap=True)
         return getattr(exc, "exit_code", EXIT_USAGE) or EXIT_USAGE
     except KeyboardInterrupt:
         stderr.print("interrupted")

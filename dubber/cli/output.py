@@ -27,6 +27,11 @@ def configure_logging(verbosity: int) -> None:
     logger.propagate = False
 
 
+def is_quiet() -> bool:
+    """Whether -q asked for errors only (progress bars and summaries stay off)."""
+    return logging.getLogger("dubber").level >= logging.ERROR
+
+
 def print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, default=str) + "\n")
     sys.stdout.flush()

@@ -22,10 +22,12 @@ import torch
 
 from dubber.evaluation.image_metrics import PSNR_CAP, psnr, ssim
 from dubber.face.landmarks import ALL_INDICES, CONTENT_INDICES, LEFT_EYE_OUTER, RIGHT_EYE_OUTER
+from dubber.models.reference_choice import spread_references
 from dubber.render.face_mask import lower_face_mask
+from dubber.render.image_tensors import to_model_range, to_uint8
 from dubber.render.renderer_pipeline import FaceRenderer
-from dubber.training.landmark_data import content_opening, spread_references
-from dubber.training.renderer_data import RenderClip, to_model_range, to_uint8
+from dubber.training.landmark_data import content_opening
+from dubber.training.renderer_data import RenderClip
 
 N_POSE = len(ALL_INDICES) - len(CONTENT_INDICES)
 _EYES = (ALL_INDICES.index(RIGHT_EYE_OUTER), ALL_INDICES.index(LEFT_EYE_OUTER))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
@@ -48,7 +49,7 @@ class VideoWriter:
         fps: Fraction,
         time_base: Fraction | None = None,
         options: VideoEncodeOptions | None = None,
-        audio: AudioClip | AudioFromFile | None = None,
+        audio: AudioClip | AudioFromFile | Sequence[AudioClip | AudioFromFile] | None = None,
         audio_options: AudioEncodeOptions | None = None,
         overwrite: bool = False,
     ) -> None:
@@ -60,13 +61,14 @@ class VideoWriter:
         check_output_path(self.path, overwrite=overwrite)
         x264_options(self.options)  # validate before any file exists
         self.time_base = _keep_time_base(time_base, self.fps)
-        self.audio = audio
+        # Several audio sources become several tracks, the first one the default.
+        self.audio = [] if audio is None else [audio] if isinstance(audio, (AudioClip, AudioFromFile)) else list(audio)
         self.audio_options = audio_options or AudioEncodeOptions()
         self.overwrite = overwrite
         self.frames_written = 0
         self._tmp: Path | None = None
         self._container: av.container.OutputContainer | None = None
-        self._feed: AudioFeed | None = None
+        self._feeds: list[AudioFeed] = []
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
     def open(self) -> VideoWriter:
@@ -81,9 +83,11 @@ class VideoWriter:
             stream.codec_context.time_base = Fraction(self.fps.denominator, self.fps.numerator)
             stream.codec_context.thread_count = self.options.threads
             self._stream = stream
-            self._feed = make_audio_feed(self.audio, self.format, self.audio_options)
-            if self._feed is not None:
-                self._feed.open(self._container, self.format)
+            for source in self.audio:
+                feed = make_audio_feed(source, self.format, self.audio_options)
+                if feed is not None:
+                    self._feeds.append(feed)
+                    feed.open(self._container, self.format)
         except BaseException:
             self.abort()
             raise
@@ -118,8 +122,8 @@ class VideoWriter:
         try:
             self._container.mux(self._stream.encode(frame))
             self.frames_written += 1
-            if self._feed is not None:
-                self._feed.write_until(self.frames_written / float(self.fps) + _AUDIO_LEAD_S)
+            for feed in self._feeds:
+                feed.write_until(self.frames_written / float(self.fps) + _AUDIO_LEAD_S)
         except av.error.FFmpegError as exc:
             raise MediaWriteError(f"{self.path}: encoding failed ({exc.strerror or exc})") from None
 
@@ -129,9 +133,10 @@ class VideoWriter:
             raise RuntimeError("VideoWriter is not open")
         try:
             self._container.mux(self._stream.encode(None))
-            if self._feed is not None:
-                self._feed.finish()
-                self._feed.close()
+            for feed in self._feeds:
+                feed.finish()
+                feed.close()
+            self._feeds = []
             self._container.close()
             self._container = None
             check_output_path(self.path, overwrite=self.overwrite)  # it may have appeared meanwhile
@@ -146,9 +151,9 @@ class VideoWriter:
 
     def abort(self) -> None:
         """Drop the partial output. Safe to call more than once."""
-        if self._feed is not None:
-            self._feed.close()
-            self._feed = None
+        for feed in self._feeds:
+            feed.close()
+        self._feeds = []
         if self._container is not None:
             try:
                 self._container.close()

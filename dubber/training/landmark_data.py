@@ -15,6 +15,7 @@ import torch
 from dubber.audio.windows import frame_windows
 from dubber.data.cache import ClipTrack, PrepCache
 from dubber.face.landmarks import ALL_INDICES, CONTENT_INDICES, POSE_INDICES, mouth_opening
+from dubber.models.reference_choice import spread_references
 
 _CONTENT = np.asarray(CONTENT_INDICES)
 _POSE = np.asarray(POSE_INDICES)
@@ -28,34 +29,6 @@ def content_opening(content: np.ndarray) -> np.ndarray:
     up, low, right, left = (content[..., i, :] for i in OPENING_IN_CONTENT)
     gap = np.linalg.norm(low - up, axis=-1)
     return gap / np.maximum(np.linalg.norm(left - right, axis=-1), 1e-6)
-
-
-def spread_references(
-    opening: np.ndarray, candidates: np.ndarray, count: int, rng: np.random.Generator | None
-) -> np.ndarray:
-    """Indices of ``count`` frames among ``candidates`` whose mouth openings spread evenly over the range.
-
-    The range runs from the 2nd to the 98th percentile (one mis-tracked frame must not set it); each reference is
-    the frame nearest one of ``count`` evenly spaced opening values, ends included (jittered by up to half a
-    spacing when ``rng`` is given). The
-    references thus show the speaker closed, half open and wide open, as IP_LAP prescribes, even when most frames
-    are closed.
-    """
-    if len(candidates) == 0:
-        raise ValueError("no candidate reference frames")
-    values = opening[candidates]
-    lo, hi = np.percentile(values, [2, 98])
-    offsets = np.arange(count) / max(count - 1, 1)  # both ends included: the resting and the widest mouth
-    if rng is not None:
-        offsets = np.clip(offsets + (rng.random(count) - 0.5) / max(count - 1, 1), 0.0, 1.0)
-    targets = lo + (hi - lo) * offsets
-    order = np.argsort(values, kind="stable")
-    sorted_vals = values[order]
-    pos = np.clip(np.searchsorted(sorted_vals, targets), 1, len(order) - 1) if len(order) > 1 else np.zeros(count, int)
-    if len(order) > 1:
-        left_closer = np.abs(sorted_vals[pos - 1] - targets) <= np.abs(sorted_vals[pos] - targets)
-        pos = np.where(left_closer, pos - 1, pos)
-    return candidates[order[pos]]
 
 
 @dataclass

@@ -18,6 +18,7 @@ import torch
 
 from dubber.data.cache import PrepCache
 from dubber.face.landmarks import ALL_INDICES
+from dubber.render.image_tensors import to_model_range
 
 _ALL = np.asarray(ALL_INDICES)
 
@@ -88,18 +89,6 @@ def load_render_clips(
             kept[rec.speaker] = kept.get(rec.speaker, 0) + 1
             clips.append(RenderClip(rec.clip_id, rec.speaker, split, usable, crops, points))
     return clips
-
-
-def to_model_range(images: np.ndarray) -> torch.Tensor:
-    """(..., S, S, 3) uint8 -> (..., 3, S, S) float32 in [-1, 1]."""
-    t = torch.from_numpy(np.ascontiguousarray(images)).float().div(127.5).sub(1.0)
-    return t.movedim(-1, -3).contiguous()
-
-
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """(..., 3, S, S) in [-1, 1] -> (..., S, S, 3) uint8."""
-    x = images.detach().float().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8)
-    return x.movedim(-3, -1).cpu().numpy()
 
 
 def _jitter(image: np.ndarray, points: np.ndarray, rng: np.random.Generator, scale: float, shift: float):

@@ -1,0 +1,133 @@
+"""The dub pipeline's parts on their own: timeline, compositor, chunked landmark motion, frame spool, options."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from dubber.audio.features import AudioFeatures
+from dubber.errors import InputError
+from dubber.face.aligner import Similarity, apply_affine, invert_affine
+from dubber.models import LandmarkCompleter, LandmarkCompleterConfig
+from dubber.models.landmark_sequence import predict_sequence
+from dubber.pipeline import DubOptions, Timeline
+from dubber.pipeline.compositor import CompositeOptions, Compositor
+from dubber.pipeline.frame_source import FrameSpool
+from dubber.pipeline.motion import MotionPlanner
+from dubber.render.face_mask import LOWER_FACE_POLYGON, lower_face_mask
+
+
+# -- timeline -------------------------------------------------------------------------------------------------------
+def test_timeline_extends_ping_pong_loop_and_freeze():
+    assert Timeline(4, 11, "pingpong").source_indices() == [0, 1, 2, 3, 2, 1, 0, 1, 2, 3, 2]
+    assert Timeline(4, 11, "loop").source_indices() == [0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2]
+    assert Timeline(4, 7, "freeze").source_indices() == [0, 1, 2, 3, 3, 3, 3]
+    assert Timeline(1, 3, "pingpong").source_indices() == [0, 0, 0]  # a still image
+    assert Timeline(2, 5, "pingpong").source_indices() == [0, 1, 0, 1, 0]
+
+
+def test_timeline_cuts_or_keeps_the_rest():
+    cut = Timeline(10, 4)
+    assert (cut.total_frames, cut.rest_frames, cut.source_indices()) == (4, 0, [0, 1, 2, 3])
+    kept = Timeline(10, 4, keep_rest=True)
+    assert (kept.total_frames, kept.rest_frames, kept.source_indices()) == (10, 6, list(range(10)))
+    assert Timeline(3, 9, keep_rest=True).rest_frames == 0  # nothing to keep when the video is the shorter one
+    assert Timeline.plan(100, 2.02, 25).dub_frames == 50  # round(2.02 * 25) = round(50.5) -> 50 (banker's)
+    assert Timeline.plan(100, 1.0, 30000 / 1001).dub_frames == 30
+
+
+def test_timeline_order_needs():
+    assert Timeline(10, 4).forward_only and Timeline(10, 10).forward_only and Timeline(3, 9, "freeze").forward_only
+    assert not Timeline(3, 9, "pingpong").forward_only and not Timeline(3, 9, "loop").forward_only
+    with pytest.raises(ValueError, match="fit="):
+        Timeline(3, 4, "bounce")
+
+
+# -- compositor -----------------------------------------------------------------------------------------------------
+def _face_transform(size: int = 200) -> Similarity:
+    return Similarity(cx=110.0, cy=95.0, scale=150.0, angle=0.15)
+
+
+def test_compositor_leaves_pixels_outside_the_mask_untouched():
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 256, (200, 220, 3), dtype=np.uint8)
+    before = frame.copy()
+    comp = Compositor(64)
+    rendered = np.full((64, 64, 3), 255, np.uint8)
+    comp.paste(frame, rendered, np.zeros((64, 64, 3), np.uint8), _face_transform())
+    changed = np.any(frame != before, axis=-1)
+    # The polygon in frame pixels: nothing outside it may change.
+    import cv2
+
+    poly = apply_affine(invert_affine(_face_transform().to_matrix(1)), LOWER_FACE_POLYGON)
+    inside = np.zeros(frame.shape[:2], np.uint8)
+    cv2.fillPoly(inside, [np.round(poly).astype(np.int32)], 1)
+    inside = cv2.dilate(inside, np.ones((3, 3), np.uint8))  # rounding of the polygon's edge
+    assert changed.any() and not (changed & (inside == 0)).any()
+    assert comp.alpha.max() == pytest.approx(1.0, abs=1e-3) and (comp.alpha[lower_face_mask(64) == 0] == 0).all()
+
+
+def test_colour_matching_removes_a_drift_and_keeps_the_detail():
+    rng = np.random.default_rng(1)
+    comp = Compositor(64)
+    original = rng.integers(60, 190, (64, 64, 3), dtype=np.uint8)
+    detail = rng.integers(-20, 20, (64, 64, 3))
+    rendered = np.clip(original.astype(int) + 30 + detail, 0, 255).astype(np.uint8)  # brighter, plus new detail
+    matched = comp.colour_matched(rendered, original)
+    mask = lower_face_mask(64) > 0
+    drift_before = np.abs(rendered[mask].astype(float).mean(0) - original[mask].mean(0))
+    drift_after = np.abs(matched[mask].mean(0) - original[mask].mean(0))
+    assert (drift_before > 25).all() and (drift_after < 4).all()
+    assert np.corrcoef((matched - original)[mask].ravel(), detail[mask].ravel())[0, 1] > 0.9  # detail survives
+    off = Compositor(64, CompositeOptions(colour_match=False))
+    assert np.array_equal(off.colour_matched(rendered, original), rendered.astype(np.float32))
+
+
+# -- landmark motion in chunks ----------------------------------------------------------------------------------------
+def test_chunked_motion_equals_the_whole_sequence():
+    torch.manual_seed(0)
+    model = LandmarkCompleter(LandmarkCompleterConfig.named("tiny")).eval()
+    with torch.no_grad():  # a head that does something, so the comparison is not between constants
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    rng = np.random.default_rng(0)
+    n_src, frames = 9, 23
+    mel = AudioFeatures(rng.normal(size=(int(frames / 25 * 80) + 20, 80)).astype(np.float32))
+    points = rng.uniform(0.2, 0.8, (n_src, 131, 2)).astype(np.float32)
+    refs = rng.uniform(0.2, 0.8, (4, 131, 2)).astype(np.float32)
+    timeline = Timeline(n_src, frames, "pingpong")
+    planner = MotionPlanner(model, mel, 25.0, timeline, points, refs)
+    whole = predict_sequence(model, mel.windows(np.arange(frames) / 25.0), planner.pose(0, frames), refs)
+    for chunk in (1, 3, 8):
+        parts = np.concatenate([planner.content(s, min(s + chunk, frames)) for s in range(0, frames, chunk)])
+        np.testing.assert_allclose(parts, whole, atol=1e-5)
+    targets = planner.targets(4, 9)
+    assert targets.shape == (5, 131, 2)
+    np.testing.assert_array_equal(targets[:, :74], points[timeline.source_indices(4, 9), :74])
+    with pytest.raises(ValueError, match="outside the dubbed range"):
+        planner.content(20, 24)
+
+
+# -- spool and options ----------------------------------------------------------------------------------------------
+def test_frame_spool_reads_frames_back_by_index(tmp_path):
+    spool = FrameSpool(6, 4, 3, folder=tmp_path)
+    frames = [np.full((4, 6, 3), i * 40, np.uint8) + np.arange(6, dtype=np.uint8)[None, :, None] for i in range(3)]
+    for f in frames:
+        spool.append(f)
+    for i in (2, 0, 1, 2):
+        np.testing.assert_array_equal(spool.read(i), frames[i])
+    with pytest.raises(IndexError):
+        spool.read(3)
+    spool.close()
+
+
+def test_dub_options_validate_in_one_line():
+    with pytest.raises(InputError) as err:
+        DubOptions(steps=0, fit="bounce", preset="fastest")
+    message = str(err.value)
+    assert "steps=0" in message and "fit='bounce'" in message and "preset='fastest'" in message
+    assert "\n" not in message
+    assert DubOptions().updated(steps=4, fps=29.97).fps.denominator in (100, 1001)
+    with pytest.raises(TypeError, match="unknown dub option"):
+        DubOptions().updated(stpes=4)

@@ -1,0 +1,79 @@
+"""``dub batch``: many dubs with the models loaded once; exit 3 when some items failed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from dubber.cli import dub_options as o
+from dubber.cli.output import is_quiet, print_json, stderr
+from dubber.errors import InputError
+
+EXIT_PARTIAL = 3
+
+
+def batch_command(
+    manifest: Path | None = typer.Argument(
+        None, help="CSV (header video,audio[,output]) or JSON lines with the same keys.", show_default=False
+    ),
+    videos: Path | None = typer.Option(
+        None, "--videos", help="Folder of videos/images (instead of a manifest).", show_default=False
+    ),  # fmt: skip
+    audio: Path | None = typer.Option(
+        None, "--audio", help="Folder of audio files paired with --videos by stem.", show_default=False
+    ),  # fmt: skip
+    out_dir: Path | None = typer.Option(
+        None,
+        "--output",
+        "-o",
+        help="Output folder (relative subfolders are kept). Default: beside each input.",
+        show_default=False,
+    ),  # fmt: skip
+    skip_existing: bool = typer.Option(False, "--skip-existing", help="Leave items whose output exists."),
+    weights: str = o.WEIGHTS,
+    device: str = o.DEVICE,
+    dtype: str = o.DTYPE,
+    steps: int = o.STEPS,
+    seed: int = o.SEED,
+    batch_size: int = o.BATCH,
+    fit: str = o.FIT,
+    keep_rest: bool = o.KEEP_REST,
+    face: int = o.FACE,
+    fps: float = o.FPS,
+    keep_original_audio: bool = o.KEEP_ORIGINAL,
+    crf: int = o.CRF,
+    preset: str = o.PRESET,
+    overwrite: bool = o.OVERWRITE,
+    json_out: bool = typer.Option(False, "--json", help="One JSON line per item, then a summary line, on stdout."),
+) -> None:
+    """Dub many videos: from a manifest, or --videos DIR --audio DIR paired by file stem."""
+    from dubber.pipeline.batch import items_from_folders, items_from_manifest, run_item
+
+    if (manifest is None) == (videos is None) or (videos is None) != (audio is None):
+        raise InputError(None, "give either a manifest, or --videos DIR together with --audio DIR")
+    if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
+        raise InputError(out_dir, "is a file; --output must be a folder for a batch")
+    items = items_from_manifest(manifest, out_dir) if manifest else items_from_folders(videos, audio, out_dir)
+    options = o.dub_options(
+        steps=steps, seed=seed, batch_size=batch_size, fit=fit, keep_rest=keep_rest, face=face, fps=fps,
+        keep_original_audio=keep_original_audio, crf=crf, preset=preset, overwrite=overwrite,
+    )  # fmt: skip
+    pipe = o.load_pipeline(weights, device, dtype, options)
+    counts = {"ok": 0, "skipped": 0, "failed": 0}
+    show = stderr.is_terminal and not is_quiet()
+    for n, item in enumerate(items, 1):
+        with o.DubProgress(f"[{n}/{len(items)}] {item.video.name}", enabled=show) as progress:
+            outcome = run_item(pipe, item, skip_existing=skip_existing, overwrite=overwrite, progress=progress)
+        counts[outcome.status] += 1
+        if json_out:
+            print_json(outcome.to_dict())
+        elif not is_quiet() and outcome.status != "failed":
+            stderr.print(f"[{n}/{len(items)}] {outcome.status}: {outcome.item.output}", soft_wrap=True)
+    summary = {"summary": True, "items": len(items), **counts}
+    if json_out:
+        print_json(summary)
+    elif not is_quiet():
+        stderr.print(f"batch: {counts['ok']} dubbed, {counts['skipped']} skipped, {counts['failed']} failed")
+    if counts["failed"]:
+        raise typer.Exit(EXIT_PARTIAL)

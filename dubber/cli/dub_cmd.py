@@ -1,0 +1,53 @@
+"""``dub VIDEO --audio AUDIO``: the main job, a thin layer over ``DubbingPipeline``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from dubber.cli import dub_options as o
+from dubber.cli.output import configure_logging, is_quiet, stderr
+
+
+def dub_command(
+    video: Path = typer.Argument(..., help="Video (or still image) whose speaker is dubbed.", show_default=False),
+    audio: Path = typer.Option(
+        ..., "--audio", "-a", help="The new speech (any audio or video file).", show_default=False
+    ),  # fmt: skip
+    output: Path | None = typer.Option(
+        None,
+        "--output",
+        "-o",
+        help="Output video (.mp4/.mov/.mkv). Default: <stem>.dubbed.mp4 beside the input.",
+        show_default=False,
+    ),  # fmt: skip
+    weights: str = o.WEIGHTS,
+    device: str = o.DEVICE,
+    dtype: str = o.DTYPE,
+    steps: int = o.STEPS,
+    seed: int = o.SEED,
+    batch_size: int = o.BATCH,
+    fit: str = o.FIT,
+    keep_rest: bool = o.KEEP_REST,
+    face: int = o.FACE,
+    fps: float = o.FPS,
+    keep_original_audio: bool = o.KEEP_ORIGINAL,
+    crf: int = o.CRF,
+    preset: str = o.PRESET,
+    overwrite: bool = o.OVERWRITE,
+    json_out: bool = o.JSON_OUT,
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More logging (-vv: debug)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Errors only."),
+) -> None:
+    """Dub one video (or a still image) so the speaker's mouth says the new audio."""
+    if verbose or quiet:
+        configure_logging(-1 if quiet else verbose)
+    options = o.dub_options(
+        steps=steps, seed=seed, batch_size=batch_size, fit=fit, keep_rest=keep_rest, face=face, fps=fps,
+        keep_original_audio=keep_original_audio, crf=crf, preset=preset, overwrite=overwrite,
+    )  # fmt: skip
+    pipe = o.load_pipeline(weights, device, dtype, options)
+    with o.DubProgress(video.name, enabled=stderr.is_terminal and not is_quiet()) as progress:
+        result = pipe(video, audio, output, progress=progress)
+    o.show_result(result, json_out)

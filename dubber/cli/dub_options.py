@@ -1,0 +1,89 @@
+"""Options shared by ``dub VIDEO``, ``dub batch`` and ``dub bench``, and the progress display they share."""
+
+from __future__ import annotations
+
+import time
+from fractions import Fraction
+
+import typer
+
+from dubber.cli.output import frame_progress, stderr
+
+# Typer reads these OptionInfo objects when it builds each command, so one definition serves all three commands.
+WEIGHTS = typer.Option("default", "--weights", "-w", help="Weights: a name in the weights folder or a model folder.")
+DEVICE = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N.")
+DTYPE = typer.Option("auto", "--dtype", help="Renderer precision: auto (fp16 on CUDA, fp32 on CPU), float32, ...")
+STEPS = typer.Option(8, "--steps", min=1, max=1000, help="Denoising steps per frame (fewer: faster, softer).")
+SEED = typer.Option(0, "--seed", help="Seed of the one initial noise every frame shares.")
+BATCH = typer.Option(8, "--batch-size", min=1, help="Frames rendered together.")
+FIT = typer.Option("pingpong", "--fit", help="Extend a video shorter than the audio: pingpong, loop or freeze.")
+KEEP_REST = typer.Option(False, "--keep-rest", help="Keep the rest of a longer video (its frames and audio).")
+FACE = typer.Option(0, "--face", min=0, help="Which face to dub: 0 the largest, 1 the next, ...")
+FPS = typer.Option(25.0, "--fps", min=1.0, max=240.0, help="Frame rate of the video made from a still image.")
+KEEP_ORIGINAL = typer.Option(False, "--keep-original-audio", help="Add the source's audio as a second track.")
+CRF = typer.Option(18, "--crf", min=0, max=51, help="x264 quality (lower: better and bigger).")
+PRESET = typer.Option("medium", "--preset", help="x264 preset: ultrafast ... veryslow.")
+OVERWRITE = typer.Option(False, "--overwrite", help="Replace an existing output file.")
+JSON_OUT = typer.Option(False, "--json", help="Print the result as JSON on stdout.")
+
+
+def dub_options(*, steps, seed, batch_size, fit, keep_rest, face, fps, keep_original_audio, crf, preset,
+                overwrite):  # fmt: skip
+    from dubber.pipeline.options import DubOptions
+
+    return DubOptions(
+        steps=steps, seed=seed, batch_size=batch_size, fit=fit, keep_rest=keep_rest, face_index=face,
+        fps=Fraction(fps).limit_denominator(1001), keep_original_audio=keep_original_audio, crf=crf, preset=preset,
+        overwrite=overwrite,
+    )  # fmt: skip
+
+
+def load_pipeline(weights: str, device: str, dtype: str, options):
+    from dubber.pipeline.dubbing import DubbingPipeline
+
+    return DubbingPipeline.from_pretrained(weights, device=device, dtype=dtype, options=options)
+
+
+class DubProgress:
+    """A rich bar per pass on stderr, with frames/s; silent when stderr is not a terminal."""
+
+    LABELS = {"analyse": "tracking faces", "dub": "dubbing"}
+
+    def __init__(self, name: str, enabled: bool) -> None:
+        self.name = name
+        self.bar = frame_progress(name, enabled)
+        self.tasks: dict[str, int] = {}
+        self.started: dict[str, float] = {}
+
+    def __enter__(self) -> DubProgress:
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bar.__exit__(*exc)
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage not in self.tasks:
+            label = f"{self.name}: {self.LABELS.get(stage, stage)}"
+            self.tasks[stage] = self.bar.add_task(label, total=total or None, rate="")
+            self.started[stage] = time.perf_counter()
+        rate = done / max(time.perf_counter() - self.started[stage], 1e-9)
+        self.bar.update(self.tasks[stage], completed=done, total=total or None, rate=f"{rate:.1f} frames/s")
+
+
+def summary_line(result) -> str:
+    t = result.timings
+    return (
+        f"{result.output}: {result.frames} frames ({result.seconds:.2f} s at {result.fps:g} fps), "
+        f"{result.face_frames} with the mouth redrawn, {result.frames_per_second:.2f} frames/s "
+        f"(render {t.get('render', 0):.1f} s of {t.get('total', 0):.1f} s)"
+    )
+
+
+def show_result(result, json_out: bool) -> None:
+    from dubber.cli.output import is_quiet, print_json
+
+    if json_out:
+        print_json(result.to_dict())
+    elif not is_quiet():
+        stderr.print(summary_line(result), soft_wrap=True)

@@ -1,0 +1,35 @@
+"""A plain decode + re-encode with the writer the dub uses: the reference for untouched pixels and for speed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dubber.media.audio_feed import AudioFromFile
+from dubber.media.encode_options import VideoEncodeOptions
+from dubber.media.probe import probe_media
+from dubber.media.video_reader import VideoReader
+from dubber.media.video_writer import VideoWriter
+
+
+def reencode(
+    video: str | Path,
+    output: str | Path,
+    *,
+    options: VideoEncodeOptions | None = None,
+    audio: str | Path | None = None,
+    max_frames: int | None = None,
+    overwrite: bool = False,
+) -> int:
+    """Decode ``video`` and encode it again (same fps and time base); the audio of ``audio`` (default: the video's
+    own, when it has one). Returns the frames written."""
+    media = probe_media(video, require_video=True)
+    reader = VideoReader(video, info=media)
+    source = Path(audio) if audio is not None else (media.path if media.audio is not None else None)
+    w, h = reader.size
+    with VideoWriter(output, width=w, height=h, fps=reader.fps, time_base=reader.info.time_base, options=options,
+                     audio=AudioFromFile(source) if source else None, overwrite=overwrite) as writer:  # fmt: skip
+        for frame in reader:
+            if max_frames is not None and frame.index >= max_frames:
+                break
+            writer.write(frame.image)
+        return writer.frames_written

@@ -1,0 +1,157 @@
+"""Batch jobs: which (video, audio, output) triples a manifest or a pair of folders describes, and running them
+with the models loaded once, a bad item reported and skipped."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dubber.errors import DubberError, InputError
+from dubber.log import get_logger
+from dubber.pipeline.dubbing import DubbingPipeline, default_output
+
+log = get_logger("batch")
+
+VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".m4v", ".avi", ".webm", ".png", ".jpg", ".jpeg", ".bmp", ".webp"}
+AUDIO_SUFFIXES = {".wav", ".mp3", ".m4a", ".aac", ".flac", ".ogg", ".opus", ".wma", ".mp4", ".mov", ".mkv", ".webm"}
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    video: Path
+    audio: Path | None  # None: no audio could be paired (reported as a failed item)
+    output: Path
+    problem: str = ""
+
+
+@dataclass
+class ItemResult:
+    item: BatchItem
+    status: str  # "ok", "skipped" or "failed"
+    error: str = ""
+    result: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        d = {"video": str(self.item.video), "audio": str(self.item.audio) if self.item.audio else None,
+             "output": str(self.item.output), "status": self.status}  # fmt: skip
+        if self.error:
+            d["error"] = self.error
+        if self.result:
+            d["result"] = self.result
+        return d
+
+
+def _output_for(video: Path, relative: Path, out_dir: Path | None) -> Path:
+    if out_dir is None:
+        return default_output(video)
+    return out_dir / relative.parent / f"{relative.stem}.mp4"
+
+
+def _read_rows(manifest: Path) -> list[dict]:
+    try:
+        text = manifest.read_text()
+    except OSError as exc:
+        raise InputError(manifest, f"cannot read the manifest ({exc.strerror or exc})") from None
+    if manifest.suffix.lower() in (".jsonl", ".ndjson"):
+        rows = []
+        for n, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except ValueError:
+                    raise InputError(manifest, f"line {n} is not JSON") from None
+        return rows
+    reader = csv.DictReader(text.splitlines())
+    if not reader.fieldnames or not {"video", "audio"} <= {f.strip() for f in reader.fieldnames}:
+        raise InputError(manifest, "a batch manifest needs 'video' and 'audio' columns (and optionally 'output')")
+    return [{k.strip(): (v or "").strip() for k, v in row.items() if k} for row in reader]
+
+
+def items_from_manifest(manifest: Path, out_dir: Path | None) -> list[BatchItem]:
+    """Rows ``video,audio[,output]`` (CSV with a header, or JSON lines); relative paths are relative to the
+    manifest's folder, a relative ``output`` to ``out_dir`` when given."""
+    base = manifest.parent
+    items = []
+    for n, row in enumerate(_read_rows(manifest), 1):
+        if not isinstance(row, dict) or not row.get("video") or not row.get("audio"):
+            raise InputError(manifest, f"row {n} needs 'video' and 'audio'")
+        video, audio = base / row["video"], base / row["audio"]
+        if row.get("output"):
+            out = Path(row["output"])
+            output = out if out.is_absolute() else (out_dir or base) / out
+        else:
+            output = _output_for(video, Path(row["video"]), out_dir)
+        items.append(BatchItem(video, audio, output))
+    if not items:
+        raise InputError(manifest, "the manifest lists no jobs")
+    return items
+
+
+def _media_files(folder: Path, suffixes: set[str]) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in suffixes
+                  and not p.name.startswith("."))  # fmt: skip
+
+
+def items_from_folders(videos: Path, audio: Path, out_dir: Path | None) -> list[BatchItem]:
+    """Every video under ``videos`` paired with the audio of the same relative stem under ``audio`` (or, failing
+    that, the one audio file anywhere under it with the same stem)."""
+    for folder in (videos, audio):
+        if not folder.is_dir():
+            raise InputError(folder, "is not a folder")
+    by_rel: dict[Path, Path] = {}
+    by_stem: dict[str, list[Path]] = {}
+    for a in _media_files(audio, AUDIO_SUFFIXES):
+        rel = a.relative_to(audio)
+        by_rel.setdefault(rel.with_suffix(""), a)
+        by_stem.setdefault(a.stem, []).append(a)
+    items = []
+    for v in _media_files(videos, VIDEO_SUFFIXES):
+        rel = v.relative_to(videos)
+        match = by_rel.get(rel.with_suffix(""))
+        problem = ""
+        if match is None:
+            found = by_stem.get(v.stem, [])
+            match = found[0] if len(found) == 1 else None
+            if len(found) > 1:
+                problem = f"{len(found)} audio files named {v.stem}.* under {audio}; which one is meant?"
+            elif not found:
+                problem = f"no audio named {v.stem}.* under {audio}"
+        items.append(BatchItem(v, match, _output_for(v, rel, out_dir), problem))
+    if not items:
+        raise InputError(videos, "holds no video or image files")
+    return items
+
+
+def run_item(
+    pipe: DubbingPipeline, item: BatchItem, *, skip_existing: bool = False, overwrite: bool = False, progress=None
+) -> ItemResult:
+    """Dub one item; every failure becomes ``status="failed"`` with a one-line error (Ctrl-C still stops)."""
+    if item.audio is None:
+        outcome = ItemResult(item, "failed", f"{item.video}: {item.problem}")
+    elif skip_existing and item.output.exists():
+        return ItemResult(item, "skipped")
+    else:
+        try:
+            item.output.parent.mkdir(parents=True, exist_ok=True)
+            result = pipe(item.video, item.audio, item.output, overwrite=overwrite, progress=progress)
+            return ItemResult(item, "ok", result=result.to_dict())
+        except DubberError as exc:
+            outcome = ItemResult(item, "failed", str(exc))
+        except (KeyboardInterrupt, MemoryError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - one broken item must not end the batch
+            log.debug("unexpected error on %s", item.video, exc_info=True)
+            outcome = ItemResult(item, "failed", f"{item.video}: unexpected {type(exc).__name__}: {exc}")
+    log.warning("%s", outcome.error)
+    return outcome
+
+
+def run_batch(
+    pipe: DubbingPipeline, items: list[BatchItem], *, skip_existing: bool = False, overwrite: bool = False
+) -> Iterator[ItemResult]:
+    """Dub every item with the models loaded once; a failing item is reported and the rest go on."""
+    for item in items:
+        yield run_item(pipe, item, skip_existing=skip_existing, overwrite=overwrite)

@@ -1,0 +1,69 @@
+"""``dub bench``: frames/s per stage and end to end, peak memory, and the ratio to a plain decode + encode of the
+same clip measured in the same run (so the ratio does not depend on the machine)."""
+
+from __future__ import annotations
+
+import resource
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from dubber.media.encode_options import VideoEncodeOptions
+from dubber.media.transcode import reencode
+from dubber.pipeline.dubbing import DubbingPipeline
+from dubber.pipeline.options import DubResult
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far (ru_maxrss: KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (2**20 if sys.platform == "darwin" else 2**10)
+
+
+@dataclass
+class BenchReport:
+    video: str
+    frames: int
+    width: int
+    height: int
+    steps: int
+    device: str
+    end_to_end_fps: float
+    plain_reencode_fps: float
+    slowdown_vs_reencode: float  # dub seconds / plain decode+encode seconds
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    stage_fps: dict[str, float] = field(default_factory=dict)
+    peak_rss_mb: float = 0.0
+    peak_gpu_mb: float | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def benchmark(pipe: DubbingPipeline, video: str | Path, audio: str | Path, **overrides) -> BenchReport:
+    import torch
+
+    opts = pipe.options.updated(**overrides)
+    cuda = pipe.device.type == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(pipe.device)
+    with tempfile.TemporaryDirectory(prefix="dub-bench-") as tmp:
+        t0 = time.perf_counter()
+        plain_frames = reencode(
+            video, Path(tmp) / "plain.mp4", options=VideoEncodeOptions(crf=opts.crf, preset=opts.preset)
+        )
+        plain_s = time.perf_counter() - t0
+        result: DubResult = pipe(video, audio, Path(tmp) / "dub.mp4", options=opts, overwrite=True)
+    total = result.timings["total"]
+    stages = {k: v for k, v in result.timings.items() if k != "total"}
+    return BenchReport(
+        video=str(video), frames=result.frames, width=result.width, height=result.height, steps=opts.steps,
+        device=str(pipe.device), end_to_end_fps=result.frames / total, plain_reencode_fps=plain_frames / plain_s,
+        slowdown_vs_reencode=(total / result.frames) / (plain_s / plain_frames),
+        stage_seconds={k: round(v, 3) for k, v in stages.items()},
+        stage_fps={k: round(result.frames / v, 2) for k, v in stages.items() if v > 0},
+        peak_rss_mb=round(peak_rss_mb(), 1),
+        peak_gpu_mb=round(torch.cuda.max_memory_allocated(pipe.device) / 2**20, 1) if cuda else None,
+    )  # fmt: skip

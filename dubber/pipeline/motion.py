@@ -1,0 +1,56 @@
+"""Lip and jaw points for a range of output frames, chunk by chunk, equal to predicting the whole sequence at once.
+
+The completer predicts T-frame windows and averages every window covering a frame; a chunk is predicted with T-1
+frames of context on each side, so exactly the windows of a whole-sequence pass cover each of its frames and chunk
+boundaries cannot show. Only the mel of the new audio (3 MB for two minutes) is held for the whole video.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dubber.audio.features import AudioFeatures
+from dubber.models.landmark_completer import LandmarkCompleter
+from dubber.models.landmark_sequence import predict_sequence
+from dubber.pipeline.timeline import Timeline
+
+N_POSE = 74
+
+
+class MotionPlanner:
+    """Target landmarks (131 points: the source frame's pose, the predicted lips and jaw) per output frame."""
+
+    def __init__(
+        self,
+        model: LandmarkCompleter,
+        features: AudioFeatures,
+        fps: float,
+        timeline: Timeline,
+        source_points: np.ndarray,
+        references: np.ndarray,
+    ) -> None:
+        self.model = model
+        self.features = features
+        self.fps = float(fps)
+        self.timeline = timeline
+        self.source_points = source_points  # (N_source, 131, 2), face-less frames filled
+        self.references = references.astype(np.float32)
+        self.context = model.config.window - 1
+
+    def pose(self, start: int, stop: int) -> np.ndarray:
+        idx = self.timeline.source_indices(start, stop)
+        return self.source_points[idx, :N_POSE]
+
+    def content(self, start: int, stop: int) -> np.ndarray:
+        """(stop - start, 57, 2) predicted lip and jaw points for dubbed output frames ``start..stop-1``."""
+        end = self.timeline.dub_frames
+        if not 0 <= start < stop <= end:
+            raise ValueError(f"frames {start}..{stop} outside the dubbed range 0..{end}")
+        lo, hi = max(0, start - self.context), min(end, stop + self.context)
+        times = np.arange(lo, hi) / self.fps
+        out = predict_sequence(self.model, self.features.windows(times), self.pose(lo, hi), self.references)
+        return out[start - lo : stop - lo]
+
+    def targets(self, start: int, stop: int) -> np.ndarray:
+        """(stop - start, 131, 2): pose from the source frames, content from the audio."""
+        return np.concatenate([self.pose(start, stop), self.content(start, stop)], axis=1).astype(np.float32)

@@ -1,0 +1,118 @@
+"""What a dub can be asked to do (``DubOptions``), what it reports (``DubResult``), and device/dtype choice."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+from fractions import Fraction
+from pathlib import Path
+
+from dubber.errors import InputError
+from dubber.media.encode_options import X264_PRESETS
+from dubber.pipeline.timeline import FIT_MODES
+
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+
+
+@dataclass(frozen=True)
+class DubOptions:
+    steps: int = 8  # denoising steps per frame
+    seed: int = 0  # one initial noise for every frame of the video
+    guidance: float = 1.0  # classifier-free guidance on the landmarks (1 = off, one model call per step)
+    scheduler: str | None = None  # "ddim" or "dpm++"; None: the weights' own
+    batch_size: int = 8  # frames rendered together
+    fit: str = "pingpong"  # how a video shorter than the audio is extended
+    keep_rest: bool = False  # a video longer than the audio goes on with its own frames and audio
+    face_index: int = 0  # which face to dub: 0 the largest
+    fps: Fraction = Fraction(25)  # output rate for a still image
+    keep_original_audio: bool = False  # the source's audio as a second track
+    crf: int = 18
+    preset: str = "medium"
+    overwrite: bool = False
+    colour_match: bool = True
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.steps < 1:
+            problems.append(f"steps={self.steps} must be at least 1")
+        if self.batch_size < 1:
+            problems.append(f"batch_size={self.batch_size} must be at least 1")
+        if self.fit not in FIT_MODES:
+            problems.append(f"fit={self.fit!r} is not one of {', '.join(FIT_MODES)}")
+        if self.face_index < 0:
+            problems.append(f"face={self.face_index} must be 0 or more")
+        if not 0 < float(self.fps) <= 240:
+            problems.append(f"fps={self.fps} must be in (0, 240]")
+        if not 0 <= self.crf <= 51:
+            problems.append(f"crf={self.crf} is outside 0..51")
+        if self.preset not in X264_PRESETS:
+            problems.append(f"preset={self.preset!r} is not one of {', '.join(X264_PRESETS)}")
+        if self.scheduler not in (None, "ddim", "dpm++"):
+            problems.append(f"scheduler={self.scheduler!r} is not one of ddim, dpm++")
+        if problems:
+            raise InputError(None, "; ".join(problems))
+
+    def updated(self, **changes) -> DubOptions:
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise TypeError(f"unknown dub option(s): {', '.join(unknown)}")
+        if "fps" in changes and changes["fps"] is not None:
+            changes["fps"] = Fraction(changes["fps"]).limit_denominator(1001)
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+@dataclass
+class DubResult:
+    output: Path
+    frames: int  # frames written
+    dubbed_frames: int  # frames whose timing follows the new audio
+    face_frames: int  # frames whose mouth was redrawn
+    seconds: float  # duration of the output video
+    fps: float
+    width: int
+    height: int
+    source_frames: int
+    still_image: bool
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage and "total"
+
+    @property
+    def frames_per_second(self) -> float:
+        """End-to-end processing speed (output frames per second of wall time)."""
+        total = self.timings.get("total", 0.0)
+        return self.frames / total if total > 0 else 0.0
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["output"] = str(self.output)
+        d["frames_per_second"] = round(self.frames_per_second, 3)
+        d["timings"] = {k: round(v, 3) for k, v in self.timings.items()}
+        return d
+
+
+def resolve_device(device: str = "auto") -> str:
+    import torch
+
+    d = (device or "auto").strip().lower()
+    if d == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if d == "cpu":
+        return d
+    if d == "cuda" or (d.startswith("cuda:") and d[5:].isdigit()):
+        if not torch.cuda.is_available():
+            raise InputError(None, f"--device {device}: this torch build has no CUDA device (use cpu or auto)")
+        index = int(d[5:]) if ":" in d else 0
+        if index >= torch.cuda.device_count():
+            raise InputError(None, f"--device {device}: only {torch.cuda.device_count()} CUDA device(s)")
+        return d
+    raise InputError(None, f"--device {device!r}: use auto, cpu, cuda or cuda:N")
+
+
+def resolve_dtype(dtype: str, device: str):
+    """The renderer's dtype: float16 on CUDA and float32 on the CPU by default (CPU half precision is slow)."""
+    import torch
+
+    if dtype not in DTYPES:
+        raise InputError(None, f"--dtype {dtype!r}: use one of {', '.join(DTYPES)}")
+    if dtype == "auto":
+        return torch.float16 if device.startswith("cuda") else torch.float32
+    return getattr(torch, dtype)
