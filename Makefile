@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 MEDIAPIPE_SPEC ?= mediapipe==0.10.21
 STAMP := $(VENV)/.dubber-installed
 
-.PHONY: setup test test-all lint bench bench-renderer demo clean prep train-landmarks eval-landmarks train-renderer \
+.PHONY: setup test test-all lint bench bench-renderer bench-dub demo clean prep train-landmarks eval-landmarks train-renderer \
 	eval-renderer train-joint
 
 setup: $(STAMP)
@@ -31,16 +31,21 @@ lint: setup
 	$(BIN)/ruff check dubber cli_tests benchmarks tools examples
 	$(BIN)/ruff format --check dubber cli_tests benchmarks tools examples
 
-# Until the `dub VIDEO --audio` command lands, the demo shows the foundation: a sample video the project makes
-# itself, inspected, with an overlay preview of the tracked landmarks and crop box.
+# The main job on a sample the project makes itself: the public-domain astronaut portrait as a 4 s video, and speech
+# from espeak-ng (or the copy kept in examples/ when espeak-ng is not installed), dubbed with the shipped weights.
 demo: setup
 	$(BIN)/python examples/make_sample.py out/demo/astronaut.mp4
-	$(BIN)/dub inspect out/demo/astronaut.mp4 --preview out/demo/astronaut.preview.mp4 --overwrite
-	@echo "demo: sample video out/demo/astronaut.mp4, landmark overlay out/demo/astronaut.preview.mp4"
+	$(BIN)/python examples/make_speech.py out/demo/speech.wav
+	$(BIN)/dub out/demo/astronaut.mp4 --audio out/demo/speech.wav -o out/demo/astronaut.dubbed.mp4 --overwrite
+	@echo "demo: the dubbed video is out/demo/astronaut.dubbed.mp4 (made from out/demo/astronaut.mp4 and out/demo/speech.wav)"
 
 bench: setup
 	$(BIN)/python benchmarks/bench_foundation.py
 	$(BIN)/python benchmarks/bench_renderer.py
+	$(BIN)/python benchmarks/bench_dub.py
+
+bench-dub: setup
+	$(BIN)/python benchmarks/bench_dub.py $(if $(DEVICE),--device $(DEVICE))
 
 bench-renderer: setup
 	$(BIN)/python benchmarks/bench_renderer.py $(if $(DEVICE),--device $(DEVICE))

@@ -131,3 +131,15 @@ def test_dub_options_validate_in_one_line():
     assert DubOptions().updated(steps=4, fps=29.97).fps.denominator in (100, 1001)
     with pytest.raises(TypeError, match="unknown dub option"):
         DubOptions().updated(stpes=4)
+
+
+def test_renderer_weights_carry_their_default_steps(tmp_path):
+    from dubber.models.renderer_unet import RendererUNet, renderer_config
+    from dubber.render import FaceRenderer
+
+    torch.manual_seed(0)
+    FaceRenderer(RendererUNet(**renderer_config("tiny")), default_steps=3).save_pretrained(tmp_path / "r")
+    assert FaceRenderer.from_pretrained(tmp_path / "r").default_steps == 3
+    (tmp_path / "r" / "renderer.json").write_text('{"scheduler": "ddim"}')  # older folders: 8
+    loaded = FaceRenderer.from_pretrained(tmp_path / "r")
+    assert loaded.default_steps == 8 and loaded.scheduler_name == "ddim"

@@ -34,7 +34,7 @@ def batch_command(
     weights: str = o.WEIGHTS,
     device: str = o.DEVICE,
     dtype: str = o.DTYPE,
-    steps: int = o.STEPS,
+    steps: int | None = o.STEPS,
     seed: int = o.SEED,
     batch_size: int = o.BATCH,
     fit: str = o.FIT,

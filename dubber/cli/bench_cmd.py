@@ -17,7 +17,7 @@ def bench_command(
     weights: str = o.WEIGHTS,
     device: str = o.DEVICE,
     dtype: str = o.DTYPE,
-    steps: int = o.STEPS,
+    steps: int | None = o.STEPS,
     batch_size: int = o.BATCH,
     json_out: bool = o.JSON_OUT,
 ) -> None:

@@ -25,7 +25,7 @@ def dub_command(
     weights: str = o.WEIGHTS,
     device: str = o.DEVICE,
     dtype: str = o.DTYPE,
-    steps: int = o.STEPS,
+    steps: int | None = o.STEPS,
     seed: int = o.SEED,
     batch_size: int = o.BATCH,
     fit: str = o.FIT,

@@ -13,7 +13,14 @@ from dubber.cli.output import frame_progress, stderr
 WEIGHTS = typer.Option("default", "--weights", "-w", help="Weights: a name in the weights folder or a model folder.")
 DEVICE = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N.")
 DTYPE = typer.Option("auto", "--dtype", help="Renderer precision: auto (fp16 on CUDA, fp32 on CPU), float32, ...")
-STEPS = typer.Option(8, "--steps", min=1, max=1000, help="Denoising steps per frame (fewer: faster, softer).")
+STEPS = typer.Option(
+    None,
+    "--steps",
+    min=1,
+    max=1000,
+    show_default=False,
+    help="Denoising steps per frame. Default: the weights' own (1 for the shipped CPU-trained ones).",
+)
 SEED = typer.Option(0, "--seed", help="Seed of the one initial noise every frame shares.")
 BATCH = typer.Option(8, "--batch-size", min=1, help="Frames rendered together.")
 FIT = typer.Option("pingpong", "--fit", help="Extend a video shorter than the audio: pingpong, loop or freeze.")

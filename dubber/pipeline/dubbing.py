@@ -43,6 +43,8 @@ from dubber.render.renderer_pipeline import FaceRenderer
 
 log = get_logger("pipeline")
 
+N_POSE = 74
+
 # progress(stage, done, total): stage "analyse" (first pass) or "dub" (second pass), counts in frames.
 ProgressCallback = Callable[[str, int, int], None]
 
@@ -59,6 +61,16 @@ class _References:
     points: torch.Tensor  # (K, 131, 2)
     tokens: dict
     landmark_sets: np.ndarray  # (R, 131, 2) for the completer
+    pool_crops: torch.Tensor  # (P, 3, S, S): one frame per mouth-opening bin
+    pool_points: torch.Tensor  # (P, 131, 2)
+
+    def nearest(self, targets: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per frame, the ``count`` pool frames whose lips and jaw are nearest the target's: (B, K, ...)."""
+        d = (self.pool_points[None, :, N_POSE:] - targets[:, None, N_POSE:]).norm(dim=-1).mean(-1)  # (B, P)
+        order = d.argsort(dim=1)[:, :count]
+        if order.shape[1] < count:  # fewer bins than references: repeat the nearest
+            order = torch.cat([order, order[:, :1].expand(-1, count - order.shape[1])], dim=1)
+        return self.pool_crops[order], self.pool_points[order]
 
 
 class DubbingPipeline:
@@ -209,7 +221,9 @@ class DubbingPipeline:
         crops, points, _ = track.pool.choose(self.renderer.n_refs)
         crops_t, points_t = to_model_range(crops), torch.from_numpy(points)
         tokens = self.renderer.encode_references(crops_t, points_t)
-        return _References(crops_t, points_t, tokens, track.landmark_references(self.landmarks.config.n_refs))
+        pool_crops, pool_points, _ = track.pool.choose(len(track.pool))
+        return _References(crops_t, points_t, tokens, track.landmark_references(self.landmarks.config.n_refs),
+                           to_model_range(pool_crops), torch.from_numpy(pool_points))  # fmt: skip
 
     def _dub_chunk(self, images, start, timeline, track, motion, refs, aligner, compositor, opts, timings) -> int:
         """Redraw the faces of output frames ``start..start+len(images)-1`` in place; returns how many."""
@@ -227,9 +241,16 @@ class DubbingPipeline:
         crops = np.stack([aligner.crop(images[i - start], tf) for i, tf in zip(todo, transforms, strict=True)])
         _add(timings, "composite", t0)
         t0 = time.perf_counter()
+        targets_t = torch.from_numpy(targets)
+        if opts.references == "nearest":
+            ref_crops, ref_points = refs.nearest(targets_t, self.renderer.n_refs)
+            tokens = self.renderer.encode_references(ref_crops, ref_points)
+        else:
+            ref_crops, ref_points, tokens = refs.crops, refs.points, refs.tokens
         rendered = self.renderer(
-            to_model_range(crops), torch.from_numpy(targets), refs.crops, refs.points, reference_tokens=refs.tokens,
-            steps=opts.steps, seed=opts.seed, guidance=opts.guidance, scheduler=opts.scheduler,
+            to_model_range(crops), targets_t, ref_crops, ref_points, reference_tokens=tokens,
+            steps=opts.steps or self.renderer.default_steps, seed=opts.seed, guidance=opts.guidance,
+            scheduler=opts.scheduler,
         )  # fmt: skip
         rendered = to_uint8(rendered)
         _add(timings, "render", t0)

@@ -15,7 +15,7 @@ DTYPES = ("auto", "float32", "float16", "bfloat16")
 
 @dataclass(frozen=True)
 class DubOptions:
-    steps: int = 8  # denoising steps per frame
+    steps: int | None = None  # denoising steps per frame; None: the weights' own (renderer.json "steps")
     seed: int = 0  # one initial noise for every frame of the video
     guidance: float = 1.0  # classifier-free guidance on the landmarks (1 = off, one model call per step)
     scheduler: str | None = None  # "ddim" or "dpm++"; None: the weights' own
@@ -29,10 +29,11 @@ class DubOptions:
     preset: str = "medium"
     overwrite: bool = False
     colour_match: bool = True
+    references: str = "nearest"  # renderer references per frame: "nearest" mouth shapes, or one "spread" set
 
     def __post_init__(self) -> None:
         problems = []
-        if self.steps < 1:
+        if self.steps is not None and self.steps < 1:
             problems.append(f"steps={self.steps} must be at least 1")
         if self.batch_size < 1:
             problems.append(f"batch_size={self.batch_size} must be at least 1")
@@ -48,6 +49,8 @@ class DubOptions:
             problems.append(f"preset={self.preset!r} is not one of {', '.join(X264_PRESETS)}")
         if self.scheduler not in (None, "ddim", "dpm++"):
             problems.append(f"scheduler={self.scheduler!r} is not one of ddim, dpm++")
+        if self.references not in ("nearest", "spread"):
+            problems.append(f"references={self.references!r} is not one of nearest, spread")
         if problems:
             raise InputError(None, "; ".join(problems))
 

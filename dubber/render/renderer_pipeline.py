@@ -47,9 +47,11 @@ def initial_noise(size: int, seed: int, device, dtype) -> torch.Tensor:
 class FaceRenderer:
     """The renderer pipeline. Tensors in, tensors out: crops in [-1, 1], (B, 3, S, S)."""
 
-    def __init__(self, unet: RendererUNet, scheduler: str = "dpm++") -> None:
+    def __init__(self, unet: RendererUNet, scheduler: str = "dpm++", default_steps: int = 8) -> None:
         self.unet = unet.eval()
         self.scheduler_name = scheduler
+        # The step count these weights were measured best at (renderer.json "steps"); callers may ask for any.
+        self.default_steps = int(default_steps)
         make_scheduler(scheduler)  # validate now, not at the first frame
 
     @property
@@ -140,7 +142,8 @@ class FaceRenderer:
         folder = Path(folder)
         unet = self.unet if dtype is None else copy.deepcopy(self.unet).to(dtype)  # .to() is in place
         unet.save_pretrained(folder / "unet", safe_serialization=True)
-        (folder / PIPELINE_CONFIG).write_text(json.dumps({"scheduler": self.scheduler_name}, indent=1) + "\n")
+        settings = {"scheduler": self.scheduler_name, "steps": self.default_steps}
+        (folder / PIPELINE_CONFIG).write_text(json.dumps(settings, indent=1) + "\n")
 
     @classmethod
     def from_pretrained(
@@ -149,4 +152,4 @@ class FaceRenderer:
         folder = Path(folder)
         settings = json.loads((folder / PIPELINE_CONFIG).read_text())
         unet = RendererUNet.from_pretrained(folder / "unet", torch_dtype=dtype).to(device)
-        return cls(unet, settings.get("scheduler", "dpm++"))
+        return cls(unet, settings.get("scheduler", "dpm++"), int(settings.get("steps", 8)))
