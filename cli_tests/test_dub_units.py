@@ -143,3 +143,37 @@ def test_renderer_weights_carry_their_default_steps(tmp_path):
     (tmp_path / "r" / "renderer.json").write_text('{"scheduler": "ddim"}')  # older folders: 8
     loaded = FaceRenderer.from_pretrained(tmp_path / "r")
     assert loaded.default_steps == 8 and loaded.scheduler_name == "ddim"
+
+
+def test_nearest_references_follow_the_target_mouth():
+    from dubber.pipeline.face_redraw import ReferenceSet
+
+    rng = np.random.default_rng(0)
+    pool_points = torch.from_numpy(rng.uniform(0.2, 0.8, (5, 131, 2)).astype(np.float32))
+    pool_crops = torch.arange(5, dtype=torch.float32)[:, None, None, None].expand(5, 3, 4, 4)
+    refs = ReferenceSet(np.zeros((1, 131, 2)), pool_crops[:3], pool_points[:3], {}, pool_crops, pool_points)
+    targets = pool_points[[3, 1]].clone()
+    targets[:, :74] = 0.5  # pose does not count: only lips and jaw choose
+    crops, points = refs.nearest(targets, 3)
+    assert crops.shape == (2, 3, 3, 4, 4) and points.shape == (2, 3, 131, 2)
+    assert crops[0, 0, 0, 0, 0] == 3 and crops[1, 0, 0, 0, 0] == 1
+    few = ReferenceSet(refs.landmark_sets, pool_crops[:1], pool_points[:1], {}, pool_crops[:2], pool_points[:2])
+    crops, _ = few.nearest(targets, 3)  # fewer pool frames than references: the nearest repeats
+    assert crops.shape[1] == 3 and crops[0, 2, 0, 0, 0] == crops[0, 0, 0, 0, 0]
+
+
+def test_freed_frame_memory_is_trimmed_on_linux(monkeypatch):
+    import sys
+
+    from dubber.media import heap
+
+    calls = []
+    monkeypatch.setattr(heap, "trim_heap", lambda: calls.append(1) or True)
+    trim = heap.HeapTrimmer(every=3)
+    for _ in range(7):
+        trim()
+    trim(5)
+    assert len(calls) == 3  # after 3, 6 and 11 frames
+    monkeypatch.undo()
+    if sys.platform.startswith("linux"):
+        assert heap.trim_heap()

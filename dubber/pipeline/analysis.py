@@ -17,6 +17,7 @@ import numpy as np
 from dubber.face.aligner import FaceAligner
 from dubber.face.landmarks import ALL_INDICES, mouth_opening
 from dubber.face.tracker import FaceTracker, TrackedFace
+from dubber.media.heap import HeapTrimmer
 from dubber.media.video_reader import VideoReader
 from dubber.models.reference_choice import spread_references
 from dubber.pipeline.frame_source import FrameSpool
@@ -102,6 +103,7 @@ def analyse_video(
     nan_points = np.full((len(_ALL), 2), np.nan, np.float32)
     decode_s = track_s = 0.0
     frames = iter(reader)
+    trim = HeapTrimmer()
     while True:
         t0 = time.perf_counter()
         frame = next(frames, None)
@@ -131,6 +133,7 @@ def analyse_video(
             turn = abs(yaw) + abs(pitch) + (0.0 if ok else 1000.0)  # turned frames only where nothing else is
             crop = partial(aligner.crop, frame.image, face.transform)  # made only if the pool keeps the frame
             pool.offer(frame.index, o, turn, crop, unit)
+        trim()
         track_s += time.perf_counter() - t1
         if progress is not None:
             progress(len(times))

@@ -12,38 +12,36 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from contextlib import ExitStack, closing
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from dubber.audio.features import audio_features
+from dubber.audio.features import AudioFeatures, audio_features
 from dubber.errors import OutputError
-from dubber.face.aligner import FaceAligner, Similarity
+from dubber.face.aligner import FaceAligner
 from dubber.face.backend import FaceBackend
 from dubber.face.tracker import FaceTracker, TrackerOptions
 from dubber.log import get_logger
 from dubber.media.atomic import check_output_path
 from dubber.media.audio import decode_audio
 from dubber.media.encode_options import VideoEncodeOptions, container_format_for
-from dubber.media.probe import probe_media
+from dubber.media.heap import HeapTrimmer
+from dubber.media.probe import MediaInfo, probe_media
 from dubber.media.video_reader import VideoReader
 from dubber.media.video_writer import VideoWriter
 from dubber.models.landmark_completer import LandmarkCompleter
 from dubber.pipeline.analysis import VideoTrack, analyse_video
 from dubber.pipeline.audio_tracks import output_audio
-from dubber.pipeline.compositor import CompositeOptions, Compositor
+from dubber.pipeline.face_redraw import FaceRedrawer, ReferenceSet, add_time
 from dubber.pipeline.frame_source import FrameSpool, frames_in_order
 from dubber.pipeline.motion import MotionPlanner
 from dubber.pipeline.options import DubOptions, DubResult, resolve_device, resolve_dtype
 from dubber.pipeline.timeline import Timeline
-from dubber.render.image_tensors import to_model_range, to_uint8
 from dubber.render.renderer_pipeline import FaceRenderer
 
 log = get_logger("pipeline")
-
-N_POSE = 74
 
 # progress(stage, done, total): stage "analyse" (first pass) or "dub" (second pass), counts in frames.
 ProgressCallback = Callable[[str, int, int], None]
@@ -56,21 +54,22 @@ def default_output(video: str | Path) -> Path:
 
 
 @dataclass
-class _References:
-    crops: torch.Tensor  # (K, 3, S, S) in [-1, 1]
-    points: torch.Tensor  # (K, 131, 2)
-    tokens: dict
-    landmark_sets: np.ndarray  # (R, 131, 2) for the completer
-    pool_crops: torch.Tensor  # (P, 3, S, S): one frame per mouth-opening bin
-    pool_points: torch.Tensor  # (P, 131, 2)
+class _Job:
+    """One call's inputs and the state its stages share."""
 
-    def nearest(self, targets: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per frame, the ``count`` pool frames whose lips and jaw are nearest the target's: (B, K, ...)."""
-        d = (self.pool_points[None, :, N_POSE:] - targets[:, None, N_POSE:]).norm(dim=-1).mean(-1)  # (B, P)
-        order = d.argsort(dim=1)[:, :count]
-        if order.shape[1] < count:  # fewer bins than references: repeat the nearest
-            order = torch.cat([order, order[:, :1].expand(-1, count - order.shape[1])], dim=1)
-        return self.pool_crops[order], self.pool_points[order]
+    video: Path
+    audio: Path
+    output: Path
+    opts: DubOptions
+    progress: ProgressCallback | None
+    started: float
+    media: MediaInfo | None = None
+    reader: VideoReader | None = None
+    features: AudioFeatures | None = None
+    audio_seconds: float = 0.0
+    still: bool = False
+    fps: float = 25.0
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 class DubbingPipeline:
@@ -132,134 +131,89 @@ class DubbingPipeline:
         ``output`` unless the whole dub succeeds.
         """
         opts = (options or self.options).updated(**overrides)
-        started = time.perf_counter()
-        video, audio = Path(video), Path(audio)
-        output = default_output(video) if output is None else Path(output)
-        container_format_for(output)
-        check_output_path(output, overwrite=opts.overwrite)
-        if output.exists() and output.resolve() in (video.resolve(), audio.resolve()):
-            raise OutputError(output, "is one of the inputs; choose another output name")
-        media = probe_media(video, require_video=True)
-        speech = decode_audio(audio)
-        features = audio_features(speech)
-        reader = VideoReader(video, info=media)
-        fps = float(reader.fps)
+        job = _Job(video=Path(video), audio=Path(audio), opts=opts, progress=progress, started=time.perf_counter(),
+                   output=default_output(video) if output is None else Path(output))  # fmt: skip
+        container_format_for(job.output)
+        check_output_path(job.output, overwrite=opts.overwrite)
+        if job.output.exists() and job.output.resolve() in (job.video.resolve(), job.audio.resolve()):
+            raise OutputError(job.output, "is one of the inputs; choose another output name")
+        job.media = probe_media(job.video, require_video=True)
+        speech = decode_audio(job.audio)
+        job.audio_seconds, job.features = speech.duration, audio_features(speech)
+        job.reader = reader = VideoReader(job.video, info=job.media)
+        with ExitStack() as cleanup:
+            # Spool frames in the analysis pass when the output will need them out of order.
+            estimate = Timeline.plan(max(1, reader.frame_count), job.audio_seconds, float(reader.fps), opts.fit,
+                                     opts.keep_rest)  # fmt: skip
+            spool = None
+            if not estimate.forward_only:
+                spool = cleanup.enter_context(closing(FrameSpool(*reader.size, estimate.source_frames)))
+            track = self._analyse(job, spool)
+            job.still = track.frames == 1
+            job.fps = float(opts.fps) if job.still else float(reader.fps)
+            timeline = Timeline.plan(track.frames, job.audio_seconds, job.fps, opts.fit, opts.keep_rest)
+            if not timeline.forward_only and spool is None:  # the container under-declared its length
+                spool = cleanup.enter_context(closing(FrameSpool(*reader.size, track.frames)))
+                for frame in reader:
+                    spool.append(frame.image)
+            return self._write(job, track, timeline, spool)
 
-        # Spool frames in the analysis pass when the output will need them out of order.
-        estimate = Timeline.plan(max(1, reader.frame_count), speech.duration, fps, opts.fit, opts.keep_rest)
-        spool = None
-        if not estimate.forward_only:
-            spool = FrameSpool(*reader.size, estimate.source_frames)
-        try:
-            return self._dub(video, audio, output, media, reader, speech.duration, features, spool, opts, progress,
-                             started)  # fmt: skip
-        finally:
-            if spool is not None:
-                spool.close()
-
-    def _dub(self, video, audio, output, media, reader, audio_seconds, features, spool, opts, progress, started):
-        timings: dict[str, float] = {}
-        aligner = FaceAligner(self.renderer.size)
+    def _analyse(self, job: _Job, spool: FrameSpool | None) -> VideoTrack:
         backend = self.backend_factory() if self.backend_factory is not None else None
-        total_estimate = reader.frame_count
-        report = (lambda n: progress("analyse", n, total_estimate)) if progress else None
-        with FaceTracker(backend, TrackerOptions(face_index=opts.face_index)) as tracker:
-            track = analyse_video(reader, tracker, aligner, spool=spool, progress=report)
-        if backend is not None:
-            backend.close()
-        timings.update(track.seconds)
-        still = track.frames == 1
-        fps = float(opts.fps) if still else float(reader.fps)
-        timeline = Timeline.plan(track.frames, audio_seconds, fps, opts.fit, opts.keep_rest)
-        if not timeline.forward_only and spool is None:  # the container under-declared its length
-            spool = FrameSpool(*reader.size, track.frames)
-            for frame in reader:
-                spool.append(frame.image)
+        total = job.reader.frame_count
+        report = (lambda n: job.progress("analyse", n, total)) if job.progress else None
+        try:
+            with FaceTracker(backend, TrackerOptions(face_index=job.opts.face_index)) as tracker:
+                track = analyse_video(job.reader, tracker, FaceAligner(self.renderer.size), spool=spool,
+                                      progress=report)  # fmt: skip
+        finally:
+            if backend is not None:
+                backend.close()
+        job.timings.update(track.seconds)
         if not track.has_face.any():
-            log.warning("%s: no face found in any frame; the video is kept as it is, with the new audio", video)
+            log.warning("%s: no face found in any frame; the video is kept as it is, with the new audio", job.video)
+        return track
+
+    def _write(self, job: _Job, track: VideoTrack, timeline: Timeline, spool: FrameSpool | None) -> DubResult:
+        opts, reader, timings = job.opts, job.reader, job.timings
         t0 = time.perf_counter()
-        refs = self._references(track) if track.has_face.any() else None
-        timings["landmarks"] = time.perf_counter() - t0
-        motion = None
-        if refs is not None:
-            motion = MotionPlanner(self.landmarks, features, fps, timeline, track.filled_points(), refs.landmark_sets)
+        redraw = None
+        if track.has_face.any():
+            refs = ReferenceSet.from_track(track, self.renderer, self.landmarks.config.n_refs)
+            motion = MotionPlanner(self.landmarks, job.features, job.fps, timeline, track.filled_points(),
+                                   refs.landmark_sets)  # fmt: skip
+            redraw = FaceRedrawer(self.renderer, track, timeline, motion, refs, opts, timings)
+        add_time(timings, "landmarks", t0)
         width, height = reader.size
         writer = VideoWriter(
-            output, width=width, height=height, fps=opts.fps if still else reader.fps,
-            time_base=None if still else reader.info.time_base,
+            job.output, width=width, height=height, fps=opts.fps if job.still else reader.fps,
+            time_base=None if job.still else reader.info.time_base,
             options=VideoEncodeOptions(crf=opts.crf, preset=opts.preset),
-            audio=output_audio(audio, media, timeline, fps, keep_original=opts.keep_original_audio),
+            audio=output_audio(job.audio, job.media, timeline, job.fps, keep_original=opts.keep_original_audio),
             overwrite=opts.overwrite,
         )  # fmt: skip
-        compositor = Compositor(self.renderer.size, CompositeOptions(colour_match=opts.colour_match))
         faces = 0
+        trim = HeapTrimmer()
         with writer:
             source = frames_in_order(reader, (timeline.source_index(i) for i in range(timeline.total_frames)), spool)
             for start in range(0, timeline.total_frames, opts.batch_size):
                 stop = min(start + opts.batch_size, timeline.total_frames)
                 t0 = time.perf_counter()
                 images = [next(source).copy() for _ in range(start, stop)]
-                _add(timings, "decode", t0)
-                faces += self._dub_chunk(images, start, timeline, track, motion, refs, aligner, compositor, opts,
-                                         timings)  # fmt: skip
+                add_time(timings, "decode", t0)
+                faces += redraw(images, start) if redraw is not None else 0
+                trim(len(images))
                 t0 = time.perf_counter()
                 for image in images:
                     writer.write(image)
-                _add(timings, "encode", t0)
-                if progress is not None:
-                    progress("dub", stop, timeline.total_frames)
+                add_time(timings, "encode", t0)
+                if job.progress is not None:
+                    job.progress("dub", stop, timeline.total_frames)
             t0 = time.perf_counter()
-        _add(timings, "encode", t0)  # flushing the encoder and the audio
-        timings["total"] = time.perf_counter() - started
+        add_time(timings, "encode", t0)  # flushing the encoder and the audio
+        timings["total"] = time.perf_counter() - job.started
         return DubResult(
-            output=Path(output), frames=timeline.total_frames, dubbed_frames=timeline.dub_frames, face_frames=faces,
-            seconds=timeline.total_frames / fps, fps=fps, width=width, height=height, source_frames=track.frames,
-            still_image=still, timings=timings,
+            output=job.output, frames=timeline.total_frames, dubbed_frames=timeline.dub_frames, face_frames=faces,
+            seconds=timeline.total_frames / job.fps, fps=job.fps, width=width, height=height,
+            source_frames=track.frames, still_image=job.still, timings=timings,
         )  # fmt: skip
-
-    def _references(self, track: VideoTrack) -> _References:
-        crops, points, _ = track.pool.choose(self.renderer.n_refs)
-        crops_t, points_t = to_model_range(crops), torch.from_numpy(points)
-        tokens = self.renderer.encode_references(crops_t, points_t)
-        pool_crops, pool_points, _ = track.pool.choose(len(track.pool))
-        return _References(crops_t, points_t, tokens, track.landmark_references(self.landmarks.config.n_refs),
-                           to_model_range(pool_crops), torch.from_numpy(pool_points))  # fmt: skip
-
-    def _dub_chunk(self, images, start, timeline, track, motion, refs, aligner, compositor, opts, timings) -> int:
-        """Redraw the faces of output frames ``start..start+len(images)-1`` in place; returns how many."""
-        if motion is None:
-            return 0
-        stop = min(start + len(images), timeline.dub_frames)
-        todo = [i for i in range(start, stop) if track.has_face[timeline.source_index(i)]]
-        if not todo:
-            return 0
-        t0 = time.perf_counter()
-        targets = motion.targets(start, stop)[np.asarray(todo) - start]
-        _add(timings, "landmarks", t0)
-        t0 = time.perf_counter()
-        transforms = [Similarity(*track.transforms[timeline.source_index(i)]) for i in todo]
-        crops = np.stack([aligner.crop(images[i - start], tf) for i, tf in zip(todo, transforms, strict=True)])
-        _add(timings, "composite", t0)
-        t0 = time.perf_counter()
-        targets_t = torch.from_numpy(targets)
-        if opts.references == "nearest":
-            ref_crops, ref_points = refs.nearest(targets_t, self.renderer.n_refs)
-            tokens = self.renderer.encode_references(ref_crops, ref_points)
-        else:
-            ref_crops, ref_points, tokens = refs.crops, refs.points, refs.tokens
-        rendered = self.renderer(
-            to_model_range(crops), targets_t, ref_crops, ref_points, reference_tokens=tokens,
-            steps=opts.steps or self.renderer.default_steps, seed=opts.seed, guidance=opts.guidance,
-            scheduler=opts.scheduler,
-        )  # fmt: skip
-        rendered = to_uint8(rendered)
-        _add(timings, "render", t0)
-        t0 = time.perf_counter()
-        for k, i in enumerate(todo):
-            compositor.paste(images[i - start], rendered[k], crops[k], transforms[k])
-        _add(timings, "composite", t0)
-        return len(todo)
-
-
-def _add(timings: dict[str, float], key: str, t0: float) -> None:
-    timings[key] = timings.get(key, 0.0) + time.perf_counter() - t0

@@ -1,0 +1,97 @@
+"""The second pass's per-chunk work: the renderer's references, and redrawing the faces of a chunk of frames
+(target landmarks, aligned crops, render, paste back)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from dubber.face.aligner import FaceAligner, Similarity
+from dubber.pipeline.analysis import VideoTrack
+from dubber.pipeline.compositor import CompositeOptions, Compositor
+from dubber.pipeline.motion import MotionPlanner
+from dubber.pipeline.options import DubOptions
+from dubber.pipeline.timeline import Timeline
+from dubber.render.image_tensors import to_model_range, to_uint8
+
+N_POSE = 74
+
+
+def add_time(timings: dict[str, float], key: str, t0: float) -> None:
+    timings[key] = timings.get(key, 0.0) + time.perf_counter() - t0
+
+
+@dataclass
+class ReferenceSet:
+    """What the models see of the speaker: the completer's landmark sets and the renderer's reference frames."""
+
+    landmark_sets: np.ndarray  # (R, 131, 2) spread over the mouth openings, for the completer
+    crops: torch.Tensor  # (K, 3, S, S) in [-1, 1]: closed, half-open, open ("spread")
+    points: torch.Tensor  # (K, 131, 2)
+    tokens: dict  # the renderer's encoding of ``crops``, computed once
+    pool_crops: torch.Tensor  # (P, 3, S, S): one frame per mouth-opening bin
+    pool_points: torch.Tensor  # (P, 131, 2)
+
+    @classmethod
+    def from_track(cls, track: VideoTrack, renderer, landmark_sets: int) -> ReferenceSet:
+        crops, points, _ = track.pool.choose(renderer.n_refs)
+        crops_t, points_t = to_model_range(crops), torch.from_numpy(points)
+        pool_crops, pool_points, _ = track.pool.choose(len(track.pool))
+        return cls(track.landmark_references(landmark_sets), crops_t, points_t,
+                   renderer.encode_references(crops_t, points_t), to_model_range(pool_crops),
+                   torch.from_numpy(pool_points))  # fmt: skip
+
+    def nearest(self, targets: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per frame, the ``count`` pool frames whose lips and jaw are nearest the target's: (B, K, ...)."""
+        d = (self.pool_points[None, :, N_POSE:] - targets[:, None, N_POSE:]).norm(dim=-1).mean(-1)  # (B, P)
+        order = d.argsort(dim=1)[:, :count]
+        if order.shape[1] < count:  # fewer bins than references: repeat the nearest
+            order = torch.cat([order, order[:, :1].expand(-1, count - order.shape[1])], dim=1)
+        return self.pool_crops[order], self.pool_points[order]
+
+
+class FaceRedrawer:
+    """Redraws the faces of one chunk of output frames in place."""
+
+    def __init__(self, renderer, track: VideoTrack, timeline: Timeline, motion: MotionPlanner,
+                 refs: ReferenceSet, opts: DubOptions, timings: dict[str, float]) -> None:  # fmt: skip
+        self.renderer, self.track, self.timeline, self.motion, self.refs = renderer, track, timeline, motion, refs
+        self.opts, self.timings = opts, timings
+        self.aligner = FaceAligner(renderer.size)
+        self.compositor = Compositor(renderer.size, CompositeOptions(colour_match=opts.colour_match))
+
+    def __call__(self, images: list[np.ndarray], start: int) -> int:
+        """Redraw output frames ``start..start+len(images)-1`` that are dubbed and show a face; returns how many."""
+        timeline, opts = self.timeline, self.opts
+        stop = min(start + len(images), timeline.dub_frames)
+        todo = [i for i in range(start, stop) if self.track.has_face[timeline.source_index(i)]]
+        if not todo:
+            return 0
+        t0 = time.perf_counter()
+        targets = torch.from_numpy(self.motion.targets(start, stop)[np.asarray(todo) - start])
+        add_time(self.timings, "landmarks", t0)
+        t0 = time.perf_counter()
+        transforms = [Similarity(*self.track.transforms[timeline.source_index(i)]) for i in todo]
+        crops = np.stack([self.aligner.crop(images[i - start], tf) for i, tf in zip(todo, transforms, strict=True)])
+        add_time(self.timings, "composite", t0)
+        t0 = time.perf_counter()
+        if opts.references == "nearest":
+            ref_crops, ref_points = self.refs.nearest(targets, self.renderer.n_refs)
+            tokens = self.renderer.encode_references(ref_crops, ref_points)
+        else:
+            ref_crops, ref_points, tokens = self.refs.crops, self.refs.points, self.refs.tokens
+        rendered = self.renderer(
+            to_model_range(crops), targets, ref_crops, ref_points, reference_tokens=tokens,
+            steps=opts.steps or self.renderer.default_steps, seed=opts.seed, guidance=opts.guidance,
+            scheduler=opts.scheduler,
+        )  # fmt: skip
+        rendered = to_uint8(rendered)
+        add_time(self.timings, "render", t0)
+        t0 = time.perf_counter()
+        for k, i in enumerate(todo):
+            self.compositor.paste(images[i - start], rendered[k], crops[k], transforms[k])
+        add_time(self.timings, "composite", t0)
+        return len(todo)
