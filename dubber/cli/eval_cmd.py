@@ -8,7 +8,84 @@ import typer
 
 from dubber.cli.output import print_json, stderr
 
-eval_app = typer.Typer(help="Measure quality on held-out speakers.", no_args_is_help=True)
+eval_app = typer.Typer(
+    help="Measure quality on held-out speakers: `dub eval --data DIR_OR_MANIFEST --out REPORT_DIR` runs the whole dub "
+    "(docs/QUALITY.md); `landmarks` and `renderer` score one model on a `dub prep` cache.",
+    no_args_is_help=True,
+)
+
+
+@eval_app.callback(invoke_without_command=True)
+def eval_dub_command(
+    ctx: typer.Context,
+    data: Path | None = typer.Option(
+        None, "--data", help="A folder of clips or a manifest CSV (path,split,speaker).", show_default=False
+    ),  # fmt: skip
+    out: Path | None = typer.Option(
+        None, "--out", help="Report folder: report.json, report.md, clips/, plots.", show_default=False
+    ),  # fmt: skip
+    weights: str = typer.Option("default", "--weights", "-w", help="Weights name or model folder."),
+    split: str | None = typer.Option(None, "--split", help="Manifest split to score (default dev; a folder: all)."),
+    per_speaker: int = typer.Option(0, "--per-speaker", min=0, help="At most this many clips per speaker (0: all)."),
+    steps: int | None = typer.Option(None, "--steps", min=1, help="Denoising steps (default: the weights' own)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    preset: str = typer.Option("veryfast", "--preset", help="x264 preset of the scored outputs (CRF 18)."),
+    cross: bool = typer.Option(True, "--cross/--no-cross", help="Also dub each clip with another speaker's audio."),
+    videos: bool = typer.Option(True, "--videos/--no-videos", help="Write a side-by-side MP4 per clip."),
+    json_out: bool = typer.Option(False, "--json", help="Print the summary as one JSON object on stdout."),
+) -> None:
+    """The whole dub on held-out clips: reconstruction and cross-dubbing protocols, with baselines and pictures."""
+    if ctx.invoked_subcommand is not None:
+        return
+    import shlex
+    import sys
+    import time
+
+    from dubber.cli.output import frame_progress, is_quiet
+    from dubber.data.sources import read_sources
+    from dubber.errors import InputError
+    from dubber.evaluation.dub_eval import run_eval
+    from dubber.evaluation.dub_pictures import ClipPictures, opening_plot
+    from dubber.evaluation.dub_report import build_report, write_report
+    from dubber.pipeline import DubbingPipeline, DubOptions
+
+    if data is None or out is None:
+        raise InputError(None, "dub eval needs --data and --out (or a subcommand: landmarks, renderer)")
+    if out.exists() and not out.is_dir():
+        raise InputError(out, "is a file; --out names a report folder")
+    chosen = split or ("all" if data.is_dir() else "dev")
+    clips = read_sources(data, None if chosen == "all" else {chosen})
+    if per_speaker:
+        counts: dict[str, int] = {}
+        kept = []
+        for c in clips:
+            counts[c.speaker] = counts.get(c.speaker, 0) + 1
+            if counts[c.speaker] <= per_speaker:
+                kept.append(c)
+        clips = kept
+    pipe = DubbingPipeline.from_pretrained(weights, device=device, options=DubOptions(steps=steps, preset=preset))
+    pictures = ClipPictures(side_by_side_videos=videos)
+    started = time.perf_counter()
+    with frame_progress("scoring", stderr.is_terminal and not is_quiet()) as bar:
+        task = bar.add_task("dub eval", total=len(clips), rate="")
+
+        def progress(done: int, total: int, clip) -> None:
+            bar.update(task, completed=done, rate=clip.clip[:30])
+
+        reports = run_eval(pipe, clips, out, cross=cross, pictures=pictures, progress=progress)
+    out.mkdir(parents=True, exist_ok=True)
+    plot = None
+    if pictures.openings:
+        plot = opening_plot(list(pictures.openings.values())[:4], out / "opening.png").name
+    settings = {"weights": weights, "steps": steps or pipe.renderer.default_steps, "device": str(pipe.device),
+                "split": chosen, "per_speaker": per_speaker, "cross": cross, "crf": 18, "preset": preset}  # fmt: skip
+    report = build_report(reports, command="dub " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "dub eval",
+                          settings=settings, seconds=time.perf_counter() - started, plot=plot)  # fmt: skip
+    json_path, md_path = write_report(report, out)
+    if json_out:
+        print_json({k: report[k] for k in ("command", "settings", "seconds", "all", "splits")})
+    elif not is_quiet():
+        stderr.print(f"{len(reports)} clips in {report['seconds']:.0f} s: {md_path} ({json_path})")
 
 
 @eval_app.command("landmarks")

@@ -123,12 +123,14 @@ class DubbingPipeline:
         *,
         options: DubOptions | None = None,
         progress: ProgressCallback | None = None,
+        analysis: VideoTrack | None = None,
         **overrides,
     ) -> DubResult:
         """Dub ``video`` with ``audio`` into ``output`` (default ``<stem>.dubbed.mp4`` beside the video).
 
         ``overrides`` are :class:`DubOptions` fields (``steps=4``, ``fit="loop"``...). Nothing appears at
-        ``output`` unless the whole dub succeeds.
+        ``output`` unless the whole dub succeeds. ``analysis``: this video's :meth:`analyse` result, to dub it with
+        several audios while tracking it once.
         """
         opts = (options or self.options).updated(**overrides)
         job = _Job(video=Path(video), audio=Path(audio), opts=opts, progress=progress, started=time.perf_counter(),
@@ -146,17 +148,27 @@ class DubbingPipeline:
             estimate = Timeline.plan(max(1, reader.frame_count), job.audio_seconds, float(reader.fps), opts.fit,
                                      opts.keep_rest)  # fmt: skip
             spool = None
-            if not estimate.forward_only:
-                spool = cleanup.enter_context(closing(FrameSpool(*reader.size, estimate.source_frames)))
-            track = self._analyse(job, spool)
+            if analysis is not None:
+                track = analysis  # a spool, when one is needed, is filled below by decoding once more
+            else:
+                if not estimate.forward_only:
+                    spool = cleanup.enter_context(closing(FrameSpool(*reader.size, estimate.source_frames)))
+                track = self._analyse(job, spool)
             job.still = track.frames == 1
             job.fps = float(opts.fps) if job.still else float(reader.fps)
             timeline = Timeline.plan(track.frames, job.audio_seconds, job.fps, opts.fit, opts.keep_rest)
-            if not timeline.forward_only and spool is None:  # the container under-declared its length
+            if not timeline.forward_only and spool is None:  # given an analysis, or the container under-declared
                 spool = cleanup.enter_context(closing(FrameSpool(*reader.size, track.frames)))
                 for frame in reader:
                     spool.append(frame.image)
             return self._write(job, track, timeline, spool)
+
+    def analyse(self, video: str | Path, *, options: DubOptions | None = None) -> VideoTrack:
+        """The first pass alone (face track, reference pool), reusable by several dubs of ``video``."""
+        job = _Job(video=Path(video), audio=Path(video), output=Path(video), opts=options or self.options,
+                   progress=None, started=time.perf_counter())  # fmt: skip
+        job.reader = VideoReader(job.video)
+        return self._analyse(job, None)
 
     def _analyse(self, job: _Job, spool: FrameSpool | None) -> VideoTrack:
         backend = self.backend_factory() if self.backend_factory is not None else None
