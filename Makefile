@@ -8,7 +8,7 @@ MEDIAPIPE_SPEC ?= mediapipe==0.10.21
 STAMP := $(VENV)/.dubber-installed
 
 .PHONY: setup test test-all lint bench bench-renderer bench-dub demo clean prep train-landmarks eval-landmarks train-renderer \
-	eval-renderer train-joint
+	eval-renderer train-joint eval-dub
 
 setup: $(STAMP)
 
@@ -86,3 +86,8 @@ JOINT_RUN ?= ../runs/joint
 train-joint: setup
 	$(BIN)/dub train joint --data $(CACHE) --out $(JOINT_RUN) --max-steps 400 --eval-every 200 \
 		$(if $(wildcard $(JOINT_RUN)/checkpoint.json),--resume)
+
+# The whole dub on the dev split, with baselines and pictures (docs/QUALITY.md).
+EVAL_OUT ?= ../runs/eval-dev
+eval-dub: setup
+	$(BIN)/dub eval --data $(SHARED)/manifest.csv --out $(EVAL_OUT) $(if $(WEIGHTS),--weights $(WEIGHTS))

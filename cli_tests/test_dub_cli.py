@@ -3,6 +3,7 @@ bundle (random models, real face tracking, real encoding): lengths, streams, unt
 
 from __future__ import annotations
 
+import hashlib
 import json
 from fractions import Fraction
 from pathlib import Path
@@ -93,6 +94,20 @@ def test_dub_writes_the_audio_length_with_untouched_surroundings(tmp_path, face_
         assert psnr(dubbed[i][keep], reference[i][keep]) > 40, f"frame {i} changed outside the face mask"
         changed_faces += psnr(dubbed[i][~keep], reference[i][~keep]) < 40
     assert changed_faces >= 12  # the mouths really were redrawn
+
+
+def test_a_seeded_dub_reproduces_byte_for_byte(tmp_path, face_clip, capsys):
+    speech = make_audio(tmp_path / "speech.wav", seconds=0.6)
+    digests, settings = {}, {}
+    for name, extra in (("a", []), ("b", []), ("spread", ["--references", "spread", "--seed", "3"])):
+        out = tmp_path / f"{name}.mp4"
+        assert dub(face_clip, "--audio", speech, "-o", out, "--steps", "2", "--json", *extra) == 0
+        digests[name] = hashlib.sha256(out.read_bytes()).hexdigest()
+        settings[name] = json.loads(capsys.readouterr().out)["settings"]
+    assert digests["a"] == digests["b"] != digests["spread"]
+    assert settings["a"] == {"weights": "tiny", "steps": 2, "seed": 0, "references": "nearest", "guidance": 1.0,
+                             "scheduler": "dpm++"}  # fmt: skip
+    assert settings["spread"]["references"] == "spread" and settings["spread"]["seed"] == 3
 
 
 def test_lossless_dub_keeps_faceless_frames_and_the_surroundings_exactly(tmp_path, face_clip):
@@ -186,6 +201,7 @@ def _bad_cases(tmp: Path) -> dict[str, tuple[list[str], str]]:
         "bad dtype": ([video, "--audio", speech, "-o", out, "--dtype", "int8"], "--dtype"),
         "no --audio": ([video, "-o", out], "Missing option"),
         "bad steps": ([video, "--audio", speech, "-o", out, "--steps", "0"], "--steps"),
+        "bad references": ([video, "--audio", speech, "-o", out, "--references", "closest"], "references='closest'"),
     }
 
 

@@ -37,11 +37,15 @@ def test_shipped_weights_dub_a_real_clip(tmp_path, short_dev_clip, monkeypatch, 
 
 
 def test_redub_leaves_no_seam(short_dev_clip, monkeypatch):
-    """Re-dubbed with its own audio: the ring just outside the redrawn region is as close to the original as a plain
-    re-encode is (no seam). Lip-sync and PSNR against the static mouth are measured in docs/DUBBING.md."""
+    """Re-dubbed with its own audio: no edge along the redrawn region's border and nothing bled past it.
+
+    On this clip a hard paste (no feather, no colour match) scores edge 1.046 against the plain re-encode's 0.987,
+    the shipped blend 0.979; nothing reaches the ring outside (39.1 dB against the re-encode's 39.5). Lip-sync and
+    PSNR against the static mouth are measured in docs/DUBBING.md."""
     monkeypatch.delenv("DUB_WEIGHTS", raising=False)
     pipe = DubbingPipeline.from_pretrained(options=DubOptions(steps=2))
     score = redub_clip(pipe, static_pipeline(pipe), short_dev_clip)
     assert score.face_frames >= 0.9 * score.frames
-    assert abs(score.seam_dub - score.seam_plain) < 0.5, score
+    assert score.edge_dub < score.edge_plain + 0.03, score
+    assert score.seam_dub > score.seam_plain - 1.5, score
     assert score.psnr_dub is not None and score.psnr_dub > 20, score

@@ -25,7 +25,7 @@ def _mean(rows: list[dict], key: str) -> float | None:
 
 
 def summarise(rows: list[dict]) -> dict:
-    keys = ("opening_correlation", "psnr_dub", "psnr_static", "seam_dub", "seam_plain")
+    keys = ("opening_correlation", "psnr_dub", "psnr_static", "seam_dub", "seam_plain", "edge_dub", "edge_plain")
     out = {"clips": len(rows), **{k: _mean(rows, k) for k in keys}}
     if out["seam_dub"] is not None:
         out["seam_gap_db"] = round(out["seam_plain"] - out["seam_dub"], 3)
@@ -39,6 +39,7 @@ def main() -> None:
     ap.add_argument("--per-speaker", type=int, default=2)
     ap.add_argument("--steps", type=int, default=None, help="default: the weights' own")
     ap.add_argument("--weights", default="default")
+    ap.add_argument("--references", choices=("nearest", "spread"), default="nearest")
     ap.add_argument("--report", type=Path, default=None)
     args = ap.parse_args()
     with args.manifest.open() as f:
@@ -49,7 +50,9 @@ def main() -> None:
         if r["split"] == args.split and per[r["speaker"]] < args.per_speaker:
             per[r["speaker"]] += 1
             chosen.append(r)
-    pipe = DubbingPipeline.from_pretrained(args.weights, device="cpu", options=DubOptions(steps=args.steps))
+    pipe = DubbingPipeline.from_pretrained(
+        args.weights, device="cpu", options=DubOptions(steps=args.steps, references=args.references)
+    )
     static = static_pipeline(pipe)
     scores = []
     for r in chosen:
@@ -61,7 +64,7 @@ def main() -> None:
         "steps": args.steps or pipe.renderer.default_steps,
         "command": f"tools/redub_dev.py {args.manifest} --split {args.split} --per-speaker {args.per_speaker}"
         + (f" --steps {args.steps}" if args.steps else "")
-        + f" --weights {args.weights}",
+        + f" --weights {args.weights} --references {args.references}",
         "unseen": summarise([s for s in scores if not s["seen"]]),
         "seen": summarise([s for s in scores if s["seen"]]),
         "all": summarise(scores),

@@ -35,6 +35,7 @@ def batch_command(
     device: str = o.DEVICE,
     dtype: str = o.DTYPE,
     steps: int | None = o.STEPS,
+    references: str = o.REFERENCES,
     seed: int = o.SEED,
     batch_size: int = o.BATCH,
     fit: str = o.FIT,
@@ -58,6 +59,7 @@ def batch_command(
     options = o.dub_options(
         steps=steps, seed=seed, batch_size=batch_size, fit=fit, keep_rest=keep_rest, face=face, fps=fps,
         keep_original_audio=keep_original_audio, crf=crf, preset=preset, overwrite=overwrite,
+        references=references,
     )  # fmt: skip
     pipe = o.load_pipeline(weights, device, dtype, options)
     counts = {"ok": 0, "skipped": 0, "failed": 0}

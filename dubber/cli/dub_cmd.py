@@ -26,6 +26,7 @@ def dub_command(
     device: str = o.DEVICE,
     dtype: str = o.DTYPE,
     steps: int | None = o.STEPS,
+    references: str = o.REFERENCES,
     seed: int = o.SEED,
     batch_size: int = o.BATCH,
     fit: str = o.FIT,
@@ -46,6 +47,7 @@ def dub_command(
     options = o.dub_options(
         steps=steps, seed=seed, batch_size=batch_size, fit=fit, keep_rest=keep_rest, face=face, fps=fps,
         keep_original_audio=keep_original_audio, crf=crf, preset=preset, overwrite=overwrite,
+        references=references,
     )  # fmt: skip
     pipe = o.load_pipeline(weights, device, dtype, options)
     with o.DubProgress(video.name, enabled=stderr.is_terminal and not is_quiet()) as progress:

@@ -21,6 +21,12 @@ STEPS = typer.Option(
     show_default=False,
     help="Denoising steps per frame. Default: the weights' own (1 for the shipped CPU-trained ones).",
 )
+REFERENCES = typer.Option(
+    "nearest",
+    "--references",
+    help="Reference frames the renderer copies the face from: nearest (per frame, the speaker's frames whose mouth is "
+    "nearest the target) or spread (one closed / half-open / open set for the whole video).",
+)
 SEED = typer.Option(0, "--seed", help="Seed of the one initial noise every frame shares.")
 BATCH = typer.Option(8, "--batch-size", min=1, help="Frames rendered together.")
 FIT = typer.Option("pingpong", "--fit", help="Extend a video shorter than the audio: pingpong, loop or freeze.")
@@ -35,13 +41,13 @@ JSON_OUT = typer.Option(False, "--json", help="Print the result as JSON on stdou
 
 
 def dub_options(*, steps, seed, batch_size, fit, keep_rest, face, fps, keep_original_audio, crf, preset,
-                overwrite):  # fmt: skip
+                overwrite, references="nearest"):  # fmt: skip
     from dubber.pipeline.options import DubOptions
 
     return DubOptions(
         steps=steps, seed=seed, batch_size=batch_size, fit=fit, keep_rest=keep_rest, face_index=face,
         fps=Fraction(fps).limit_denominator(1001), keep_original_audio=keep_original_audio, crf=crf, preset=preset,
-        overwrite=overwrite,
+        overwrite=overwrite, references=references,
     )  # fmt: skip
 
 

@@ -4,7 +4,9 @@ Per clip, in one run: the dub, the "static mouth" baseline (the same pipeline wi
 resting reference frame's lower face pasted back) and a plain re-encode. Measured against the decoded original:
 - mouth-opening correlation: MediaPipe's mouth opening on the dub vs on the original, over time;
 - lower-face PSNR inside the redrawn region (dub and static mouth);
-- seam: PSNR on a ring just outside the region (dub and plain re-encode: equal means no visible seam).
+- seam: PSNR on a ring just outside the region (dub and plain re-encode: equal means nothing bled past the region);
+- edge: gradient energy on a band straddling the region's border, dub over original (``dub eval``'s seam measure: a
+  hard paste adds an edge there and scores above 1, a smooth blend scores about 1).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import cv2
 import numpy as np
 import torch
 
+from dubber.evaluation.dub_metrics import face_regions, gradient_energy
 from dubber.evaluation.metrics import correlation
 from dubber.face.aligner import FaceAligner, Similarity, apply_affine, invert_affine
 from dubber.face.tracker import FaceTracker
@@ -35,6 +38,7 @@ class StaticMouthRenderer:
         self.size, self.n_refs = size, n_refs
         self.device = torch.device("cpu")
         self.default_steps = 1
+        self.scheduler_name = "none"
 
     def encode_references(self, refs: torch.Tensor, ref_landmarks: torch.Tensor) -> dict:
         return {}
@@ -79,6 +83,8 @@ class RedubScore:
     psnr_static: float | None
     seam_dub: float | None
     seam_plain: float | None
+    edge_dub: float | None
+    edge_plain: float | None
     seconds: float
 
 
@@ -100,6 +106,7 @@ def redub_clip(pipe: DubbingPipeline, static: DubbingPipeline, video: Path, *, s
         truth_open, transforms = _openings(video, pipe.renderer.size)
         dub_open, _ = _openings(tmp / "dub.mp4", pipe.renderer.size)
         sums = {k: [0.0, 0] for k in ("dub", "static", "seam_dub", "seam_plain")}
+        edges: dict[str, list[float]] = {"dub": [], "plain": []}
         readers = [iter(VideoReader(p)) for p in (video, tmp / "dub.mp4", tmp / "static.mp4", tmp / "plain.mp4")]
         for i, frames in enumerate(zip(*readers, strict=False)):
             if i >= len(transforms) or not np.isfinite(transforms[i]).all():
@@ -111,12 +118,18 @@ def redub_clip(pipe: DubbingPipeline, static: DubbingPipeline, video: Path, *, s
                 s, n = _mse(img, orig, where)
                 sums[key][0] += s
                 sums[key][1] += n
+            _, band = face_regions(transforms[i], orig.shape[:2])
+            if (reference := gradient_energy(orig, band)) > 0:
+                edges["dub"].append(gradient_energy(dub, band) / reference)
+                edges["plain"].append(gradient_energy(plain, band) / reference)
     n = min(len(truth_open), len(dub_open))
     return RedubScore(
         clip=video.stem, speaker=speaker, frames=result.frames, face_frames=result.face_frames,
         opening_correlation=correlation(truth_open[:n], dub_open[:n]),
         psnr_dub=_psnr(*sums["dub"]), psnr_static=_psnr(*sums["static"]),
         seam_dub=_psnr(*sums["seam_dub"]), seam_plain=_psnr(*sums["seam_plain"]),
+        edge_dub=float(np.mean(edges["dub"])) if edges["dub"] else None,
+        edge_plain=float(np.mean(edges["plain"])) if edges["plain"] else None,
         seconds=result.timings["total"],
     )  # fmt: skip
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,8 +58,37 @@ def can_copy_audio(container_format: str, codec_name: str) -> bool:
     return codec_name in _COPYABLE_AUDIO.get(container_format, set())
 
 
-def x264_options(opts: VideoEncodeOptions) -> dict[str, str]:
-    """libx264 private options, exactly as handed to FFmpeg."""
+# x264 needs all of these for its AVX-512 code.
+_AVX512 = frozenset({"avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"})
+
+
+def x264_cpu(cpu_flags: frozenset[str]) -> str | None:
+    """The instruction sets x264 may use on a CPU with ``cpu_flags`` (/proc/cpuinfo names); None = its own choice.
+
+    x264's AVX-512 code gives different output for the same frames from one encode to the next (up to 28 levels
+    apart; docs/DESIGN-NOTES.md, Media), so seeded dubs would not reproduce; its AVX2 code is deterministic.
+    Naming only sets the CPU has matters: x264 trusts the list and would crash on a missing instruction.
+    """
+    if _AVX512 <= cpu_flags and "avx2" in cpu_flags:
+        return "AVX2"
+    return None
+
+
+@functools.cache
+def host_cpu_flags() -> frozenset[str]:
+    """This machine's CPU flags from /proc/cpuinfo (empty where there is none: macOS, Windows)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return frozenset(line.partition(":")[2].split())
+    return frozenset()
+
+
+def x264_options(opts: VideoEncodeOptions, cpu_flags: frozenset[str] = frozenset()) -> dict[str, str]:
+    """libx264 private options, exactly as handed to FFmpeg, for a CPU with ``cpu_flags``."""
     if opts.preset not in X264_PRESETS:
         raise ValueError(f"preset={opts.preset!r} is not one of {', '.join(X264_PRESETS)}")
     if not 0 <= opts.crf <= 51:
@@ -66,6 +96,8 @@ def x264_options(opts: VideoEncodeOptions) -> dict[str, str]:
     out = {"crf": str(opts.crf), "preset": opts.preset}
     if opts.tune:
         out["tune"] = opts.tune
+    if cpu := x264_cpu(cpu_flags):
+        out["x264-params"] = f"asm={cpu}"
     return out
 
 

@@ -19,6 +19,7 @@ from dubber.media.encode_options import (
     VideoEncodeOptions,
     container_format_for,
     even_size,
+    host_cpu_flags,
     x264_options,
 )
 
@@ -76,7 +77,9 @@ class VideoWriter:
         try:
             self._container = av.open(str(self._tmp), mode="w", format=self.format)
             out_w, out_h = even_size(self.width, self.height)
-            stream = self._container.add_stream("libx264", rate=self.fps, options=x264_options(self.options))
+            stream = self._container.add_stream(
+                "libx264", rate=self.fps, options=x264_options(self.options, host_cpu_flags())
+            )
             stream.width, stream.height = out_w, out_h
             stream.pix_fmt = self.options.pix_fmt
             stream.time_base = self.time_base

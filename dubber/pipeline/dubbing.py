@@ -228,4 +228,7 @@ class DubbingPipeline:
             output=job.output, frames=timeline.total_frames, dubbed_frames=timeline.dub_frames, face_frames=faces,
             seconds=timeline.total_frames / job.fps, fps=job.fps, width=width, height=height,
             source_frames=track.frames, still_image=job.still, timings=timings,
+            settings={"weights": self.name, "steps": opts.steps or self.renderer.default_steps, "seed": opts.seed,
+                      "references": opts.references, "guidance": opts.guidance,
+                      "scheduler": opts.scheduler or self.renderer.scheduler_name},
         )  # fmt: skip

@@ -77,6 +77,7 @@ class DubResult:
     source_frames: int
     still_image: bool
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage and "total"
+    settings: dict = field(default_factory=dict)  # what made the frames: weights, steps, seed, references, ...
 
     @property
     def frames_per_second(self) -> float:
