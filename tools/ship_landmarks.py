@@ -20,6 +20,21 @@ from dubber.models.landmark_completer import LandmarkCompleter
 from dubber.weights import LANDMARKS_MODEL, register_model, weights_root
 
 
+def landmark_metrics(report: dict) -> dict[str, float]:
+    """The manifest's metrics from a `dub eval landmarks --report` file."""
+    unseen = report["groups"].get("unseen", {})
+    seen = report["groups"].get("seen (held-out clips)", {})
+    metrics = {}
+    for prefix, group in (("unseen", unseen), ("seen", seen)):
+        for method in ("model", "static_mean", "silent_audio"):
+            if method in group:
+                for key in ("lmd", "lmd_io", "opening_corr"):
+                    value = group[method][key]
+                    if value is not None:
+                        metrics[f"{prefix}_{method}_{key}"] = round(float(value), 5)
+    return metrics
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("run", type=Path)
@@ -35,16 +50,7 @@ def main() -> None:
         shutil.rmtree(dest)
     model = LandmarkCompleter.from_pretrained(args.run / "model")
     model.save_pretrained(dest, dtype=torch.float16)
-    unseen = report["groups"].get("unseen", {})
-    seen = report["groups"].get("seen (held-out clips)", {})
-    metrics = {}
-    for prefix, group in (("unseen", unseen), ("seen", seen)):
-        for method in ("model", "static_mean", "silent_audio"):
-            if method in group:
-                for key in ("lmd", "lmd_io", "opening_corr"):
-                    value = group[method][key]
-                    if value is not None:
-                        metrics[f"{prefix}_{method}_{key}"] = round(float(value), 5)
+    metrics = landmark_metrics(report)
     info = {
         "component": "landmark completer (DESIGN.md §5)",
         "config": model_cfg.get("d_model") and {k: model_cfg[k] for k in ("d_model", "n_layers", "n_heads", "ff_dim")},

@@ -20,6 +20,17 @@ from dubber.render.renderer_pipeline import FaceRenderer
 from dubber.weights import RENDERER_MODEL, register_model, weights_root
 
 
+def renderer_metrics(report: dict) -> dict[str, float]:
+    """The manifest's metrics from a `dub eval renderer --report` file."""
+    metrics = {}
+    for group, methods in report["groups"].items():
+        for method, s in methods.items():
+            for key in ("psnr", "ssim", "lmd"):
+                if s.get(key) is not None:
+                    metrics[f"{group}_{method}_{key}"] = round(float(s[key]), 5)
+    return metrics
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("model", type=Path)
@@ -37,12 +48,7 @@ def main() -> None:
     if dest.exists():
         shutil.rmtree(dest)
     renderer.save_pretrained(dest, dtype=torch.float16)
-    metrics = {}
-    for group, methods in report["groups"].items():
-        for method, s in methods.items():
-            for key in ("psnr", "ssim", "lmd"):
-                if s.get(key) is not None:
-                    metrics[f"{group}_{method}_{key}"] = round(float(s[key]), 5)
+    metrics = renderer_metrics(report)
     cfg = run_cfg["train"]
     info = {
         "component": "diffusion renderer with TalkFormer conditioning (DESIGN.md §6), EMA weights",
