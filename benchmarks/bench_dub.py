@@ -52,21 +52,11 @@ def make_clip(path: Path, seconds: float) -> Path:
 
 def make_speech(path: Path, seconds: float) -> Path:
     """The demo speech, repeated to ``seconds``."""
-    from dubber.media import AudioClip, VideoWriter, decode_audio  # noqa: F401 - AudioClip for the type
+    from dubber.media import decode_audio, write_wav
 
     speech = decode_audio(ROOT / "examples" / "speech.wav", sample_rate=16000)
     reps = int(np.ceil(seconds / speech.duration))
-    samples = np.tile(speech.mono, reps)[: int(seconds * 16000)]
-    import av
-
-    pcm = (np.clip(samples, -1, 1) * 32767).astype(np.int16)[None, :]
-    with av.open(str(path), "w", format="wav") as out:
-        stream = out.add_stream("pcm_s16le", rate=16000, layout="mono")
-        frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
-        frame.sample_rate = 16000
-        out.mux(stream.encode(frame))
-        out.mux(stream.encode(None))
-    return path
+    return write_wav(path, np.tile(speech.mono, reps)[: int(seconds * 16000)], 16000)
 
 
 def dub_bench(video: Path, audio: Path, steps: int, device: str, weights: str) -> dict:

@@ -7,7 +7,7 @@ import pytest
 from media_factory import make_audio, make_video
 
 from dubber.errors import EmptyMediaError, MediaOpenError, NoAudioStreamError
-from dubber.media import decode_audio
+from dubber.media import decode_audio, write_wav
 
 RATES = [8000, 16000, 22050, 44100, 48000]
 
@@ -83,3 +83,13 @@ def test_undecodable_audio(tmp_path, content):
 def test_missing_file(tmp_path):
     with pytest.raises(MediaOpenError, match="no such file"):
         decode_audio(tmp_path / "nope.mp3")
+
+
+def test_write_wav_round_trips_and_clips(tmp_path):
+    t = np.arange(16000) / 16000
+    samples = 0.5 * np.sin(2 * np.pi * 440 * t)
+    samples[:10] = 3.0  # out of range: clipped, not wrapped
+    clip = decode_audio(write_wav(tmp_path / "s.wav", samples, 16000), sample_rate=None)
+    assert clip.sample_rate == 16000 and clip.mono.shape == (16000,)
+    assert np.allclose(clip.mono[:10], 1.0, atol=1e-3)
+    assert np.abs(clip.mono[10:] - samples[10:]).max() < 1e-3

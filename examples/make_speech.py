@@ -21,22 +21,13 @@ def synthesise(dest: Path) -> bool:
     espeak = shutil.which("espeak-ng")
     if espeak is None:
         return False
-    import av
-    import numpy as np
-
-    from dubber.media import decode_audio
+    from dubber.media import decode_audio, write_wav
 
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw.wav"
         subprocess.run([espeak, "-v", "en-us", "-s", "150", "-w", str(raw), TEXT], check=True)
         clip = decode_audio(raw, sample_rate=16000)
-    pcm = (np.clip(clip.mono, -1, 1) * 32767).astype(np.int16)[None, :]
-    with av.open(str(dest), "w", format="wav") as out:
-        stream = out.add_stream("pcm_s16le", rate=16000, layout="mono")
-        frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
-        frame.sample_rate = 16000
-        out.mux(stream.encode(frame))
-        out.mux(stream.encode(None))
+    write_wav(dest, clip.mono, 16000)
     return True
 
 

@@ -15,8 +15,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from dubber.data.sources import ClipSource
 from dubber.evaluation.dub_metrics import ImageScores, frame_points, landmark_scores, speech_activity
 from dubber.evaluation.image_metrics import PSNR_CAP
@@ -24,7 +22,7 @@ from dubber.evaluation.metrics import correlation
 from dubber.evaluation.redub import static_pipeline
 from dubber.face.aligner import FaceAligner
 from dubber.face.tracker import FaceTracker
-from dubber.media.audio import decode_audio
+from dubber.media.audio import decode_audio, write_wav
 from dubber.media.video_reader import VideoReader
 from dubber.pipeline.analysis import VideoTrack, analyse_video
 from dubber.pipeline.dubbing import DubbingPipeline
@@ -101,16 +99,8 @@ def pick_cross_audio(clips: list[ClipSource]) -> dict[str, ClipSource]:
 def trimmed_speech(source: Path, seconds: float, dest: Path) -> Path:
     """The first ``seconds`` of ``source``'s audio as a 16 kHz WAV: a cross-dub as long as the clip itself, so it
     scores the same frames and needs no extension."""
-    import av
-
     clip = decode_audio(source)
-    pcm = (np.clip(clip.mono[: int(round(seconds * clip.sample_rate))], -1, 1) * 32767).astype(np.int16)[None, :]
-    with av.open(str(dest), "w", format="wav") as out:
-        stream = out.add_stream("pcm_s16le", rate=clip.sample_rate, layout="mono")
-        frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
-        frame.sample_rate = clip.sample_rate
-        out.mux(stream.encode(frame))
-        out.mux(stream.encode(None))
+    write_wav(dest, clip.mono[: int(round(seconds * clip.sample_rate))], clip.sample_rate)
     return dest
 
 

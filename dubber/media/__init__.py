@@ -1,7 +1,7 @@
 """Media I/O on PyAV: probing, streamed frame reading, audio decoding, atomic H.264 writing."""
 
 from dubber.media.atomic import atomic_output
-from dubber.media.audio import FEATURE_SAMPLE_RATE, AudioClip, decode_audio
+from dubber.media.audio import FEATURE_SAMPLE_RATE, AudioClip, decode_audio, write_wav
 from dubber.media.audio_feed import AudioFromFile
 from dubber.media.encode_options import AudioEncodeOptions, VideoEncodeOptions
 from dubber.media.probe import AudioStreamInfo, MediaInfo, VideoStreamInfo, probe_media
@@ -22,5 +22,6 @@ __all__ = [
     "VideoWriter",
     "atomic_output",
     "decode_audio",
+    "write_wav",
     "probe_media",
 ]

@@ -85,3 +85,15 @@ def decode_audio(path: str | Path, *, sample_rate: int | None = FEATURE_SAMPLE_R
     if samples.shape[1] == 0:
         raise EmptyMediaError(p, "the audio stream holds no samples")
     return AudioClip(samples=np.ascontiguousarray(samples), sample_rate=int(rate))
+
+
+def write_wav(path: str | Path, samples: np.ndarray, sample_rate: int) -> Path:
+    """Mono float samples in [-1, 1] as a 16-bit PCM WAV (clipped; speech for the demo, benchmarks and evaluation)."""
+    pcm = (np.clip(samples, -1, 1) * 32767).astype(np.int16)[None, :]
+    with av.open(str(path), "w", format="wav") as out:
+        stream = out.add_stream("pcm_s16le", rate=sample_rate, layout="mono")
+        frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
+        frame.sample_rate = sample_rate
+        out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return Path(path)
