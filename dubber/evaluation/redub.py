@@ -19,16 +19,16 @@ import cv2
 import numpy as np
 import torch
 
-from dubber.evaluation.dub_metrics import face_regions, gradient_energy
+from dubber.evaluation.dub_metrics import face_regions, gradient_energy, psnr_from_sums
 from dubber.evaluation.metrics import correlation
-from dubber.face.aligner import FaceAligner, Similarity, apply_affine, invert_affine
+from dubber.face.aligner import FaceAligner
 from dubber.face.tracker import FaceTracker
 from dubber.media.encode_options import VideoEncodeOptions
 from dubber.media.transcode import reencode
 from dubber.media.video_reader import VideoReader
 from dubber.pipeline.analysis import analyse_video
 from dubber.pipeline.dubbing import DubbingPipeline
-from dubber.render.face_mask import LOWER_FACE_POLYGON, lower_face_mask
+from dubber.render.face_mask import lower_face_mask
 
 
 class StaticMouthRenderer:
@@ -54,22 +54,13 @@ def _mse(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> tuple[float, int]:
     return float((d**2).sum()), int(d.size)
 
 
-def _psnr(total: float, count: int) -> float | None:
-    if count == 0:
-        return None
-    mse = total / count
-    return 100.0 if mse == 0 else float(10 * np.log10(255.0**2 / mse))
-
-
-def _regions(tf: np.ndarray, shape: tuple[int, int], ring: float) -> tuple[np.ndarray, np.ndarray]:
-    """(inside the lower-face polygon, a ring just outside it) in frame pixels."""
-    poly = apply_affine(invert_affine(Similarity(*tf).to_matrix(1)), LOWER_FACE_POLYGON)
-    inside = np.zeros(shape, np.uint8)
-    cv2.fillPoly(inside, [np.round(poly).astype(np.int32)], 1)
+def _outer_ring(inside: np.ndarray, tf: np.ndarray, ring: float) -> np.ndarray:
+    """A ring ``ring`` crop units wide just outside the region ``inside`` (frame pixels)."""
     r = max(2, int(round(ring * tf[2])))
-    outer = cv2.dilate(inside, np.ones((2 * r + 1, 2 * r + 1), np.uint8))
-    edge = cv2.dilate(inside, np.ones((3, 3), np.uint8))
-    return inside > 0, (outer > 0) & (edge == 0)
+    region = inside.astype(np.uint8)
+    outer = cv2.dilate(region, np.ones((2 * r + 1, 2 * r + 1), np.uint8))
+    edge = cv2.dilate(region, np.ones((3, 3), np.uint8))
+    return (outer > 0) & (edge == 0)
 
 
 @dataclass
@@ -112,13 +103,13 @@ def redub_clip(pipe: DubbingPipeline, static: DubbingPipeline, video: Path, *, s
             if i >= len(transforms) or not np.isfinite(transforms[i]).all():
                 continue
             orig, dub, stat, plain = (f.image for f in frames)
-            inside, ring_px = _regions(transforms[i], orig.shape[:2], ring)
+            inside, band = face_regions(transforms[i], orig.shape[:2])
+            ring_px = _outer_ring(inside, transforms[i], ring)
             for key, img, where in (("dub", dub, inside), ("static", stat, inside), ("seam_dub", dub, ring_px),
                                     ("seam_plain", plain, ring_px)):  # fmt: skip
                 s, n = _mse(img, orig, where)
                 sums[key][0] += s
                 sums[key][1] += n
-            _, band = face_regions(transforms[i], orig.shape[:2])
             if (reference := gradient_energy(orig, band)) > 0:
                 edges["dub"].append(gradient_energy(dub, band) / reference)
                 edges["plain"].append(gradient_energy(plain, band) / reference)
@@ -126,8 +117,8 @@ def redub_clip(pipe: DubbingPipeline, static: DubbingPipeline, video: Path, *, s
     return RedubScore(
         clip=video.stem, speaker=speaker, frames=result.frames, face_frames=result.face_frames,
         opening_correlation=correlation(truth_open[:n], dub_open[:n]),
-        psnr_dub=_psnr(*sums["dub"]), psnr_static=_psnr(*sums["static"]),
-        seam_dub=_psnr(*sums["seam_dub"]), seam_plain=_psnr(*sums["seam_plain"]),
+        psnr_dub=psnr_from_sums(*sums["dub"]), psnr_static=psnr_from_sums(*sums["static"]),
+        seam_dub=psnr_from_sums(*sums["seam_dub"]), seam_plain=psnr_from_sums(*sums["seam_plain"]),
         edge_dub=float(np.mean(edges["dub"])) if edges["dub"] else None,
         edge_plain=float(np.mean(edges["plain"])) if edges["plain"] else None,
         seconds=result.timings["total"],
