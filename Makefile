@@ -61,7 +61,7 @@ prep: setup
 	$(BIN)/dub prep $(SHARED)/manifest.csv -o $(CACHE) --splits train,dev,video_only -j $(JOBS)
 
 train-landmarks: setup
-	$(BIN)/dub train landmarks --data $(CACHE) --out $(RUN) --model small --max-steps 3200 --speaker-balance 0.15 \
+	$(BIN)/dub train landmarks --data $(CACHE) --out $(RUN) --model small --max-steps 3200 --speaker-balance 0.15 --freq-warp 0.15 \
 		--eval-every 800 $(if $(wildcard $(RUN)/checkpoint.json),--resume)
 
 eval-landmarks: setup

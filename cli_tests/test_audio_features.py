@@ -143,3 +143,23 @@ def test_video_frames_align_with_its_own_audio(tmp_path):
     assert win.shape == (45, 16, 80)
     assert np.all(win[10:35].max(axis=2) > 0.0)  # the tone is present in every window of the video's middle
     assert np.all(win[-1, -4:] == -4.0)  # the last window reaches past the audio: silence
+
+
+def test_frequency_warp_moves_a_tone_to_the_scaled_frequency():
+    from dubber.audio.augment import band_centres, warp_frequencies
+
+    rate = 16_000
+    t = np.arange(rate) / rate
+    tone = log_mel(0.5 * np.sin(2 * np.pi * 1500.0 * t))
+    higher = log_mel(0.5 * np.sin(2 * np.pi * 1500.0 * 1.15 * t))
+    warped = warp_frequencies(tone[None], np.array([1.15]))[0]
+    # The tone's peak band moves to where a tone at 1.15 x its frequency peaks, within one band.
+    assert abs(int(np.argmax(warped[40])) - int(np.argmax(higher[40]))) <= 1
+    assert int(np.argmax(warped[40])) > int(np.argmax(tone[40])) + 2
+    np.testing.assert_allclose(warp_frequencies(tone[None], np.ones(1))[0], tone, atol=1e-5)
+    assert np.all(np.diff(band_centres()) > 0) and 55 < band_centres()[0] < band_centres()[-1] < 7600
+    batch = np.stack([tone[:20], tone[:20]])
+    both = warp_frequencies(batch, np.array([0.9, 1.1]))
+    assert not np.allclose(both[0], both[1])
+    with pytest.raises(ValueError, match="warp factors"):
+        warp_frequencies(batch, np.ones(3))

@@ -125,21 +125,33 @@ def test_window_sampler_is_a_function_of_seed_and_step(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not torch.equal(a["mel"], s.batch(8, seed=3, step=8)["mel"])
     assert a["refs"].shape == (8, TINY.n_refs, 131, 2) and a["target"].shape == (8, TINY.window, 57, 2)
+    # Frequency warping changes the mel alone, and a sampler without it draws what it always drew.
+    w = WindowSampler(clips, TINY.window, TINY.n_refs, freq_warp=0.15)
+    c = w.batch(8, seed=3, step=7)
+    assert all(torch.equal(a[k], c[k]) for k in ("pose", "target", "refs"))
+    assert not torch.equal(a["mel"], c["mel"]) and torch.equal(c["mel"], w.batch(8, seed=3, step=7)["mel"])
 
 
 def _train(cache, run, steps, **kw):
-    cfg = LandmarkTrainConfig(
-        model="tiny",
-        batch_size=16,
-        lr=3e-3,
-        warmup_steps=10,
-        max_steps=steps,
-        eval_every=10**6,
-        checkpoint_minutes=1e9,
-        seed=0,
-        **kw,
-    )
+    settings = dict(model="tiny", batch_size=16, lr=3e-3, warmup_steps=10, max_steps=steps, eval_every=10**6,
+                    checkpoint_minutes=1e9, seed=0)  # fmt: skip
+    cfg = LandmarkTrainConfig(**{**settings, **kw})
     return train_landmarks(cache, run, cfg, device="cpu")
+
+
+def test_training_can_start_from_given_weights(tmp_path):
+    cache = make_cache(tmp_path / "c", SPEAKERS)
+    torch.manual_seed(5)
+    start = LandmarkCompleter(LandmarkCompleterConfig.named("tiny"))
+    with torch.no_grad():
+        for p in start.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    start.save_pretrained(tmp_path / "start")
+    _train(cache, tmp_path / "run", 1, lr=0.0, init_from=str(tmp_path / "start"), freq_warp=0.1)
+    after = LandmarkCompleter.from_pretrained(tmp_path / "run" / "model").state_dict()
+    assert all(torch.equal(v, after[k]) for k, v in start.state_dict().items())  # lr 0: the weights it was given
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["train"]["freq_warp"] == 0.1 and saved["train"]["init_from"].endswith("start")
 
 
 def test_tiny_training_learns_and_resumes_exactly(tmp_path):

@@ -22,9 +22,9 @@ from dubber.training.renderer_data import RenderSampler, load_render_clips
 TINY = 32
 
 
-def tiny_unet(seed: int = 0) -> RendererUNet:
+def tiny_unet(seed: int = 0, residual: bool = True) -> RendererUNet:
     torch.manual_seed(seed)
-    return RendererUNet(**renderer_config("tiny"))
+    return RendererUNet(**{**renderer_config("tiny"), "hint_residual": residual})
 
 
 def randomise(unet: RendererUNet, seed: int = 1) -> RendererUNet:
@@ -48,12 +48,23 @@ def inputs(batch: int = 3, seed: int = 0):
 
 
 def test_named_configs_and_zero_start():
+    from dubber.models.renderer_unet import nearest_reference
+
     unet = tiny_unet()
     crops, lmk, refs, ref_lmk = inputs()
-    out = unet(crops, 10, crops, torch.ones(3, 1, TINY, TINY), lmk, refs[None].repeat(3, 1, 1, 1, 1),
-               ref_lmk[None].repeat(3, 1, 1, 1))  # fmt: skip
+    refs, ref_lmk = refs[None].repeat(3, 1, 1, 1, 1), ref_lmk[None].repeat(3, 1, 1, 1)
+    mask = torch.from_numpy(lower_face_mask(TINY).copy()).expand(3, 1, -1, -1)
+    masked = crops * (1 - mask)
+    out = unet(crops, 10, masked, mask, lmk, refs, ref_lmk)
     assert out.shape == (3, 3, TINY, TINY)
-    assert torch.count_nonzero(out) == 0  # zero-initialised output: an untrained model changes nothing
+    # Zero-initialised output layer: an untrained residual model is exactly the reference paste.
+    paste = masked + mask * nearest_reference(refs, ref_lmk, lmk)
+    assert torch.equal(out, paste)
+    whole = RendererUNet(**{**renderer_config("tiny"), "hint_residual": False})
+    assert torch.count_nonzero(whole(crops, 10, masked, mask, lmk, refs, ref_lmk)) == 0
+    with pytest.raises(ValueError, match="hint_residual needs"):
+        RendererUNet(**{**renderer_config("tiny"), "prediction_type": "v_prediction"})
+    assert all(renderer_config(name)["hint_residual"] for name in ("tiny", "small", "base"))
     with pytest.raises(ValueError, match="unknown renderer config"):
         renderer_config("huge")
     assert renderer_config("small")["talk_sides"] == (32, 16, 8)
@@ -164,12 +175,39 @@ def test_sampler_references_keep_their_distance_and_batches_repeat(crop_cache):
     assert a["refs"].shape == (4, 2, 3, TINY, TINY) and a["target"].min() >= -1 and a["target"].max() <= 1
 
 
-def test_tiny_renderer_trains_and_its_loss_falls(crop_cache, tmp_path):
+def test_target_and_references_share_their_framing_jitter(crop_cache):
+    clips = load_render_clips(PrepCache(crop_cache), ("train", "video_only"), size=TINY, max_frames=12)
+
+    def transforms(own: float) -> np.ndarray:
+        """The similarity each image of one augmented sample went through, fitted from its points."""
+        sampler = RenderSampler(clips, n_refs=2, own_jitter=own)
+        c, i = sampler.entries[3]
+        rng = np.random.default_rng(11)
+        refs = rng.choice(clips[c].reference_candidates(int(i), 5), 2, replace=False)
+        _, points = sampler.sample(int(c), int(i), np.random.default_rng(11), True)
+        fitted = []
+        for before, after in zip([clips[c].points[i], *clips[c].points[refs]], points, strict=True):
+            a = np.hstack([before, np.ones((len(before), 1))])
+            fitted.append(np.linalg.lstsq(a, after, rcond=None)[0])
+        return np.stack(fitted)
+
+    shared = transforms(0.0)
+    assert np.abs(shared - shared[0]).max() < 1e-4  # one framing for target and references
+    assert np.abs(shared[0] - np.vstack([np.eye(2), np.zeros(2)])).max() > 1e-3  # which is a real jitter
+    own = transforms(0.2)
+    spread = np.abs(own - own[0]).max()
+    assert 1e-4 < spread < 0.3 * np.abs(own[0] - np.vstack([np.eye(2), np.zeros(2)])).max() + 0.02
+
+
+@pytest.mark.parametrize("residual", [False, True])
+def test_tiny_renderer_trains_and_its_loss_falls(crop_cache, tmp_path, residual):
     from dubber.render.renderer_pipeline import training_scheduler
 
     clips = load_render_clips(PrepCache(crop_cache), ("train", "video_only"), size=TINY, max_frames=20)
     sampler = RenderSampler(clips, n_refs=2)
-    unet = tiny_unet()
+    unet = tiny_unet(residual=residual)
+    if residual:  # its zero start is the reference paste, already near perfect on these synthetic faces
+        randomise(unet)
     sched = training_scheduler()
     cfg = DiffusionLossConfig(drop_landmarks=0.0)
     fixed = sampler.batch(16, seed=99, step=0, augment=False)
@@ -281,11 +319,32 @@ def test_weights_from_before_the_reference_hint_load_and_compute_the_same():
     from dubber.training.renderer_trainer import load_initial_weights
 
     torch.manual_seed(0)
-    old = randomise(RendererUNet(**{**renderer_config("tiny"), "reference_hint": False}))
-    new = RendererUNet(**renderer_config("tiny"))
-    load_initial_weights(new, old.state_dict())
+    old = randomise(RendererUNet(**{**renderer_config("tiny"), "reference_hint": False, "hint_residual": False}))
+    new = RendererUNet(**{**renderer_config("tiny"), "hint_residual": False})
+    load_initial_weights(new, old.state_dict(), dict(old.config))
     crops, lmk, refs, ref_lmk = inputs()
     args = (crops, 300, crops, torch.ones(3, 1, TINY, TINY), lmk, refs[None].repeat(3, 1, 1, 1, 1),
             ref_lmk[None].repeat(3, 1, 1, 1))  # fmt: skip
     with torch.no_grad():
         torch.testing.assert_close(new(*args), old(*args))
+
+
+def test_a_residual_renderer_started_from_a_whole_face_one_starts_as_the_paste(tmp_path):
+    from dubber.training.renderer_trainer import initial_config, initial_weights, load_initial_weights
+
+    whole = randomise(RendererUNet(**{**renderer_config("tiny"), "hint_residual": False}))
+    FaceRenderer(whole).save_pretrained(tmp_path / "whole")
+    assert initial_config(tmp_path / "whole")["hint_residual"] is False
+    residual = RendererUNet(**renderer_config("tiny"))
+    load_initial_weights(residual, initial_weights(tmp_path / "whole"), initial_config(tmp_path / "whole"))
+    assert torch.count_nonzero(residual.conv_out.weight) == 0 and torch.count_nonzero(residual.conv_out.bias) == 0
+    assert torch.equal(residual.conv_in.weight, whole.conv_in.weight)  # everything else is kept
+    # A residual source keeps its output layer; so does a run's checkpoint, found through the run's config.json.
+    FaceRenderer(randomise(residual)).save_pretrained(tmp_path / "res")
+    again = RendererUNet(**renderer_config("tiny"))
+    load_initial_weights(again, initial_weights(tmp_path / "res"), initial_config(tmp_path / "res"))
+    assert torch.equal(again.conv_out.weight, residual.conv_out.weight)
+    ckpt = tmp_path / "run" / "checkpoints" / "step_0000010"
+    ckpt.mkdir(parents=True)
+    (tmp_path / "run" / "config.json").write_text(json.dumps({"model": dict(residual.config)}))
+    assert initial_config(ckpt / "model.safetensors")["hint_residual"] is True

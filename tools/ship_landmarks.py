@@ -63,7 +63,9 @@ def main() -> None:
             "minutes": model_cfg.get("train_minutes"),
             "hardware": args.hardware,
             "command": f"dub train landmarks --data CACHE --out RUN --model {run_cfg['train']['model']} "
-            f"--max-steps {run_cfg['train']['max_steps']} --batch-size {run_cfg['train']['batch_size']}",
+            f"--max-steps {run_cfg['train']['max_steps']} --batch-size {run_cfg['train']['batch_size']} "
+            f"--speaker-balance {run_cfg['train']['speaker_balance']} "
+            f"--freq-warp {run_cfg['train'].get('freq_warp', 0.0)}",
             "settings": run_cfg["train"],
         },
         "metrics": metrics,

@@ -1,10 +1,11 @@
 """Ship a trained renderer (its EMA weights): fp16 copy into weights/default/renderer and a manifest entry.
 
-    python tools/ship_renderer.py RUN_DIR/model --run RUN_DIR --report eval.json [--hardware "2-core CPU"]
+    python tools/ship_renderer.py RUN_DIR/model --run RUN_DIR --report eval.json [--steps 1] [--fine-tuned]
 
 MODEL_DIR is a renderer folder (renderer.json + unet/) written by `dub train renderer` (RUN/model) or
 `dub train joint` (RUN/model/renderer); RUN is the run that trained it (config.json, model/training.json); the report
-is what `dub eval renderer --report` wrote for that model.
+is what `dub eval renderer --report` wrote for that model. ``--steps`` sets the default denoising steps;
+``--fine-tuned`` records the shipped renderer's training as what this run started from (``--init-from``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 import torch
 
 from dubber.render.renderer_pipeline import FaceRenderer
-from dubber.weights import RENDERER_MODEL, register_model, weights_root
+from dubber.weights import RENDERER_MODEL, read_manifest, register_model, weights_root
 
 
 def renderer_metrics(report: dict) -> dict[str, float]:
@@ -38,6 +39,8 @@ def main() -> None:
     ap.add_argument("--report", type=Path, required=True)
     ap.add_argument("--hardware", default="2-core CPU (no GPU)")
     ap.add_argument("--note", default="")
+    ap.add_argument("--steps", type=int, default=None, help="the default denoising steps (default: the model's)")
+    ap.add_argument("--fine-tuned", action="store_true", help="the run started from the shipped renderer")
     args = ap.parse_args()
     run_cfg = json.loads((args.run / "config.json").read_text())
     training = json.loads((args.run / "model" / "training.json").read_text())
@@ -45,6 +48,9 @@ def main() -> None:
     root = weights_root()
     dest = root / RENDERER_MODEL
     renderer = FaceRenderer.from_pretrained(args.model)
+    if args.steps is not None:
+        renderer.default_steps = args.steps
+    previous = read_manifest(root)["models"].get(RENDERER_MODEL, {}).get("training") if args.fine_tuned else None
     if dest.exists():
         shutil.rmtree(dest)
     renderer.save_pretrained(dest, dtype=torch.float16)
@@ -64,10 +70,13 @@ def main() -> None:
             "minutes": training["train_minutes"],
             "hardware": args.hardware,
             "command": f"dub train renderer --data CACHE --out RUN --model {cfg['model']} --max-steps "
-            f"{cfg['max_steps']} --eval-every {cfg['eval_every']}",
-            "settings": cfg,
+            f"{cfg['max_steps']} --lr {cfg['lr']} --own-jitter {cfg.get('own_jitter', 1.0)} --eval-every "
+            f"{cfg['eval_every']}" + (" --init-from SHIPPED_RENDERER" if cfg.get("init_from") else ""),
+            "settings": {k: v for k, v in cfg.items() if k != "init_from"},
             "note": args.note,
+            **({"fine_tuned_from": previous} if previous else {}),
         },
+        "default_steps": renderer.default_steps,
         "metrics": metrics,
         "eval": f"dub eval renderer --data CACHE --steps {report['steps']} (dev split)",
         "bars": report.get("bars", {}),

@@ -35,6 +35,16 @@ def train_landmarks_command(
     pose_swap: float = typer.Option(
         0.3, "--pose-swap", min=0.0, max=1.0, help="Share of samples whose pose comes from another moment of the clip."
     ),
+    freq_warp: float = typer.Option(
+        0.0,
+        "--freq-warp",
+        min=0.0,
+        max=0.5,
+        help="Vocal-tract-length perturbation: scale the mel frequency axis by up to 1 +- this (other voices).",
+    ),
+    init_from: Path | None = typer.Option(
+        None, "--init-from", help="Start from these completer weights (a model folder) instead of random ones."
+    ),
     seed: int = typer.Option(0, "--seed"),
     device: str | None = typer.Option(None, "--device", help="cpu to force the CPU; default: what accelerate picks."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as one JSON object on stdout."),
@@ -54,6 +64,8 @@ def train_landmarks_command(
         checkpoint_minutes=checkpoint_minutes,
         speaker_balance=speaker_balance,
         pose_swap=pose_swap,
+        freq_warp=freq_warp,
+        init_from=None if init_from is None else str(init_from.resolve()),
         seed=seed,
     )
     try:
@@ -102,6 +114,13 @@ def train_renderer_command(
     speaker_balance: float = typer.Option(
         0.3, "--speaker-balance", min=0.0, max=1.0, help="Speakers drawn by frames ** this (0: uniform, 1: by frames)."
     ),
+    own_jitter: float = typer.Option(
+        0.2,
+        "--own-jitter",
+        min=0.0,
+        max=1.0,
+        help="Each image's own similarity jitter, as a fraction of the one shared by a sample's target and references.",
+    ),
     splits: str = typer.Option("train,video_only", "--splits", help="Cache splits to train on."),
     init_from: Path | None = typer.Option(
         None, "--init-from", help="Start from these weights: a renderer folder or a checkpoint's model.safetensors."
@@ -130,6 +149,7 @@ def train_renderer_command(
         checkpoint_minutes=checkpoint_minutes,
         max_frames_per_clip=max_frames_per_clip,
         speaker_balance=speaker_balance,
+        own_jitter=own_jitter,
         splits=tuple(s.strip() for s in splits.split(",") if s.strip()),
         init_from=None if init_from is None else str(init_from.resolve()),
         seed=seed,

@@ -2,7 +2,10 @@
 
 Input: the noisy crop, the crop with its lower face masked out, and the mask (7 channels at S x S), pixel-unshuffled
 by ``patch`` so that a CPU can train it. TalkFormer blocks sit at the 32/16/8 sides (``talk_sides``) in the down
-path, the middle and the up path. Output: the diffusion target (``v`` by default) for the 3 colour channels.
+path, the middle and the up path. Output: the diffusion target for the 3 colour channels (x0 for the shipped
+configs). With ``hint_residual`` the network draws a correction to the reference paste (the masked crop with the
+nearest reference's lower face) instead of the whole face, so the person's detail reaches the output at full
+resolution rather than through the patch-4 bottleneck.
 Saved and loaded with diffusers' ``save_pretrained``/``from_pretrained`` (config.json + safetensors).
 """
 
@@ -26,14 +29,17 @@ RENDERER_CONFIGS: dict[str, dict] = {
     "tiny": dict(
         sample_size=32, patch=2, block_channels=(16, 32), layers_per_block=1, talk_sides=(16, 8),
         self_attention_sides=(8,), heads=2, landmark_dim=32, n_freqs=4, groups=8, n_refs=2, ref_side=8,
+        hint_residual=True,
     ),
     "small": dict(
         sample_size=128, patch=4, block_channels=(64, 128, 192), layers_per_block=1, talk_sides=(32, 16, 8),
         self_attention_sides=(8,), heads=4, landmark_dim=128, n_freqs=8, groups=16, n_refs=3, ref_side=16,
+        hint_residual=True,
     ),
     "base": dict(
         sample_size=128, patch=2, block_channels=(128, 192, 320, 448), layers_per_block=2, talk_sides=(32, 16, 8),
         self_attention_sides=(16, 8), heads=8, landmark_dim=256, n_freqs=10, groups=32, n_refs=4, ref_side=16,
+        hint_residual=True,
     ),
 }  # fmt: skip
 
@@ -58,8 +64,11 @@ class RendererUNet(ModelMixin, ConfigMixin):
         ref_side: int = 16,
         prediction_type: str = "sample",
         reference_hint: bool = True,
+        hint_residual: bool = False,  # False for weights saved before it existed: they predict the whole face
     ) -> None:
         super().__init__()
+        if hint_residual and not (reference_hint and prediction_type == "sample"):
+            raise ValueError("hint_residual needs reference_hint and prediction_type 'sample' (x0)")
         self.patch = patch
         temb = block_channels[0] * 4
         self.time_proj = Timesteps(block_channels[0], flip_sin_to_cos=True, downscale_freq_shift=0)
@@ -195,8 +204,11 @@ class RendererUNet(ModelMixin, ConfigMixin):
                 x = r(torch.cat([x, skips.pop()], 1), emb)
                 x = self._talk(block, x, lmk, reference_tokens)
             x = up(x)
-        x = self.conv_out(F.silu(self.norm_out(x)))
-        return F.pixel_shuffle(x, self.patch)
+        x = F.pixel_shuffle(self.conv_out(F.silu(self.norm_out(x))), self.patch)
+        if self.config.hint_residual:
+            mask = mask.to(x.dtype)
+            x = x + masked.to(x.dtype) * (1 - mask) + hint.to(x.dtype) * mask
+        return x
 
     @staticmethod
     def _talk(block: nn.Module, x: torch.Tensor, lmk: torch.Tensor, refs: dict) -> torch.Tensor:

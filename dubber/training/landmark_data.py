@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from dubber.audio.augment import warp_frequencies
 from dubber.audio.windows import frame_windows
 from dubber.data.cache import ClipTrack, PrepCache
 from dubber.face.landmarks import ALL_INDICES, CONTENT_INDICES, POSE_INDICES, mouth_opening
@@ -120,9 +121,11 @@ class WindowSampler:
         *,
         exclude_margin: int | None = None,
         pose_swap: float = 0.0,
+        freq_warp: float = 0.0,
     ) -> None:
         self.clips = clips
         self.pose_swap = pose_swap
+        self.freq_warp = freq_warp
         self.window = window
         self.n_refs = n_refs
         self.margin = window if exclude_margin is None else exclude_margin
@@ -163,6 +166,9 @@ class WindowSampler:
             refs[b] = c.points[reference_indices(c, r, rng, exclude)]
         if rng is not None:
             mel, pose, target, refs = _augment(rng, mel, pose, target, refs)
+            if self.freq_warp > 0:  # drawn last, so runs without it draw exactly the batches they did before
+                span = np.log1p(self.freq_warp)
+                mel = warp_frequencies(mel, np.exp(rng.uniform(-span, span, len(mel))))
         return {k: torch.from_numpy(v) for k, v in (("mel", mel), ("pose", pose), ("target", target), ("refs", refs))}
 
 

@@ -40,6 +40,8 @@ class LandmarkTrainConfig:
     velocity_weight: float = 1.0
     speaker_balance: float = 0.15  # sample speakers in proportion to frames ** this (0: uniform, 1: by frames)
     pose_swap: float = 0.3  # share of samples whose pose comes from another moment of the clip
+    freq_warp: float = 0.0  # VTLP: mel frequency axis scaled by a factor in [1/(1+w), 1+w] (other voices)
+    init_from: str | None = None  # a completer folder to fine-tune (its config replaces ``model``)
     eval_every: int = 500
     checkpoint_minutes: float = 5.0
     seed: int = 0
@@ -68,8 +70,10 @@ def landmark_loss(pred: torch.Tensor, target: torch.Tensor, velocity_weight: flo
 class BalancedSampler(WindowSampler):
     """WindowSampler drawing speakers in proportion to their frame count ** ``balance``."""
 
-    def __init__(self, clips, window: int, n_refs: int, balance: float, pose_swap: float = 0.0) -> None:
-        super().__init__(clips, window, n_refs, pose_swap=pose_swap)
+    def __init__(
+        self, clips, window: int, n_refs: int, balance: float, pose_swap: float = 0.0, freq_warp: float = 0.0
+    ) -> None:
+        super().__init__(clips, window, n_refs, pose_swap=pose_swap, freq_warp=freq_warp)
         speakers = np.array([clips[ci].speaker for ci in self.starts[:, 0]])
         names, inverse, counts = np.unique(speakers, return_inverse=True, return_counts=True)
         weight = counts.astype(np.float64) ** balance / counts  # per window
@@ -137,8 +141,14 @@ def train_landmarks(
     if not train_clips:
         raise InputError(cache.root, "no train clips with audio in the cache")
     dev_clips = load_clips(cache, "dev", min_frames=model_cfg.window)
-    sampler = BalancedSampler(train_clips, model_cfg.window, model_cfg.n_refs, cfg.speaker_balance, cfg.pose_swap)
-    model = LandmarkCompleter(model_cfg)
+    start = None
+    if cfg.init_from and not (resume and (run / "checkpoint.json").exists()):
+        start = LandmarkCompleter.from_pretrained(cfg.init_from)
+        model_cfg = start.config
+    sampler = BalancedSampler(
+        train_clips, model_cfg.window, model_cfg.n_refs, cfg.speaker_balance, cfg.pose_swap, cfg.freq_warp
+    )
+    model = start if start is not None else LandmarkCompleter(model_cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     model, opt = accelerator.prepare(model, opt)
     if accelerator.is_main_process:

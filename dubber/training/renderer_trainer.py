@@ -46,6 +46,7 @@ class RendererTrainConfig:
     speaker_balance: float = 0.3
     max_frames_per_clip: int = 40
     min_gap: int = 5
+    own_jitter: float = 0.2  # per-image jitter over the shared one (real frame-to-frame misalignment)
     splits: tuple[str, ...] = ("train", "video_only")
     eval_every: int = 500
     eval_steps: int = 8
@@ -165,10 +166,12 @@ def train_renderer(
     clips = load_render_clips(cache, cfg.splits, size=size, max_frames=cfg.max_frames_per_clip, min_gap=cfg.min_gap)
     if not clips:
         raise InputError(cache.root, f"no usable clips in splits {', '.join(cfg.splits)}")
-    sampler = RenderSampler(clips, model_kwargs["n_refs"], min_gap=cfg.min_gap, balance=cfg.speaker_balance)
+    sampler = RenderSampler(
+        clips, model_kwargs["n_refs"], min_gap=cfg.min_gap, balance=cfg.speaker_balance, own_jitter=cfg.own_jitter
+    )
     unet = RendererUNet(**model_kwargs)
     if cfg.init_from and not (resume and (run / "checkpoint.json").exists()):
-        load_initial_weights(unet, initial_weights(Path(cfg.init_from)))
+        load_initial_weights(unet, initial_weights(Path(cfg.init_from)), initial_config(Path(cfg.init_from)))
     ema = EMAModel(unet.parameters(), decay=cfg.ema_decay, use_ema_warmup=True, power=3 / 4)
     opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     unet, opt = accelerator.prepare(unet, opt)
@@ -212,15 +215,34 @@ def initial_weights(path: Path) -> dict:
     raise InputError(path, "no renderer weights to start from")
 
 
-def load_initial_weights(unet: RendererUNet, state: dict) -> None:
-    """Strict load, except that a ``conv_in`` with fewer input channels (a run from before the reference hint) is
-    padded with zero weights: the new inputs start switched off and the model computes what it did."""
+def initial_config(path: Path) -> dict:
+    """The UNet config of the starting weights: beside them, or the run's for a checkpoint ({} when none)."""
+    for candidate in (path / "unet", path, *path.parents[:3]):
+        file = candidate / "config.json"
+        if file.is_file():
+            saved = json.loads(file.read_text())
+            return saved.get("model", saved)  # a run's config.json holds the model's under "model"
+    return {}
+
+
+def load_initial_weights(unet: RendererUNet, state: dict, source_config: dict | None = None) -> None:
+    """Strict load, with two changes of design bridged so the new model starts from what the old one knew:
+
+    - a ``conv_in`` with fewer input channels (a run from before the reference hint) is padded with zero weights:
+      the new inputs start switched off and the model computes what it did;
+    - a residual model (``hint_residual``) started from a whole-face one gets a zero ``conv_out``: it starts as the
+      reference paste, and its pretrained features learn to correct that instead of redrawing the face.
+    """
     w = state.get("conv_in.weight")
     own = unet.conv_in.weight
     if w is not None and w.shape[1] < own.shape[1]:
         state = dict(state)
         state["conv_in.weight"] = torch.cat([w, torch.zeros(w.shape[0], own.shape[1] - w.shape[1], *w.shape[2:])], 1)
     unet.load_state_dict(state)
+    if unet.config.hint_residual and not (source_config or {}).get("hint_residual", False):
+        with torch.no_grad():
+            unet.conv_out.weight.zero_()
+            unet.conv_out.bias.zero_()
 
 
 def ema_copy(unet: RendererUNet, ema) -> RendererUNet:
