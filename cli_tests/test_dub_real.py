@@ -50,3 +50,7 @@ def test_redub_leaves_no_seam(short_dev_clip, monkeypatch):
     assert score.edge_dub < score.edge_plain + 0.03, score
     assert score.seam_dub > score.seam_plain - 1.5, score
     assert score.psnr_dub is not None and score.psnr_dub > 20, score
+    # the offset search includes no shift at all, so it can only match or raise the plain correlation
+    assert abs(score.best_offset_frames) <= 5
+    if score.opening_correlation is not None:
+        assert score.opening_correlation_best_offset >= score.opening_correlation - 1e-9, score

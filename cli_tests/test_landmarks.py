@@ -14,7 +14,7 @@ from cli_tests.synthetic_cache import make_cache
 from dubber.data.cache import PrepCache
 from dubber.evaluation.alignments import silence_mask
 from dubber.evaluation.landmark_eval import LandmarkEvalOptions, evaluate_landmarks
-from dubber.evaluation.metrics import correlation, jitter, lmd, velocity_error
+from dubber.evaluation.metrics import correlation, jitter, lagged_correlation, lmd, velocity_error
 from dubber.models import LandmarkCompleter, LandmarkCompleterConfig, predict_sequence
 from dubber.models.reference_choice import spread_references
 from dubber.training.landmark_data import WindowSampler, content_opening, load_clips
@@ -110,6 +110,18 @@ def test_metrics_on_known_cases():
     assert jitter(np.repeat(truth[:1], 5, 0)) == 0.0
 
 
+def test_lagged_correlation_finds_a_late_prediction():
+    truth = np.random.default_rng(1).random(200)
+    late = np.concatenate([np.full(3, 0.5), truth[:-3]])  # pred[i + 3] == truth[i]: the sound came 3 frames late
+    lag, r = lagged_correlation(late, truth, 5)
+    assert lag == 3 and r == pytest.approx(1.0)
+    assert lagged_correlation(truth, late, 5)[0] == -3
+    assert lagged_correlation(late, truth, 0) == (0, correlation(late, truth))  # no search: the plain correlation
+    gappy = truth.copy()
+    gappy[50:60] = np.nan  # unusable frames are skipped, not shifted into place
+    assert lagged_correlation(gappy, truth, 2) == (0, pytest.approx(1.0))
+
+
 def test_silence_mask_keeps_away_from_words():
     spans = [(0.0, 0.95, "sil"), (0.95, 1.3, "bin"), (1.3, 2.0, "sil")]
     t = np.arange(50) / 25
@@ -165,6 +177,9 @@ def test_tiny_training_learns_and_resumes_exactly(tmp_path):
     unseen = report.groups["unseen"]
     assert unseen["model"]["lmd"] < 0.7 * unseen["static_mean"]["lmd"]
     assert unseen["model"]["opening_corr"] > 0.6
+    # the synthetic clips' sound is in sync, so the best offset is none and changes nothing
+    assert unseen["model"]["opening_corr_best_offset"] == pytest.approx(unseen["model"]["opening_corr"], abs=0.05)
+    assert "best audio offset" in report.markdown()
     assert unseen["silent_audio"]["lmd"] > unseen["model"]["lmd"]
     assert result.step == 150
 

@@ -227,6 +227,35 @@ def test_tiny_renderer_trains_and_its_loss_falls(crop_cache, tmp_path, residual)
     assert after < 0.6 * before, (before, after)
 
 
+@pytest.mark.parametrize("share", [0.0, 0.5, 1.0])
+def test_high_noise_share_moves_timesteps_to_the_top_tenth(crop_cache, share):
+    from dubber.render.renderer_pipeline import training_scheduler
+
+    clips = load_render_clips(PrepCache(crop_cache), ("train",), size=TINY, max_frames=8)
+    batch = RenderSampler(clips, n_refs=2).batch(64, seed=0, step=0, augment=False)
+    unet = tiny_unet()
+    sched = training_scheduler()
+    seen: list[torch.Tensor] = []
+    add_noise = sched.add_noise
+    sched.add_noise = lambda x0, noise, t: (seen.append(t), add_noise(x0, noise, t))[1]
+    with torch.no_grad():
+        loss_plain = diffusion_loss(unet, sched, batch, DiffusionLossConfig(), step_generator(3, 1, 0))[0]
+        loss = diffusion_loss(unet, sched, batch, DiffusionLossConfig(high_noise_share=share), step_generator(3, 1, 0))[
+            0
+        ]
+    plain, t = seen
+    top = sched.config.num_train_timesteps * 9 // 10
+    moved = t != plain
+    assert torch.all(t[moved] >= top)  # every moved sample went to the top tenth
+    share_top = float((t >= top).float().mean())
+    if share == 0.0:
+        assert torch.equal(t, plain) and torch.equal(loss, loss_plain)  # older runs draw exactly what they drew
+    elif share == 1.0:
+        assert share_top == 1.0
+    else:
+        assert 0.35 < share_top < 0.75, share_top  # 0.5 + 0.05 of the rest, drawn from 64 samples
+
+
 def test_train_renderer_cli_resumes_exactly_and_evaluates(crop_cache, tmp_path, capsys):
     from safetensors.torch import load_file
 

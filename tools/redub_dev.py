@@ -25,7 +25,16 @@ def _mean(rows: list[dict], key: str) -> float | None:
 
 
 def summarise(rows: list[dict]) -> dict:
-    keys = ("opening_correlation", "psnr_dub", "psnr_static", "seam_dub", "seam_plain", "edge_dub", "edge_plain")
+    keys = (
+        "opening_correlation",
+        "opening_correlation_best_offset",
+        "psnr_dub",
+        "psnr_static",
+        "seam_dub",
+        "seam_plain",
+        "edge_dub",
+        "edge_plain",
+    )
     out = {"clips": len(rows), **{k: _mean(rows, k) for k in keys}}
     if out["seam_dub"] is not None:
         out["seam_gap_db"] = round(out["seam_plain"] - out["seam_dub"], 3)

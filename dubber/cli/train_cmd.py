@@ -121,6 +121,13 @@ def train_renderer_command(
         max=1.0,
         help="Each image's own similarity jitter, as a fraction of the one shared by a sample's target and references.",
     ),
+    high_noise_share: float = typer.Option(
+        0.0,
+        "--high-noise-share",
+        min=0.0,
+        max=1.0,
+        help="Share of samples at the noisiest tenth of the schedule (where a one-step sampler runs).",
+    ),
     splits: str = typer.Option("train,video_only", "--splits", help="Cache splits to train on."),
     init_from: Path | None = typer.Option(
         None, "--init-from", help="Start from these weights: a renderer folder or a checkpoint's model.safetensors."
@@ -150,6 +157,7 @@ def train_renderer_command(
         max_frames_per_clip=max_frames_per_clip,
         speaker_balance=speaker_balance,
         own_jitter=own_jitter,
+        high_noise_share=high_noise_share,
         splits=tuple(s.strip() for s in splits.split(",") if s.strip()),
         init_from=None if init_from is None else str(init_from.resolve()),
         seed=seed,

@@ -17,7 +17,7 @@ import numpy as np
 
 from dubber.data.cache import PrepCache
 from dubber.evaluation.alignments import find_align, read_align, silence_mask
-from dubber.evaluation.metrics import correlation, lmd, nanmean, velocity_error
+from dubber.evaluation.metrics import correlation, lagged_correlation, lmd, nanmean, velocity_error
 from dubber.models.landmark_completer import LandmarkCompleter
 from dubber.models.landmark_sequence import predict_sequence
 from dubber.training.landmark_data import ClipArrays, content_opening, load_clips, reference_indices
@@ -32,6 +32,7 @@ class LandmarkEvalOptions:
     align_dir: Path | None = None
     silence_margin: float = 0.12
     stride: int = 1
+    max_offset_seconds: float = 0.2  # the audio-video offset searched for the "best offset" correlation
 
 
 @dataclass
@@ -43,6 +44,7 @@ class LandmarkEvalReport:
     bars: dict[str, dict]
     seconds: float
     train_speakers: list[str] = field(default_factory=list)
+    max_offset_seconds: float = 0.2
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -62,6 +64,16 @@ class LandmarkEvalReport:
                     f"| {group} ({s['clips']} clips) | {m} | {s['lmd']:.4f} | {s['lmd_io']:.4f} | {corr} | "
                     f"{s['velocity_error']:.5f} |"
                 )
+        lines.append("")
+        lines.append(f"At each clip's best audio offset (+-{self.max_offset_seconds:g} s; a clip whose sound is late")
+        lines.append("against its picture makes an audio-driven prediction late):")
+        for r in self.clips:
+            m = r["model"]
+            if m["opening_corr"] is not None and m["opening_corr_best_offset"] is not None:
+                lines.append(
+                    f"- {r['speaker']}: opening corr. {m['opening_corr']:.3f} -> {m['opening_corr_best_offset']:.3f}"
+                    f" with the prediction shifted {m['best_offset_frames']:+d} frames"
+                )
         return "\n".join(lines)
 
 
@@ -72,15 +84,22 @@ def _speaker_means(clips: list[ClipArrays]) -> dict[str, np.ndarray]:
     return {k: np.concatenate(v).mean(axis=0) for k, v in out.items()}
 
 
-def _clip_scores(pred: np.ndarray, clip: ClipArrays, long_enough: bool) -> dict:
+def _clip_scores(pred: np.ndarray, clip: ClipArrays, long_enough: bool, max_offset: int) -> dict:
     u = clip.usable
     truth = clip.content[u]
     p = pred[u]
     corr = correlation(content_opening(p), content_opening(truth)) if long_enough else None
+    offset, synced = (0, None)
+    if long_enough:  # on the whole timeline (NaN where unusable), so a shift moves by real frames
+        offset, synced = lagged_correlation(
+            np.where(u, content_opening(pred), np.nan), np.where(u, clip.opening, np.nan), max_offset
+        )
     return {
         "lmd": lmd(p, truth),
         "lmd_io": lmd(p, truth, clip.inter_ocular[u]),
         "opening_corr": corr,
+        "opening_corr_best_offset": synced,
+        "best_offset_frames": offset,
         "velocity_error": velocity_error(p, truth),
         "frames": int(u.sum()),
     }
@@ -114,12 +133,13 @@ def evaluate_landmarks(
             ),
         }
         long_enough = clip.seconds > options.min_corr_seconds
+        max_offset = max(1, round(options.max_offset_seconds / float(np.median(np.diff(clip.times)))))
         row = {
             "clip_id": clip.clip_id,
             "speaker": clip.speaker,
             "seconds": round(clip.seconds, 3),
             "seen_speaker": clip.speaker in train_speakers,
-            **{m: _clip_scores(p, clip, long_enough) for m, p in preds.items()},
+            **{m: _clip_scores(p, clip, long_enough, max_offset) for m, p in preds.items()},
         }
         align = find_align(options.align_dir, clip.source)
         if align is not None:
@@ -139,7 +159,14 @@ def evaluate_landmarks(
     silence = _silence_summary(clips, silence_stats, set(silence_stats["clips"]))
     bars = _bars(summary, silence)
     return LandmarkEvalReport(
-        options.split, rows, summary, silence, bars, time.perf_counter() - t0, sorted(train_speakers)
+        options.split,
+        rows,
+        summary,
+        silence,
+        bars,
+        time.perf_counter() - t0,
+        sorted(train_speakers),
+        options.max_offset_seconds,
     )
 
 
@@ -154,6 +181,7 @@ def _summarise(rows: list[dict]) -> dict[str, dict]:
             "lmd_io": _by_speaker(rows, m, "lmd_io"),
             "velocity_error": _by_speaker(rows, m, "velocity_error"),
             "opening_corr": nanmean(r[m]["opening_corr"] for r in rows),
+            "opening_corr_best_offset": nanmean(r[m]["opening_corr_best_offset"] for r in rows),
             "corr_clips": sum(r[m]["opening_corr"] is not None for r in rows),
         }
     return out

@@ -20,6 +20,25 @@ def lmd(pred: np.ndarray, truth: np.ndarray, normaliser: np.ndarray | float | No
     return float(d.mean()) if len(d) else float("nan")
 
 
+def lagged_correlation(pred: np.ndarray, truth: np.ndarray, max_lag: int) -> tuple[int, float | None]:
+    """The shift of ``pred`` within +-max_lag frames that correlates best with ``truth``: (lag, correlation).
+
+    A positive lag means the prediction comes late (``pred[i + lag]`` matches ``truth[i]``). An audio-driven
+    prediction comes late when the clip's sound is late against its picture: the field's sync scores (SyncNet's
+    offset and confidence) search offsets the same way. NaN marks unusable frames.
+    """
+    pred = np.asarray(pred, np.float64)
+    truth = np.asarray(truth, np.float64)
+    best: tuple[int, float | None] = (0, None)
+    for lag in range(-max_lag, max_lag + 1):
+        a = pred[lag:] if lag >= 0 else pred[:lag]
+        b = truth[: len(truth) - lag] if lag >= 0 else truth[-lag:]
+        r = correlation(a, b)
+        if r is not None and (best[1] is None or r > best[1]):
+            best = (lag, r)
+    return best
+
+
 def velocity_error(pred: np.ndarray, truth: np.ndarray) -> float:
     """Mean distance between predicted and true frame-to-frame point motion (same units as the points)."""
     if len(pred) < 2:

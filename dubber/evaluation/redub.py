@@ -2,7 +2,9 @@
 
 Per clip, in one run: the dub, the "static mouth" baseline (the same pipeline with the renderer replaced by the
 resting reference frame's lower face pasted back) and a plain re-encode. Measured against the decoded original:
-- mouth-opening correlation: MediaPipe's mouth opening on the dub vs on the original, over time;
+- mouth-opening correlation: MediaPipe's mouth opening on the dub vs on the original, over time; and again at the
+  best shift of the dub within +-0.2 s (a source whose sound is late against its picture makes any dub driven by
+  that sound late by as much: the field's sync scores search offsets the same way);
 - lower-face PSNR inside the redrawn region (dub and static mouth);
 - seam: PSNR on a ring just outside the region (dub and plain re-encode: equal means nothing bled past the region);
 - edge: gradient energy on a band straddling the region's border, dub over original (``dub eval``'s seam measure: a
@@ -20,7 +22,7 @@ import numpy as np
 import torch
 
 from dubber.evaluation.dub_metrics import face_regions, gradient_energy, psnr_from_sums
-from dubber.evaluation.metrics import correlation
+from dubber.evaluation.metrics import correlation, lagged_correlation
 from dubber.face.aligner import FaceAligner
 from dubber.face.tracker import FaceTracker
 from dubber.media.encode_options import VideoEncodeOptions
@@ -70,6 +72,8 @@ class RedubScore:
     frames: int
     face_frames: int
     opening_correlation: float | None
+    opening_correlation_best_offset: float | None
+    best_offset_frames: int
     psnr_dub: float | None
     psnr_static: float | None
     seam_dub: float | None
@@ -83,6 +87,10 @@ def _openings(video: Path, size: int) -> tuple[np.ndarray, np.ndarray]:
     with FaceTracker() as tracker:
         track = analyse_video(VideoReader(video), tracker, FaceAligner(size))
     return track.opening, track.transforms
+
+
+def _fps(video: Path) -> float:
+    return float(VideoReader(video).fps)
 
 
 def redub_clip(pipe: DubbingPipeline, static: DubbingPipeline, video: Path, *, speaker: str = "",
@@ -114,9 +122,11 @@ def redub_clip(pipe: DubbingPipeline, static: DubbingPipeline, video: Path, *, s
                 edges["dub"].append(gradient_energy(dub, band) / reference)
                 edges["plain"].append(gradient_energy(plain, band) / reference)
     n = min(len(truth_open), len(dub_open))
+    offset, synced = lagged_correlation(dub_open[:n], truth_open[:n], max(1, round(0.2 * _fps(video))))
     return RedubScore(
         clip=video.stem, speaker=speaker, frames=result.frames, face_frames=result.face_frames,
         opening_correlation=correlation(truth_open[:n], dub_open[:n]),
+        opening_correlation_best_offset=synced, best_offset_frames=offset,
         psnr_dub=psnr_from_sums(*sums["dub"]), psnr_static=psnr_from_sums(*sums["static"]),
         seam_dub=psnr_from_sums(*sums["seam_dub"]), seam_plain=psnr_from_sums(*sums["seam_plain"]),
         edge_dub=float(np.mean(edges["dub"])) if edges["dub"] else None,

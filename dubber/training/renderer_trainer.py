@@ -43,6 +43,7 @@ class RendererTrainConfig:
     outside_weight: float = 0.25
     drop_landmarks: float = 0.1
     min_snr_gamma: float = 5.0
+    high_noise_share: float = 0.0  # share of samples at the top tenth of noise levels (DiffusionLossConfig)
     speaker_balance: float = 0.3
     max_frames_per_clip: int = 40
     min_gap: int = 5
@@ -63,7 +64,7 @@ class RendererTrainConfig:
 
     @property
     def loss(self) -> DiffusionLossConfig:
-        return DiffusionLossConfig(self.outside_weight, self.drop_landmarks, self.min_snr_gamma)
+        return DiffusionLossConfig(self.outside_weight, self.drop_landmarks, self.min_snr_gamma, self.high_noise_share)
 
 
 @dataclass
