@@ -326,6 +326,21 @@ def test_joint_training_moves_the_landmark_completer_through_the_renderer(crop_c
     assert (tmp_path / "joint" / "model" / "landmarks" / "config.json").is_file()
 
 
+def test_joint_sampler_frequency_warp_changes_only_the_audio(crop_cache):
+    from dubber.training.joint_trainer import JointSampler
+    from dubber.training.landmark_data import load_clips
+
+    cache = PrepCache(crop_cache)
+    lm_clips = load_clips(cache, "train", min_frames=5)
+    render_clips = load_render_clips(cache, ("train",), size=TINY, max_frames=12)
+    plain = JointSampler(lm_clips, render_clips, 5, 3, 2, 5, 0.3).batch(6, seed=1, step=2)
+    warp = JointSampler(lm_clips, render_clips, 5, 3, 2, 5, 0.3, freq_warp=0.15)
+    a, b = warp.batch(6, seed=1, step=2), warp.batch(6, seed=1, step=2)
+    assert all(torch.equal(a[k], b[k]) for k in a)  # still a function of seed and step
+    assert all(torch.equal(a[k], plain[k]) for k in a if k != "mel")  # drawn last: nothing else moves
+    assert not torch.equal(a["mel"], plain["mel"]) and a["mel"].shape == plain["mel"].shape
+
+
 def test_reference_hint_is_the_reference_nearest_the_target_mouth():
     from dubber.models.renderer_unet import nearest_reference
 

@@ -195,6 +195,9 @@ def train_joint_command(
     max_steps: int = typer.Option(2000, "--max-steps", min=1),
     batch_size: int = typer.Option(8, "--batch-size", min=1),
     landmark_weight: float = typer.Option(1.0, "--landmark-weight", min=0.0, help="Weight of the landmark L1 loss."),
+    freq_warp: float = typer.Option(
+        0.0, "--freq-warp", min=0.0, max=0.5, help="Frequency-axis warp of the mel (as in `dub train landmarks`)."
+    ),
     eval_every: int = typer.Option(500, "--eval-every", min=1),
     checkpoint_minutes: float = typer.Option(5.0, "--checkpoint-minutes", min=0.0),
     seed: int = typer.Option(0, "--seed"),
@@ -209,6 +212,7 @@ def train_joint_command(
         batch_size=batch_size,
         max_steps=max_steps,
         landmark_weight=landmark_weight,
+        freq_warp=freq_warp,
         eval_every=eval_every,
         checkpoint_minutes=checkpoint_minutes,
         seed=seed,

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dubber.audio.augment import warp_frequencies
 from dubber.data.cache import PrepCache
 from dubber.errors import InputError
 from dubber.log import get_logger
@@ -49,6 +50,7 @@ class JointTrainConfig:
     max_frames_per_clip: int = 40
     min_gap: int = 5
     speaker_balance: float = 0.3
+    freq_warp: float = 0.0  # VTLP of the completer's mel, as in `dub train landmarks --freq-warp`
     eval_every: int = 500
     eval_steps: int = 8
     checkpoint_minutes: float = 5.0
@@ -76,8 +78,9 @@ class JointSampler:
     centre frame's crop and references (at least ``min_gap`` frames away) for the renderer."""
 
     def __init__(self, lm_clips: list[ClipArrays], render_clips: list[RenderClip], window: int, n_lm_refs: int,
-                 n_refs: int, min_gap: int, balance: float) -> None:  # fmt: skip
+                 n_refs: int, min_gap: int, balance: float, freq_warp: float = 0.0) -> None:  # fmt: skip
         self.lm = {c.clip_id: c for c in lm_clips}
+        self.freq_warp = freq_warp
         self.render = [c for c in render_clips if c.clip_id in self.lm]
         self.window, self.n_lm_refs, self.n_refs, self.min_gap = window, n_lm_refs, n_refs, min_gap
         half = window // 2
@@ -117,8 +120,12 @@ class JointSampler:
             images.append(_colour(np.stack([rc.crops[i], *rc.crops[refs]]), rng))
             points.append(np.stack([rc.points[i], *rc.points[refs]]))
         images_t, points_t = to_model_range(np.stack(images)), torch.from_numpy(np.stack(points))
+        mel_b = np.stack(mel)
+        if self.freq_warp > 0:  # drawn last, so runs without it draw exactly the batches they did before
+            span = np.log1p(self.freq_warp)
+            mel_b = warp_frequencies(mel_b, np.exp(rng.uniform(-span, span, len(mel_b))))
         return {
-            "mel": torch.from_numpy(np.stack(mel)),
+            "mel": torch.from_numpy(mel_b),
             "pose": torch.from_numpy(np.stack(pose)),
             "content": torch.from_numpy(np.stack(content)),
             "lm_refs": torch.from_numpy(np.stack(lm_refs)),
@@ -160,7 +167,7 @@ def train_joint(
     render_clips = load_render_clips(cache, ("train",), size=size, max_frames=cfg.max_frames_per_clip,
                                      min_gap=cfg.min_gap)  # fmt: skip
     sampler = JointSampler(lm_clips, render_clips, window, completer.config.n_refs, int(unet.config.n_refs),
-                           cfg.min_gap, cfg.speaker_balance)  # fmt: skip
+                           cfg.min_gap, cfg.speaker_balance, cfg.freq_warp)  # fmt: skip
     ema = EMAModel(unet.parameters(), decay=cfg.ema_decay)  # starts at the trained renderer: no warm-up
     opt = torch.optim.AdamW(
         [{"params": unet.parameters(), "lr": cfg.renderer_lr, "base": cfg.renderer_lr},
