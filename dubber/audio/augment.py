@@ -39,3 +39,9 @@ def warp_frequencies(mel: np.ndarray, factors: np.ndarray, config: MelConfig = M
         frac = (src - lo).astype(np.float32)
         out[b] = mel[b][..., lo] * (1.0 - frac) + mel[b][..., hi] * frac
     return out
+
+
+def random_warp(mel: np.ndarray, rng: np.random.Generator, amount: float) -> np.ndarray:
+    """Warp each item of ``mel`` (B, ..., n_mels) by its own factor, log-uniform in [1 / (1 + amount), 1 + amount]."""
+    span = np.log1p(amount)
+    return warp_frequencies(mel, np.exp(rng.uniform(-span, span, len(mel))))

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dubber.audio.augment import warp_frequencies
+from dubber.audio.augment import random_warp
 from dubber.data.cache import PrepCache
 from dubber.errors import InputError
 from dubber.log import get_logger
@@ -122,8 +122,7 @@ class JointSampler:
         images_t, points_t = to_model_range(np.stack(images)), torch.from_numpy(np.stack(points))
         mel_b = np.stack(mel)
         if self.freq_warp > 0:  # drawn last, so runs without it draw exactly the batches they did before
-            span = np.log1p(self.freq_warp)
-            mel_b = warp_frequencies(mel_b, np.exp(rng.uniform(-span, span, len(mel_b))))
+            mel_b = random_warp(mel_b, rng, self.freq_warp)
         return {
             "mel": torch.from_numpy(mel_b),
             "pose": torch.from_numpy(np.stack(pose)),

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from dubber.audio.augment import warp_frequencies
+from dubber.audio.augment import random_warp
 from dubber.audio.windows import frame_windows
 from dubber.data.cache import ClipTrack, PrepCache
 from dubber.face.landmarks import ALL_INDICES, CONTENT_INDICES, POSE_INDICES, mouth_opening
@@ -167,8 +167,7 @@ class WindowSampler:
         if rng is not None:
             mel, pose, target, refs = _augment(rng, mel, pose, target, refs)
             if self.freq_warp > 0:  # drawn last, so runs without it draw exactly the batches they did before
-                span = np.log1p(self.freq_warp)
-                mel = warp_frequencies(mel, np.exp(rng.uniform(-span, span, len(mel))))
+                mel = random_warp(mel, rng, self.freq_warp)
         return {k: torch.from_numpy(v) for k, v in (("mel", mel), ("pose", pose), ("target", target), ("refs", refs))}
 
 
