@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from cli_tests.media_factory import make_audio, make_face_video, make_video, psnr
-from cli_tests.tiny_bundle import TINY_BUNDLE, make_tiny_weights
+from cli_tests.tiny_bundle import TINY_BLEND, TINY_BUNDLE, make_tiny_weights
 from dubber.cli.app import run
 from dubber.face import FaceAligner, FaceTracker
 from dubber.face.aligner import Similarity, apply_affine, invert_affine
@@ -99,14 +99,18 @@ def test_dub_writes_the_audio_length_with_untouched_surroundings(tmp_path, face_
 def test_a_seeded_dub_reproduces_byte_for_byte(tmp_path, face_clip, capsys):
     speech = make_audio(tmp_path / "speech.wav", seconds=0.6)
     digests, settings = {}, {}
-    for name, extra in (("a", []), ("b", []), ("spread", ["--references", "spread", "--seed", "3"])):
+    runs = (("a", []), ("b", []), ("spread", ["--references", "spread", "--seed", "3"]),
+            ("network", ["--no-reference-blend"]))  # fmt: skip
+    for name, extra in runs:
         out = tmp_path / f"{name}.mp4"
         assert dub(face_clip, "--audio", speech, "-o", out, "--steps", "2", "--json", *extra) == 0
         digests[name] = hashlib.sha256(out.read_bytes()).hexdigest()
         settings[name] = json.loads(capsys.readouterr().out)["settings"]
     assert digests["a"] == digests["b"] != digests["spread"]
+    assert digests["network"] != digests["a"]
     assert settings["a"] == {"weights": "tiny", "steps": 2, "seed": 0, "references": "nearest", "guidance": 1.0,
-                             "scheduler": "dpm++"}  # fmt: skip
+                             "scheduler": "dpm++", "reference_blend": TINY_BLEND.to_dict()}  # fmt: skip
+    assert settings["network"]["reference_blend"] is None
     assert settings["spread"]["references"] == "spread" and settings["spread"]["seed"] == 3
 
 

@@ -10,9 +10,11 @@ import torch
 from dubber.models import LandmarkCompleter, LandmarkCompleterConfig
 from dubber.models.renderer_unet import RendererUNet, renderer_config
 from dubber.render import FaceRenderer
+from dubber.render.reference_blend import ReferenceBlend
 from dubber.weights import register_model
 
 TINY_BUNDLE = "tiny"
+TINY_BLEND = ReferenceBlend(0.0, 0.05)  # partial: both the network and the paste show
 
 
 def make_tiny_weights(root: Path, name: str = TINY_BUNDLE, seed: int = 0) -> Path:
@@ -28,6 +30,7 @@ def make_tiny_weights(root: Path, name: str = TINY_BUNDLE, seed: int = 0) -> Pat
     info = {"training": {"data": "none: random weights for tests"}}
     landmarks.save_pretrained(root / name / "landmarks")
     register_model(f"{name}/landmarks", root / name / "landmarks", info, root)
-    FaceRenderer(unet).save_pretrained(root / name / "renderer")
+    # A reference blend like the shipped renderer's, so the pipeline's tests run that path too.
+    FaceRenderer(unet, reference_blend=TINY_BLEND).save_pretrained(root / name / "renderer")
     register_model(f"{name}/renderer", root / name / "renderer", info, root)
     return root

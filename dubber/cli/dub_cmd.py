@@ -27,6 +27,7 @@ def dub_command(
     dtype: str = o.DTYPE,
     steps: int | None = o.STEPS,
     references: str = o.REFERENCES,
+    reference_blend: bool = o.REFERENCE_BLEND,
     seed: int = o.SEED,
     batch_size: int = o.BATCH,
     fit: str = o.FIT,
@@ -48,6 +49,7 @@ def dub_command(
         steps=steps, seed=seed, batch_size=batch_size, fit=fit, keep_rest=keep_rest, face=face, fps=fps,
         keep_original_audio=keep_original_audio, crf=crf, preset=preset, overwrite=overwrite,
         references=references,
+        reference_blend=reference_blend,
     )  # fmt: skip
     pipe = o.load_pipeline(weights, device, dtype, options)
     with o.DubProgress(video.name, enabled=stderr.is_terminal and not is_quiet()) as progress:

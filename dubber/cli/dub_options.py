@@ -27,6 +27,12 @@ REFERENCES = typer.Option(
     help="Reference frames the renderer copies the face from: nearest (per frame, the speaker's frames whose mouth is "
     "nearest the target) or spread (one closed / half-open / open set for the whole video).",
 )
+REFERENCE_BLEND = typer.Option(
+    True,
+    "--reference-blend/--no-reference-blend",
+    help="Keep a reference frame's real mouth where its landmarks already match the target's (weights that carry a "
+    "blend, as the shipped ones do); --no-reference-blend shows the network's drawing everywhere.",
+)
 SEED = typer.Option(0, "--seed", help="Seed of the one initial noise every frame shares.")
 BATCH = typer.Option(8, "--batch-size", min=1, help="Frames rendered together.")
 FIT = typer.Option("pingpong", "--fit", help="Extend a video shorter than the audio: pingpong, loop or freeze.")
@@ -41,13 +47,13 @@ JSON_OUT = typer.Option(False, "--json", help="Print the result as JSON on stdou
 
 
 def dub_options(*, steps, seed, batch_size, fit, keep_rest, face, fps, keep_original_audio, crf, preset,
-                overwrite, references="nearest"):  # fmt: skip
+                overwrite, references="nearest", reference_blend=True):  # fmt: skip
     from dubber.pipeline.options import DubOptions
 
     return DubOptions(
         steps=steps, seed=seed, batch_size=batch_size, fit=fit, keep_rest=keep_rest, face_index=face,
         fps=Fraction(fps).limit_denominator(1001), keep_original_audio=keep_original_audio, crf=crf, preset=preset,
-        overwrite=overwrite, references=references,
+        overwrite=overwrite, references=references, reference_blend=reference_blend,
     )  # fmt: skip
 
 

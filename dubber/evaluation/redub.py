@@ -41,6 +41,7 @@ class StaticMouthRenderer:
         self.device = torch.device("cpu")
         self.default_steps = 1
         self.scheduler_name = "none"
+        self.reference_blend = None
 
     def encode_references(self, refs: torch.Tensor, ref_landmarks: torch.Tensor) -> dict:
         return {}

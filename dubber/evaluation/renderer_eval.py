@@ -6,7 +6,8 @@ spread over the mouth-opening range as inference chooses them):
 - LMD: the face backend's lip and jaw landmarks on the generated crop against the landmarks that conditioned it,
   over the inter-ocular distance. The same backend on the true crop gives the floor (the backend's own noise).
 Baseline in the same run, "reference paste": the reference whose lip/jaw shape is nearest the target's has its
-lower face pasted into the target.
+lower face pasted into the target. "model" is what the pipeline draws (with the weights' reference blend, if they
+carry one); weights with a blend also get a "network" row, the network's drawing alone.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from dubber.training.renderer_data import RenderClip
 N_POSE = len(ALL_INDICES) - len(CONTENT_INDICES)
 _EYES = (ALL_INDICES.index(RIGHT_EYE_OUTER), ALL_INDICES.index(LEFT_EYE_OUTER))
 _CONTENT = np.asarray(CONTENT_INDICES)
-METHODS = ("model", "reference_paste", "truth")
+METHODS = ("model", "network", "reference_paste", "truth")
 LMD_BAR = 0.05
 
 
@@ -74,7 +75,14 @@ def build_dev_samples(clips: list[RenderClip], n_refs: int, per_clip: int, min_g
 
 
 def render_samples(
-    renderer: FaceRenderer, dev: DevSamples, *, steps: int, seed: int, batch: int = 16, guidance: float = 1.0
+    renderer: FaceRenderer,
+    dev: DevSamples,
+    *,
+    steps: int,
+    seed: int,
+    batch: int = 16,
+    guidance: float = 1.0,
+    blend: bool = True,
 ) -> np.ndarray:
     out = []
     for s in range(0, len(dev), batch):
@@ -87,6 +95,7 @@ def render_samples(
             steps=steps,
             seed=seed,
             guidance=guidance,
+            blend=blend,
         )
         out.append(to_uint8(gen))
     return np.concatenate(out)
@@ -174,7 +183,10 @@ def evaluate_renderer(
     generated = render_samples(renderer, dev, steps=steps, seed=seed, guidance=guidance)
     pasted = reference_paste(dev)
     mask = lower_face_mask(dev.targets.shape[1])
-    images = {"model": generated, "reference_paste": pasted, "truth": dev.targets}
+    images = {"model": generated}
+    if renderer.reference_blend is not None:
+        images["network"] = render_samples(renderer, dev, steps=steps, seed=seed, guidance=guidance, blend=False)
+    images.update({"reference_paste": pasted, "truth": dev.targets})
     lmds = {}
     for method, imgs in images.items():
         if backend is None:
@@ -197,7 +209,7 @@ def evaluate_renderer(
             "seen": [r for r in rows if r["speaker"] in train_speakers],
             "all": rows,
         }
-    summary = {g: {m: _summary(rs, m) for m in METHODS} for g, rs in groups.items() if rs}
+    summary = {g: {m: _summary(rs, m) for m in images} for g, rs in groups.items() if rs}
     main = summary.get("unseen", summary["all"])
     lmd_model = main["model"]["lmd"]
     bars = {

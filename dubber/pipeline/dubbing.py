@@ -230,5 +230,7 @@ class DubbingPipeline:
             source_frames=track.frames, still_image=job.still, timings=timings,
             settings={"weights": self.name, "steps": opts.steps or self.renderer.default_steps, "seed": opts.seed,
                       "references": opts.references, "guidance": opts.guidance,
-                      "scheduler": opts.scheduler or self.renderer.scheduler_name},
+                      "scheduler": opts.scheduler or self.renderer.scheduler_name,
+                      "reference_blend": self.renderer.reference_blend.to_dict()
+                      if opts.reference_blend and self.renderer.reference_blend is not None else None},
         )  # fmt: skip

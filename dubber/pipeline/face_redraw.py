@@ -86,7 +86,7 @@ class FaceRedrawer:
         rendered = self.renderer(
             to_model_range(crops), targets, ref_crops, ref_points, reference_tokens=tokens,
             steps=opts.steps or self.renderer.default_steps, seed=opts.seed, guidance=opts.guidance,
-            scheduler=opts.scheduler,
+            scheduler=opts.scheduler, blend=opts.reference_blend,
         )  # fmt: skip
         rendered = to_uint8(rendered)
         add_time(self.timings, "render", t0)

@@ -30,6 +30,7 @@ class DubOptions:
     overwrite: bool = False
     colour_match: bool = True
     references: str = "nearest"  # renderer references per frame: "nearest" mouth shapes, or one "spread" set
+    reference_blend: bool = True  # keep a reference's real mouth where it matches (if the weights carry a blend)
 
     def __post_init__(self) -> None:
         problems = []

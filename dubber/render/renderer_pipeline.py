@@ -3,7 +3,9 @@
 ``FaceRenderer(crops, landmarks, refs, ref_landmarks)`` redraws the lower face of a batch of aligned crops so it
 follows the target landmarks. Every frame starts from the same initial noise (one seeded (3, S, S) draw), so
 neighbouring frames, and the frames on either side of a chunk boundary, share their stochastic part and do not
-flicker. Classifier-free guidance (``guidance > 1``) runs the landmark-free branch in the same batch.
+flicker. Classifier-free guidance (``guidance > 1``) runs the landmark-free branch in the same batch. Weights that
+carry a reference blend (renderer.json ``reference_blend``) keep the nearest reference's real lower face where its
+landmarks already match the target's (dubber/render/reference_blend.py).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 
 from dubber.models.renderer_unet import RendererUNet, nearest_reference
 from dubber.render.face_mask import lower_face_mask
+from dubber.render.reference_blend import ReferenceBlend, blend_with_paste, reference_mismatch
 
 SCHEDULERS = ("ddim", "dpm++")
 TRAIN_SCHEDULE = dict(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", clip_sample=False)
@@ -47,11 +50,20 @@ def initial_noise(size: int, seed: int, device, dtype) -> torch.Tensor:
 class FaceRenderer:
     """The renderer pipeline. Tensors in, tensors out: crops in [-1, 1], (B, 3, S, S)."""
 
-    def __init__(self, unet: RendererUNet, scheduler: str = "dpm++", default_steps: int = 8) -> None:
+    def __init__(
+        self,
+        unet: RendererUNet,
+        scheduler: str = "dpm++",
+        default_steps: int = 8,
+        reference_blend: ReferenceBlend | None = None,
+    ) -> None:
         self.unet = unet.eval()
         self.scheduler_name = scheduler
         # The step count these weights were measured best at (renderer.json "steps"); callers may ask for any.
         self.default_steps = int(default_steps)
+        if reference_blend is not None and not unet.config.reference_hint:
+            raise ValueError("a reference blend needs a renderer that takes the reference hint")
+        self.reference_blend = reference_blend
         make_scheduler(scheduler)  # validate now, not at the first frame
 
     @property
@@ -95,12 +107,14 @@ class FaceRenderer:
         seed: int = 0,
         guidance: float = 1.0,
         scheduler: str | None = None,
+        blend: bool = True,
     ) -> torch.Tensor:
         """Redraw the lower face of ``crops`` (B, 3, S, S) to follow ``landmarks`` (B, 131, 2, unit crop).
 
         ``refs`` (K, 3, S, S) shared by the batch, or (B, K, 3, S, S) per frame, with their landmarks; the
         references' tokens may come precomputed (``reference_tokens``), the crops are still needed for the
         per-frame reference hint. Pixels outside the mask are returned as given. ``steps`` denoising steps.
+        ``blend=False`` returns the network's drawing without the reference blend (for evaluating the network).
         """
         b = crops.shape[0]
         device, dtype = self.device, self.dtype
@@ -117,7 +131,8 @@ class FaceRenderer:
                 raise ValueError("this renderer needs the reference crops and landmarks (refs, ref_landmarks)")
             if refs.dim() == 4:
                 refs, ref_landmarks = refs[None].expand(b, -1, -1, -1, -1), ref_landmarks[None].expand(b, -1, -1, -1)
-            hint = nearest_reference(refs.to(device, dtype), ref_landmarks.to(device), landmarks)
+            ref_landmarks = ref_landmarks.to(device)
+            hint = nearest_reference(refs.to(device, dtype), ref_landmarks, landmarks)
         sched = make_scheduler(scheduler or self.scheduler_name, self.unet.config.prediction_type)
         sched.set_timesteps(steps, device=device)
         x = initial_noise(self.size, seed, device, dtype).expand(b, -1, -1, -1) * sched.init_noise_sigma
@@ -136,13 +151,18 @@ class FaceRenderer:
             else:
                 out = self.unet(x, t, masked, mask, landmarks, reference_tokens=tokens, hint=hint)
             x = sched.step(out, t, x).prev_sample
-        return (masked + mask * x.clamp(-1, 1)).float()
+        x = x.clamp(-1, 1)
+        if blend and self.reference_blend is not None and hint is not None:
+            x = blend_with_paste(x, hint, reference_mismatch(ref_landmarks, landmarks), self.reference_blend)
+        return (masked + mask * x).float()
 
     def save_pretrained(self, folder: str | Path, *, dtype: torch.dtype | None = None) -> None:
         folder = Path(folder)
         unet = self.unet if dtype is None else copy.deepcopy(self.unet).to(dtype)  # .to() is in place
         unet.save_pretrained(folder / "unet", safe_serialization=True)
         settings = {"scheduler": self.scheduler_name, "steps": self.default_steps}
+        if self.reference_blend is not None:
+            settings["reference_blend"] = self.reference_blend.to_dict()
         (folder / PIPELINE_CONFIG).write_text(json.dumps(settings, indent=1) + "\n")
 
     @classmethod
@@ -152,4 +172,10 @@ class FaceRenderer:
         folder = Path(folder)
         settings = json.loads((folder / PIPELINE_CONFIG).read_text())
         unet = RendererUNet.from_pretrained(folder / "unet", torch_dtype=dtype).to(device)
-        return cls(unet, settings.get("scheduler", "dpm++"), int(settings.get("steps", 8)))
+        blend = settings.get("reference_blend")
+        return cls(
+            unet,
+            settings.get("scheduler", "dpm++"),
+            int(settings.get("steps", 8)),
+            ReferenceBlend.from_dict(blend) if blend is not None else None,
+        )
