@@ -33,7 +33,6 @@ from dubber.training.renderer_data import RenderClip
 N_POSE = len(ALL_INDICES) - len(CONTENT_INDICES)
 _EYES = (ALL_INDICES.index(RIGHT_EYE_OUTER), ALL_INDICES.index(LEFT_EYE_OUTER))
 _CONTENT = np.asarray(CONTENT_INDICES)
-METHODS = ("model", "network", "reference_paste", "truth")
 LMD_BAR = 0.05
 
 

@@ -22,9 +22,9 @@ import numpy as np
 import torch
 
 from dubber.face.landmarks import ALL_INDICES, LEFT_EYE_OUTER, RIGHT_EYE_OUTER
+from dubber.models.renderer_unet import N_POSE
 from dubber.render.face_mask import lower_face_mask
 
-N_POSE = 74  # the 131 points are pose (74) then lips and jaw (57)
 _EYES = (ALL_INDICES.index(RIGHT_EYE_OUTER), ALL_INDICES.index(LEFT_EYE_OUTER))
 
 
