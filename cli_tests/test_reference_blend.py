@@ -147,3 +147,20 @@ def test_renderer_evaluation_scores_the_network_alone_beside_the_blended_output(
     assert groups["network"]["psnr"] == pytest.approx(plain.groups["unseen"]["model"]["psnr"])
     # Thresholds above every mismatch: the pipeline's output is the reference paste.
     assert groups["model"]["psnr"] == pytest.approx(groups["reference_paste"]["psnr"], abs=0.05)
+
+
+def test_a_malformed_blend_in_renderer_json_is_a_one_line_weights_error(tmp_path):
+    import json
+
+    from dubber.weights import WeightsError, load_renderer
+
+    FaceRenderer(tiny_unet(), reference_blend=ReferenceBlend(0.01, 0.03)).save_pretrained(tmp_path / "r")
+    settings_path = tmp_path / "r" / "renderer.json"
+    good = json.loads(settings_path.read_text())
+    assert load_renderer(tmp_path / "r").reference_blend == ReferenceBlend(0.01, 0.03)
+    for bad in ([0.01, 0.03], {"paste_below": 0.01}, {"paste_below": 0.05, "model_above": 0.01}):
+        settings_path.write_text(json.dumps({**good, "reference_blend": bad}))
+        with pytest.raises(WeightsError, match="cannot load the renderer") as err:
+            load_renderer(tmp_path / "r")
+        assert "\n" not in str(err.value)
+    assert not edge_ramp(TINY, 0.1).flags.writeable and not edge_ramp(TINY, 0.0).flags.writeable

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from ship_renderer import renderer_metrics  # tools/ is on sys.path when a tool runs
 
 from dubber.data.cache import PrepCache
 from dubber.evaluation.blend_fit import fit_reference_blend
@@ -26,16 +27,6 @@ from dubber.render.face_mask import lower_face_mask
 from dubber.render.reference_blend import ReferenceBlend, reference_mismatch
 from dubber.training.renderer_trainer import dev_clips_for_eval, face_backend
 from dubber.weights import RENDERER_MODEL, load_renderer, read_manifest, register_model, weights_root
-
-
-def _manifest_metrics(report: dict) -> dict[str, float]:
-    return {
-        f"{group}_{method}_{key}": round(float(s[key]), 5)
-        for group, methods in report["groups"].items()
-        for method, s in methods.items()
-        for key in ("psnr", "ssim", "lmd")
-        if s.get(key) is not None
-    }
 
 
 def main() -> None:
@@ -81,13 +72,16 @@ def main() -> None:
     print(json.dumps(result, indent=1))
     if args.write:
         renderer.reference_blend = fit.blend
-        settings_path = folder / "renderer.json"
-        settings = json.loads(settings_path.read_text())
-        settings["reference_blend"] = fit.blend.to_dict()
-        settings_path.write_text(json.dumps(settings, indent=1) + "\n")
+        # Evaluate before touching any file, so a failure leaves the folder and the manifest as they were.
         report, _ = evaluate_renderer(
             renderer, dev, steps=args.steps, seed=args.seed, backend=face_backend(), train_speakers=train_speakers
         )
+        settings_path = folder / "renderer.json"
+        settings = json.loads(settings_path.read_text())
+        settings["reference_blend"] = fit.blend.to_dict()
+        staged = settings_path.with_name(settings_path.name + ".tmp")
+        staged.write_text(json.dumps(settings, indent=1) + "\n")
+        staged.replace(settings_path)
         result["eval"] = {k: v for k, v in report.to_dict().items() if k != "per_sample"}
         print(json.dumps(result["eval"]["groups"], indent=1))
         print(json.dumps(result["eval"]["bars"], indent=1))
@@ -101,7 +95,7 @@ def main() -> None:
                 "fit": {k: v for k, v in fit.to_dict().items() if k != "blend"},
                 "command": command + " --write",
             }
-            entry["metrics"] = _manifest_metrics(result["eval"])
+            entry["metrics"] = renderer_metrics(result["eval"])
             entry["bars"] = result["eval"]["bars"]
             entry["eval"] = (
                 f"dub eval renderer --data CACHE --steps {args.steps} --per-clip {args.per_clip} (dev split)"

@@ -34,11 +34,12 @@ def edge_ramp(size: int, edge: float) -> np.ndarray:
     hard = (lower_face_mask(size) > 0.5).astype(np.uint8)
     width = edge * size
     if width <= 0:
-        return np.zeros((size, size), np.float32)
-    inside = cv2.distanceTransform(hard, cv2.DIST_L2, 5)
-    ramp = np.clip(1.0 - (inside - 1.0) / width, 0.0, 1.0) * hard
-    ramp.setflags(write=False)
-    return ramp.astype(np.float32)
+        ramp = np.zeros((size, size), np.float32)
+    else:
+        inside = cv2.distanceTransform(hard, cv2.DIST_L2, 5)
+        ramp = (np.clip(1.0 - (inside - 1.0) / width, 0.0, 1.0) * hard).astype(np.float32)
+    ramp.setflags(write=False)  # cached and shared
+    return ramp
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,9 @@ class ReferenceBlend:
 
     @classmethod
     def from_dict(cls, values: dict) -> ReferenceBlend:
+        """From renderer.json; ValueError (which weight loading reports in one line) for anything malformed."""
+        if not isinstance(values, dict) or not {"paste_below", "model_above"} <= values.keys():
+            raise ValueError(f"reference_blend needs paste_below and model_above, got {values!r}")
         return cls(**{k: float(v) for k, v in values.items() if k in ("paste_below", "model_above", "edge")})
 
     def weights(self, mismatch: torch.Tensor) -> torch.Tensor:
