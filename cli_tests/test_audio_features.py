@@ -163,3 +163,17 @@ def test_frequency_warp_moves_a_tone_to_the_scaled_frequency():
     assert not np.allclose(both[0], both[1])
     with pytest.raises(ValueError, match="warp factors"):
         warp_frequencies(batch, np.ones(3))
+
+
+def test_stretched_windows_read_the_mel_at_the_given_rate():
+    from dubber.audio.windows import stretched_windows
+
+    rng = np.random.default_rng(0)
+    mel = rng.uniform(-4, 4, (400, 80)).astype(np.float32)
+    times = np.array([0.0, 0.5, 1.37, 4.9])
+    np.testing.assert_array_equal(stretched_windows(mel, times, 1.0), frame_windows(mel, times))
+    ramp = np.repeat(np.arange(400, dtype=np.float32)[:, None], 80, 1)  # each step holds its own index
+    w = stretched_windows(ramp, np.array([2.0]), 1.25)[0, :, 0]
+    np.testing.assert_allclose(w, 160 + (np.arange(16) - 8) * 1.25, atol=1e-4)
+    # beyond the audio's end it reads as silence, as frame_windows pads
+    assert (stretched_windows(ramp, np.array([5.0]), 1.5)[0, 9:] == MelConfig().silence).all()

@@ -12,6 +12,7 @@ import torch
 
 from cli_tests.synthetic_cache import make_cache
 from dubber.data.cache import PrepCache
+from dubber.errors import InputError
 from dubber.evaluation.alignments import silence_mask
 from dubber.evaluation.landmark_eval import LandmarkEvalOptions, evaluate_landmarks
 from dubber.evaluation.metrics import correlation, jitter, lagged_correlation, lmd, velocity_error
@@ -279,3 +280,78 @@ def test_content_opening_matches_the_face_helper():
 
     pts = np.random.default_rng(0).random((4, 478, 2))
     np.testing.assert_allclose(content_opening(pts[:, list(CONTENT_INDICES)]), mouth_opening(pts))
+
+
+def test_audio_delays_read_only_clear_offsets(tmp_path):
+    from dubber.training.landmark_data import read_audio_delays
+
+    def row(clip, frames, fps, plain, best):
+        return {"clip": clip, "offset_frames": frames, "fps": fps, "corr": plain, "corr_best": best}
+
+    report = tmp_path / "offsets.json"
+    rows = [
+        row("late", 4, 25.0, 0.36, 0.55),
+        row("early", -2, 30.0, 0.40, 0.50),
+        row("one_frame", 1, 25.0, 0.30, 0.60),  # one frame: as likely noise
+        row("weak", 3, 25.0, 0.50, 0.52),  # barely better at the shift
+        row("none", 0, 25.0, 0.7, 0.7),
+        row("no_corr", 3, 25.0, None, None),
+    ]
+    report.write_text(json.dumps({"summary": {}, "clips": rows}))
+    assert read_audio_delays(report) == {"late": pytest.approx(0.16), "early": pytest.approx(-2 / 30)}
+    assert set(read_audio_delays(report, min_frames=1)) == {"late", "early", "one_frame"}
+    report.write_text('{"clips": [{"clip": "x"}]}')
+    with pytest.raises(InputError, match="offsets.json.*not a sync offsets report"):
+        read_audio_delays(report)
+
+
+def test_audio_delay_reads_the_mel_that_much_later(tmp_path):
+    cache = PrepCache(make_cache(tmp_path / "c", SPEAKERS))
+    rec = cache.records("train")[0]
+    track = cache.load(rec)
+    plain = load_clips(cache, "train")[0]
+    dt = float(np.median(np.diff(track.times)))
+    late = load_clips(cache, "train", audio_delays={rec.clip_id: 2 * dt})[0]
+    assert late.clip_id == plain.clip_id == rec.clip_id
+    np.testing.assert_array_equal(late.mel_windows[:-3], plain.mel_windows[2:-1])
+    np.testing.assert_array_equal(late.points, plain.points)  # the picture stays where it was
+    others = load_clips(cache, "train", audio_delays={rec.clip_id: 2 * dt})[1:]
+    untouched = load_clips(cache, "train")[1:]
+    assert all(np.array_equal(a.mel_windows, b.mel_windows) for a, b in zip(others, untouched, strict=True))
+
+
+def test_training_takes_a_window_and_sync_offsets(tmp_path):
+    cache = make_cache(tmp_path / "c", SPEAKERS)
+    clip = PrepCache(cache).records("train")[0].clip_id
+    report = tmp_path / "offsets.json"
+    report.write_text(
+        json.dumps({"clips": [{"clip": clip, "offset_frames": 3, "fps": 25.0, "corr": 0.2, "corr_best": 0.5}]})
+    )
+    _train(cache, tmp_path / "run", 2, window=7, sync_offsets=str(report))
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["model"]["window"] == 7 and saved["audio_delays"] == {clip: pytest.approx(0.12)}
+    model = LandmarkCompleter.from_pretrained(tmp_path / "run" / "model")
+    assert model.config.window == 7
+
+
+def test_time_stretch_resamples_target_and_mel_together(tmp_path):
+    cache = PrepCache(make_cache(tmp_path / "c", SPEAKERS))
+    clips = load_clips(cache, "train")
+    plain = WindowSampler(clips, TINY.window, TINY.n_refs)
+    stretched = WindowSampler(clips, TINY.window, TINY.n_refs, time_stretch=0.25)
+    a, b = stretched.batch(16, seed=1, step=2), stretched.batch(16, seed=1, step=2)
+    assert all(torch.equal(a[k], b[k]) for k in a)  # still a function of seed and step
+    p = plain.batch(16, seed=1, step=2)
+    assert not torch.equal(a["target"], p["target"]) and not torch.equal(a["mel"], p["mel"])
+    # at rate 1 the resampling gives back the window as it was
+    c = clips[0]
+    t = TINY.window
+    mel = np.empty((t, 16, 80), np.float32)
+    pose = np.empty((t, 74, 2), np.float32)
+    target = np.empty((t, 57, 2), np.float32)
+    assert stretched._stretch(c, 10, 10, 1.0, mel, pose, target) == t
+    np.testing.assert_allclose(target, c.content[10 : 10 + t], atol=1e-6)
+    np.testing.assert_allclose(mel, c.mel_windows[10 : 10 + t].astype(np.float32), atol=1e-2)
+    # a faster rate spans more source frames, interpolating between them
+    assert stretched._stretch(c, 10, 10, 1.25, mel, pose, target) == int(np.ceil((t - 1) * 1.25)) + 1
+    np.testing.assert_allclose(target[1], 0.75 * c.content[11] + 0.25 * c.content[12], atol=1e-6)

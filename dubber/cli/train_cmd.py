@@ -45,6 +45,23 @@ def train_landmarks_command(
     init_from: Path | None = typer.Option(
         None, "--init-from", help="Start from these completer weights (a model folder) instead of random ones."
     ),
+    time_stretch: float = typer.Option(
+        0.0,
+        "--time-stretch",
+        min=0.0,
+        max=0.5,
+        help="Speaking-rate augmentation: windows resampled as if spoken up to 1 +- this times as fast.",
+    ),
+    window: int | None = typer.Option(
+        None, "--window", min=1, max=64, help="Frames the transformer predicts together (default: the size's own)."
+    ),
+    sync_offsets: Path | None = typer.Option(
+        None,
+        "--sync-offsets",
+        exists=True,
+        dir_okay=False,
+        help="A tools/sync_offsets.py report: train clips whose sound is clearly late or early are re-synced.",
+    ),
     seed: int = typer.Option(0, "--seed"),
     device: str | None = typer.Option(None, "--device", help="cpu to force the CPU; default: what accelerate picks."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as one JSON object on stdout."),
@@ -66,6 +83,9 @@ def train_landmarks_command(
         pose_swap=pose_swap,
         freq_warp=freq_warp,
         init_from=None if init_from is None else str(init_from.resolve()),
+        time_stretch=time_stretch,
+        window=window,
+        sync_offsets=None if sync_offsets is None else str(sync_offsets.resolve()),
         seed=seed,
     )
     try:

@@ -7,14 +7,17 @@ target lip/jaw points, plus R reference landmark sets from the same clip chosen 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from dubber.audio.augment import random_warp
-from dubber.audio.windows import frame_windows
+from dubber.audio.windows import frame_windows, stretched_windows
 from dubber.data.cache import ClipTrack, PrepCache
+from dubber.errors import InputError
 from dubber.face.landmarks import ALL_INDICES, CONTENT_INDICES, POSE_INDICES, mouth_opening
 from dubber.models.reference_choice import spread_references
 
@@ -46,6 +49,8 @@ class ClipArrays:
     mel_windows: np.ndarray  # (N, 16, 80) float16
     opening: np.ndarray  # (N,) true mouth opening (NaN where unusable)
     inter_ocular: np.ndarray  # (N,) in crop units
+    mel: np.ndarray | None = None  # (M, 80) float16, the whole clip's log-mel (for time-stretched windows)
+    audio_delay: float = 0.0  # seconds the sound was moved back to sync it with the picture
 
     @property
     def pose(self) -> np.ndarray:
@@ -56,7 +61,9 @@ class ClipArrays:
         return self.points[:, len(_POSE) :]
 
     @classmethod
-    def from_track(cls, track: ClipTrack) -> ClipArrays:
+    def from_track(cls, track: ClipTrack, audio_delay: float = 0.0) -> ClipArrays:
+        """``audio_delay``: seconds the clip's sound runs late against its picture; each frame then reads the mel
+        that far later, so a training clip with a known offset teaches the mouth in sync."""
         usable = track.usable.copy()
         points = track.crop_points[:, _ALL].astype(np.float32)
         usable &= np.isfinite(points).all(axis=(1, 2))
@@ -70,9 +77,11 @@ class ClipArrays:
             times=track.times,
             usable=usable,
             points=_fill_gaps(points, usable),
-            mel_windows=frame_windows(track.mel, track.times).astype(np.float16),
+            mel_windows=frame_windows(track.mel, track.times + audio_delay).astype(np.float16),
             opening=opening,
             inter_ocular=io,
+            mel=track.mel.astype(np.float16),
+            audio_delay=float(audio_delay),
         )
 
 
@@ -88,13 +97,36 @@ def _fill_gaps(points: np.ndarray, usable: np.ndarray) -> np.ndarray:
     return points[nearest]
 
 
-def load_clips(cache: PrepCache, split: str, *, min_frames: int = 20) -> list[ClipArrays]:
-    """Every clip of ``split`` with audio and enough usable frames."""
+def load_clips(
+    cache: PrepCache, split: str, *, min_frames: int = 20, audio_delays: dict[str, float] | None = None
+) -> list[ClipArrays]:
+    """Every clip of ``split`` with audio and enough usable frames (``audio_delays``: seconds by clip id)."""
     out = []
+    delays = audio_delays or {}
     for rec in cache.records(split, with_audio=True):
-        arrays = ClipArrays.from_track(cache.load(rec))
+        arrays = ClipArrays.from_track(cache.load(rec), delays.get(rec.clip_id, 0.0))
         if arrays.usable.sum() >= min_frames:
             out.append(arrays)
+    return out
+
+
+def read_audio_delays(report: str | Path, *, min_frames: int = 2, min_gain: float = 0.05) -> dict[str, float]:
+    """Clip id -> seconds its sound is late, from a ``tools/sync_offsets.py`` report.
+
+    Only clear offsets count: at least ``min_frames`` frames, and a correlation at that shift at least ``min_gain``
+    above the unshifted one; a one-frame or weak best shift is as likely noise as a real offset.
+    """
+    try:
+        rows = json.loads(Path(report).read_text())
+        rows = rows["clips"] if isinstance(rows, dict) else rows
+        out = {}
+        for r in rows:
+            plain, best = r.get("corr"), r.get("corr_best")
+            if abs(r["offset_frames"]) < min_frames or plain is None or best is None or best - plain < min_gain:
+                continue
+            out[str(r["clip"])] = float(r["offset_frames"]) / float(r["fps"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise InputError(report, f"not a sync offsets report from tools/sync_offsets.py ({exc})") from None
     return out
 
 
@@ -122,10 +154,12 @@ class WindowSampler:
         exclude_margin: int | None = None,
         pose_swap: float = 0.0,
         freq_warp: float = 0.0,
+        time_stretch: float = 0.0,
     ) -> None:
         self.clips = clips
         self.pose_swap = pose_swap
         self.freq_warp = freq_warp
+        self.time_stretch = time_stretch
         self.window = window
         self.n_refs = n_refs
         self.margin = window if exclude_margin is None else exclude_margin
@@ -162,13 +196,41 @@ class WindowSampler:
                 ps = int(rng.integers(0, len(c.pose) - t + 1))
             pose[b] = c.pose[ps : ps + t]
             target[b] = c.content[s : s + t]
-            exclude = slice(max(0, s - self.margin), s + t + self.margin)
+            span = t
+            if rng is not None and self.time_stretch > 0:  # drawn only when on: runs without it are unchanged
+                rate = float(np.exp(rng.uniform(-np.log1p(self.time_stretch), np.log1p(self.time_stretch))))
+                span = self._stretch(c, s, ps, rate, mel[b], pose[b], target[b])
+            exclude = slice(max(0, s - self.margin), s + span + self.margin)
             refs[b] = c.points[reference_indices(c, r, rng, exclude)]
         if rng is not None:
             mel, pose, target, refs = _augment(rng, mel, pose, target, refs)
             if self.freq_warp > 0:  # drawn last, so runs without it draw exactly the batches they did before
                 mel = random_warp(mel, rng, self.freq_warp)
         return {k: torch.from_numpy(v) for k, v in (("mel", mel), ("pose", pose), ("target", target), ("refs", refs))}
+
+    def _stretch(self, c: ClipArrays, s: int, ps: int, rate: float, mel, pose, target) -> int:
+        """Resample one window in place as if spoken ``rate`` times as fast; returns the source frames it spans.
+
+        Frames are read at fractional positions ``s + k * rate`` (points interpolated linearly) and the mel around
+        each at the same rate. A window whose stretched span leaves the clip or its usable frames stays as it was.
+        """
+        t = self.window
+        pos = s + np.arange(t) * rate
+        last = int(np.ceil(pos[-1]))
+        if c.mel is None or last >= len(c.usable) or not c.usable[s : last + 1].all():
+            return t
+        lo = np.floor(pos).astype(np.int64)
+        hi = np.minimum(lo + 1, len(c.usable) - 1)
+        frac = (pos - lo).astype(np.float32)[:, None, None]
+        target[:] = c.content[lo] * (1 - frac) + c.content[hi] * frac
+        times = c.times[lo] * (1 - frac[:, 0, 0]) + c.times[hi] * frac[:, 0, 0]
+        mel[:] = stretched_windows(c.mel, times + c.audio_delay, rate)
+        ppos = np.clip(ps + np.arange(t) * rate, 0, len(c.pose) - 1)
+        plo = np.floor(ppos).astype(np.int64)
+        phi = np.minimum(plo + 1, len(c.pose) - 1)
+        pfrac = (ppos - plo).astype(np.float32)[:, None, None]
+        pose[:] = c.pose[plo] * (1 - pfrac) + c.pose[phi] * pfrac
+        return last - s + 1
 
 
 def _augment(rng: np.random.Generator, mel, pose, target, refs):

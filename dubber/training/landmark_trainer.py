@@ -12,7 +12,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +23,7 @@ from dubber.errors import InputError
 from dubber.log import get_logger
 from dubber.models.landmark_completer import LandmarkCompleter, LandmarkCompleterConfig
 from dubber.training.checkpoints import load_checkpoint, save_checkpoint
-from dubber.training.landmark_data import WindowSampler, load_clips, reference_indices
+from dubber.training.landmark_data import WindowSampler, load_clips, read_audio_delays, reference_indices
 from dubber.training.run_log import lr_factor, run_logger
 
 log = get_logger("train")
@@ -42,6 +42,9 @@ class LandmarkTrainConfig:
     pose_swap: float = 0.3  # share of samples whose pose comes from another moment of the clip
     freq_warp: float = 0.0  # VTLP: mel frequency axis scaled by a factor in [1/(1+w), 1+w] (other voices)
     init_from: str | None = None  # a completer folder to fine-tune (its config replaces ``model``)
+    time_stretch: float = 0.0  # speaking rate: windows resampled at a rate in [1/(1+s), 1+s] (other tempos)
+    window: int | None = None  # frames per window (T), replacing the named config's
+    sync_offsets: str | None = None  # a tools/sync_offsets.py report: train clips with a clear offset are re-synced
     eval_every: int = 500
     checkpoint_minutes: float = 5.0
     seed: int = 0
@@ -71,9 +74,16 @@ class BalancedSampler(WindowSampler):
     """WindowSampler drawing speakers in proportion to their frame count ** ``balance``."""
 
     def __init__(
-        self, clips, window: int, n_refs: int, balance: float, pose_swap: float = 0.0, freq_warp: float = 0.0
+        self,
+        clips,
+        window: int,
+        n_refs: int,
+        balance: float,
+        pose_swap: float = 0.0,
+        freq_warp: float = 0.0,
+        time_stretch: float = 0.0,
     ) -> None:
-        super().__init__(clips, window, n_refs, pose_swap=pose_swap, freq_warp=freq_warp)
+        super().__init__(clips, window, n_refs, pose_swap=pose_swap, freq_warp=freq_warp, time_stretch=time_stretch)
         speakers = np.array([clips[ci].speaker for ci in self.starts[:, 0]])
         names, inverse, counts = np.unique(speakers, return_inverse=True, return_counts=True)
         weight = counts.astype(np.float64) ** balance / counts  # per window
@@ -128,6 +138,8 @@ def train_landmarks(
     cache = PrepCache(data)
     accelerator = Accelerator(cpu=device == "cpu")
     model_cfg = LandmarkCompleterConfig.named(cfg.model)
+    if cfg.window is not None:
+        model_cfg = replace(model_cfg, window=cfg.window)
     config_path = run / "config.json"
     if resume and config_path.is_file():
         saved = json.loads(config_path.read_text())
@@ -137,7 +149,8 @@ def train_landmarks(
         raise InputError(run, "holds a training run already; pass --resume to continue it or choose another --out")
 
     torch.manual_seed(cfg.seed)
-    train_clips = load_clips(cache, "train", min_frames=model_cfg.window)
+    delays = read_audio_delays(cfg.sync_offsets) if cfg.sync_offsets else {}
+    train_clips = load_clips(cache, "train", min_frames=model_cfg.window, audio_delays=delays)
     if not train_clips:
         raise InputError(cache.root, "no train clips with audio in the cache")
     dev_clips = load_clips(cache, "dev", min_frames=model_cfg.window)
@@ -146,7 +159,13 @@ def train_landmarks(
         start = LandmarkCompleter.from_pretrained(cfg.init_from)
         model_cfg = start.config
     sampler = BalancedSampler(
-        train_clips, model_cfg.window, model_cfg.n_refs, cfg.speaker_balance, cfg.pose_swap, cfg.freq_warp
+        train_clips,
+        model_cfg.window,
+        model_cfg.n_refs,
+        cfg.speaker_balance,
+        cfg.pose_swap,
+        cfg.freq_warp,
+        cfg.time_stretch,
     )
     model = start if start is not None else LandmarkCompleter(model_cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -162,6 +181,7 @@ def train_landmarks(
                     "train_clips": len(train_clips),
                     "train_windows": len(sampler),
                     "train_speakers": sampler.speakers,
+                    "audio_delays": delays,
                     "dev_clips": len(dev_clips),
                 },
                 indent=1,
