@@ -219,18 +219,18 @@ class WindowSampler:
         last = int(np.ceil(pos[-1]))
         if c.mel is None or last >= len(c.usable) or not c.usable[s : last + 1].all():
             return t
-        lo = np.floor(pos).astype(np.int64)
-        hi = np.minimum(lo + 1, len(c.usable) - 1)
-        frac = (pos - lo).astype(np.float32)[:, None, None]
-        target[:] = c.content[lo] * (1 - frac) + c.content[hi] * frac
-        times = c.times[lo] * (1 - frac[:, 0, 0]) + c.times[hi] * frac[:, 0, 0]
-        mel[:] = stretched_windows(c.mel, times + c.audio_delay, rate)
-        ppos = np.clip(ps + np.arange(t) * rate, 0, len(c.pose) - 1)
-        plo = np.floor(ppos).astype(np.int64)
-        phi = np.minimum(plo + 1, len(c.pose) - 1)
-        pfrac = (ppos - plo).astype(np.float32)[:, None, None]
-        pose[:] = c.pose[plo] * (1 - pfrac) + c.pose[phi] * pfrac
+        target[:] = _interpolate(c.content, pos)
+        mel[:] = stretched_windows(c.mel, _interpolate(c.times, pos) + c.audio_delay, rate)
+        pose[:] = _interpolate(c.pose, np.clip(ps + np.arange(t) * rate, 0, len(c.pose) - 1))
         return last - s + 1
+
+
+def _interpolate(values: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """``values`` (N, ...) read at fractional indices ``pos`` (within 0..N-1), linearly between neighbours."""
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, len(values) - 1)
+    frac = (pos - lo).reshape(-1, *([1] * (values.ndim - 1)))
+    return values[lo] * (1 - frac) + values[hi] * frac
 
 
 def _augment(rng: np.random.Generator, mel, pose, target, refs):
