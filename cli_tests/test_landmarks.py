@@ -355,3 +355,11 @@ def test_time_stretch_resamples_target_and_mel_together(tmp_path):
     # a faster rate spans more source frames, interpolating between them
     assert stretched._stretch(c, 10, 10, 1.25, mel, pose, target) == int(np.ceil((t - 1) * 1.25)) + 1
     np.testing.assert_allclose(target[1], 0.75 * c.content[11] + 0.25 * c.content[12], atol=1e-6)
+
+
+def test_window_is_refused_with_init_from(tmp_path):
+    cache = make_cache(tmp_path / "c", SPEAKERS)
+    LandmarkCompleter(TINY).save_pretrained(tmp_path / "start")
+    with pytest.raises(InputError, match="--window cannot change"):
+        _train(cache, tmp_path / "run", 1, window=7, init_from=str(tmp_path / "start"))
+    assert not (tmp_path / "run").exists()

@@ -139,6 +139,8 @@ def train_landmarks(
     accelerator = Accelerator(cpu=device == "cpu")
     model_cfg = LandmarkCompleterConfig.named(cfg.model)
     if cfg.window is not None:
+        if cfg.init_from:  # a fine-tuned model keeps the window it was trained with
+            raise InputError(None, "--window cannot change the window of --init-from weights; give one or the other")
         model_cfg = replace(model_cfg, window=cfg.window)
     config_path = run / "config.json"
     if resume and config_path.is_file():
