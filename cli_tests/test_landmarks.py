@@ -229,6 +229,10 @@ def test_train_and_eval_cli(tmp_path):
             "15",
             "--device",
             "cpu",
+            "--opening-weight",
+            "0.2",
+            "--point-loss",
+            "l2",
             "--json",
         ],
         capture_output=True,
@@ -237,8 +241,17 @@ def test_train_and_eval_cli(tmp_path):
     )
     assert train.returncode == 0, train.stderr
     assert json.loads(train.stdout)["step"] == 30
+    saved = json.loads((run / "config.json").read_text())["train"]
+    assert saved["opening_weight"] == 0.2 and saved["point_loss"] == "l2"
     log = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log if r.get("eval")] == [15, 30]
+    assert all("opening" in r and "l2" in r for r in log if "loss" in r)
+    bad_loss = subprocess.run(
+        base + ["train", "landmarks", "--data", str(cache), "--out", str(tmp_path / "r2"), "--point-loss", "l3"],
+        capture_output=True,
+        text=True,
+    )
+    assert bad_loss.returncode == 2 and "l3" in bad_loss.stderr and not (tmp_path / "r2").exists()
     again = subprocess.run(
         base + ["train", "landmarks", "--data", str(cache), "--out", str(run), "--model", "tiny"],
         capture_output=True,
@@ -363,3 +376,41 @@ def test_window_is_refused_with_init_from(tmp_path):
     with pytest.raises(InputError, match="--window cannot change"):
         _train(cache, tmp_path / "run", 1, window=7, init_from=str(tmp_path / "start"))
     assert not (tmp_path / "run").exists()
+
+
+def test_opening_loss_matches_the_numpy_opening_and_only_adds_when_asked():
+    from dubber.training.landmark_trainer import landmark_loss, opening_of
+
+    g = torch.Generator().manual_seed(0)
+    target = 0.3 + 0.4 * torch.rand(2, 5, 57, 2, generator=g)
+    pred = (target + 0.01 * torch.randn(2, 5, 57, 2, generator=g)).requires_grad_(True)
+    np.testing.assert_allclose(opening_of(target).numpy(), content_opening(target.numpy()), rtol=1e-5)
+    plain, parts = landmark_loss(pred, target, 1.0)
+    assert "opening" not in parts
+    weighted, parts = landmark_loss(pred, target, 1.0, opening_weight=0.5)
+    expected = (opening_of(pred) - opening_of(target)).abs().mean().detach()
+    assert parts["opening"] == pytest.approx(float(expected))
+    assert float(weighted) == pytest.approx(float(plain) + 0.5 * float(expected), rel=1e-6)
+    weighted.backward()
+    # The opening term reaches exactly the four points that define it, beyond the point L1's uniform gradient.
+    from dubber.training.landmark_data import OPENING_IN_CONTENT
+
+    extra = pred.grad.abs().sum(dim=(0, 1, 3))
+    others = [i for i in range(57) if i not in OPENING_IN_CONTENT]
+    assert extra[list(OPENING_IN_CONTENT)].min() > extra[others].max()
+
+
+def test_l2_point_loss_is_scaled_squared_error_with_the_same_velocity_term():
+    from dubber.training.landmark_trainer import landmark_loss
+
+    g = torch.Generator().manual_seed(1)
+    target = 0.3 + 0.4 * torch.rand(2, 5, 57, 2, generator=g)
+    pred = target + 0.01 * torch.randn(2, 5, 57, 2, generator=g)
+    l1_loss, l1_parts = landmark_loss(pred, target, 1.0)
+    l2_loss, l2_parts = landmark_loss(pred, target, 1.0, point_loss="l2")
+    assert l2_parts["l1"] == l1_parts["l1"] and l2_parts["velocity"] == l1_parts["velocity"]
+    assert l2_parts["l2"] == pytest.approx(50.0 * float((pred - target).square().mean()))
+    assert float(l2_loss) == pytest.approx(l2_parts["l2"] + l2_parts["velocity"], rel=1e-6)
+    assert float(l1_loss) == pytest.approx(l1_parts["l1"] + l1_parts["velocity"], rel=1e-6)
+    with pytest.raises(ValueError, match="unknown point loss"):
+        landmark_loss(pred, target, 1.0, point_loss="l3")

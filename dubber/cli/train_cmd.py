@@ -42,6 +42,15 @@ def train_landmarks_command(
         max=0.5,
         help="Vocal-tract-length perturbation: scale the mel frequency axis by up to 1 +- this (other voices).",
     ),
+    point_loss: str = typer.Option(
+        "l1", "--point-loss", help="Loss on the points: l1, or l2 (squared error, scaled to L1's gradient at 0.01)."
+    ),
+    opening_weight: float = typer.Option(
+        0.0,
+        "--opening-weight",
+        min=0.0,
+        help="Weight of an extra L1 loss on the mouth opening (inner-lip gap / width) on top of the point L1.",
+    ),
     init_from: Path | None = typer.Option(
         None, "--init-from", help="Start from these completer weights (a model folder) instead of random ones."
     ),
@@ -82,6 +91,8 @@ def train_landmarks_command(
         speaker_balance=speaker_balance,
         pose_swap=pose_swap,
         freq_warp=freq_warp,
+        opening_weight=opening_weight,
+        point_loss=point_loss,
         init_from=None if init_from is None else str(init_from.resolve()),
         time_stretch=time_stretch,
         window=window,
@@ -92,6 +103,8 @@ def train_landmarks_command(
         LandmarkCompleterConfig.named(model)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--model") from None
+    if point_loss not in ("l1", "l2"):
+        raise typer.BadParameter(f"{point_loss!r} is not l1 or l2", param_hint="--point-loss")
 
     def show(rec: dict) -> None:
         if "eval" in rec:

@@ -23,7 +23,13 @@ from dubber.errors import InputError
 from dubber.log import get_logger
 from dubber.models.landmark_completer import LandmarkCompleter, LandmarkCompleterConfig
 from dubber.training.checkpoints import load_checkpoint, save_checkpoint
-from dubber.training.landmark_data import WindowSampler, load_clips, read_audio_delays, reference_indices
+from dubber.training.landmark_data import (
+    OPENING_IN_CONTENT,
+    WindowSampler,
+    load_clips,
+    read_audio_delays,
+    reference_indices,
+)
 from dubber.training.run_log import lr_factor, run_logger
 
 log = get_logger("train")
@@ -38,6 +44,8 @@ class LandmarkTrainConfig:
     warmup_steps: int = 200
     max_steps: int = 20_000  # the cosine schedule's length; --max-minutes may stop earlier
     velocity_weight: float = 1.0
+    point_loss: str = "l1"  # "l1" or "l2" (squared error, scaled to L1's gradient at a 0.01 error)
+    opening_weight: float = 0.0  # extra L1 on the mouth opening (inner-lip gap / width), the most visible sync cue
     speaker_balance: float = 0.15  # sample speakers in proportion to frames ** this (0: uniform, 1: by frames)
     pose_swap: float = 0.3  # share of samples whose pose comes from another moment of the clip
     freq_warp: float = 0.0  # VTLP: mel frequency axis scaled by a factor in [1/(1+w), 1+w] (other voices)
@@ -64,10 +72,43 @@ class TrainResult:
     dev: dict = field(default_factory=dict)
 
 
-def landmark_loss(pred: torch.Tensor, target: torch.Tensor, velocity_weight: float) -> tuple[torch.Tensor, dict]:
-    l1 = (pred - target).abs().mean()
+def opening_of(content: torch.Tensor) -> torch.Tensor:
+    """Mouth opening (inner-lip gap / mouth width) of content-ordered points (..., 57, 2), differentiable."""
+    up, low, right, left = (content[..., i, :] for i in OPENING_IN_CONTENT)
+    return (low - up).norm(dim=-1) / (left - right).norm(dim=-1).clamp_min(1e-6)
+
+
+# Squared point error is scaled so that its gradient equals L1's at a 0.01 error (about 1 px on a 128 px crop).
+_L2_SCALE = 50.0
+
+
+def landmark_loss(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    velocity_weight: float,
+    opening_weight: float = 0.0,
+    point_loss: str = "l1",
+) -> tuple[torch.Tensor, dict]:
+    err = pred - target
+    l1 = err.abs().mean()
     vel = ((pred[:, 1:] - pred[:, :-1]) - (target[:, 1:] - target[:, :-1])).abs().mean()
-    return l1 + velocity_weight * vel, {"l1": float(l1.detach()), "velocity": float(vel.detach())}
+    parts = {"l1": float(l1.detach()), "velocity": float(vel.detach())}
+    if point_loss == "l1":
+        points = l1
+    elif point_loss == "l2":
+        # L1 is minimised by the conditional median, L2 by the conditional mean: where the audio leaves the
+        # opening uncertain, the median sticks to the commoner closed mouth while the mean opens part way.
+        points = _L2_SCALE * err.square().mean()
+        parts["l2"] = float(points.detach())
+    else:
+        raise ValueError(f"unknown point loss {point_loss!r}; choose l1 or l2")
+    loss = points + velocity_weight * vel
+    if opening_weight > 0:
+        # Two of 57 points carry the opening, so the point L1 barely sees it; this term weighs it on its own.
+        opening = (opening_of(pred) - opening_of(target)).abs().mean()
+        loss = loss + opening_weight * opening
+        parts["opening"] = float(opening.detach())
+    return loss, parts
 
 
 class BalancedSampler(WindowSampler):
@@ -217,7 +258,7 @@ def train_landmarks(
         for g in opt.param_groups:
             g["lr"] = cfg.lr * lr_factor(step, cfg.warmup_steps, cfg.max_steps)
         pred = model(batch["mel"], batch["pose"], batch["refs"])
-        loss, parts = landmark_loss(pred, batch["target"], cfg.velocity_weight)
+        loss, parts = landmark_loss(pred, batch["target"], cfg.velocity_weight, cfg.opening_weight, cfg.point_loss)
         opt.zero_grad(set_to_none=True)
         accelerator.backward(loss)
         if cfg.grad_clip:
