@@ -414,3 +414,5 @@ def test_l2_point_loss_is_scaled_squared_error_with_the_same_velocity_term():
     assert float(l1_loss) == pytest.approx(l1_parts["l1"] + l1_parts["velocity"], rel=1e-6)
     with pytest.raises(ValueError, match="unknown point loss"):
         landmark_loss(pred, target, 1.0, point_loss="l3")
+    with pytest.raises(ValueError, match="unknown point loss 'l3'"):
+        LandmarkTrainConfig(point_loss="l3")

@@ -79,8 +79,10 @@ def train_landmarks_command(
     from dataclasses import asdict
 
     from dubber.models.landmark_completer import LandmarkCompleterConfig
-    from dubber.training.landmark_trainer import LandmarkTrainConfig, train_landmarks
+    from dubber.training.landmark_trainer import POINT_LOSSES, LandmarkTrainConfig, train_landmarks
 
+    if point_loss not in POINT_LOSSES:
+        raise typer.BadParameter(f"{point_loss!r} is not one of {', '.join(POINT_LOSSES)}", param_hint="--point-loss")
     cfg = LandmarkTrainConfig(
         model=model,
         batch_size=batch_size,
@@ -103,8 +105,6 @@ def train_landmarks_command(
         LandmarkCompleterConfig.named(model)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--model") from None
-    if point_loss not in ("l1", "l2"):
-        raise typer.BadParameter(f"{point_loss!r} is not l1 or l2", param_hint="--point-loss")
 
     def show(rec: dict) -> None:
         if "eval" in rec:

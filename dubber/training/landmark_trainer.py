@@ -33,6 +33,7 @@ from dubber.training.landmark_data import (
 from dubber.training.run_log import lr_factor, run_logger
 
 log = get_logger("train")
+POINT_LOSSES = ("l1", "l2")
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,10 @@ class LandmarkTrainConfig:
     checkpoint_minutes: float = 5.0
     seed: int = 0
     grad_clip: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.point_loss not in POINT_LOSSES:  # caught here, not at the first step of a run that made its folder
+            raise ValueError(f"unknown point loss {self.point_loss!r}; choose from {', '.join(POINT_LOSSES)}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -104,7 +109,7 @@ def landmark_loss(
         raise ValueError(f"unknown point loss {point_loss!r}; choose l1 or l2")
     loss = points + velocity_weight * vel
     if opening_weight > 0:
-        # Two of 57 points carry the opening, so the point L1 barely sees it; this term weighs it on its own.
+        # Four of 57 points define the opening, so the point loss barely sees it; this term weighs it on its own.
         opening = (opening_of(pred) - opening_of(target)).abs().mean()
         loss = loss + opening_weight * opening
         parts["opening"] = float(opening.detach())
