@@ -8,7 +8,7 @@ MEDIAPIPE_SPEC ?= mediapipe==0.10.21
 STAMP := $(VENV)/.dubber-installed
 
 .PHONY: setup test test-all lint bench bench-renderer bench-dub demo clean prep train-landmarks eval-landmarks train-renderer \
-	eval-renderer train-joint eval-dub
+	eval-renderer train-joint eval-dub train-landmarks-speech ship-landmarks
 
 setup: $(STAMP)
 
@@ -63,6 +63,18 @@ prep: setup
 train-landmarks: setup
 	$(BIN)/dub train landmarks --data $(CACHE) --out $(RUN) --model small --max-steps 3200 --speaker-balance 0.15 --freq-warp 0.15 \
 		--eval-every 800 $(if $(wildcard $(RUN)/checkpoint.json),--resume)
+
+# The shipped landmark model is an ensemble of that mel completer and a speech completer (docs/LANDMARKS.md):
+SPEECH_RUN ?= ../runs/landmarks-speech
+train-landmarks-speech: setup
+	$(BIN)/dub train landmarks --data $(CACHE) --out $(SPEECH_RUN) --model small --max-steps 3200 --speaker-balance 0.15 \
+		--audio speech --speech-layer 3 --eval-every 800 $(if $(wildcard $(SPEECH_RUN)/checkpoint.json),--resume)
+
+ship-landmarks: setup
+	$(BIN)/python tools/ship_landmarks.py $(RUN) $(SPEECH_RUN) --weight 0.5 0.5 --out $(RUN)/ensemble
+	$(BIN)/dub eval landmarks --data $(CACHE) --align-dir $(SHARED)/grid_s1_align --weights $(RUN)/ensemble \
+		--report $(RUN)/ensemble/eval.json
+	$(BIN)/python tools/ship_landmarks.py $(RUN) $(SPEECH_RUN) --weight 0.5 0.5 --report $(RUN)/ensemble/eval.json
 
 eval-landmarks: setup
 	$(BIN)/dub eval landmarks --data $(CACHE) --align-dir $(SHARED)/grid_s1_align --report $(RUN)/eval.json \

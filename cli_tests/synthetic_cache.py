@@ -73,6 +73,16 @@ def write_crops(path: Path, frames: np.ndarray) -> None:
         out.mux(stream.encode(None))
 
 
+def write_speech(folder: Path, mel: np.ndarray, name: str, dims: int, rng: np.random.Generator) -> None:
+    """Speech features at 50 steps/s whose first half of the dimensions follows the mel's loudness."""
+    loud = (mel[:, 8].astype(np.float64) + 4.0) / 7.0
+    steps = 1 + int((len(mel) - 1) / 80.0 * 50.0)
+    step_loud = np.interp(np.arange(steps) / 50.0, np.arange(len(mel)) / 80.0, loud)
+    feats = rng.normal(0, 0.1, (steps, dims))
+    feats[:, : dims // 2] += 2.0 * step_loud[:, None]
+    np.save(folder / f"speech-{name}.npy", feats.astype(np.float16))
+
+
 def make_cache(
     root: Path,
     speakers: dict[str, str],
@@ -80,9 +90,11 @@ def make_cache(
     frames: int = 75,
     seed: int = 0,
     crops: bool = False,
+    speech: tuple[str, int] | None = None,
 ) -> Path:
     """``speakers`` maps a speaker name to its split. Returns the cache folder. ``crops`` also writes
-    ``crops_128.mp4`` drawn from the landmarks, each speaker with its own skin colour."""
+    ``crops_128.mp4`` drawn from the landmarks, each speaker with its own skin colour. ``speech`` (features name,
+    dims) also writes speech-encoder features that carry the loudness, as ``dub prep`` would store them."""
     rng = np.random.default_rng(seed)
     sources = []
     for si, (speaker, split) in enumerate(speakers.items()):
@@ -119,6 +131,8 @@ def make_cache(
                 has_audio=True,
                 sizes=[128],
             )
+            if speech is not None:
+                write_speech(folder, mel, speech[0], speech[1], rng)
             if crops:
                 skin = tuple(int(v) for v in 120 + (np.arange(3) * 37 + si * 53) % 120)
                 write_crops(folder / "crops_128.mp4", draw_crops(pts, skin))

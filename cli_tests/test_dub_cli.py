@@ -14,6 +14,7 @@ import pytest
 
 from cli_tests.media_factory import make_audio, make_face_video, make_video, psnr
 from cli_tests.tiny_bundle import TINY_BLEND, TINY_BUNDLE, make_tiny_weights
+from dubber import DubbingPipeline
 from dubber.cli.app import run
 from dubber.face import FaceAligner, FaceTracker
 from dubber.face.aligner import Similarity, apply_affine, invert_affine
@@ -29,7 +30,10 @@ LOSSLESS = ["--crf", "0", "--preset", "ultrafast"]
 
 @pytest.fixture(scope="session")
 def tiny_root(tmp_path_factory) -> Path:
-    return make_tiny_weights(tmp_path_factory.mktemp("weights"))
+    root = make_tiny_weights(tmp_path_factory.mktemp("weights"))
+    make_tiny_weights(root, "tiny-speech", speech=True)  # a completer that reads speech-encoder features
+    make_tiny_weights(root, "tiny-mel-speech", speech=True, keep_mel=True)  # ... and the mel too
+    return make_tiny_weights(root, "tiny-ensemble", ensemble=True)  # a mel and a speech completer, as shipped
 
 
 @pytest.fixture(autouse=True)
@@ -94,6 +98,24 @@ def test_dub_writes_the_audio_length_with_untouched_surroundings(tmp_path, face_
         assert psnr(dubbed[i][keep], reference[i][keep]) > 40, f"frame {i} changed outside the face mask"
         changed_faces += psnr(dubbed[i][~keep], reference[i][~keep]) < 40
     assert changed_faces >= 12  # the mouths really were redrawn
+
+
+def test_a_speech_input_bundle_dubs_with_its_speech_encoder(tmp_path, face_clip, capsys):
+    speech = make_audio(tmp_path / "speech.wav", seconds=0.8)
+    outs = {}
+    for name in (TINY_BUNDLE, "tiny-speech", "tiny-mel-speech", "tiny-ensemble"):
+        outs[name] = tmp_path / f"{name}.mp4"
+        args = ["video", face_clip, "--audio", speech, "-o", outs[name], "--weights", name, "--steps", "2", "--json"]
+        assert run(list(map(str, args))) == 0
+        assert json.loads(capsys.readouterr().out)["frames"] == 20 == probe_media(outs[name]).video.frame_count
+    for name, kind in (("tiny-speech", "speech"), ("tiny-mel-speech", "mel+speech"), ("tiny-ensemble", "ensemble")):
+        pipe = DubbingPipeline.from_pretrained(name, device="cpu")
+        assert pipe.landmarks.config.audio_input == kind and pipe.speech_encoder.config.source == "tiny-test"
+    # other landmarks, so other mouths: the speech bundle's completer really drove the render
+    assert (
+        hashlib.sha256(outs["tiny-speech"].read_bytes()).digest()
+        != hashlib.sha256(outs[TINY_BUNDLE].read_bytes()).digest()
+    )
 
 
 def test_a_seeded_dub_reproduces_byte_for_byte(tmp_path, face_clip, capsys):
@@ -270,7 +292,7 @@ def test_python_api_reports_progress_and_chunks_do_not_show(tmp_path, face_clip)
              progress=lambda *x: seen.append(x))  # fmt: skip
     b = pipe(face_clip, speech, tmp_path / "b.mp4", steps=2, batch_size=8, crf=0, preset="ultrafast")
     assert a.frames == b.frames == 20 and a.face_frames == b.face_frames == 16 and not a.still_image
-    assert set(a.timings) >= {"decode", "track", "landmarks", "render", "composite", "encode", "total"}
+    assert set(a.timings) >= {"audio", "decode", "track", "landmarks", "render", "composite", "encode", "total"}
     assert ("analyse", 20, 20) in seen and seen[-1] == ("dub", 20, 20)
     for x, y in zip(frames_of(tmp_path / "a.mp4"), frames_of(tmp_path / "b.mp4"), strict=True):
         assert np.abs(x.astype(int) - y.astype(int)).max() <= 2  # batch size changes only float rounding

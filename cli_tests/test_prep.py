@@ -189,12 +189,15 @@ def test_prep_cli_real_faces_in_parallel(tmp_path):
     assert run.returncode == 0, run.stderr
     summary = json.loads(run.stdout)
     assert summary["ok"] == 2 and summary["skipped"] == 1 and summary["jobs"] == 2
+    assert summary["speech_features_made"] == 2  # the shipped speech encoder's features, for speech completers
     frames = probe_media(src / "a.mp4").video.frame_count
-    track = PrepCache(cache).load(PrepCache(cache).records()[0])
+    track = PrepCache(cache).load(PrepCache(cache).records()[0], "whisper-tiny.en.layer3")
     assert len(track) == frames and track.usable.mean() > 0.95
+    assert track.speech.shape == (1 + int(track.record.seconds * 16000) // 320, 384)
     assert not np.any(track.flags & FLAG_SCENE_CUT)
     rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert rerun.returncode == 0 and json.loads(rerun.stdout)["already_done"] == 3
+    assert json.loads(rerun.stdout)["speech_features_made"] == 0
     missing = subprocess.run(cmd[:4] + [str(tmp_path / "nope"), "-o", str(cache)], capture_output=True, text=True)
     assert missing.returncode == 2 and "no such file or folder" in missing.stderr and "Traceback" not in missing.stderr
 

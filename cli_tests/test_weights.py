@@ -74,24 +74,40 @@ def test_weights_cli_on_a_damaged_folder(tmp_path):
 
 
 def test_shipped_landmark_weights_verify_and_run(monkeypatch):
-    """The weights in the repository: present, checksums right, small, and a working model."""
+    """The weights in the repository: present, checksums right, small, and a working model: the ensemble of a mel
+    completer and a speech completer, each hearing its own input of the same sound."""
+    import numpy as np
+
+    from dubber.audio.features import AudioFeatures
+    from dubber.audio.speech import MelAndSpeechFeatures, encode_speech
+    from dubber.models.landmark_ensemble import LandmarkEnsemble, predict_from_features
+    from dubber.weights import load_speech_encoder
+
     monkeypatch.delenv("DUB_WEIGHTS", raising=False)
     manifest = read_manifest()
     entry = manifest["models"][LANDMARKS_MODEL]
     assert sum(f["size"] for f in entry["files"].values()) < 16 * 2**20
-    for key in ("training", "metrics", "licence"):
+    for key in ("members", "metrics", "licence"):
         assert entry[key], key
+    assert all(m["steps"] and m["command"].startswith("dub train landmarks") for m in entry["members"].values())
     model = load_landmark_model()
+    assert isinstance(model, LandmarkEnsemble) and set(model.weights) == {"mel", "speech"}
+    assert model.members["speech"].config.audio_input == "speech"
     cfg = model.config
-    mel = torch.zeros(1, cfg.window, 16, 80) - 4.0
     from dubber.face.aligner import canonical_face
     from dubber.face.landmarks import ALL_INDICES, POSE_INDICES
 
-    face = torch.as_tensor(canonical_face())
-    pose = face[list(POSE_INDICES)].expand(1, cfg.window, -1, -1)
-    refs = face[list(ALL_INDICES)].expand(1, cfg.n_refs, -1, -1)
-    out = model(mel, pose, refs)
-    assert out.shape == (1, cfg.window, 57, 2) and torch.isfinite(out).all()
+    face = canonical_face().astype(np.float32)
+    t = np.arange(16000) / 16000
+    sound = (0.3 * np.sin(2 * np.pi * 200 * t) * (t > 0.4)).astype(np.float32)
+    encoder = load_speech_encoder(cfg.speech_encoder)
+    features = MelAndSpeechFeatures(AudioFeatures(np.zeros((81, 80), np.float32) - 4.0),
+                                    encode_speech(sound, encoder, layer=cfg.speech_layer))  # fmt: skip
+    times = np.arange(25) / 25.0
+    pose = np.repeat(face[list(POSE_INDICES)][None], 25, 0)
+    refs = np.repeat(face[list(ALL_INDICES)][None], cfg.n_refs, 0)
+    out = predict_from_features(model, features, times, pose, refs)
+    assert out.shape == (25, 57, 2) and np.isfinite(out).all()
 
 
 def test_shipped_renderer_verifies_and_renders(monkeypatch):

@@ -8,7 +8,9 @@ from pathlib import Path
 import torch
 
 from dubber.models import LandmarkCompleter, LandmarkCompleterConfig
+from dubber.models.landmark_ensemble import LandmarkEnsemble
 from dubber.models.renderer_unet import RendererUNet, renderer_config
+from dubber.models.speech_encoder import SpeechEncoder, SpeechEncoderConfig
 from dubber.render import FaceRenderer
 from dubber.render.reference_blend import ReferenceBlend
 from dubber.weights import register_model
@@ -17,10 +19,37 @@ TINY_BUNDLE = "tiny"
 TINY_BLEND = ReferenceBlend(0.0, 0.05)  # partial: both the network and the paste show
 
 
-def make_tiny_weights(root: Path, name: str = TINY_BUNDLE, seed: int = 0) -> Path:
-    """Write ``root/<name>/{landmarks,renderer}`` with manifest entries; returns ``root``."""
+def make_tiny_speech_encoder(root: Path, seed: int = 0) -> SpeechEncoder:
+    """A random ``tiny-test`` speech encoder registered as ``speech/tiny-test`` in the weights folder ``root``."""
     torch.manual_seed(seed)
-    landmarks = LandmarkCompleter(LandmarkCompleterConfig.named("tiny"))
+    encoder = SpeechEncoder(SpeechEncoderConfig.named("tiny-test")).eval()
+    folder = root / "speech" / encoder.config.source
+    encoder.save_pretrained(folder)
+    register_model(f"speech/{encoder.config.source}", folder, {"origin": "random weights for tests"}, root)
+    return encoder
+
+
+def make_tiny_weights(
+    root: Path,
+    name: str = TINY_BUNDLE,
+    seed: int = 0,
+    speech: bool = False,
+    keep_mel: bool = False,
+    ensemble: bool = False,
+) -> Path:
+    """Write ``root/<name>/{landmarks,renderer}`` with manifest entries; returns ``root``. ``speech``: the completer
+    reads the features of a tiny random speech encoder, registered beside it (with ``keep_mel``, mel+speech);
+    ``ensemble``: the landmarks are a 0.7 / 0.3 ensemble of a mel completer and such a speech completer, as shipped."""
+    config = LandmarkCompleterConfig.named("tiny")
+    if speech or ensemble:
+        encoder = make_tiny_speech_encoder(root, seed)
+        speech_config = config.with_speech_input(encoder.config.source, encoder.config.d_model, 10, keep_mel, layer=1)
+    torch.manual_seed(seed)
+    if ensemble:
+        members = {"mel": LandmarkCompleter(config), "speech": LandmarkCompleter(speech_config)}
+        landmarks = LandmarkEnsemble(members, {"mel": 0.7, "speech": 0.3})
+    else:
+        landmarks = LandmarkCompleter(speech_config if speech else config)
     unet = RendererUNet(**renderer_config("tiny"))
     g = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():  # the output layers start at zero; give them weights so the render changes pixels

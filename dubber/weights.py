@@ -107,16 +107,39 @@ LANDMARKS_MODEL = "default/landmarks"
 
 
 def load_landmark_model(path: str | Path | None = None, *, device: str = "cpu"):
-    """A LandmarkCompleter from a folder, or the shipped default (checksum-verified) when ``path`` is None."""
+    """A LandmarkCompleter (or LandmarkEnsemble) from a folder, or the shipped default (checksum-verified) when
+    ``path`` is None."""
     from dubber.models.landmark_completer import CONFIG_NAME, LandmarkCompleter
+    from dubber.models.landmark_ensemble import LandmarkEnsemble, is_ensemble_folder
 
     folder = verified_folder(LANDMARKS_MODEL) if path is None else Path(path)
     if not (folder / CONFIG_NAME).is_file():
         raise InputError(folder, f"not a model folder (no {CONFIG_NAME})")
     try:
+        if is_ensemble_folder(folder):
+            return LandmarkEnsemble.from_pretrained(folder, device=device)
         return LandmarkCompleter.from_pretrained(folder, device=device)
-    except (OSError, ValueError, RuntimeError) as exc:
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
         raise WeightsError(f"{folder}: cannot load the landmark model ({exc})") from None
+
+
+SPEECH_MODELS = "speech"  # weights/speech/<name>/: pretrained speech encoders, shared by every bundle
+
+
+def load_speech_encoder(name: str, path: str | Path | None = None, *, device: str = "cpu"):
+    """The speech encoder ``name`` from ``path``, or the shipped one (checksum-verified) when ``path`` is None."""
+    from dubber.models.speech_encoder import CONFIG_NAME, SpeechEncoder
+
+    folder = verified_folder(f"{SPEECH_MODELS}/{name}") if path is None else Path(path)
+    if not (folder / CONFIG_NAME).is_file():
+        raise InputError(folder, f"not a speech encoder folder (no {CONFIG_NAME})")
+    try:
+        encoder = SpeechEncoder.from_pretrained(folder, device=device)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise WeightsError(f"{folder}: cannot load the speech encoder ({exc})") from None
+    if encoder.config.source != name:
+        raise WeightsError(f"{folder}: holds speech encoder {encoder.config.source!r}, not {name!r}")
+    return encoder
 
 
 RENDERER_MODEL = "default/renderer"

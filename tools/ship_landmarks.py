@@ -1,6 +1,7 @@
 """Ship a trained landmark completer: fp16 copy into weights/default/landmarks and a manifest entry.
 
     python tools/ship_landmarks.py RUN_DIR --report eval.json [--hardware "2-core CPU"]
+    python tools/ship_landmarks.py MEL_RUN SPEECH_RUN --weight 0.7 0.3 --report eval.json   # an ensemble
 
 RUN_DIR is a `dub train landmarks` run (its model/, config.json and log.jsonl); the report is the JSON that
 `dub eval landmarks --report` wrote for that model. The manifest entry records the sha256 and size of each file,
@@ -17,6 +18,7 @@ from pathlib import Path
 import torch
 
 from dubber.models.landmark_completer import LandmarkCompleter
+from dubber.models.landmark_ensemble import LandmarkEnsemble
 from dubber.weights import LANDMARKS_MODEL, register_model, weights_root
 
 
@@ -35,40 +37,70 @@ def landmark_metrics(report: dict) -> dict[str, float]:
     return metrics
 
 
+def training_info(run: Path, hardware: str) -> dict:
+    """The manifest's training record of one `dub train landmarks` run."""
+    run_cfg = json.loads((run / "config.json").read_text())
+    model_cfg = json.loads((run / "model" / "config.json").read_text())
+    train = run_cfg["train"]
+    audio = train.get("audio", "mel")
+    return {
+        "data": "../shared/data train split: "
+        f"{run_cfg['train_clips']} clips, {len(run_cfg['train_speakers'])} speakers "
+        "(GRID, HDTF, MEAD, LRS3, CREMA-D, TMSV and interview footage; 50 of the 53 minutes are GRID speaker s1)",
+        "steps": model_cfg.get("trained_steps"),
+        "minutes": model_cfg.get("train_minutes"),
+        "hardware": hardware,
+        "command": f"dub train landmarks --data CACHE --out RUN --model {train['model']} "
+        f"--max-steps {train['max_steps']} --batch-size {train['batch_size']} "
+        f"--speaker-balance {train['speaker_balance']}"
+        + (f" --freq-warp {train['freq_warp']}" if train.get("freq_warp") else "")
+        + (f" --audio {audio} --speech-layer {train.get('speech_layer', 0)}" if audio != "mel" else ""),
+        "settings": train,
+        "config": {
+            k: model_cfg[k]
+            for k in ("d_model", "n_layers", "n_heads", "ff_dim", "audio_input", "speech_encoder")
+            if k in model_cfg
+        },
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("run", type=Path)
-    ap.add_argument("--report", type=Path, required=True)
+    ap.add_argument("runs", type=Path, nargs="+", help="one run, or several to ship as an ensemble")
+    ap.add_argument("--weight", type=float, nargs="*", help="with several runs: each one's weight in the ensemble")
+    ap.add_argument("--report", type=Path, help="its `dub eval landmarks --report` (needed unless --out)")
+    ap.add_argument("--out", type=Path, help="only write the model folder here (to evaluate it before shipping)")
     ap.add_argument("--hardware", default="2-core CPU (no GPU)")
     args = ap.parse_args()
-    run_cfg = json.loads((args.run / "config.json").read_text())
-    model_cfg = json.loads((args.run / "model" / "config.json").read_text())
-    report = json.loads(args.report.read_text())
+    if args.out is None and args.report is None:
+        raise SystemExit("--report is needed to ship (or --out to only write the folder)")
     root = weights_root()
-    dest = root / LANDMARKS_MODEL
+    dest = args.out or root / LANDMARKS_MODEL
     if dest.exists():
         shutil.rmtree(dest)
-    model = LandmarkCompleter.from_pretrained(args.run / "model")
-    model.save_pretrained(dest, dtype=torch.float16)
-    metrics = landmark_metrics(report)
-    info = {
-        "component": "landmark completer (DESIGN.md §5)",
-        "config": model_cfg.get("d_model") and {k: model_cfg[k] for k in ("d_model", "n_layers", "n_heads", "ff_dim")},
-        "dtype": "float16",
-        "training": {
-            "data": "../shared/data train split: "
-            f"{run_cfg['train_clips']} clips, {len(run_cfg['train_speakers'])} speakers "
-            "(GRID, HDTF, MEAD, LRS3, CREMA-D, TMSV and interview footage; 50 of the 53 minutes are GRID speaker s1)",
-            "steps": model_cfg.get("trained_steps"),
-            "minutes": model_cfg.get("train_minutes"),
-            "hardware": args.hardware,
-            "command": f"dub train landmarks --data CACHE --out RUN --model {run_cfg['train']['model']} "
-            f"--max-steps {run_cfg['train']['max_steps']} --batch-size {run_cfg['train']['batch_size']} "
-            f"--speaker-balance {run_cfg['train']['speaker_balance']} "
-            f"--freq-warp {run_cfg['train'].get('freq_warp', 0.0)}",
-            "settings": run_cfg["train"],
-        },
-        "metrics": metrics,
+    models = [LandmarkCompleter.from_pretrained(r / "model") for r in args.runs]
+    trainings = [training_info(r, args.hardware) for r in args.runs]
+    info = {"component": "landmark completer (DESIGN.md §5)", "dtype": "float16"}
+    if len(models) == 1:
+        models[0].save_pretrained(dest, dtype=torch.float16)
+        info["config"] = trainings[0].pop("config")
+        info["training"] = trainings[0]
+    else:
+        if not args.weight or len(args.weight) != len(models):
+            raise SystemExit("give one --weight per run")
+        names = [m.config.audio_input.replace("+", "_") for m in models]
+        if len(set(names)) != len(names):
+            raise SystemExit("ensemble members need different audio inputs (they name the member folders)")
+        weights = dict(zip(names, args.weight, strict=True))
+        LandmarkEnsemble(dict(zip(names, models, strict=True)), weights).save_pretrained(dest, dtype=torch.float16)
+        info["config"] = {"ensemble": weights}
+        info["members"] = {n: {**t, "run": r.name} for n, t, r in zip(names, trainings, args.runs, strict=True)}
+    if args.out is not None:
+        print(f"wrote {dest}")
+        return
+    report = json.loads(args.report.read_text())
+    info |= {
+        "metrics": landmark_metrics(report),
         "bars": report.get("bars", {}),
         "eval": "dub eval landmarks --data CACHE --align-dir ../shared/data/grid_s1_align (dev split)",
         "licence": "Apache-2.0 for the weights; trained on research datasets, several research-only "

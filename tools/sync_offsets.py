@@ -22,7 +22,7 @@ from dubber.data.cache import PrepCache
 from dubber.evaluation.metrics import lagged_correlation
 from dubber.models.landmark_completer import LandmarkCompleter
 from dubber.models.landmark_sequence import predict_sequence
-from dubber.training.landmark_data import content_opening, load_clips, reference_indices
+from dubber.training.landmark_data import content_opening, load_clips, reference_indices, speech_input
 
 
 def main() -> None:
@@ -36,7 +36,8 @@ def main() -> None:
     args = ap.parse_args()
     model = LandmarkCompleter.from_pretrained(args.weights).eval()
     rows = []
-    for clip in load_clips(PrepCache(args.cache), args.split, min_frames=model.config.window):
+    cache = PrepCache(args.cache)
+    for clip in load_clips(cache, args.split, min_frames=model.config.window, speech=speech_input(model.config)):
         if clip.seconds < args.min_seconds:
             continue
         refs = clip.points[reference_indices(clip, model.config.n_refs, None)]

@@ -41,6 +41,12 @@ def prep_command(
     dev_fraction: float = typer.Option(
         0.1, "--dev-fraction", min=0.0, max=1.0, help="For a plain folder: share of speakers put in dev."
     ),
+    speech: bool = typer.Option(
+        True,
+        "--speech/--no-speech",
+        help="Also store the shipped speech encoder's features of each clip (block 3 of Whisper tiny.en: what the "
+        "shipped speech-input landmark completer reads).",
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as one JSON object on stdout."),
 ) -> None:
     """Prepare clips for training and evaluation (resumable: finished clips are skipped)."""
@@ -62,8 +68,9 @@ def prep_command(
             bar.update(task, completed=done, total=total, rate=f"{rate:.1f} clips/s")
 
         summary = prepare_dataset(sources, out, options, jobs=jobs, progress=progress)
+        speech_made = _add_speech(out, bar) if speech else 0
     if json_out:
-        print_json(summary.to_dict())
+        print_json({**summary.to_dict(), "speech_features_made": speech_made})
         return
     stderr.print(_summary_table(summary))
     stderr.print(
@@ -72,3 +79,24 @@ def prep_command(
     )
     for reason, n in summary.skipped_reasons.items():
         stderr.print(f"  skipped {n}: {reason}")
+    if speech:
+        stderr.print(f"speech features: made for {speech_made} clips (the others had them or have no audio)")
+
+
+def _add_speech(cache: Path, bar) -> int:
+    """The shipped speech encoder's features for every prepared clip that lacks them (resumable too)."""
+    from dubber.data import PrepCache
+    from dubber.data.speech_cache import add_speech_features
+    from dubber.models.speech_encoder import DEFAULT_SPEECH_ENCODER, DEFAULT_SPEECH_LAYER
+    from dubber.weights import load_speech_encoder
+
+    encoder = load_speech_encoder(DEFAULT_SPEECH_ENCODER)
+    records = PrepCache(cache).records(with_audio=True)
+    task = bar.add_task("speech features", total=len(records), rate="")
+    t0 = time.perf_counter()
+
+    def progress(done: int, total: int) -> None:
+        rate = done / max(time.perf_counter() - t0, 1e-9)
+        bar.update(task, completed=done, total=total, rate=f"{rate:.1f} clips/s")
+
+    return add_speech_features(cache, records, encoder, progress, layer=DEFAULT_SPEECH_LAYER)

@@ -61,6 +61,14 @@ def train_landmarks_command(
         max=0.5,
         help="Speaking-rate augmentation: windows resampled as if spoken up to 1 +- this times as fast.",
     ),
+    audio_dropout: float = typer.Option(
+        0.0,
+        "--audio-dropout",
+        min=0.0,
+        max=0.9,
+        help="Input dropout on the audio windows: each mel bin (to silence) or speech feature (to 0) dropped with "
+        "this probability.",
+    ),
     window: int | None = typer.Option(
         None, "--window", min=1, max=64, help="Frames the transformer predicts together (default: the size's own)."
     ),
@@ -71,6 +79,18 @@ def train_landmarks_command(
         dir_okay=False,
         help="A tools/sync_offsets.py report: train clips whose sound is clearly late or early are re-synced.",
     ),
+    audio: str = typer.Option(
+        "mel",
+        "--audio",
+        help="What the completer hears: mel (log-mel windows), speech (the shipped pretrained speech encoder's "
+        "features; the cache gains them on the first run), or mel+speech (both, per mel step).",
+    ),
+    speech_encoder: Path | None = typer.Option(
+        None, "--speech-encoder", exists=True, file_okay=False, help="With --audio speech: another encoder folder."
+    ),
+    speech_layer: int = typer.Option(
+        3, "--speech-layer", min=0, help="With --audio speech: read the features after this encoder block (0: output)."
+    ),
     seed: int = typer.Option(0, "--seed"),
     device: str | None = typer.Option(None, "--device", help="cpu to force the CPU; default: what accelerate picks."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as one JSON object on stdout."),
@@ -78,11 +98,24 @@ def train_landmarks_command(
     """Train the landmark completer (audio -> lip and jaw landmarks)."""
     from dataclasses import asdict
 
-    from dubber.models.landmark_completer import LandmarkCompleterConfig
+    from dubber.models.landmark_completer import AUDIO_INPUTS, LandmarkCompleterConfig
+    from dubber.models.speech_encoder import DEFAULT_SPEECH_ENCODER, SpeechEncoder
     from dubber.training.landmark_trainer import POINT_LOSSES, LandmarkTrainConfig, train_landmarks
 
     if point_loss not in POINT_LOSSES:
         raise typer.BadParameter(f"{point_loss!r} is not one of {', '.join(POINT_LOSSES)}", param_hint="--point-loss")
+    if audio not in AUDIO_INPUTS:
+        raise typer.BadParameter(f"{audio!r} is not one of {', '.join(AUDIO_INPUTS)}", param_hint="--audio")
+    if audio == "speech" and (freq_warp or time_stretch):
+        raise typer.BadParameter("--freq-warp and --time-stretch act on the mel, not on speech", param_hint="--audio")
+    if audio == "mel+speech" and time_stretch:
+        raise typer.BadParameter("--time-stretch resamples the mel alone, not mel+speech", param_hint="--audio")
+    if speech_encoder is not None:
+        try:  # its name goes into the config, so that the trained completer says which encoder it reads
+            speech_name = SpeechEncoder.from_pretrained(speech_encoder).config.source
+        except (OSError, ValueError, RuntimeError) as exc:
+            msg = f"{speech_encoder}: not a speech encoder ({exc})"
+            raise typer.BadParameter(msg, param_hint="--speech-encoder") from None
     cfg = LandmarkTrainConfig(
         model=model,
         batch_size=batch_size,
@@ -97,8 +130,13 @@ def train_landmarks_command(
         point_loss=point_loss,
         init_from=None if init_from is None else str(init_from.resolve()),
         time_stretch=time_stretch,
+        audio_dropout=audio_dropout,
         window=window,
         sync_offsets=None if sync_offsets is None else str(sync_offsets.resolve()),
+        audio=audio,
+        speech_layer=speech_layer,
+        speech_encoder=speech_name if speech_encoder is not None else DEFAULT_SPEECH_ENCODER,
+        speech_encoder_path=None if speech_encoder is None else str(speech_encoder.resolve()),
         seed=seed,
     )
     try:
@@ -250,8 +288,14 @@ def train_joint_command(
         checkpoint_minutes=checkpoint_minutes,
         seed=seed,
     )
+    from dubber.errors import InputError
+    from dubber.models.landmark_ensemble import LandmarkEnsemble
+
+    completer = load_landmark_model(landmarks)
+    if isinstance(completer, LandmarkEnsemble):  # its members hear different inputs; fine-tune one of them
+        raise InputError(landmarks, "is an ensemble of completers; pass one member's folder with --landmarks")
     result = train_joint(
-        data, out, load_landmark_model(landmarks), load_renderer(renderer), cfg,
+        data, out, completer, load_renderer(renderer), cfg,
         resume=resume, max_minutes=max_minutes, device=device, log_fn=_show_joint,
     )  # fmt: skip
     _finish(result, out, json_out)

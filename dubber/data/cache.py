@@ -11,6 +11,7 @@ import numpy as np
 from dubber.audio import AudioFeatures
 from dubber.data.prep import MANIFEST_NAME
 from dubber.data.prep_clip import FLAG_HEAD_TURN, FLAG_NO_FACE, ClipRecord, clip_dir, read_record
+from dubber.data.speech_cache import read_speech
 from dubber.errors import InputError
 
 
@@ -26,6 +27,7 @@ class ClipTrack:
     transforms: np.ndarray
     angles: np.ndarray
     mel: np.ndarray  # (M, 80) float32
+    speech: np.ndarray | None = None  # (S, dims) speech-encoder features at 50 steps/s, when asked for and present
 
     @property
     def usable(self) -> np.ndarray:
@@ -69,7 +71,18 @@ class PrepCache:
     def crops_path(self, record: ClipRecord, size: int = 128) -> Path:
         return clip_dir(self.root, record.clip_id) / f"crops_{size}.mp4"
 
-    def load(self, record: ClipRecord) -> ClipTrack:
+    def load(self, record: ClipRecord, speech: str | None = None) -> ClipTrack:
+        """``speech``: also read the clip's speech features of that name (``feature_name``; an error if they lack)."""
+        track = self._load(record)
+        if speech is not None:
+            track.speech = read_speech(self.root, record, speech)
+            if track.speech is None:
+                raise InputError(
+                    self.root, f"clip {record.clip_id} has no {speech} speech features; run `dub prep` again"
+                )
+        return track
+
+    def _load(self, record: ClipRecord) -> ClipTrack:
         path = clip_dir(self.root, record.clip_id) / "track.npz"
         try:
             with np.load(path) as z:

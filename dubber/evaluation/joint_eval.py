@@ -26,10 +26,10 @@ class EndToEndDev:
 
     @classmethod
     def from_cache(cls, cache: PrepCache, n_lm_refs: int, n_refs: int, size: int, per_clip: int = 3,
-                   per_speaker: int = 4) -> EndToEndDev:  # fmt: skip
+                   per_speaker: int = 4, speech: tuple[str, int] | None = None) -> EndToEndDev:  # fmt: skip
         from dubber.training.renderer_trainer import dev_clips_for_eval, face_backend
 
-        clips = {c.clip_id: c for c in load_clips(cache, "dev", min_frames=5)}
+        clips = {c.clip_id: c for c in load_clips(cache, "dev", min_frames=5, speech=speech)}
         render = [c for c in dev_clips_for_eval(cache, size, per_speaker, 5) if c.clip_id in clips]
         dev = build_dev_samples(render, n_refs, per_clip) if render else None
         return cls(clips, dev, face_backend() if dev is not None else None)

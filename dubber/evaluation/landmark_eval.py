@@ -19,8 +19,15 @@ from dubber.data.cache import PrepCache
 from dubber.evaluation.alignments import find_align, read_align, silence_mask
 from dubber.evaluation.metrics import correlation, lagged_correlation, lmd, nanmean, velocity_error
 from dubber.models.landmark_completer import LandmarkCompleter
+from dubber.models.landmark_ensemble import LandmarkEnsemble
 from dubber.models.landmark_sequence import predict_sequence
-from dubber.training.landmark_data import ClipArrays, content_opening, load_clips, reference_indices
+from dubber.training.landmark_data import (
+    ClipArrays,
+    content_opening,
+    load_clips,
+    reference_indices,
+    speech_input,
+)
 
 METHODS = ("model", "static_mean", "silent_audio")
 
@@ -105,8 +112,57 @@ def _clip_scores(pred: np.ndarray, clip: ClipArrays, long_enough: bool, max_offs
     }
 
 
+def _silent_windows(model: LandmarkCompleter):
+    """clip -> the windows ``model`` reads for a silent sound track as long as the clip's."""
+    if model.config.audio_input == "mel":
+        return lambda clip: np.full_like(clip.mel_windows, -4.0, dtype=np.float32)
+    from dubber.audio.features import AudioFeatures
+    from dubber.audio.speech import SAMPLE_RATE, MelAndSpeechFeatures, encode_speech
+    from dubber.weights import load_speech_encoder
+
+    encoder = load_speech_encoder(model.config.speech_encoder)
+
+    def silent(clip: ClipArrays) -> np.ndarray:
+        seconds = float(clip.times[-1]) + 0.5
+        samples = np.zeros(int(round(seconds * SAMPLE_RATE)), np.float32)
+        speech = encode_speech(samples, encoder, layer=model.config.speech_layer)
+        if model.config.audio_input == "mel+speech":
+            return MelAndSpeechFeatures(AudioFeatures.silence(seconds), speech).windows(clip.times)
+        return speech.windows(clip.times, model.config.mel_steps)
+
+    return silent
+
+
+def _predictor(model: LandmarkCompleter | LandmarkEnsemble, cache: PrepCache, split: str, stride: int):
+    """The split's clips and ``predict(clip_id, refs, silent)``: the model's points (an ensemble's weighted mean,
+    each member reading its own audio input), with the clip's audio or with silence."""
+    parts = model.members.items() if isinstance(model, LandmarkEnsemble) else [("", model)]
+    weights = model.weights if isinstance(model, LandmarkEnsemble) else {"": 1.0}
+    members = []
+    for name, m in parts:
+        spec = speech_input(m.config)
+        if spec is not None:  # a cache prepared without them (or for other features) gains them here
+            from dubber.data.speech_cache import add_speech_features
+            from dubber.weights import load_speech_encoder
+
+            encoder = load_speech_encoder(spec.source)
+            add_speech_features(cache.root, cache.records(split, with_audio=True), encoder, layer=spec.layer)
+        clips = {c.clip_id: c for c in load_clips(cache, split, min_frames=m.config.window, speech=spec)}
+        members.append((m, weights[name], clips, _silent_windows(m)))
+
+    def predict(clip_id: str, refs: np.ndarray, silent: bool) -> np.ndarray:
+        out = 0.0
+        for m, w, clips, silence in members:
+            c = clips[clip_id]
+            windows = silence(c) if silent else c.mel_windows.astype(np.float32)
+            out = out + w * predict_sequence(m, windows, c.pose, refs, stride=stride)
+        return out
+
+    return list(members[0][2].values()), predict
+
+
 def evaluate_landmarks(
-    model: LandmarkCompleter,
+    model: LandmarkCompleter | LandmarkEnsemble,
     cache: PrepCache,
     options: LandmarkEvalOptions | None = None,
     *,
@@ -115,7 +171,7 @@ def evaluate_landmarks(
     """Score ``model`` on every clip of ``options.split`` that has audio."""
     options = options or LandmarkEvalOptions()
     t0 = time.perf_counter()
-    clips = load_clips(cache, options.split, min_frames=model.config.window)
+    clips, predict = _predictor(model, cache, options.split, options.stride)
     if train_speakers is None:
         train_speakers = {r.speaker for r in cache.records("train")}
     means = _speaker_means(clips)
@@ -124,13 +180,9 @@ def evaluate_landmarks(
     for clip in clips:
         refs = clip.points[reference_indices(clip, model.config.n_refs, None)]
         preds = {
-            "model": predict_sequence(
-                model, clip.mel_windows.astype(np.float32), clip.pose, refs, stride=options.stride
-            ),
+            "model": predict(clip.clip_id, refs, silent=False),
             "static_mean": np.broadcast_to(means[clip.speaker], clip.content.shape),
-            "silent_audio": predict_sequence(
-                model, np.full_like(clip.mel_windows, -4.0, dtype=np.float32), clip.pose, refs, stride=options.stride
-            ),
+            "silent_audio": predict(clip.clip_id, refs, silent=True),
         }
         long_enough = clip.seconds > options.min_corr_seconds
         max_offset = max(1, round(options.max_offset_seconds / float(np.median(np.diff(clip.times)))))

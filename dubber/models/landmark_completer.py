@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import torch
@@ -26,6 +26,8 @@ N_JAW = len(JAW)
 N_LIPS = len(LIP_INDICES)
 N_ALL = len(ALL_INDICES)  # 131, pose first
 
+AUDIO_INPUTS = ("mel", "speech", "mel+speech")
+MEL_BANDS = 80
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 
@@ -39,9 +41,14 @@ class LandmarkCompleterConfig:
     dropout: float = 0.1
     n_refs: int = 15
     window: int = 5  # T frames predicted together
-    mel_steps: int = 16
-    n_mels: int = 80
+    mel_steps: int = 16  # steps of each frame's audio window
+    n_mels: int = 80  # features per step: mel bands, or the speech encoder's width
     audio_channels: int = 256  # width of the mel CNN
+    # "mel" (log-mel windows), "speech" (the speech encoder's features, dubber.audio.speech), or "mel+speech" (each
+    # mel step's 80 bands followed by the speech features at that step's time)
+    audio_input: str = "mel"
+    speech_encoder: str = ""  # with speech: the encoder's name (weights/speech/<name>)
+    speech_layer: int = 0  # ... and the layer its features come from (0: the encoder's output)
 
     @classmethod
     def named(cls, name: str) -> LandmarkCompleterConfig:
@@ -53,6 +60,29 @@ class LandmarkCompleterConfig:
         if name not in presets:
             raise ValueError(f"unknown landmark completer config {name!r}; choose from {sorted(presets)}")
         return presets[name]
+
+    def __post_init__(self) -> None:
+        if self.audio_input not in AUDIO_INPUTS:
+            raise ValueError(f"unknown audio input {self.audio_input!r}; choose from {AUDIO_INPUTS}")
+
+    def with_speech_input(
+        self, encoder: str, dims: int, steps: int, keep_mel: bool = False, layer: int = 0
+    ) -> LandmarkCompleterConfig:
+        """This config reading ``steps`` steps of ``dims`` features of the speech encoder ``encoder`` (at ``layer``)
+        per frame; with ``keep_mel``, the mel windows with those features appended to every step (``steps``
+        unused)."""
+        if keep_mel:
+            return replace(
+                self, audio_input="mel+speech", speech_encoder=encoder, speech_layer=layer, n_mels=MEL_BANDS + dims
+            )
+        return replace(
+            self, audio_input="speech", speech_encoder=encoder, speech_layer=layer, n_mels=dims, mel_steps=steps
+        )
+
+    @property
+    def mel_bands(self) -> int:
+        """How many of the features per step are mel bands (the first ones)."""
+        return 0 if self.audio_input == "speech" else MEL_BANDS
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -19,19 +19,22 @@ from pathlib import Path
 import torch
 
 from dubber.audio.features import AudioFeatures, audio_features
+from dubber.audio.speech import MelAndSpeechFeatures, SpeechFeatures, encode_speech
 from dubber.errors import OutputError
 from dubber.face.aligner import FaceAligner
 from dubber.face.backend import FaceBackend
 from dubber.face.tracker import FaceTracker, TrackerOptions
 from dubber.log import get_logger
 from dubber.media.atomic import check_output_path
-from dubber.media.audio import decode_audio
+from dubber.media.audio import AudioClip, decode_audio
 from dubber.media.encode_options import VideoEncodeOptions, container_format_for
 from dubber.media.heap import HeapTrimmer
 from dubber.media.probe import MediaInfo, probe_media
 from dubber.media.video_reader import VideoReader
 from dubber.media.video_writer import VideoWriter
 from dubber.models.landmark_completer import LandmarkCompleter
+from dubber.models.landmark_ensemble import LandmarkEnsemble
+from dubber.models.speech_encoder import SpeechEncoder
 from dubber.pipeline.analysis import VideoTrack, analyse_video
 from dubber.pipeline.audio_tracks import output_audio
 from dubber.pipeline.face_redraw import FaceRedrawer, ReferenceSet, add_time
@@ -65,7 +68,7 @@ class _Job:
     started: float
     media: MediaInfo | None = None
     reader: VideoReader | None = None
-    features: AudioFeatures | None = None
+    features: AudioFeatures | SpeechFeatures | MelAndSpeechFeatures | None = None
     audio_seconds: float = 0.0
     still: bool = False
     fps: float = 25.0
@@ -77,14 +80,22 @@ class DubbingPipeline:
 
     def __init__(
         self,
-        landmarks: LandmarkCompleter,
+        landmarks: LandmarkCompleter | LandmarkEnsemble,
         renderer: FaceRenderer,
         *,
         options: DubOptions | None = None,
         backend_factory: Callable[[], FaceBackend] | None = None,
         name: str = "custom",
+        speech_encoder: SpeechEncoder | None = None,
     ) -> None:
+        """``speech_encoder``: for a completer that reads speech features (default: the shipped encoder it names)."""
         self.landmarks = landmarks.eval()
+        self.speech_encoder = speech_encoder
+        if landmarks.config.audio_input != "mel" and landmarks.config.speech_encoder and speech_encoder is None:
+            from dubber.weights import load_speech_encoder
+
+            device = next(landmarks.parameters()).device
+            self.speech_encoder = load_speech_encoder(landmarks.config.speech_encoder, device=device)
         self.renderer = renderer
         self.options = options or DubOptions()
         self.backend_factory = backend_factory
@@ -114,6 +125,13 @@ class DubbingPipeline:
     def device(self) -> torch.device:
         return self.renderer.device
 
+    def _audio_features(self, speech: AudioClip) -> AudioFeatures | SpeechFeatures | MelAndSpeechFeatures:
+        kind = self.landmarks.config.audio_input
+        if kind == "mel" or self.speech_encoder is None:
+            return audio_features(speech)
+        encoded = encode_speech(speech.mono, self.speech_encoder, layer=self.landmarks.config.speech_layer)
+        return encoded if kind == "speech" else MelAndSpeechFeatures(audio_features(speech), encoded)
+
     # -- one dub ---------------------------------------------------------------------------------------------------
     def __call__(
         self,
@@ -140,8 +158,10 @@ class DubbingPipeline:
         if job.output.exists() and job.output.resolve() in (job.video.resolve(), job.audio.resolve()):
             raise OutputError(job.output, "is one of the inputs; choose another output name")
         job.media = probe_media(job.video, require_video=True)
+        t0 = time.perf_counter()
         speech = decode_audio(job.audio)
-        job.audio_seconds, job.features = speech.duration, audio_features(speech)
+        job.audio_seconds, job.features = speech.duration, self._audio_features(speech)
+        add_time(job.timings, "audio", t0)  # decoding, and the speech encoder where the completer reads it
         job.reader = reader = VideoReader(job.video, info=job.media)
         with ExitStack() as cleanup:
             # Spool frames in the analysis pass when the output will need them out of order.

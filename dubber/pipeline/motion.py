@@ -2,7 +2,8 @@
 
 The completer predicts T-frame windows and averages every window covering a frame; a chunk is predicted with T-1
 frames of context on each side, so exactly the windows of a whole-sequence pass cover each of its frames and chunk
-boundaries cannot show. Only the mel of the new audio (3 MB for two minutes) is held for the whole video.
+boundaries cannot show. Only the features of the new audio are held for the whole video (two minutes: 3 MB of mel,
+or 18 MB of speech-encoder features).
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 from dubber.audio.features import AudioFeatures
+from dubber.audio.speech import MelAndSpeechFeatures, SpeechFeatures
 from dubber.models.landmark_completer import LandmarkCompleter
-from dubber.models.landmark_sequence import predict_sequence
+from dubber.models.landmark_ensemble import LandmarkEnsemble, predict_from_features
 from dubber.pipeline.timeline import Timeline
 
 N_POSE = 74
@@ -22,8 +24,8 @@ class MotionPlanner:
 
     def __init__(
         self,
-        model: LandmarkCompleter,
-        features: AudioFeatures,
+        model: LandmarkCompleter | LandmarkEnsemble,
+        features: AudioFeatures | SpeechFeatures | MelAndSpeechFeatures,
         fps: float,
         timeline: Timeline,
         source_points: np.ndarray,
@@ -48,7 +50,7 @@ class MotionPlanner:
             raise ValueError(f"frames {start}..{stop} outside the dubbed range 0..{end}")
         lo, hi = max(0, start - self.context), min(end, stop + self.context)
         times = np.arange(lo, hi) / self.fps
-        out = predict_sequence(self.model, self.features.windows(times), self.pose(lo, hi), self.references)
+        out = predict_from_features(self.model, self.features, times, self.pose(lo, hi), self.references)
         return out[start - lo : stop - lo]
 
     def targets(self, start: int, stop: int) -> np.ndarray:

@@ -22,12 +22,12 @@ from dubber.audio.augment import random_warp
 from dubber.data.cache import PrepCache
 from dubber.errors import InputError
 from dubber.log import get_logger
-from dubber.models.landmark_completer import LandmarkCompleter
+from dubber.models.landmark_completer import MEL_BANDS, LandmarkCompleter
 from dubber.render.image_tensors import to_model_range
 from dubber.render.renderer_pipeline import FaceRenderer, training_scheduler
 from dubber.training.checkpoints import load_checkpoint, save_checkpoint
 from dubber.training.diffusion_loss import DiffusionLossConfig, diffusion_loss, step_generator
-from dubber.training.landmark_data import ClipArrays, load_clips, reference_indices
+from dubber.training.landmark_data import ClipArrays, load_clips, reference_indices, speech_input
 from dubber.training.landmark_trainer import landmark_loss
 from dubber.training.renderer_data import RenderClip, _colour, load_render_clips
 from dubber.training.renderer_trainer import ema_copy, make_accelerator
@@ -122,7 +122,7 @@ class JointSampler:
         images_t, points_t = to_model_range(np.stack(images)), torch.from_numpy(np.stack(points))
         mel_b = np.stack(mel)
         if self.freq_warp > 0:  # drawn last, so runs without it draw exactly the batches they did before
-            mel_b = random_warp(mel_b, rng, self.freq_warp)
+            mel_b[..., :MEL_BANDS] = random_warp(mel_b[..., :MEL_BANDS], rng, self.freq_warp)  # speech features stay
         return {
             "mel": torch.from_numpy(mel_b),
             "pose": torch.from_numpy(np.stack(pose)),
@@ -162,7 +162,10 @@ def train_joint(
     torch.manual_seed(cfg.seed)
     unet, completer = renderer.unet.float().train(), landmarks.float().train()
     size, window = int(unet.config.sample_size), completer.config.window
-    lm_clips = load_clips(cache, "train", min_frames=window)
+    speech = speech_input(completer.config)
+    if speech is not None and not speech.with_mel and cfg.freq_warp:
+        raise InputError(None, "--freq-warp acts on the mel; it does not apply to a speech-input landmark completer")
+    lm_clips = load_clips(cache, "train", min_frames=window, speech=speech)
     render_clips = load_render_clips(cache, ("train",), size=size, max_frames=cfg.max_frames_per_clip,
                                      min_gap=cfg.min_gap)  # fmt: skip
     sampler = JointSampler(lm_clips, render_clips, window, completer.config.n_refs, int(unet.config.n_refs),
@@ -178,7 +181,7 @@ def train_joint(
     accelerator.register_for_checkpointing(ema)
     scheduler = training_scheduler(renderer.unet.config.prediction_type)
     raw_unet, raw_completer = accelerator.unwrap_model(unet), accelerator.unwrap_model(completer)
-    dev = EndToEndDev.from_cache(cache, raw_completer.config.n_refs, int(raw_unet.config.n_refs), size)
+    dev = EndToEndDev.from_cache(cache, raw_completer.config.n_refs, int(raw_unet.config.n_refs), size, speech=speech)
     if accelerator.is_main_process:
         run.mkdir(parents=True, exist_ok=True)
         (run / "config.json").write_text(json.dumps({"train": cfg.to_dict(), "data": str(Path(data).resolve()),

@@ -10,16 +10,21 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from dubber.audio.augment import random_warp
+from dubber.audio.features import AudioFeatures
+from dubber.audio.speech import MelAndSpeechFeatures, SpeechFeatures
 from dubber.audio.windows import frame_windows, stretched_windows
 from dubber.data.cache import ClipTrack, PrepCache
 from dubber.errors import InputError
 from dubber.face.landmarks import ALL_INDICES, CONTENT_INDICES, POSE_INDICES, mouth_opening
+from dubber.models.landmark_completer import MEL_BANDS
 from dubber.models.reference_choice import spread_references
+from dubber.models.speech_encoder import feature_name
 
 _CONTENT = np.asarray(CONTENT_INDICES)
 _POSE = np.asarray(POSE_INDICES)
@@ -46,10 +51,11 @@ class ClipArrays:
     times: np.ndarray
     usable: np.ndarray  # (N,) bool
     points: np.ndarray  # (N, 131, 2), pose first then content
-    mel_windows: np.ndarray  # (N, 16, 80) float16
+    mel_windows: np.ndarray  # (N, 16, 80) float16 mel windows, or (N, steps, dims) speech-feature windows
     opening: np.ndarray  # (N,) true mouth opening (NaN where unusable)
     inter_ocular: np.ndarray  # (N,) in crop units
     mel: np.ndarray | None = None  # (M, 80) float16, the whole clip's log-mel (for time-stretched windows)
+    mel_bands: int = MEL_BANDS  # the windows' first features that are mel bands (the rest: speech features)
     audio_delay: float = 0.0  # seconds the sound was moved back to sync it with the picture
 
     @property
@@ -61,14 +67,25 @@ class ClipArrays:
         return self.points[:, len(_POSE) :]
 
     @classmethod
-    def from_track(cls, track: ClipTrack, audio_delay: float = 0.0) -> ClipArrays:
+    def from_track(cls, track: ClipTrack, audio_delay: float = 0.0, speech: SpeechInput | None = None) -> ClipArrays:
         """``audio_delay``: seconds the clip's sound runs late against its picture; each frame then reads the mel
-        that far later, so a training clip with a known offset teaches the mouth in sync."""
+        that far later, so a training clip with a known offset teaches the mouth in sync. ``speech``: the frames'
+        windows are ``speech.steps`` steps of the track's speech features instead of the mel, or with
+        ``speech.with_mel`` the mel windows with the speech features appended to each step."""
         usable = track.usable.copy()
         points = track.crop_points[:, _ALL].astype(np.float32)
         usable &= np.isfinite(points).all(axis=(1, 2))
         opening = np.where(usable, mouth_opening(track.crop_points), np.nan).astype(np.float32)
         io = np.linalg.norm(track.crop_points[:, 263] - track.crop_points[:, 33], axis=-1).astype(np.float32)
+        times = track.times + audio_delay
+        if speech is not None and track.speech is None:
+            raise ValueError(f"clip {track.record.clip_id} was loaded without its speech features")
+        if speech is None:
+            windows = frame_windows(track.mel, times)
+        elif speech.with_mel:
+            windows = MelAndSpeechFeatures(AudioFeatures(track.mel), SpeechFeatures(track.speech)).windows(times)
+        else:
+            windows = SpeechFeatures(track.speech).windows(times, speech.steps)
         return cls(
             clip_id=track.record.clip_id,
             speaker=track.record.speaker,
@@ -77,10 +94,11 @@ class ClipArrays:
             times=track.times,
             usable=usable,
             points=_fill_gaps(points, usable),
-            mel_windows=frame_windows(track.mel, track.times + audio_delay).astype(np.float16),
+            mel_windows=windows.astype(np.float16),
             opening=opening,
             inter_ocular=io,
-            mel=track.mel.astype(np.float16),
+            mel=None if speech is not None and not speech.with_mel else track.mel.astype(np.float16),
+            mel_bands=0 if speech is not None and not speech.with_mel else MEL_BANDS,
             audio_delay=float(audio_delay),
         )
 
@@ -97,14 +115,40 @@ def _fill_gaps(points: np.ndarray, usable: np.ndarray) -> np.ndarray:
     return points[nearest]
 
 
+class SpeechInput(NamedTuple):
+    """Which speech features a completer reads: the encoder's name, window steps, and whether after mel bands."""
+
+    source: str
+    steps: int
+    with_mel: bool = False
+    layer: int = 0
+
+
+def speech_input(config) -> SpeechInput | None:
+    """What :func:`load_clips` needs for a completer config reading speech features (None for a mel-only one)."""
+    if config.audio_input == "mel":
+        return None
+    return SpeechInput(config.speech_encoder, config.mel_steps, config.audio_input == "mel+speech", config.speech_layer)
+
+
 def load_clips(
-    cache: PrepCache, split: str, *, min_frames: int = 20, audio_delays: dict[str, float] | None = None
+    cache: PrepCache,
+    split: str,
+    *,
+    min_frames: int = 20,
+    audio_delays: dict[str, float] | None = None,
+    speech: tuple | None = None,
 ) -> list[ClipArrays]:
-    """Every clip of ``split`` with audio and enough usable frames (``audio_delays``: seconds by clip id)."""
+    """Every clip of ``split`` with audio and enough usable frames (``audio_delays``: seconds by clip id).
+
+    ``speech``: a :class:`SpeechInput` (or its fields as a tuple) to read speech-feature windows.
+    """
     out = []
     delays = audio_delays or {}
+    spec = SpeechInput(*speech) if speech is not None else None
     for rec in cache.records(split, with_audio=True):
-        arrays = ClipArrays.from_track(cache.load(rec), delays.get(rec.clip_id, 0.0))
+        track = cache.load(rec, feature_name(spec.source, spec.layer) if spec is not None else None)
+        arrays = ClipArrays.from_track(track, delays.get(rec.clip_id, 0.0), spec)
         if arrays.usable.sum() >= min_frames:
             out.append(arrays)
     return out
@@ -155,8 +199,10 @@ class WindowSampler:
         pose_swap: float = 0.0,
         freq_warp: float = 0.0,
         time_stretch: float = 0.0,
+        audio_dropout: float = 0.0,
     ) -> None:
         self.clips = clips
+        self.audio_dropout = audio_dropout
         self.pose_swap = pose_swap
         self.freq_warp = freq_warp
         self.time_stretch = time_stretch
@@ -182,7 +228,7 @@ class WindowSampler:
 
     def gather(self, picks: np.ndarray, rng: np.random.Generator | None) -> dict[str, torch.Tensor]:
         t, r = self.window, self.n_refs
-        mel = np.empty((len(picks), t, 16, 80), np.float32)
+        mel = np.empty((len(picks), t, *self.clips[0].mel_windows.shape[1:]), np.float32)
         pose = np.empty((len(picks), t, len(_POSE), 2), np.float32)
         target = np.empty((len(picks), t, len(_CONTENT), 2), np.float32)
         refs = np.empty((len(picks), r, len(_ALL), 2), np.float32)
@@ -203,9 +249,12 @@ class WindowSampler:
             exclude = slice(max(0, s - self.margin), s + span + self.margin)
             refs[b] = c.points[reference_indices(c, r, rng, exclude)]
         if rng is not None:
-            mel, pose, target, refs = _augment(rng, mel, pose, target, refs)
-            if self.freq_warp > 0:  # drawn last, so runs without it draw exactly the batches they did before
-                mel = random_warp(mel, rng, self.freq_warp)
+            bands = self.clips[0].mel_bands
+            mel, pose, target, refs = _augment(rng, mel, pose, target, refs, mel_bands=bands)
+            if self.freq_warp > 0 and bands:  # drawn last, so runs without it draw exactly the batches they did before
+                mel[..., :bands] = random_warp(mel[..., :bands], rng, self.freq_warp)
+            if self.audio_dropout > 0:  # after everything else, for the same reason
+                mel = _drop_audio(rng, mel, self.audio_dropout, mel_bands=bands)
         return {k: torch.from_numpy(v) for k, v in (("mel", mel), ("pose", pose), ("target", target), ("refs", refs))}
 
     def _stretch(self, c: ClipArrays, s: int, ps: int, rate: float, mel, pose, target) -> int:
@@ -233,8 +282,24 @@ def _interpolate(values: np.ndarray, pos: np.ndarray) -> np.ndarray:
     return values[lo] * (1 - frac) + values[hi] * frac
 
 
-def _augment(rng: np.random.Generator, mel, pose, target, refs):
-    """Small shared similarity jitter of every point set (alignment noise) and loudness / band changes of the mel."""
+def _drop_audio(rng: np.random.Generator, audio: np.ndarray, p: float, mel_bands: int) -> np.ndarray:
+    """Input dropout on the audio windows: each value is dropped with probability ``p`` (a mel bin to silence; a
+    speech feature to 0, the rest scaled by 1 / (1 - p)), so no few features can carry a speaker's articulation."""
+    keep = rng.random(audio.shape) >= p
+    out = np.where(keep, audio / np.float32(1.0 - p), np.float32(0.0))
+    out[..., :mel_bands] = np.where(keep[..., :mel_bands], audio[..., :mel_bands], np.float32(-4.0))
+    return out.astype(np.float32)
+
+
+def _augment(rng: np.random.Generator, mel, pose, target, refs, mel_bands: int = 80):
+    """Small shared similarity jitter of every point set (alignment noise) and loudness / band changes of the mel.
+
+    Speech-encoder features are left as they are: loudness and band changes act on the sound before the encoder,
+    and the encoder was trained to ignore them.
+    """
+    if mel_bands and mel.shape[-1] > mel_bands:  # mel bands then speech features: only the bands are changed
+        bands, pose, target, refs = _augment(rng, mel[..., :mel_bands], pose, target, refs, mel_bands)
+        return np.concatenate([bands, mel[..., mel_bands:]], axis=-1), pose, target, refs
     b = len(mel)
     scale = 1.0 + rng.normal(0, 0.02, (b, 1, 1, 1)).astype(np.float32)
     shift = rng.normal(0, 0.006, (b, 1, 1, 2)).astype(np.float32)
@@ -244,6 +309,8 @@ def _augment(rng: np.random.Generator, mel, pose, target, refs):
     def move(p):
         return ((p - 0.5) @ rot.transpose(0, 1, 3, 2)) * scale + 0.5 + shift
 
+    if not mel_bands:
+        return mel, move(pose), move(target), move(refs)
     # Loudness (log-mel units: about +-7 dB) and a random smooth equaliser curve: other microphones and rooms.
     gain = rng.normal(0, 0.3, (b, 1, 1, 1)).astype(np.float32)
     x = np.linspace(-1.0, 1.0, 80, dtype=np.float32)

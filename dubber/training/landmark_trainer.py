@@ -21,14 +21,17 @@ import torch
 from dubber.data.cache import PrepCache
 from dubber.errors import InputError
 from dubber.log import get_logger
-from dubber.models.landmark_completer import LandmarkCompleter, LandmarkCompleterConfig
+from dubber.models.landmark_completer import AUDIO_INPUTS, LandmarkCompleter, LandmarkCompleterConfig
+from dubber.models.speech_encoder import DEFAULT_SPEECH_ENCODER, DEFAULT_SPEECH_LAYER
 from dubber.training.checkpoints import load_checkpoint, save_checkpoint
 from dubber.training.landmark_data import (
     OPENING_IN_CONTENT,
+    SpeechInput,
     WindowSampler,
     load_clips,
     read_audio_delays,
     reference_indices,
+    speech_input,
 )
 from dubber.training.run_log import lr_factor, run_logger
 
@@ -52,16 +55,29 @@ class LandmarkTrainConfig:
     freq_warp: float = 0.0  # VTLP: mel frequency axis scaled by a factor in [1/(1+w), 1+w] (other voices)
     init_from: str | None = None  # a completer folder to fine-tune (its config replaces ``model``)
     time_stretch: float = 0.0  # speaking rate: windows resampled at a rate in [1/(1+s), 1+s] (other tempos)
+    audio_dropout: float = 0.0  # input dropout on the audio windows' values
     window: int | None = None  # frames per window (T), replacing the named config's
     sync_offsets: str | None = None  # a tools/sync_offsets.py report: train clips with a clear offset are re-synced
+    audio: str = "mel"  # the completer's audio input: "mel", or "speech" (a pretrained speech encoder's features)
+    speech_encoder: str = DEFAULT_SPEECH_ENCODER  # with audio "speech": the encoder's name in weights/speech/
+    speech_encoder_path: str | None = None  # ... or a folder holding it (tests use a tiny random one)
+    speech_layer: int = DEFAULT_SPEECH_LAYER  # ... and the layer whose features the completer reads (0: output)
     eval_every: int = 500
     checkpoint_minutes: float = 5.0
     seed: int = 0
     grad_clip: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.point_loss not in POINT_LOSSES:  # caught here, not at the first step of a run that made its folder
+        # Caught here, not at the first step of a run that made its folder.
+        if self.point_loss not in POINT_LOSSES:
             raise ValueError(f"unknown point loss {self.point_loss!r}; choose from {', '.join(POINT_LOSSES)}")
+        if self.audio not in AUDIO_INPUTS:
+            raise ValueError(f"unknown audio input {self.audio!r}; choose from {', '.join(AUDIO_INPUTS)}")
+        if self.audio == "speech" and (self.freq_warp or self.time_stretch):
+            # Both reshape the mel; the speech encoder reads its own log-mel of the sound.
+            raise ValueError("--freq-warp and --time-stretch act on the mel; they do not apply to --audio speech")
+        if self.audio == "mel+speech" and self.time_stretch:
+            raise ValueError("--time-stretch resamples the mel alone; it does not apply to --audio mel+speech")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -116,6 +132,35 @@ def landmark_loss(
     return loss, parts
 
 
+def _with_speech(model_cfg: LandmarkCompleterConfig, cfg: LandmarkTrainConfig) -> LandmarkCompleterConfig:
+    from dubber.audio.speech import SPEECH_WINDOW_STEPS
+    from dubber.weights import load_speech_encoder
+
+    encoder = load_speech_encoder(cfg.speech_encoder, cfg.speech_encoder_path)
+    if not 0 <= cfg.speech_layer <= encoder.config.n_layers:
+        raise InputError(None, f"--speech-layer {cfg.speech_layer}: the encoder has {encoder.config.n_layers} blocks")
+    keep_mel = cfg.audio == "mel+speech"
+    d, steps = encoder.config.d_model, SPEECH_WINDOW_STEPS
+    return model_cfg.with_speech_input(encoder.config.source, d, steps, keep_mel, cfg.speech_layer)
+
+
+def _speech_features(
+    cache: PrepCache, model_cfg: LandmarkCompleterConfig, cfg: LandmarkTrainConfig
+) -> SpeechInput | None:
+    """For a completer that reads speech features: make the cache's missing ones; what ``load_clips`` needs."""
+    if model_cfg.audio_input == "mel":
+        return None
+    from dubber.data.speech_cache import add_speech_features
+    from dubber.weights import load_speech_encoder
+
+    encoder = load_speech_encoder(model_cfg.speech_encoder, cfg.speech_encoder_path)
+    records = [r for split in ("train", "dev") for r in cache.records(split, with_audio=True)]
+    made = add_speech_features(cache.root, records, encoder, layer=model_cfg.speech_layer)
+    if made:
+        log.info("made %s speech features (layer %d) for %d clips", encoder.config.source, model_cfg.speech_layer, made)
+    return speech_input(model_cfg)
+
+
 class BalancedSampler(WindowSampler):
     """WindowSampler drawing speakers in proportion to their frame count ** ``balance``."""
 
@@ -128,8 +173,10 @@ class BalancedSampler(WindowSampler):
         pose_swap: float = 0.0,
         freq_warp: float = 0.0,
         time_stretch: float = 0.0,
+        audio_dropout: float = 0.0,
     ) -> None:
-        super().__init__(clips, window, n_refs, pose_swap=pose_swap, freq_warp=freq_warp, time_stretch=time_stretch)
+        super().__init__(clips, window, n_refs, pose_swap=pose_swap, freq_warp=freq_warp, time_stretch=time_stretch,
+                         audio_dropout=audio_dropout)  # fmt: skip
         speakers = np.array([clips[ci].speaker for ci in self.starts[:, 0]])
         names, inverse, counts = np.unique(speakers, return_inverse=True, return_counts=True)
         weight = counts.astype(np.float64) ** balance / counts  # per window
@@ -197,15 +244,18 @@ def train_landmarks(
         raise InputError(run, "holds a training run already; pass --resume to continue it or choose another --out")
 
     torch.manual_seed(cfg.seed)
-    delays = read_audio_delays(cfg.sync_offsets) if cfg.sync_offsets else {}
-    train_clips = load_clips(cache, "train", min_frames=model_cfg.window, audio_delays=delays)
-    if not train_clips:
-        raise InputError(cache.root, "no train clips with audio in the cache")
-    dev_clips = load_clips(cache, "dev", min_frames=model_cfg.window)
     start = None
     if cfg.init_from and not (resume and (run / "checkpoint.json").exists()):
         start = LandmarkCompleter.from_pretrained(cfg.init_from)
         model_cfg = start.config
+    elif cfg.audio != "mel" and model_cfg.audio_input != cfg.audio:
+        model_cfg = _with_speech(model_cfg, cfg)
+    speech = _speech_features(cache, model_cfg, cfg)
+    delays = read_audio_delays(cfg.sync_offsets) if cfg.sync_offsets else {}
+    train_clips = load_clips(cache, "train", min_frames=model_cfg.window, audio_delays=delays, speech=speech)
+    if not train_clips:
+        raise InputError(cache.root, "no train clips with audio in the cache")
+    dev_clips = load_clips(cache, "dev", min_frames=model_cfg.window, speech=speech)
     sampler = BalancedSampler(
         train_clips,
         model_cfg.window,
@@ -214,6 +264,7 @@ def train_landmarks(
         cfg.pose_swap,
         cfg.freq_warp,
         cfg.time_stretch,
+        cfg.audio_dropout,
     )
     model = start if start is not None else LandmarkCompleter(model_cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
