@@ -3,7 +3,7 @@
 The completer predicts T-frame windows and averages every window covering a frame; a chunk is predicted with T-1
 frames of context on each side, so exactly the windows of a whole-sequence pass cover each of its frames and chunk
 boundaries cannot show. Only the features of the new audio are held for the whole video (two minutes: 3 MB of mel,
-or 18 MB of speech-encoder features).
+or 9 MB of speech-encoder features).
 """
 
 from __future__ import annotations
