@@ -95,8 +95,11 @@ eval-renderer: setup
 		$(if $(WEIGHTS),--weights $(WEIGHTS))
 
 JOINT_RUN ?= ../runs/joint
+# One member of the shipped landmark ensemble: joint fine-tuning takes one completer.
+JOINT_LANDMARKS ?= weights/default/landmarks/mel
 train-joint: setup
 	$(BIN)/dub train joint --data $(CACHE) --out $(JOINT_RUN) --max-steps 400 --eval-every 200 \
+		--landmarks $(JOINT_LANDMARKS) \
 		$(if $(wildcard $(JOINT_RUN)/checkpoint.json),--resume)
 
 # The whole dub on the dev split, with baselines and pictures (docs/QUALITY.md).

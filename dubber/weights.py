@@ -109,8 +109,9 @@ LANDMARKS_MODEL = "default/landmarks"
 def load_landmark_model(path: str | Path | None = None, *, device: str = "cpu"):
     """A LandmarkCompleter (or LandmarkEnsemble) from a folder, or the shipped default (checksum-verified) when
     ``path`` is None."""
-    from dubber.models.landmark_completer import CONFIG_NAME, LandmarkCompleter
+    from dubber.models.landmark_completer import LandmarkCompleter
     from dubber.models.landmark_ensemble import LandmarkEnsemble, is_ensemble_folder
+    from dubber.models.model_folder import CONFIG_NAME
 
     folder = verified_folder(LANDMARKS_MODEL) if path is None else Path(path)
     if not (folder / CONFIG_NAME).is_file():
@@ -128,7 +129,8 @@ SPEECH_MODELS = "speech"  # weights/speech/<name>/: pretrained speech encoders, 
 
 def load_speech_encoder(name: str, path: str | Path | None = None, *, device: str = "cpu"):
     """The speech encoder ``name`` from ``path``, or the shipped one (checksum-verified) when ``path`` is None."""
-    from dubber.models.speech_encoder import CONFIG_NAME, SpeechEncoder
+    from dubber.models.model_folder import CONFIG_NAME
+    from dubber.models.speech_encoder import SpeechEncoder
 
     folder = verified_folder(f"{SPEECH_MODELS}/{name}") if path is None else Path(path)
     if not (folder / CONFIG_NAME).is_file():

@@ -277,7 +277,7 @@ def train_joint_command(
 ) -> None:
     """Fine-tune the landmark completer and the renderer together, end to end."""
     from dubber.training.joint_trainer import JointTrainConfig, train_joint
-    from dubber.weights import load_landmark_model, load_renderer
+    from dubber.weights import LANDMARKS_MODEL, load_landmark_model, load_renderer, weights_root
 
     cfg = JointTrainConfig(
         batch_size=batch_size,
@@ -293,7 +293,9 @@ def train_joint_command(
 
     completer = load_landmark_model(landmarks)
     if isinstance(completer, LandmarkEnsemble):  # its members hear different inputs; fine-tune one of them
-        raise InputError(landmarks, "is an ensemble of completers; pass one member's folder with --landmarks")
+        folder = landmarks if landmarks is not None else weights_root() / LANDMARKS_MODEL
+        members = ", ".join(str(folder / name) for name in completer.weights)
+        raise InputError(folder, f"is an ensemble of completers; pass one member with --landmarks ({members})")
     result = train_joint(
         data, out, completer, load_renderer(renderer), cfg,
         resume=resume, max_minutes=max_minutes, device=device, log_fn=_show_joint,

@@ -21,6 +21,7 @@ from dubber.evaluation.metrics import correlation, lagged_correlation, lmd, nanm
 from dubber.models.landmark_completer import LandmarkCompleter
 from dubber.models.landmark_ensemble import LandmarkEnsemble
 from dubber.models.landmark_sequence import predict_sequence
+from dubber.models.speech_encoder import SpeechEncoder
 from dubber.training.landmark_data import (
     ClipArrays,
     content_opening,
@@ -112,15 +113,13 @@ def _clip_scores(pred: np.ndarray, clip: ClipArrays, long_enough: bool, max_offs
     }
 
 
-def _silent_windows(model: LandmarkCompleter):
-    """clip -> the windows ``model`` reads for a silent sound track as long as the clip's."""
-    if model.config.audio_input == "mel":
+def _silent_windows(model: LandmarkCompleter, encoder: SpeechEncoder | None):
+    """clip -> the windows ``model`` reads for a silent sound track as long as the clip's (``encoder``: the speech
+    encoder it reads, None for a mel completer)."""
+    if encoder is None:
         return lambda clip: np.full_like(clip.mel_windows, -4.0, dtype=np.float32)
     from dubber.audio.features import AudioFeatures
     from dubber.audio.speech import SAMPLE_RATE, MelAndSpeechFeatures, encode_speech
-    from dubber.weights import load_speech_encoder
-
-    encoder = load_speech_encoder(model.config.speech_encoder)
 
     def silent(clip: ClipArrays) -> np.ndarray:
         seconds = float(clip.times[-1]) + 0.5
@@ -140,7 +139,7 @@ def _predictor(model: LandmarkCompleter | LandmarkEnsemble, cache: PrepCache, sp
     weights = model.weights if isinstance(model, LandmarkEnsemble) else {"": 1.0}
     members = []
     for name, m in parts:
-        spec = speech_input(m.config)
+        spec, encoder = speech_input(m.config), None
         if spec is not None:  # a cache prepared without them (or for other features) gains them here
             from dubber.data.speech_cache import add_speech_features
             from dubber.weights import load_speech_encoder
@@ -148,7 +147,7 @@ def _predictor(model: LandmarkCompleter | LandmarkEnsemble, cache: PrepCache, sp
             encoder = load_speech_encoder(spec.source)
             add_speech_features(cache.root, cache.records(split, with_audio=True), encoder, layer=spec.layer)
         clips = {c.clip_id: c for c in load_clips(cache, split, min_frames=m.config.window, speech=spec)}
-        members.append((m, weights[name], clips, _silent_windows(m)))
+        members.append((m, weights[name], clips, _silent_windows(m, encoder)))
 
     def predict(clip_id: str, refs: np.ndarray, silent: bool) -> np.ndarray:
         out = 0.0

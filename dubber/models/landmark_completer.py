@@ -10,7 +10,6 @@ from anything downstream (the renderer) back into this model.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -19,6 +18,7 @@ import torch
 from torch import nn
 
 from dubber.face.landmarks import ALL_INDICES, CONTENT_INDICES, JAW, LIP_INDICES, POSE_INDICES
+from dubber.models.model_folder import load_weights, read_config, save_model_folder
 
 N_POSE = len(POSE_INDICES)  # 74
 N_CONTENT = len(CONTENT_INDICES)  # 57: jaw (17) then lips (40)
@@ -28,8 +28,6 @@ N_ALL = len(ALL_INDICES)  # 131, pose first
 
 AUDIO_INPUTS = ("mel", "speech", "mel+speech")
 MEL_BANDS = 80
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
 
 
 @dataclass(frozen=True)
@@ -198,26 +196,11 @@ class LandmarkCompleter(nn.Module):
     def save_pretrained(
         self, folder: str | Path, *, dtype: torch.dtype | None = None, extra: dict | None = None
     ) -> Path:
-        from safetensors.torch import save_file
-
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        state = {
-            k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).contiguous().cpu()
-            for k, v in self.state_dict().items()
-        }
-        save_file(state, str(folder / WEIGHTS_NAME), metadata={"format": "pt"})
         config = {"model": "LandmarkCompleter", **self.config.to_dict(), **(extra or {})}
-        (folder / CONFIG_NAME).write_text(json.dumps(config, indent=1))
-        return folder
+        return save_model_folder(self, folder, config, dtype=dtype)
 
     @classmethod
     def from_pretrained(cls, folder: str | Path, *, device: str | torch.device = "cpu") -> LandmarkCompleter:
-        from safetensors.torch import load_file
-
-        folder = Path(folder)
-        config = LandmarkCompleterConfig.from_dict(json.loads((folder / CONFIG_NAME).read_text()))
-        model = cls(config)
-        state = load_file(str(folder / WEIGHTS_NAME), device="cpu")
-        model.load_state_dict({k: v.float() for k, v in state.items()})
+        model = cls(LandmarkCompleterConfig.from_dict(read_config(folder)))
+        load_weights(model, folder)
         return model.to(device).eval()

@@ -19,8 +19,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from dubber.models.landmark_completer import CONFIG_NAME, LandmarkCompleter, LandmarkCompleterConfig
+from dubber.models.landmark_completer import LandmarkCompleter, LandmarkCompleterConfig
 from dubber.models.landmark_sequence import predict_sequence
+from dubber.models.model_folder import CONFIG_NAME
 
 ENSEMBLE_MODEL = "LandmarkEnsemble"
 

@@ -12,7 +12,6 @@ writes the weights from a CTranslate2 export of Whisper into this module's safet
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -21,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dubber.models.model_folder import load_weights, read_config, save_model_folder
+
 DEFAULT_SPEECH_ENCODER = "whisper-tiny.en"  # the one shipped in weights/speech/
 DEFAULT_SPEECH_LAYER = 3  # the features the shipped speech completer reads: after block 3 of 4
 
@@ -28,10 +29,6 @@ DEFAULT_SPEECH_LAYER = 3  # the features the shipped speech completer reads: aft
 def feature_name(encoder: str, layer: int = 0) -> str:
     """The name of one encoder's features at one layer (0: its output), as the prepared cache files them."""
     return encoder if layer == 0 else f"{encoder}.layer{layer}"
-
-
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
 
 
 @dataclass(frozen=True)
@@ -115,24 +112,10 @@ class SpeechEncoder(nn.Module):
 
     # -- save / load -------------------------------------------------------------------------------------------
     def save_pretrained(self, folder: str | Path, *, dtype: torch.dtype | None = None) -> Path:
-        from safetensors.torch import save_file
-
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        state = {
-            k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).contiguous().cpu()
-            for k, v in self.state_dict().items()
-        }
-        save_file(state, str(folder / WEIGHTS_NAME), metadata={"format": "pt"})
-        (folder / CONFIG_NAME).write_text(json.dumps({"model": "SpeechEncoder", **self.config.to_dict()}, indent=1))
-        return folder
+        return save_model_folder(self, folder, {"model": "SpeechEncoder", **self.config.to_dict()}, dtype=dtype)
 
     @classmethod
     def from_pretrained(cls, folder: str | Path, *, device: str | torch.device = "cpu") -> SpeechEncoder:
-        from safetensors.torch import load_file
-
-        folder = Path(folder)
-        model = cls(SpeechEncoderConfig.from_dict(json.loads((folder / CONFIG_NAME).read_text())))
-        state = load_file(str(folder / WEIGHTS_NAME), device="cpu")
-        model.load_state_dict({k: v.float() for k, v in state.items()})
+        model = cls(SpeechEncoderConfig.from_dict(read_config(folder)))
+        load_weights(model, folder)
         return model.to(device).eval()

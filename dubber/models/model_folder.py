@@ -1,0 +1,42 @@
+"""A model folder: ``config.json`` (the model's name and its config fields) + ``model.safetensors``.
+
+The landmark completer and the speech encoder are saved and loaded this way (the renderer's UNet uses diffusers').
+Weights may be stored in a lower precision (``dtype``); they are loaded back as float32.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+def save_model_folder(module: nn.Module, folder: str | Path, config: dict, *, dtype: torch.dtype | None = None) -> Path:
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {
+        k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).contiguous().cpu()
+        for k, v in module.state_dict().items()
+    }
+    save_file(state, str(folder / WEIGHTS_NAME), metadata={"format": "pt"})
+    (folder / CONFIG_NAME).write_text(json.dumps(config, indent=1))
+    return folder
+
+
+def read_config(folder: str | Path) -> dict:
+    return json.loads((Path(folder) / CONFIG_NAME).read_text())
+
+
+def load_weights(module: nn.Module, folder: str | Path) -> None:
+    """Fill ``module`` with the folder's weights, as float32."""
+    from safetensors.torch import load_file
+
+    state = load_file(str(Path(folder) / WEIGHTS_NAME), device="cpu")
+    module.load_state_dict({k: v.float() for k, v in state.items()})
