@@ -64,17 +64,25 @@ train-landmarks: setup
 	$(BIN)/dub train landmarks --data $(CACHE) --out $(RUN) --model small --max-steps 3200 --speaker-balance 0.15 --freq-warp 0.15 \
 		--eval-every 800 $(if $(wildcard $(RUN)/checkpoint.json),--resume)
 
-# The shipped landmark model is an ensemble of that mel completer and a speech completer (docs/LANDMARKS.md):
+# The shipped landmark model is an ensemble of that mel completer and three speech completers on the pose-affine base
+# (docs/LANDMARKS.md, "Fifth session"): one of 3,200 steps and two of 1,600 steps (seeds 0 and 1).
 SPEECH_RUN ?= ../runs/landmarks-speech
+SPEECH_SETTINGS = --model small --speaker-balance 0.15 --audio speech --speech-layer 3 --base pose-affine --eval-every 800
 train-landmarks-speech: setup
-	$(BIN)/dub train landmarks --data $(CACHE) --out $(SPEECH_RUN) --model small --max-steps 3200 --speaker-balance 0.15 \
-		--audio speech --speech-layer 3 --eval-every 800 $(if $(wildcard $(SPEECH_RUN)/checkpoint.json),--resume)
+	$(BIN)/dub train landmarks --data $(CACHE) --out $(SPEECH_RUN) $(SPEECH_SETTINGS) --max-steps 3200 \
+		$(if $(wildcard $(SPEECH_RUN)/checkpoint.json),--resume)
+	$(BIN)/dub train landmarks --data $(CACHE) --out $(SPEECH_RUN)-short-s0 $(SPEECH_SETTINGS) --max-steps 1600 --seed 0 \
+		$(if $(wildcard $(SPEECH_RUN)-short-s0/checkpoint.json),--resume)
+	$(BIN)/dub train landmarks --data $(CACHE) --out $(SPEECH_RUN)-short-s1 $(SPEECH_SETTINGS) --max-steps 1600 --seed 1 \
+		$(if $(wildcard $(SPEECH_RUN)-short-s1/checkpoint.json),--resume)
 
+LANDMARK_RUNS = $(RUN) $(SPEECH_RUN) $(SPEECH_RUN)-short-s0 $(SPEECH_RUN)-short-s1
+LANDMARK_WEIGHTS = 0.4 0.2 0.2 0.2
 ship-landmarks: setup
-	$(BIN)/python tools/ship_landmarks.py $(RUN) $(SPEECH_RUN) --weight 0.5 0.5 --out $(RUN)/ensemble
+	$(BIN)/python tools/ship_landmarks.py $(LANDMARK_RUNS) --weight $(LANDMARK_WEIGHTS) --out $(RUN)/ensemble
 	$(BIN)/dub eval landmarks --data $(CACHE) --align-dir $(SHARED)/grid_s1_align --weights $(RUN)/ensemble \
 		--report $(RUN)/ensemble/eval.json
-	$(BIN)/python tools/ship_landmarks.py $(RUN) $(SPEECH_RUN) --weight 0.5 0.5 --report $(RUN)/ensemble/eval.json
+	$(BIN)/python tools/ship_landmarks.py $(LANDMARK_RUNS) --weight $(LANDMARK_WEIGHTS) --report $(RUN)/ensemble/eval.json
 
 eval-landmarks: setup
 	$(BIN)/dub eval landmarks --data $(CACHE) --align-dir $(SHARED)/grid_s1_align --report $(RUN)/eval.json \

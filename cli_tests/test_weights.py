@@ -75,7 +75,7 @@ def test_weights_cli_on_a_damaged_folder(tmp_path):
 
 def test_shipped_landmark_weights_verify_and_run(monkeypatch):
     """The weights in the repository: present, checksums right, small, and a working model: the ensemble of a mel
-    completer and a speech completer, each hearing its own input of the same sound."""
+    completer and three speech completers on the pose-affine base, each hearing its own input of the same sound."""
     import numpy as np
 
     from dubber.audio.features import AudioFeatures
@@ -86,13 +86,15 @@ def test_shipped_landmark_weights_verify_and_run(monkeypatch):
     monkeypatch.delenv("DUB_WEIGHTS", raising=False)
     manifest = read_manifest()
     entry = manifest["models"][LANDMARKS_MODEL]
-    assert sum(f["size"] for f in entry["files"].values()) < 16 * 2**20
+    assert sum(f["size"] for f in entry["files"].values()) < 28 * 2**20  # four 6.2 MB members
     for key in ("members", "metrics", "licence"):
         assert entry[key], key
     assert all(m["steps"] and m["command"].startswith("dub train landmarks") for m in entry["members"].values())
     model = load_landmark_model()
-    assert isinstance(model, LandmarkEnsemble) and set(model.weights) == {"mel", "speech"}
-    assert model.members["speech"].config.audio_input == "speech"
+    assert isinstance(model, LandmarkEnsemble) and set(model.weights) == {"mel", "speech", "speech_2", "speech_3"}
+    assert model.members["mel"].config.base == "mean"
+    for name in ("speech", "speech_2", "speech_3"):
+        assert model.members[name].config.audio_input == "speech" and model.members[name].config.base == "pose-affine"
     cfg = model.config
     from dubber.face.aligner import canonical_face
     from dubber.face.landmarks import ALL_INDICES, POSE_INDICES

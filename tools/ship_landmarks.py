@@ -2,6 +2,7 @@
 
     python tools/ship_landmarks.py RUN_DIR --report eval.json [--hardware "2-core CPU"]
     python tools/ship_landmarks.py MEL_RUN SPEECH_RUN --weight 0.7 0.3 --report eval.json   # an ensemble
+    python tools/ship_landmarks.py MEL_RUN SPEECH_RUN SPEECH_RUN2 --weight 0.5 0.25 0.25 ...  # members speech, speech_2
 
 RUN_DIR is a `dub train landmarks` run (its model/, config.json and log.jsonl); the report is the JSON that
 `dub eval landmarks --report` wrote for that model. The manifest entry records the sha256 and size of each file,
@@ -54,14 +55,26 @@ def training_info(run: Path, hardware: str) -> dict:
         f"--max-steps {train['max_steps']} --batch-size {train['batch_size']} "
         f"--speaker-balance {train['speaker_balance']}"
         + (f" --freq-warp {train['freq_warp']}" if train.get("freq_warp") else "")
-        + (f" --audio {audio} --speech-layer {train.get('speech_layer', 0)}" if audio != "mel" else ""),
+        + (f" --audio {audio} --speech-layer {train.get('speech_layer', 0)}" if audio != "mel" else "")
+        + (f" --base {train['base']}" if train.get("base") else ""),
         "settings": train,
         "config": {
             k: model_cfg[k]
-            for k in ("d_model", "n_layers", "n_heads", "ff_dim", "audio_input", "speech_encoder")
+            for k in ("d_model", "n_layers", "n_heads", "ff_dim", "audio_input", "speech_encoder", "base")
             if k in model_cfg
         },
     }
+
+
+def member_names(audio_inputs: list[str]) -> list[str]:
+    """Member folder names: the audio input, numbered from the second member that shares it (speech, speech_2)."""
+    seen: dict[str, int] = {}
+    names = []
+    for audio in audio_inputs:
+        base = audio.replace("+", "_")
+        seen[base] = seen.get(base, 0) + 1
+        names.append(base if seen[base] == 1 else f"{base}_{seen[base]}")
+    return names
 
 
 def main() -> None:
@@ -88,9 +101,7 @@ def main() -> None:
     else:
         if not args.weight or len(args.weight) != len(models):
             raise SystemExit("give one --weight per run")
-        names = [m.config.audio_input.replace("+", "_") for m in models]
-        if len(set(names)) != len(names):
-            raise SystemExit("ensemble members need different audio inputs (they name the member folders)")
+        names = member_names([m.config.audio_input for m in models])
         weights = dict(zip(names, args.weight, strict=True))
         LandmarkEnsemble(dict(zip(names, models, strict=True)), weights).save_pretrained(dest, dtype=torch.float16)
         info["config"] = {"ensemble": weights}

@@ -72,6 +72,12 @@ def train_landmarks_command(
     window: int | None = typer.Option(
         None, "--window", min=1, max=64, help="Frames the transformer predicts together (default: the size's own)."
     ),
+    base: str | None = typer.Option(
+        None,
+        "--base",
+        help="What the predicted offsets start from: mean (the references' mean lip/jaw shape; the default) or "
+        "pose-affine (each reference carried to the frame's head pose by an affine map of the upper face).",
+    ),
     sync_offsets: Path | None = typer.Option(
         None,
         "--sync-offsets",
@@ -98,12 +104,14 @@ def train_landmarks_command(
     """Train the landmark completer (audio -> lip and jaw landmarks)."""
     from dataclasses import asdict
 
-    from dubber.models.landmark_completer import AUDIO_INPUTS, LandmarkCompleterConfig
+    from dubber.models.landmark_completer import AUDIO_INPUTS, BASES, LandmarkCompleterConfig
     from dubber.models.speech_encoder import DEFAULT_SPEECH_ENCODER, SpeechEncoder
     from dubber.training.landmark_trainer import POINT_LOSSES, LandmarkTrainConfig, train_landmarks
 
     if point_loss not in POINT_LOSSES:
         raise typer.BadParameter(f"{point_loss!r} is not one of {', '.join(POINT_LOSSES)}", param_hint="--point-loss")
+    if base is not None and base not in BASES:
+        raise typer.BadParameter(f"{base!r} is not one of {', '.join(BASES)}", param_hint="--base")
     if audio not in AUDIO_INPUTS:
         raise typer.BadParameter(f"{audio!r} is not one of {', '.join(AUDIO_INPUTS)}", param_hint="--audio")
     if audio == "speech" and (freq_warp or time_stretch):
@@ -132,6 +140,7 @@ def train_landmarks_command(
         time_stretch=time_stretch,
         audio_dropout=audio_dropout,
         window=window,
+        base=base,
         sync_offsets=None if sync_offsets is None else str(sync_offsets.resolve()),
         audio=audio,
         speech_layer=speech_layer,

@@ -3,8 +3,9 @@
 Tokens: R reference landmark sets (all 131 points) | T audio tokens (a mel CNN per frame window) | T pose tokens
 (a 1-D CNN over each frame's 74 upper-face points), with modality embeddings and sinusoidal time positions, through
 a transformer encoder. The 40 lip points are read from the audio tokens and the 17 jaw points from the pose tokens,
-as offsets from the mean of the references' lip and jaw shapes: an untrained head predicts the speaker's mean shape,
-which is the baseline every prediction must beat. Coordinates are unit-crop numbers throughout, so gradients flow
+as offsets from the mean of the references' lip and jaw shapes (``base="mean"``) or from that mean carried to each
+frame's head pose (``base="pose-affine"``, dubber.models.reference_warp): an untrained head predicts the speaker's
+shape, which is the baseline every prediction must beat. Coordinates are unit-crop numbers throughout, so gradients flow
 from anything downstream (the renderer) back into this model.
 """
 
@@ -19,6 +20,7 @@ from torch import nn
 
 from dubber.face.landmarks import ALL_INDICES, CONTENT_INDICES, JAW, LIP_INDICES, POSE_INDICES
 from dubber.models.model_folder import load_weights, read_config, save_model_folder
+from dubber.models.reference_warp import warp_references
 
 N_POSE = len(POSE_INDICES)  # 74
 N_CONTENT = len(CONTENT_INDICES)  # 57: jaw (17) then lips (40)
@@ -27,6 +29,9 @@ N_LIPS = len(LIP_INDICES)
 N_ALL = len(ALL_INDICES)  # 131, pose first
 
 AUDIO_INPUTS = ("mel", "speech", "mel+speech")
+# What the predicted offsets are added to: the references' mean lip/jaw shape, or each reference carried to the
+# frame's head pose by an affine map of the upper face (dubber.models.reference_warp), then averaged.
+BASES = ("mean", "pose-affine")
 MEL_BANDS = 80
 
 
@@ -47,6 +52,7 @@ class LandmarkCompleterConfig:
     audio_input: str = "mel"
     speech_encoder: str = ""  # with speech: the encoder's name (weights/speech/<name>)
     speech_layer: int = 0  # ... and the layer its features come from (0: the encoder's output)
+    base: str = "mean"  # one of BASES
 
     @classmethod
     def named(cls, name: str) -> LandmarkCompleterConfig:
@@ -62,6 +68,8 @@ class LandmarkCompleterConfig:
     def __post_init__(self) -> None:
         if self.audio_input not in AUDIO_INPUTS:
             raise ValueError(f"unknown audio input {self.audio_input!r}; choose from {AUDIO_INPUTS}")
+        if self.base not in BASES:
+            raise ValueError(f"unknown base {self.base!r}; choose from {BASES}")
 
     def with_speech_input(
         self, encoder: str, dims: int, steps: int, keep_mel: bool = False, layer: int = 0
@@ -188,7 +196,10 @@ class LandmarkCompleter(nn.Module):
         x = self.norm(self.encoder(torch.cat([ref_tok, audio_tok, pose_tok], dim=1)))
         lips = self.lip_head(x[:, r : r + t]).reshape(b, t, N_LIPS, 2)
         jaw = self.jaw_head(x[:, r + t :]).reshape(b, t, N_JAW, 2)
-        base = refs[:, :, N_POSE:].mean(dim=1, keepdim=True)  # (B, 1, 57, 2) mean reference content
+        if self.config.base == "pose-affine":
+            base = warp_references(refs[:, :, :N_POSE], refs[:, :, N_POSE:], pose)  # (B, T, 57, 2)
+        else:
+            base = refs[:, :, N_POSE:].mean(dim=1, keepdim=True)  # (B, 1, 57, 2) mean reference content
         # Offsets are predicted in the networks' widened units (x4) and brought back to crop units.
         return base + torch.cat([jaw, lips], dim=2) / 4.0
 

@@ -57,6 +57,7 @@ class LandmarkTrainConfig:
     time_stretch: float = 0.0  # speaking rate: windows resampled at a rate in [1/(1+s), 1+s] (other tempos)
     audio_dropout: float = 0.0  # input dropout on the audio windows' values
     window: int | None = None  # frames per window (T), replacing the named config's
+    base: str | None = None  # what the offsets start from (LandmarkCompleterConfig.base), replacing the named config's
     sync_offsets: str | None = None  # a tools/sync_offsets.py report: train clips with a clear offset are re-synced
     audio: str = "mel"  # the completer's audio input: "mel", or "speech" (a pretrained speech encoder's features)
     speech_encoder: str = DEFAULT_SPEECH_ENCODER  # with audio "speech": the encoder's name in weights/speech/
@@ -235,6 +236,10 @@ def train_landmarks(
         if cfg.init_from:  # a fine-tuned model keeps the window it was trained with
             raise InputError(None, "--window cannot change the window of --init-from weights; give one or the other")
         model_cfg = replace(model_cfg, window=cfg.window)
+    if cfg.base is not None:
+        if cfg.init_from:  # likewise its base
+            raise InputError(None, "--base cannot change the base of --init-from weights; give one or the other")
+        model_cfg = replace(model_cfg, base=cfg.base)
     config_path = run / "config.json"
     if resume and config_path.is_file():
         saved = json.loads(config_path.read_text())
