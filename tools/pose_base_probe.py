@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from dubber.data.cache import PrepCache
+from dubber.evaluation.landmark_eval import speaker_means
 from dubber.evaluation.metrics import correlation, lmd
 from dubber.face.landmarks import ALIGN_INDICES, FACE_OVAL_SIDES, LEFT_EYE, NOSE, POSE_INDICES, RIGHT_EYE
 from dubber.models.reference_warp import warp_references
@@ -40,13 +41,13 @@ def main() -> None:
     cache = PrepCache(args.cache)
     train = {r.speaker for r in cache.records("train")}
     clips = [c for c in load_clips(cache, "dev") if c.speaker not in train]
+    means = speaker_means(clips)  # the static baseline of `dub eval landmarks`
     speakers: dict[str, dict[str, list[float]]] = {}
     for clip in clips:
         u, ri = clip.usable, reference_indices(clip, args.refs, None)
         truth = clip.content[u]
         row = speakers.setdefault(clip.speaker, {})
-        mean_shape = np.concatenate([c.content[c.usable] for c in clips if c.speaker == clip.speaker]).mean(0)
-        row.setdefault("static mean", []).append(lmd(np.broadcast_to(mean_shape, truth.shape), truth))
+        row.setdefault("static mean", []).append(lmd(np.broadcast_to(means[clip.speaker], truth.shape), truth))
         refmean = clip.content[ri].mean(0)
         row.setdefault("mean of references", []).append(lmd(np.broadcast_to(refmean, truth.shape), truth))
         for name, idx in POINT_SETS.items():

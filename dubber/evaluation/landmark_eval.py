@@ -85,7 +85,7 @@ class LandmarkEvalReport:
         return "\n".join(lines)
 
 
-def _speaker_means(clips: list[ClipArrays]) -> dict[str, np.ndarray]:
+def speaker_means(clips: list[ClipArrays]) -> dict[str, np.ndarray]:
     out: dict[str, list[np.ndarray]] = {}
     for c in clips:
         out.setdefault(c.speaker, []).append(c.content[c.usable])
@@ -173,7 +173,7 @@ def evaluate_landmarks(
     clips, predict = _predictor(model, cache, options.split, options.stride)
     if train_speakers is None:
         train_speakers = {r.speaker for r in cache.records("train")}
-    means = _speaker_means(clips)
+    means = speaker_means(clips)
     silence_stats: dict[str, list] = {"predicted": [], "rest": [], "range": [], "clips": []}
     rows = []
     for clip in clips:
