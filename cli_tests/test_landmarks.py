@@ -379,7 +379,7 @@ def test_window_is_refused_with_init_from(tmp_path):
 
 
 def test_opening_loss_matches_the_numpy_opening_and_only_adds_when_asked():
-    from dubber.training.landmark_trainer import landmark_loss, opening_of
+    from dubber.training.landmark_loss import landmark_loss, opening_of
 
     g = torch.Generator().manual_seed(0)
     target = 0.3 + 0.4 * torch.rand(2, 5, 57, 2, generator=g)
@@ -401,7 +401,7 @@ def test_opening_loss_matches_the_numpy_opening_and_only_adds_when_asked():
 
 
 def test_l2_point_loss_is_scaled_squared_error_with_the_same_velocity_term():
-    from dubber.training.landmark_trainer import landmark_loss
+    from dubber.training.landmark_loss import landmark_loss
 
     g = torch.Generator().manual_seed(1)
     target = 0.3 + 0.4 * torch.rand(2, 5, 57, 2, generator=g)
@@ -416,3 +416,58 @@ def test_l2_point_loss_is_scaled_squared_error_with_the_same_velocity_term():
         landmark_loss(pred, target, 1.0, point_loss="l3")
     with pytest.raises(ValueError, match="unknown point loss 'l3'"):
         LandmarkTrainConfig(point_loss="l3")
+
+
+def test_keep_best_keeps_the_lowest_dev_metric_across_a_resume(tmp_path):
+    from dubber.training.landmark_trainer import quick_dev_lmd
+
+    cache = make_cache(tmp_path / "c", SPEAKERS)
+    # Six steps at this rate: the unseen dev error rises from step 3 to step 6, so the best is not the last.
+    _train(cache, tmp_path / "a", 6, lr=1e-2, eval_every=3, keep_best="dev_lmd_unseen")
+    log = [json.loads(x) for x in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    evals = {r["step"]: r["dev_lmd_unseen"] for r in log if r.get("eval")}
+    assert sorted(evals) == [3, 6] and evals[3] < evals[6]
+    saved = json.loads((tmp_path / "a" / "best" / "config.json").read_text())
+    assert saved["trained_steps"] == 3 and saved["best_of"] == "dev_lmd_unseen"
+    assert saved["best_value"] == pytest.approx(evals[3])
+    # The folder holds step 3's model: evaluated again it scores what the run logged, and it is not the last.
+    best = LandmarkCompleter.from_pretrained(tmp_path / "a" / "best")
+    clips = load_clips(PrepCache(cache), "dev", min_frames=best.config.window)
+    again = quick_dev_lmd(best, clips, "cpu", {"ann", "bob", "cat"})
+    assert again["dev_lmd_unseen"] == pytest.approx(evals[3], rel=1e-5)
+    last = LandmarkCompleter.from_pretrained(tmp_path / "a" / "model").state_dict()
+    assert any(not torch.equal(v, last[k]) for k, v in best.state_dict().items())
+    assert not (tmp_path / "a" / "best.partial").exists() and not (tmp_path / "a" / "best.old").exists()
+
+    # Stopped after 4 steps (inside the warm-up, so the schedule is the same) and resumed: the same best, kept.
+    _train(cache, tmp_path / "b", 4, lr=1e-2, eval_every=3, keep_best="dev_lmd_unseen")
+    conf = json.loads((tmp_path / "b" / "config.json").read_text())
+    conf["train"]["max_steps"] = 6
+    (tmp_path / "b" / "config.json").write_text(json.dumps(conf))
+    result = train_landmarks(cache, tmp_path / "b", LandmarkTrainConfig(**conf["train"]), resume=True, device="cpu")
+    assert result.best == {"step": 3, "value": pytest.approx(evals[3])}
+    wb = LandmarkCompleter.from_pretrained(tmp_path / "b" / "best").state_dict()
+    assert all(torch.equal(v, wb[k]) for k, v in best.state_dict().items())
+
+
+def test_keep_best_is_refused_without_what_it_needs(tmp_path):
+    with pytest.raises(ValueError, match="dev_loss"):
+        LandmarkTrainConfig(keep_best="dev_loss")
+    no_dev = make_cache(tmp_path / "c", {"ann": "train", "bob": "train"})
+    with pytest.raises(InputError, match="no dev clips"):
+        _train(no_dev, tmp_path / "r1", 2, keep_best="dev_lmd")
+    # Every dev clip's speaker also has train clips (as GRID s1 has): no unseen speaker to measure.
+    seen = make_cache(tmp_path / "d", {"ann": "train", "bob": "dev"})
+    for f in [seen / "manifest.csv", *seen.glob("clips/bob_*/meta.json")]:
+        f.write_text(f.read_text().replace(",bob,", ",ann,").replace('"speaker": "bob"', '"speaker": "ann"'))
+    with pytest.raises(InputError, match="no dev_lmd_unseen"):
+        _train(seen, tmp_path / "r2", 2, keep_best="dev_lmd_unseen")
+    _train(seen, tmp_path / "r3", 2, eval_every=1, keep_best="dev_lmd")  # the metric over all dev clips works
+    assert json.loads((tmp_path / "r3" / "best" / "config.json").read_text())["best_of"] == "dev_lmd"
+    bad = subprocess.run(
+        [sys.executable, "-m", "dubber", "train", "landmarks", "--data", str(seen), "--out", str(tmp_path / "r4"),
+         "--keep-best", "dev_loss"],
+        capture_output=True,
+        text=True,
+    )  # fmt: skip
+    assert bad.returncode == 2 and "dev_loss" in bad.stderr and not (tmp_path / "r4").exists()

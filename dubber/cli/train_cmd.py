@@ -28,6 +28,12 @@ def train_landmarks_command(
     batch_size: int = typer.Option(64, "--batch-size", min=1),
     lr: float = typer.Option(5e-4, "--lr", min=0.0),
     eval_every: int = typer.Option(500, "--eval-every", min=1, help="Dev evaluation every N steps."),
+    keep_best: str | None = typer.Option(
+        None,
+        "--keep-best",
+        help="Also keep the model at its lowest dev_lmd or dev_lmd_unseen (dev speakers not trained on) of the "
+        "evaluations, in RUN/best/.",
+    ),
     checkpoint_minutes: float = typer.Option(5.0, "--checkpoint-minutes", min=0.0),
     speaker_balance: float = typer.Option(
         0.15, "--speaker-balance", min=0.0, max=1.0, help="Speakers drawn by frames ** this (0: uniform, 1: by frames)."
@@ -106,7 +112,11 @@ def train_landmarks_command(
 
     from dubber.models.landmark_completer import AUDIO_INPUTS, BASES, LandmarkCompleterConfig
     from dubber.models.speech_encoder import DEFAULT_SPEECH_ENCODER, SpeechEncoder
-    from dubber.training.landmark_trainer import POINT_LOSSES, LandmarkTrainConfig, train_landmarks
+    from dubber.training.landmark_loss import POINT_LOSSES
+    from dubber.training.landmark_trainer import KEEP_BEST, LandmarkTrainConfig, train_landmarks
+
+    if keep_best is not None and keep_best not in KEEP_BEST:
+        raise typer.BadParameter(f"{keep_best!r} is not one of {', '.join(KEEP_BEST)}", param_hint="--keep-best")
 
     if point_loss not in POINT_LOSSES:
         raise typer.BadParameter(f"{point_loss!r} is not one of {', '.join(POINT_LOSSES)}", param_hint="--point-loss")
@@ -130,6 +140,7 @@ def train_landmarks_command(
         lr=lr,
         max_steps=max_steps,
         eval_every=eval_every,
+        keep_best=keep_best,
         checkpoint_minutes=checkpoint_minutes,
         speaker_balance=speaker_balance,
         pose_swap=pose_swap,
@@ -166,6 +177,8 @@ def train_landmarks_command(
         print_json(asdict(result))
     else:
         stderr.print(f"{result.stopped}: step {result.step} after {result.minutes:.1f} min; model in {out / 'model'}")
+        if result.best:
+            stderr.print(f"best dev model (step {result.best['step']}, {result.best['value']:.4f}) in {out / 'best'}")
 
 
 @train_app.command("renderer")

@@ -46,3 +46,19 @@ def load_checkpoint(accelerator, run: Path) -> dict | None:
     folder, state = found
     accelerator.load_state(str(folder))
     return state
+
+
+BEST = "best"
+
+
+def save_best_model(model, run: Path, extra: dict) -> Path:
+    """Write ``model`` (a module with ``save_pretrained``) to ``RUN/best/``, replacing the folder whole, so that an
+    interrupted save leaves the previous best in place rather than half of each."""
+    final, partial, old = run / BEST, run / (BEST + ".partial"), run / (BEST + ".old")
+    shutil.rmtree(partial, ignore_errors=True)
+    model.save_pretrained(partial, extra=extra)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(partial, final)
+    shutil.rmtree(old, ignore_errors=True)
+    return final

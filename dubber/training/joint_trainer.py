@@ -28,7 +28,7 @@ from dubber.render.renderer_pipeline import FaceRenderer, training_scheduler
 from dubber.training.checkpoints import load_checkpoint, save_checkpoint
 from dubber.training.diffusion_loss import DiffusionLossConfig, diffusion_loss, step_generator
 from dubber.training.landmark_data import ClipArrays, load_clips, reference_indices, speech_input
-from dubber.training.landmark_trainer import landmark_loss
+from dubber.training.landmark_loss import landmark_loss
 from dubber.training.renderer_data import RenderClip, _colour, load_render_clips
 from dubber.training.renderer_trainer import ema_copy, make_accelerator
 from dubber.training.run_log import lr_factor, run_logger

@@ -2,8 +2,9 @@
 
 One CPU works; ``accelerate launch -m dubber train landmarks ...`` scales to many GPUs (each process draws its own
 batches, gradients are averaged). AdamW, L1 + velocity loss, dev evaluation every N steps, checkpoints on a time
-budget holding model, optimizer, RNG and step, ``--resume``, JSON-lines logs. Batches are a pure function of
-(seed, step, process), so a resumed run continues exactly where it stopped.
+budget holding model, optimizer, RNG and step, ``--resume``, JSON-lines logs, ``--keep-best`` (the model at its
+lowest dev error, beside the last). Batches are a pure function of (seed, step, process), so a resumed run
+continues exactly where it stopped.
 """
 
 from __future__ import annotations
@@ -23,9 +24,8 @@ from dubber.errors import InputError
 from dubber.log import get_logger
 from dubber.models.landmark_completer import AUDIO_INPUTS, LandmarkCompleter, LandmarkCompleterConfig
 from dubber.models.speech_encoder import DEFAULT_SPEECH_ENCODER, DEFAULT_SPEECH_LAYER
-from dubber.training.checkpoints import load_checkpoint, save_checkpoint
+from dubber.training.checkpoints import load_checkpoint, save_best_model, save_checkpoint
 from dubber.training.landmark_data import (
-    OPENING_IN_CONTENT,
     SpeechInput,
     WindowSampler,
     load_clips,
@@ -33,10 +33,11 @@ from dubber.training.landmark_data import (
     reference_indices,
     speech_input,
 )
+from dubber.training.landmark_loss import POINT_LOSSES, landmark_loss
 from dubber.training.run_log import lr_factor, run_logger
 
 log = get_logger("train")
-POINT_LOSSES = ("l1", "l2")
+KEEP_BEST = ("dev_lmd", "dev_lmd_unseen")
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class LandmarkTrainConfig:
     speech_encoder_path: str | None = None  # ... or a folder holding it (tests use a tiny random one)
     speech_layer: int = DEFAULT_SPEECH_LAYER  # ... and the layer whose features the completer reads (0: output)
     eval_every: int = 500
+    keep_best: str | None = None  # a dev metric (KEEP_BEST): the model at its lowest value is kept in RUN/best/
     checkpoint_minutes: float = 5.0
     seed: int = 0
     grad_clip: float = 1.0
@@ -79,6 +81,8 @@ class LandmarkTrainConfig:
             raise ValueError("--freq-warp and --time-stretch act on the mel; they do not apply to --audio speech")
         if self.audio == "mel+speech" and self.time_stretch:
             raise ValueError("--time-stretch resamples the mel alone; it does not apply to --audio mel+speech")
+        if self.keep_best is not None and self.keep_best not in KEEP_BEST:
+            raise ValueError(f"unknown dev metric {self.keep_best!r}; choose from {', '.join(KEEP_BEST)}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -92,45 +96,7 @@ class TrainResult:
     minutes: float
     last_loss: float
     dev: dict = field(default_factory=dict)
-
-
-def opening_of(content: torch.Tensor) -> torch.Tensor:
-    """Mouth opening (inner-lip gap / mouth width) of content-ordered points (..., 57, 2), differentiable."""
-    up, low, right, left = (content[..., i, :] for i in OPENING_IN_CONTENT)
-    return (low - up).norm(dim=-1) / (left - right).norm(dim=-1).clamp_min(1e-6)
-
-
-# Squared point error is scaled so that its gradient equals L1's at a 0.01 error (about 1 px on a 128 px crop).
-_L2_SCALE = 50.0
-
-
-def landmark_loss(
-    pred: torch.Tensor,
-    target: torch.Tensor,
-    velocity_weight: float,
-    opening_weight: float = 0.0,
-    point_loss: str = "l1",
-) -> tuple[torch.Tensor, dict]:
-    err = pred - target
-    l1 = err.abs().mean()
-    vel = ((pred[:, 1:] - pred[:, :-1]) - (target[:, 1:] - target[:, :-1])).abs().mean()
-    parts = {"l1": float(l1.detach()), "velocity": float(vel.detach())}
-    if point_loss == "l1":
-        points = l1
-    elif point_loss == "l2":
-        # L1 is minimised by the conditional median, L2 by the conditional mean: where the audio leaves the
-        # opening uncertain, the median sticks to the commoner closed mouth while the mean opens part way.
-        points = _L2_SCALE * err.square().mean()
-        parts["l2"] = float(points.detach())
-    else:
-        raise ValueError(f"unknown point loss {point_loss!r}; choose l1 or l2")
-    loss = points + velocity_weight * vel
-    if opening_weight > 0:
-        # Four of 57 points define the opening, so the point loss barely sees it; this term weighs it on its own.
-        opening = (opening_of(pred) - opening_of(target)).abs().mean()
-        loss = loss + opening_weight * opening
-        parts["opening"] = float(opening.detach())
-    return loss, parts
+    best: dict = field(default_factory=dict)  # with keep_best: the step and value of the model in RUN/best/
 
 
 def _with_speech(model_cfg: LandmarkCompleterConfig, cfg: LandmarkTrainConfig) -> LandmarkCompleterConfig:
@@ -271,6 +237,10 @@ def train_landmarks(
         cfg.time_stretch,
         cfg.audio_dropout,
     )
+    if cfg.keep_best and not dev_clips:
+        raise InputError(cache.root, f"no dev clips to keep the best {cfg.keep_best} by")
+    if cfg.keep_best == "dev_lmd_unseen" and all(c.speaker in sampler.speakers for c in dev_clips):
+        raise InputError(cache.root, "every dev speaker is also a train speaker: there is no dev_lmd_unseen to keep")
     model = start if start is not None else LandmarkCompleter(model_cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     model, opt = accelerator.prepare(model, opt)
@@ -293,10 +263,12 @@ def train_landmarks(
         )
     step = 0
     elapsed_before = 0.0
+    best: dict = {}  # {"step", "value"} of the lowest keep_best metric so far; carried in checkpoints
     if resume:
         state = load_checkpoint(accelerator, run)
         if state is not None:
             step, elapsed_before = int(state["step"]), float(state.get("minutes", 0.0))
+            best = state.get("best") or {}
             log.info("resumed %s at step %d", run, step)
     log_path = run / "log.jsonl"
 
@@ -343,11 +315,18 @@ def train_landmarks(
         if dev_clips and (step % cfg.eval_every == 0 or step == cfg.max_steps):
             dev = quick_dev_lmd(unwrapped, dev_clips, accelerator.device, set(sampler.speakers))
             emit({"step": step, "eval": True, **dev, "minutes": round(minutes, 3)})
+            value = dev.get(cfg.keep_best) if cfg.keep_best else None
+            if value is not None and (not best or value < best["value"]):
+                best = {"step": step, "value": value}
+                if accelerator.is_main_process:
+                    extra = {"trained_steps": step, "train_minutes": round(minutes, 2), "best_of": cfg.keep_best}
+                    save_best_model(unwrapped, run, {**extra, "best_value": value})
+                emit({"step": step, "best": cfg.keep_best, "value": value})
         if (time.perf_counter() - last_ckpt) / 60.0 >= cfg.checkpoint_minutes:
-            save_checkpoint(accelerator, run, step, {"minutes": minutes})
+            save_checkpoint(accelerator, run, step, {"minutes": minutes, "best": best})
             last_ckpt = time.perf_counter()
-    save_checkpoint(accelerator, run, step, {"minutes": minutes})
+    save_checkpoint(accelerator, run, step, {"minutes": minutes, "best": best})
     if accelerator.is_main_process:
         unwrapped.save_pretrained(run / "model", extra={"trained_steps": step, "train_minutes": round(minutes, 2)})
     emit({"step": step, "done": stopped, "minutes": round(minutes, 3)})
-    return TrainResult(str(run), step, stopped, round(minutes, 2), loss_avg, dev)
+    return TrainResult(str(run), step, stopped, round(minutes, 2), loss_avg, dev, best)
