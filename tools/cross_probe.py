@@ -29,6 +29,7 @@ import numpy as np
 from dubber.audio.features import audio_features
 from dubber.audio.speech import MelAndSpeechFeatures, SpeechFeatures, encode_speech
 from dubber.data.cache import PrepCache
+from dubber.evaluation.dub_eval import pick_cross_audio
 from dubber.evaluation.dub_metrics import speech_activity
 from dubber.evaluation.metrics import correlation
 from dubber.media.audio import AudioClip, decode_audio
@@ -77,9 +78,9 @@ def features_for(model, mel, speech: dict[int, SpeechFeatures]):
 
 def probe(model, clips, train_speakers: set[str], audio: AudioSource) -> dict[str, dict]:
     rows: dict[str, list] = {"unseen": [], "seen": []}
-    for i, clip in enumerate(clips):
-        others = [o for o in clips if o.speaker != clip.speaker]
-        partner = others[i % len(others)]  # as dub eval pairs them
+    partners = pick_cross_audio(clips)  # dub eval's pairing (the cache lists the clips in the manifest's order)
+    for clip in clips:
+        partner = partners[clip.clip_id]
         mono, rate, mel, speech = audio(partner, clip.seconds)
         n = int((clip.times < len(mono) / rate).sum())
         refs = clip.points[reference_indices(clip, model.config.n_refs, None)]
