@@ -11,6 +11,8 @@ Saved and loaded with diffusers' ``save_pretrained``/``from_pretrained`` (config
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
@@ -20,6 +22,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from dubber.models.talkformer import LandmarkTokens, ReferenceEncoder, ReferenceTokens, TalkFormerBlock
+from dubber.models.upsample import supports, upsample_conv
 
 N_LANDMARKS = 131
 N_POSE = 74  # the 131 points are pose (74) then lips and jaw (57)
@@ -145,6 +148,17 @@ class RendererUNet(ModelMixin, ConfigMixin):
         tags = self.landmarks(ref_landmarks.flatten(0, 1)).mean(1).reshape(b, k, -1)
         return {int(side): tok(feats[int(side)], tags, b) for side, tok in self.ref_tokens.items()}
 
+    def encode_reference_pool(self, crops: torch.Tensor, landmarks: torch.Tensor) -> dict:
+        """Each of P candidate reference crops encoded alone: {side: (P, r*r, C)}. ``gather_references`` then builds
+        any frame's K-reference tokens from them without running the encoder again (every reference's tokens
+        depend on that reference only)."""
+        return self.encode_references(crops[:, None], landmarks[:, None])
+
+    @staticmethod
+    def gather_references(pool_tokens: dict, order: torch.Tensor) -> dict:
+        """(B, K) indices into an ``encode_reference_pool`` -> what ``encode_references`` gives for those crops."""
+        return {side: tokens[order].flatten(1, 2) for side, tokens in pool_tokens.items()}
+
     def landmark_tokens(self, landmarks: torch.Tensor | None, batch: int, drop: torch.Tensor | None = None):
         """(B, 131, dim) tokens; rows where ``drop`` is True (or all, without landmarks) get the null tokens."""
         null = self.null_landmarks.unsqueeze(0).expand(batch, -1, -1)
@@ -154,6 +168,65 @@ class RendererUNet(ModelMixin, ConfigMixin):
         if drop is not None:
             tokens = torch.where(drop[:, None, None], null.to(tokens.dtype), tokens)
         return tokens
+
+    def condition(
+        self,
+        masked: torch.Tensor,
+        mask: torch.Tensor,
+        landmarks: torch.Tensor | None,
+        reference_tokens: dict,
+        hint: torch.Tensor | None = None,
+        drop_landmarks: torch.Tensor | None = None,
+    ) -> DenoiserConditioning:
+        """Everything the denoiser computes from the conditioning alone, once for all the sampler's steps: the
+        input conv's share of the masked crop, mask and hint, and every TalkFormer block's keys and values."""
+        b = masked.shape[0]
+        dtype = self.conv_in.weight.dtype
+        inputs = [masked.to(dtype), mask.to(dtype)] + ([hint.to(dtype)] if self.config.reference_hint else [])
+        input_share = self._input_conv(torch.cat(inputs, 1), slice(3 * self.patch**2, None), self.conv_in.bias)
+        lmk = self.landmark_tokens(landmarks, b, drop_landmarks)
+        key_values = {
+            block: block.key_values(lmk, reference_tokens[block.side])
+            for block in self.modules()
+            if isinstance(block, TalkFormerBlock)
+        }
+        return DenoiserConditioning(input_share, key_values, masked, mask, hint)
+
+    def denoise(self, sample: torch.Tensor, timestep: torch.Tensor | float, cond: DenoiserConditioning) -> torch.Tensor:
+        """One denoiser evaluation of (B, 3, S, S) ``sample`` at ``timestep`` under ``cond`` (from ``condition``)."""
+        b = sample.shape[0]
+        t = torch.as_tensor(timestep, device=sample.device).reshape(-1).expand(b)
+        emb = self.time_embedding(self.time_proj(t).to(sample.dtype))
+        x = self._input_conv(sample, slice(0, 3 * self.patch**2), None) + cond.input_share
+        kv = cond.key_values
+        skips = [x]
+        for i, (res, tf, down) in enumerate(zip(self.down_resnets, self.down_talk, self.downsamplers, strict=True)):
+            for r, block in zip(res, tf, strict=True):
+                x = r(x, emb)
+                x = block(x, key_values=kv[block]) if block in kv else x
+                skips.append(x)
+            if i < len(self.downsamplers) - 1:
+                x = down(x)
+                skips.append(x)
+        x = self.mid_res1(x, emb)
+        x = self.mid_talk(x, key_values=kv[self.mid_talk]) if self.mid_talk in kv else x
+        x = self.mid_res2(x, emb)
+        for res, tf, up in zip(self.up_resnets, self.up_talk, self.upsamplers, strict=True):
+            for r, block in zip(res, tf, strict=True):
+                x = r(torch.cat([x, skips.pop()], 1), emb)
+                x = block(x, key_values=kv[block]) if block in kv else x
+            x = upsample_conv(up, x) if supports(up) else up(x)
+        x = F.pixel_shuffle(self.conv_out(F.silu(self.norm_out(x))), self.patch)
+        if self.config.hint_residual:
+            mask = cond.mask.to(x.dtype)
+            x = x + cond.masked.to(x.dtype) * (1 - mask) + cond.hint.to(x.dtype) * mask
+        return x
+
+    def _input_conv(self, x: torch.Tensor, channels: slice, bias: torch.Tensor | None) -> torch.Tensor:
+        """``conv_in`` over some of its input channels (the noisy sample's come first): a conv is a sum over its
+        input channels, so the conditioning's share is computed once per batch and the sample's at every step."""
+        weight = self.conv_in.weight[:, channels]
+        return F.conv2d(F.pixel_unshuffle(x, self.patch), weight, bias, padding=self.conv_in.padding)
 
     def forward(
         self,
@@ -172,49 +245,27 @@ class RendererUNet(ModelMixin, ConfigMixin):
         """sample, masked: (B, 3, S, S) in [-1, 1]; mask: (B, 1, S, S), 1 where the face is redrawn;
         landmarks: (B, 131, 2) target points or None (unconditional); refs/ref_landmarks or precomputed
         ``reference_tokens`` from ``encode_references``; ``hint`` the reference crop fed to the input (default:
-        the one of ``refs`` nearest ``landmarks``)."""
-        b = sample.shape[0]
-        inputs = [sample, masked, mask.to(sample.dtype)]
-        if self.config.reference_hint:
-            if hint is None:
-                if refs is None:
-                    raise ValueError("this renderer reads a reference hint: pass refs or hint")
-                hint = nearest_reference(refs, ref_landmarks, landmarks)
-            inputs.append(hint.to(sample.dtype))
+        the one of ``refs`` nearest ``landmarks``). One step; samplers call ``condition`` once and ``denoise``
+        per step instead."""
+        if self.config.reference_hint and hint is None:
+            if refs is None:
+                raise ValueError("this renderer reads a reference hint: pass refs or hint")
+            hint = nearest_reference(refs, ref_landmarks, landmarks)
         if reference_tokens is None:
             reference_tokens = self.encode_references(refs, ref_landmarks)
-        lmk = self.landmark_tokens(landmarks, b, drop_landmarks)
-        t = torch.as_tensor(timestep, device=sample.device).reshape(-1).expand(b)
-        emb = self.time_embedding(self.time_proj(t).to(sample.dtype))
-        x = self.conv_in(F.pixel_unshuffle(torch.cat(inputs, 1), self.patch))
-        skips = [x]
-        for i, (res, tf, down) in enumerate(zip(self.down_resnets, self.down_talk, self.downsamplers, strict=True)):
-            for r, block in zip(res, tf, strict=True):
-                x = r(x, emb)
-                x = self._talk(block, x, lmk, reference_tokens)
-                skips.append(x)
-            if i < len(self.downsamplers) - 1:
-                x = down(x)
-                skips.append(x)
-        x = self.mid_res1(x, emb)
-        x = self._talk(self.mid_talk, x, lmk, reference_tokens)
-        x = self.mid_res2(x, emb)
-        for res, tf, up in zip(self.up_resnets, self.up_talk, self.upsamplers, strict=True):
-            for r, block in zip(res, tf, strict=True):
-                x = r(torch.cat([x, skips.pop()], 1), emb)
-                x = self._talk(block, x, lmk, reference_tokens)
-            x = up(x)
-        x = F.pixel_shuffle(self.conv_out(F.silu(self.norm_out(x))), self.patch)
-        if self.config.hint_residual:
-            mask = mask.to(x.dtype)
-            x = x + masked.to(x.dtype) * (1 - mask) + hint.to(x.dtype) * mask
-        return x
+        cond = self.condition(masked, mask.to(sample.dtype), landmarks, reference_tokens, hint, drop_landmarks)
+        return self.denoise(sample, timestep, cond)
 
-    @staticmethod
-    def _talk(block: nn.Module, x: torch.Tensor, lmk: torch.Tensor, refs: dict) -> torch.Tensor:
-        if isinstance(block, TalkFormerBlock):
-            return block(x, lmk, refs[block.side])
-        return x
+
+@dataclass
+class DenoiserConditioning:
+    """What ``RendererUNet.condition`` computes once per batch of frames and every denoising step reuses."""
+
+    input_share: torch.Tensor  # the input conv applied to the masked crop, mask and hint (bias included)
+    key_values: dict  # TalkFormerBlock -> its cross-attentions' keys and values
+    masked: torch.Tensor
+    mask: torch.Tensor
+    hint: torch.Tensor | None
 
 
 def nearest_reference(refs: torch.Tensor, ref_landmarks: torch.Tensor, landmarks: torch.Tensor | None) -> torch.Tensor:

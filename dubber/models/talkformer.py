@@ -145,13 +145,48 @@ class TalkFormerBlock(nn.Module):
         nn.init.zeros_(self.proj_out.weight)
         nn.init.zeros_(self.proj_out.bias)
 
-    def forward(self, x: torch.Tensor, landmark_tokens: torch.Tensor, ref_tokens: torch.Tensor) -> torch.Tensor:
+    def key_values(self, landmark_tokens: torch.Tensor, ref_tokens: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The two cross-attentions' keys and values, (B, heads, N, dim_head) each. They depend on the target's
+        landmarks and the references only, not on the noisy image, so a sampler computes them once for all its
+        steps (about 8% of the renderer's multiply-adds at 8 steps). B may be 1 for tokens shared by a batch."""
+        return (*split_key_value(self.lmk_attn, landmark_tokens), *split_key_value(self.ref_attn, ref_tokens))
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        landmark_tokens: torch.Tensor | None = None,
+        ref_tokens: torch.Tensor | None = None,
+        *,
+        key_values: tuple[torch.Tensor, ...] | None = None,
+    ) -> torch.Tensor:
+        """x: (B, C, side, side); the tokens, or their ``key_values`` computed beforehand."""
         b, c, h, w = x.shape
+        if key_values is None:
+            key_values = self.key_values(landmark_tokens, ref_tokens)
+        lmk_k, lmk_v, ref_k, ref_v = key_values
         residual = x
         t = self.proj_in(self.norm(x).flatten(2).transpose(1, 2)) + self.pos
         if self.self_attn is not None:
             t = t + self.self_attn(self.norm_self(t))
-        t = t + self.lmk_attn(self.norm_lmk(t), encoder_hidden_states=landmark_tokens)
-        t = t + self.ref_attn(self.norm_ref(t), encoder_hidden_states=ref_tokens)
+        t = t + cross_attend(self.lmk_attn, self.norm_lmk(t), lmk_k, lmk_v)
+        t = t + cross_attend(self.ref_attn, self.norm_ref(t), ref_k, ref_v)
         t = t + self.ff(self.norm_ff(t))
         return residual + self.proj_out(t).transpose(1, 2).reshape(b, c, h, w)
+
+
+def split_key_value(attn: Attention, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """diffusers' ``Attention`` key and value projections of (B, N, D) tokens, split into heads."""
+    b, n = tokens.shape[:2]
+    key, value = attn.to_k(tokens), attn.to_v(tokens)
+    return (key.view(b, n, attn.heads, -1).transpose(1, 2), value.view(b, n, attn.heads, -1).transpose(1, 2))
+
+
+def cross_attend(attn: Attention, queries: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    """What diffusers' ``Attention`` (default processor, no norms or residual) computes for (B, L, C) queries, with
+    the keys and values given. Keys of batch 1 serve every row."""
+    b, n = queries.shape[:2]
+    q = attn.to_q(queries).view(b, n, attn.heads, -1).transpose(1, 2)
+    if key.shape[0] != b:
+        key, value = key.expand(b, -1, -1, -1), value.expand(b, -1, -1, -1)
+    out = F.scaled_dot_product_attention(q, key, value).transpose(1, 2).reshape(b, n, -1)
+    return attn.to_out[1](attn.to_out[0](out))

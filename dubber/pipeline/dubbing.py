@@ -211,7 +211,9 @@ class DubbingPipeline:
         t0 = time.perf_counter()
         redraw = None
         if track.has_face.any():
-            refs = ReferenceSet.from_track(track, self.renderer, self.landmarks.config.n_refs)
+            refs = ReferenceSet.from_track(
+                track, self.renderer, self.landmarks.config.n_refs, per_frame=opts.references == "nearest"
+            )
             motion = MotionPlanner(self.landmarks, job.features, job.fps, timeline, track.filled_points(),
                                    refs.landmark_sets)  # fmt: skip
             redraw = FaceRedrawer(self.renderer, track, timeline, motion, refs, opts, timings)

@@ -34,22 +34,30 @@ class ReferenceSet:
     tokens: dict  # the renderer's encoding of ``crops``, computed once
     pool_crops: torch.Tensor  # (P, 3, S, S): one frame per mouth-opening bin
     pool_points: torch.Tensor  # (P, 131, 2)
+    pool_tokens: dict | None = None  # the renderer's encoding of each pool frame, for per-frame references
 
     @classmethod
-    def from_track(cls, track: VideoTrack, renderer, landmark_sets: int) -> ReferenceSet:
+    def from_track(cls, track: VideoTrack, renderer, landmark_sets: int, *, per_frame: bool = True) -> ReferenceSet:
+        """``per_frame``: also encode the pool once, for references chosen per frame (``nearest``)."""
         crops, points, _ = track.pool.choose(renderer.n_refs)
         crops_t, points_t = to_model_range(crops), torch.from_numpy(points)
         pool_crops, pool_points, _ = track.pool.choose(len(track.pool))
+        pool_crops_t, pool_points_t = to_model_range(pool_crops), torch.from_numpy(pool_points)
+        pool_tokens = renderer.encode_reference_pool(pool_crops_t, pool_points_t) if per_frame else None
         return cls(track.landmark_references(landmark_sets), crops_t, points_t,
-                   renderer.encode_references(crops_t, points_t), to_model_range(pool_crops),
-                   torch.from_numpy(pool_points))  # fmt: skip
+                   renderer.encode_references(crops_t, points_t), pool_crops_t, pool_points_t, pool_tokens)  # fmt: skip
 
-    def nearest(self, targets: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per frame, the ``count`` pool frames whose lips and jaw are nearest the target's: (B, K, ...)."""
+    def nearest_order(self, targets: torch.Tensor, count: int) -> torch.Tensor:
+        """Per frame, the indices of the ``count`` pool frames whose lips and jaw are nearest the target's: (B, K)."""
         d = (self.pool_points[None, :, N_POSE:] - targets[:, None, N_POSE:]).norm(dim=-1).mean(-1)  # (B, P)
         order = d.argsort(dim=1)[:, :count]
         if order.shape[1] < count:  # fewer bins than references: repeat the nearest
             order = torch.cat([order, order[:, :1].expand(-1, count - order.shape[1])], dim=1)
+        return order
+
+    def nearest(self, targets: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per frame, the ``count`` pool frames whose lips and jaw are nearest the target's: (B, K, ...)."""
+        order = self.nearest_order(targets, count)
         return self.pool_crops[order], self.pool_points[order]
 
 
@@ -79,8 +87,12 @@ class FaceRedrawer:
         add_time(self.timings, "composite", t0)
         t0 = time.perf_counter()
         if opts.references == "nearest":
-            ref_crops, ref_points = self.refs.nearest(targets, self.renderer.n_refs)
-            tokens = self.renderer.encode_references(ref_crops, ref_points)
+            order = self.refs.nearest_order(targets, self.renderer.n_refs)
+            ref_crops, ref_points = self.refs.pool_crops[order], self.refs.pool_points[order]
+            if self.refs.pool_tokens is None:
+                tokens = self.renderer.encode_references(ref_crops, ref_points)
+            else:  # the pool was encoded once per video
+                tokens = self.renderer.gather_references(self.refs.pool_tokens, order)
         else:
             ref_crops, ref_points, tokens = self.refs.crops, self.refs.points, self.refs.tokens
         rendered = self.renderer(

@@ -5,7 +5,9 @@ follows the target landmarks. Every frame starts from the same initial noise (on
 neighbouring frames, and the frames on either side of a chunk boundary, share their stochastic part and do not
 flicker. Classifier-free guidance (``guidance > 1``) runs the landmark-free branch in the same batch. Weights that
 carry a reference blend (renderer.json ``reference_blend``) keep the nearest reference's real lower face where its
-landmarks already match the target's (dubber/render/reference_blend.py).
+landmarks already match the target's (dubber/render/reference_blend.py); frames the blend gives to that reference
+alone are not drawn. The denoiser's conditioning (cross-attention keys and values, the input conv's share of the
+masked crop) is computed once per batch and reused at every step (``RendererUNet.condition`` / ``denoise``).
 """
 
 from __future__ import annotations
@@ -95,6 +97,15 @@ class FaceRenderer:
         return self.unet.encode_references(refs.to(self.device, self.dtype), ref_landmarks.to(self.device))
 
     @torch.no_grad()
+    def encode_reference_pool(self, crops: torch.Tensor, landmarks: torch.Tensor) -> dict:
+        """(P, 3, S, S) candidate references encoded once per video; pick per frame with ``gather_references``."""
+        return self.unet.encode_reference_pool(crops.to(self.device, self.dtype), landmarks.to(self.device))
+
+    def gather_references(self, pool_tokens: dict, order: torch.Tensor) -> dict:
+        """Reference tokens for (B, K) indices into the pool: the same as encoding those crops per frame."""
+        return self.unet.gather_references(pool_tokens, order.to(self.device))
+
+    @torch.no_grad()
     def __call__(
         self,
         crops: torch.Tensor,
@@ -122,7 +133,6 @@ class FaceRenderer:
         landmarks = landmarks.to(device, torch.float32)
         if reference_tokens is None:
             reference_tokens = self.encode_references(refs, ref_landmarks)
-        tokens = {k: v.expand(b, -1, -1) if v.shape[0] == 1 else v for k, v in reference_tokens.items()}
         mask = self.mask(b)
         masked = crops * (1 - mask)
         hint = None
@@ -133,28 +143,50 @@ class FaceRenderer:
                 refs, ref_landmarks = refs[None].expand(b, -1, -1, -1, -1), ref_landmarks[None].expand(b, -1, -1, -1)
             ref_landmarks = ref_landmarks.to(device)
             hint = nearest_reference(refs.to(device, dtype), ref_landmarks, landmarks)
+        mismatch = drawn = None
+        if blend and self.reference_blend is not None and hint is not None:
+            mismatch = reference_mismatch(ref_landmarks, landmarks)
+            if self.reference_blend.edge == 0:
+                # Frames whose nearest reference already shows the target mouth get the paste alone (blend weight
+                # 0): the network's drawing would be thrown away, so it is not drawn.
+                drawn = (self.reference_blend.weights(mismatch) > 0).nonzero().flatten()
+        if drawn is None:
+            x = self._sample(masked, mask, landmarks, reference_tokens, hint, steps, seed, guidance, scheduler)
+        else:
+            x = hint.clone()
+            if len(drawn):
+                tokens = {k: v if v.shape[0] == 1 else v[drawn] for k, v in reference_tokens.items()}
+                x[drawn] = self._sample(
+                    masked[drawn], mask[drawn], landmarks[drawn], tokens, hint[drawn], steps, seed, guidance, scheduler
+                )
+        if mismatch is not None:
+            x = blend_with_paste(x, hint, mismatch, self.reference_blend)
+        return (masked + mask * x).float()
+
+    def _sample(self, masked, mask, landmarks, reference_tokens, hint, steps, seed, guidance, scheduler):
+        """The sampler's loop: (B, 3, S, S) drawings in [-1, 1]. Each row depends on its own inputs only."""
+        b, device, dtype = masked.shape[0], self.device, self.dtype
         sched = make_scheduler(scheduler or self.scheduler_name, self.unet.config.prediction_type)
         sched.set_timesteps(steps, device=device)
         x = initial_noise(self.size, seed, device, dtype).expand(b, -1, -1, -1) * sched.init_noise_sigma
         guided = guidance != 1.0
+        if guided:  # the landmark-free branch runs in the same batch, its rows second
+            drop = torch.cat([torch.zeros(b, dtype=torch.bool), torch.ones(b, dtype=torch.bool)]).to(device)
+            tokens = {k: v if v.shape[0] == 1 else torch.cat([v, v]) for k, v in reference_tokens.items()}
+            cond = self.unet.condition(
+                torch.cat([masked, masked]), torch.cat([mask, mask]), torch.cat([landmarks, landmarks]), tokens,
+                None if hint is None else torch.cat([hint, hint]), drop,
+            )  # fmt: skip
+        else:
+            cond = self.unet.condition(masked, mask, landmarks, reference_tokens, hint)
         for t in sched.timesteps:
             if guided:
-                drop = torch.cat([torch.zeros(b, dtype=torch.bool), torch.ones(b, dtype=torch.bool)]).to(device)
-                out = self.unet(
-                    torch.cat([x, x]), t, torch.cat([masked, masked]), torch.cat([mask, mask]),
-                    torch.cat([landmarks, landmarks]),
-                    reference_tokens={k: torch.cat([v, v]) for k, v in tokens.items()}, drop_landmarks=drop,
-                    hint=None if hint is None else torch.cat([hint, hint]),
-                )  # fmt: skip
-                cond, uncond = out.chunk(2)
-                out = uncond + guidance * (cond - uncond)
+                cond_out, uncond_out = self.unet.denoise(torch.cat([x, x]), t, cond).chunk(2)
+                out = uncond_out + guidance * (cond_out - uncond_out)
             else:
-                out = self.unet(x, t, masked, mask, landmarks, reference_tokens=tokens, hint=hint)
+                out = self.unet.denoise(x, t, cond)
             x = sched.step(out, t, x).prev_sample
-        x = x.clamp(-1, 1)
-        if blend and self.reference_blend is not None and hint is not None:
-            x = blend_with_paste(x, hint, reference_mismatch(ref_landmarks, landmarks), self.reference_blend)
-        return (masked + mask * x).float()
+        return x.clamp(-1, 1)
 
     def save_pretrained(self, folder: str | Path, *, dtype: torch.dtype | None = None) -> None:
         folder = Path(folder)
