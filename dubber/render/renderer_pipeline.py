@@ -163,7 +163,18 @@ class FaceRenderer:
             x = blend_with_paste(x, hint, mismatch, self.reference_blend)
         return (masked + mask * x).float()
 
-    def _sample(self, masked, mask, landmarks, reference_tokens, hint, steps, seed, guidance, scheduler):
+    def _sample(
+        self,
+        masked: torch.Tensor,
+        mask: torch.Tensor,
+        landmarks: torch.Tensor,
+        reference_tokens: dict,
+        hint: torch.Tensor | None,
+        steps: int,
+        seed: int,
+        guidance: float,
+        scheduler: str | None,
+    ) -> torch.Tensor:
         """The sampler's loop: (B, 3, S, S) drawings in [-1, 1]. Each row depends on its own inputs only."""
         b, device, dtype = masked.shape[0], self.device, self.dtype
         sched = make_scheduler(scheduler or self.scheduler_name, self.unet.config.prediction_type)
