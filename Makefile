@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 MEDIAPIPE_SPEC ?= mediapipe==0.10.21
 STAMP := $(VENV)/.dubber-installed
 
-.PHONY: setup test test-all lint bench bench-renderer bench-dub demo clean prep train-landmarks eval-landmarks train-renderer \
+.PHONY: setup test test-all lint bench bench-renderer bench-dub bench-long-audio demo clean prep train-landmarks eval-landmarks train-renderer \
 	eval-renderer train-joint eval-dub train-landmarks-speech ship-landmarks
 
 setup: $(STAMP)
@@ -43,9 +43,13 @@ bench: setup
 	$(BIN)/python benchmarks/bench_foundation.py
 	$(BIN)/python benchmarks/bench_renderer.py
 	$(BIN)/python benchmarks/bench_dub.py
+	$(BIN)/python benchmarks/bench_long_audio.py
 
 bench-dub: setup
 	$(BIN)/python benchmarks/bench_dub.py $(if $(DEVICE),--device $(DEVICE))
+
+bench-long-audio: setup
+	$(BIN)/python benchmarks/bench_long_audio.py
 
 bench-renderer: setup
 	$(BIN)/python benchmarks/bench_renderer.py $(if $(DEVICE),--device $(DEVICE))

@@ -96,8 +96,12 @@ def test_chunked_motion_equals_the_whole_sequence():
     mel = AudioFeatures(rng.normal(size=(int(frames / 25 * 80) + 20, 80)).astype(np.float32))
     points = rng.uniform(0.2, 0.8, (n_src, 131, 2)).astype(np.float32)
     refs = rng.uniform(0.2, 0.8, (4, 131, 2)).astype(np.float32)
+    points[3] = np.nan  # a frame without a face takes its neighbour's pose
+    fill = np.arange(n_src)
+    fill[3] = 2
     timeline = Timeline(n_src, frames, "pingpong")
-    planner = MotionPlanner(model, mel, 25.0, timeline, points, refs)
+    planner = MotionPlanner(model, mel, 25.0, timeline, points, fill, refs)
+    assert np.isfinite(planner.pose(0, frames)).all()
     whole = predict_sequence(model, mel.windows(np.arange(frames) / 25.0), planner.pose(0, frames), refs)
     for chunk in (1, 3, 8):
         parts = np.concatenate([planner.content(s, min(s + chunk, frames)) for s in range(0, frames, chunk)])
@@ -177,3 +181,19 @@ def test_freed_frame_memory_is_trimmed_on_linux(monkeypatch):
     monkeypatch.undo()
     if sys.platform.startswith("linux"):
         assert heap.trim_heap()
+
+
+def test_the_track_grows_past_an_under_declared_frame_count_and_fills_faceless_frames():
+    from dubber.pipeline.analysis import ReferencePool, _FrameRows
+
+    rows = _FrameRows(expected=3)  # the container said 3 frames; 40 come
+    faces = [i not in (0, 1, 17, 18, 19, 39) for i in range(40)]
+    for i, face in enumerate(faces):
+        p = np.full((131, 2), i, np.float32) if face else None
+        rows.add(i / 25, np.array([1.0, 0, i, 0]) if face else None, p, 0.1 if face else np.nan, face)
+    track = rows.track(ReferencePool(), {})
+    assert track.frames == 40 and track.has_face.tolist() == faces
+    assert np.isnan(track.points[17]).all() and track.points[16, 0, 0] == 16 and track.transforms[5, 2] == 5
+    assert track.times[-1] == 39 / 25 and track.frontal.sum() == 34
+    assert track.filled_index().tolist() == [2, 2, *range(2, 17), 16, 20, 20, *range(20, 39), 38]  # ties: later
+    np.testing.assert_array_equal(track.filled_points(), track.points[track.filled_index()])

@@ -8,15 +8,16 @@ from pathlib import Path
 import numpy as np
 
 from dubber.audio.mel import MelConfig, log_mel
+from dubber.audio.rows import Rows
 from dubber.audio.windows import WINDOW_STEPS, frame_windows
 from dubber.media.audio import AudioClip, decode_audio
 
 
 @dataclass
 class AudioFeatures:
-    """A clip's log-mel, (steps, n_mels) float32, at ``config.steps_per_second``."""
+    """A clip's log-mel, (steps, n_mels) float32, at ``config.steps_per_second`` (in memory, or on disk for a dub)."""
 
-    mel: np.ndarray
+    mel: Rows
     config: MelConfig = field(default_factory=MelConfig)
 
     @property

@@ -100,6 +100,11 @@ def stft_magnitude(samples: np.ndarray, config: MelConfig = MelConfig()) -> np.n
     padded = np.pad(x, (half, half))
     steps = num_mel_steps(len(x), config)
     frames = np.lib.stride_tricks.sliding_window_view(padded, config.n_fft)[:: config.hop_length][:steps]
+    return frame_magnitude(frames, config)
+
+
+def frame_magnitude(frames: np.ndarray, config: MelConfig = MelConfig()) -> np.ndarray:
+    """(steps, n_fft // 2 + 1) magnitude spectra of (steps, n_fft) frames under the analysis window."""
     return np.abs(np.fft.rfft(frames * _window(config.win_length, config.n_fft), axis=1))
 
 
@@ -109,7 +114,12 @@ def log_mel(samples: np.ndarray, config: MelConfig = MelConfig()) -> np.ndarray:
     if len(x) == 0:
         return np.zeros((0, config.n_mels), dtype=np.float32)
     emphasised = np.concatenate([x[:1], x[1:] - config.preemphasis * x[:-1]])
-    mel = stft_magnitude(emphasised, config) @ mel_filterbank(config).T
+    return scaled_log_mel(stft_magnitude(emphasised, config), config)
+
+
+def scaled_log_mel(magnitude: np.ndarray, config: MelConfig = MelConfig()) -> np.ndarray:
+    """(steps, n_mels) float32: STFT magnitudes (steps, n_fft // 2 + 1) through the mel filters, in dB, scaled."""
+    mel = magnitude @ mel_filterbank(config).T
     floor = 10.0 ** (config.min_db / 20.0)
     db = 20.0 * np.log10(np.maximum(floor, mel)) - config.ref_db
     scaled = 2.0 * config.max_abs * (db - config.min_db) / (-config.min_db) - config.max_abs

@@ -15,6 +15,7 @@ import torch
 
 from dubber.audio.features import AudioFeatures
 from dubber.audio.mel import MelConfig, mel_filterbank
+from dubber.audio.rows import Rows, take_rows
 from dubber.audio.windows import WINDOW_STEPS, window_starts
 from dubber.models.speech_encoder import SpeechEncoder
 
@@ -50,9 +51,10 @@ def whisper_log_mel(samples: np.ndarray, n_frames: int = 3000) -> np.ndarray:
 
 @dataclass
 class SpeechFeatures:
-    """A clip's speech-encoder features, (steps, dims) float32 at 50 steps per second."""
+    """A clip's speech-encoder features, (steps, dims) float32 at 50 steps per second (in memory, or on disk for a
+    dub)."""
 
-    steps: np.ndarray
+    steps: Rows
 
     @property
     def duration(self) -> float:
@@ -63,14 +65,14 @@ class SpeechFeatures:
         (the encoder already saw the silence padding there)."""
         centre = np.floor(np.asarray(times, dtype=np.float64) * STEPS_PER_SECOND + 0.5).astype(np.int64)
         index = np.clip(centre[:, None] - steps // 2 + np.arange(steps)[None, :], 0, max(0, len(self.steps) - 1))
-        return np.asarray(self.steps, dtype=np.float32)[index]
+        return take_rows(self.steps, index)
 
     def on_mel_steps(self, times: np.ndarray, steps: int = WINDOW_STEPS, config: MelConfig = MelConfig()) -> np.ndarray:
         """(frames, steps, dims): for every step of each frame's mel window (``frame_windows``), the speech step
         nearest that mel step's time."""
         mel_steps = window_starts(times, config, steps)[:, None] + np.arange(steps)[None, :]
         index = np.floor(mel_steps / config.steps_per_second * STEPS_PER_SECOND + 0.5).astype(np.int64)
-        return np.asarray(self.steps, dtype=np.float32)[np.clip(index, 0, max(0, len(self.steps) - 1))]
+        return take_rows(self.steps, np.clip(index, 0, max(0, len(self.steps) - 1)))
 
 
 class MelAndSpeechFeatures:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from dubber.audio.mel import MelConfig
+from dubber.audio.rows import Rows, RowStore, take_rows
 
 WINDOW_STEPS = 16  # 0.2 s of mel at 80 steps/s
 
@@ -21,24 +22,20 @@ def window_starts(times: np.ndarray, config: MelConfig = MelConfig(), steps: int
 
 
 def frame_windows(
-    mel: np.ndarray, times: np.ndarray, config: MelConfig = MelConfig(), steps: int = WINDOW_STEPS
+    mel: Rows, times: np.ndarray, config: MelConfig = MelConfig(), steps: int = WINDOW_STEPS
 ) -> np.ndarray:
     """(frames, steps, n_mels) windows of ``mel`` (steps, n_mels) for frames at ``times`` seconds.
 
     Steps before the audio's start or after its end read as silence, so a video longer than its audio still gets
-    a window for every frame.
+    a window for every frame. Only the rows the windows cover are read (``mel`` may be a :class:`RowStore`).
     """
-    mel = np.asarray(mel, dtype=np.float32)
-    starts = window_starts(times, config, steps)
-    n = len(starts)
-    if n == 0:
-        return np.zeros((0, steps, mel.shape[1] if mel.ndim == 2 else config.n_mels), dtype=np.float32)
-    lo = int(min(0, starts.min()))
-    hi = int(max(len(mel), starts.max() + steps))
-    padded = np.full((hi - lo, mel.shape[1]), config.silence, dtype=np.float32)
-    padded[-lo : -lo + len(mel)] = mel
-    index = (starts - lo)[:, None] + np.arange(steps)[None, :]
-    return padded[index]
+    width = mel.width if isinstance(mel, RowStore) else (mel.shape[1] if mel.ndim == 2 else config.n_mels)
+    index = window_starts(times, config, steps)[:, None] + np.arange(steps)[None, :]
+    inside = (index >= 0) & (index < len(mel))
+    if not inside.any():
+        return np.full((*index.shape, width), config.silence, dtype=np.float32)
+    rows = take_rows(mel, np.clip(index, 0, len(mel) - 1))
+    return np.where(inside[..., None], rows, np.float32(config.silence)).astype(np.float32, copy=False)
 
 
 def stretched_windows(

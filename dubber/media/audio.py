@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -44,47 +45,82 @@ class AudioClip:
         return self.samples[0] if self.channels == 1 else self.samples.mean(axis=0, dtype=np.float32)
 
 
+class AudioReader:
+    """The first audio stream of a file, decoded block by block: float32 ``(channels, n)`` blocks at
+    ``sample_rate`` (None: the source rate), downmixed to mono when ``mono``. Memory stays that of one block however
+    long the audio; :func:`decode_audio` joins the blocks."""
+
+    def __init__(self, path: str | Path, *, sample_rate: int | None = FEATURE_SAMPLE_RATE, mono: bool = True) -> None:
+        self.path = Path(path)
+        self._container = open_input(self.path)
+        try:
+            if not self._container.streams.audio:
+                raise NoAudioStreamError(self.path, "no audio stream")
+            self._stream = stream = self._container.streams.audio[0]
+            stream.thread_type = "AUTO"
+            declared = declared_duration(stream, Fraction(stream.time_base)) if stream.time_base else None
+            rate = sample_rate or stream.codec_context.sample_rate
+            if not rate:
+                raise MediaDecodeError(self.path, "the audio stream has no sample rate")
+        except BaseException:
+            self._container.close()
+            raise
+        self.sample_rate = int(rate)
+        cc = stream.codec_context
+        self._layout = "mono" if mono or not cc.channels else cc.layout.name
+        self.channels = 1 if self._layout == "mono" else int(cc.channels)
+        # AAC/MP3 decoders emit the encoder's end padding; the container's declared duration excludes it.
+        self._limit = None if declared is None else max(1, int(round(declared * self.sample_rate)))
+
+    def blocks(self) -> Iterator[np.ndarray]:
+        """The samples in decoding order; raises ``EmptyMediaError`` when the stream holds none."""
+        resampler = av.AudioResampler(format="fltp", layout=self._layout, rate=self.sample_rate)
+        given = decoded = 0
+
+        def cut(block: np.ndarray) -> np.ndarray:
+            keep = block.shape[1] if self._limit is None else max(0, min(block.shape[1], self._limit - given))
+            return np.ascontiguousarray(block[:, :keep], dtype=np.float32)
+
+        try:
+            for frame in self._container.decode(self._stream):
+                frame.pts = None  # let the resampler keep its own running clock: source gaps must not drop samples
+                for out in resampler.resample(frame):
+                    block = cut(out.to_ndarray())
+                    if block.shape[1]:
+                        given += block.shape[1]
+                        yield block
+                decoded += 1
+        except av.error.FFmpegError as exc:
+            if decoded == 0:
+                raise MediaDecodeError(self.path, f"audio cannot be decoded ({exc.strerror or exc})") from None
+            log.warning("%s: audio decoding stopped early (%s); using what was decoded", self.path, exc.strerror or exc)
+        for out in resampler.resample(None):
+            block = cut(out.to_ndarray())
+            if block.shape[1]:
+                given += block.shape[1]
+                yield block
+        if given == 0:
+            raise EmptyMediaError(self.path, "the audio stream holds no samples")
+
+    def close(self) -> None:
+        self._container.close()
+
+    def __enter__(self) -> AudioReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def decode_audio(path: str | Path, *, sample_rate: int | None = FEATURE_SAMPLE_RATE, mono: bool = True) -> AudioClip:
     """Decode the first audio stream of ``path``.
 
     ``sample_rate=None`` keeps the source rate; otherwise FFmpeg's resampler (swresample, band-limited) converts.
     ``mono=True`` downmixes with the channel layout's standard matrix.
     """
-    p = Path(path)
-    with open_input(p) as container:
-        if not container.streams.audio:
-            raise NoAudioStreamError(p, "no audio stream")
-        stream = container.streams.audio[0]
-        stream.thread_type = "AUTO"
-        declared = declared_duration(stream, Fraction(stream.time_base)) if stream.time_base else None
-        rate = sample_rate or stream.codec_context.sample_rate
-        if not rate:
-            raise MediaDecodeError(p, "the audio stream has no sample rate")
-        layout = "mono" if mono else (stream.codec_context.layout.name if stream.codec_context.channels else "mono")
-        resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
-        chunks: list[np.ndarray] = []
-        decoded = 0
-        try:
-            for frame in container.decode(stream):
-                frame.pts = None  # let the resampler keep its own running clock: source gaps must not drop samples
-                for out in resampler.resample(frame):
-                    chunks.append(out.to_ndarray())
-                decoded += 1
-        except av.error.FFmpegError as exc:
-            if decoded == 0:
-                raise MediaDecodeError(p, f"audio cannot be decoded ({exc.strerror or exc})") from None
-            log.warning("%s: audio decoding stopped early (%s); using what was decoded", p, exc.strerror or exc)
-        for out in resampler.resample(None):
-            chunks.append(out.to_ndarray())
-    if not chunks:
-        raise EmptyMediaError(p, "the audio stream holds no samples")
-    samples = np.concatenate(chunks, axis=1).astype(np.float32, copy=False)
-    if declared is not None:
-        # AAC/MP3 decoders emit the encoder's end padding; the container's declared duration excludes it.
-        samples = samples[:, : max(1, int(round(declared * rate)))]
-    if samples.shape[1] == 0:
-        raise EmptyMediaError(p, "the audio stream holds no samples")
-    return AudioClip(samples=np.ascontiguousarray(samples), sample_rate=int(rate))
+    with AudioReader(path, sample_rate=sample_rate, mono=mono) as reader:
+        chunks = list(reader.blocks())
+        return AudioClip(samples=np.ascontiguousarray(np.concatenate(chunks, axis=1)), sample_rate=reader.sample_rate)
 
 
 def write_wav(path: str | Path, samples: np.ndarray, sample_rate: int) -> Path:

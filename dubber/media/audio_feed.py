@@ -7,6 +7,8 @@ interleaved file; each feed here is asked for "everything up to time t" after ev
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -15,7 +17,7 @@ import av
 import numpy as np
 
 from dubber.errors import MediaDecodeError, NoAudioStreamError
-from dubber.media.audio import AudioClip, decode_audio
+from dubber.media.audio import AudioClip, AudioReader
 from dubber.media.container import open_input
 from dubber.media.encode_options import AudioEncodeOptions, can_copy_audio
 
@@ -49,41 +51,79 @@ class AudioFeed:
 
 
 class EncodedSamplesFeed(AudioFeed):
-    """Encode float32 samples (e.g. the new dub audio) with the chosen codec."""
+    """Encode float32 sample blocks (``(channels, n)``, e.g. the new dub audio) with the chosen codec, pulling
+    blocks only as the video advances."""
 
-    def __init__(self, clip: AudioClip, options: AudioEncodeOptions) -> None:
-        if clip.channels not in (1, 2):
-            # Downmix anything beyond stereo: every player handles mono/stereo AAC.
-            clip = AudioClip(samples=clip.mono[None, :], sample_rate=clip.sample_rate)
-        self.clip = clip
+    def __init__(self, blocks: Iterable[np.ndarray], sample_rate: int, channels: int, options: AudioEncodeOptions,
+                 *, on_close: Callable[[], None] | None = None) -> None:  # fmt: skip
+        # Downmix anything beyond stereo: every player handles mono/stereo AAC.
+        self.downmix = channels not in (1, 2)
+        self.channels = 1 if self.downmix else channels
+        self.blocks = iter(blocks)
+        self.sample_rate = int(sample_rate)
         self.options = options
+        self.on_close = on_close
         self.pos = 0
+        self.held = np.zeros((self.channels, 0), np.float32)
+        self.exhausted = False
+
+    @classmethod
+    def from_clip(cls, clip: AudioClip, options: AudioEncodeOptions) -> EncodedSamplesFeed:
+        return cls([clip.samples], clip.sample_rate, clip.channels, options)
 
     def open(self, container: av.container.OutputContainer, container_format: str) -> None:
         self.container = container
-        self.stream = container.add_stream(self.options.codec, rate=self.clip.sample_rate)
-        self.stream.layout = "mono" if self.clip.channels == 1 else "stereo"
+        self.stream = container.add_stream(self.options.codec, rate=self.sample_rate)
+        self.stream.layout = "mono" if self.channels == 1 else "stereo"
         self.stream.bit_rate = self.options.bit_rate
-        self.stream.time_base = Fraction(1, self.clip.sample_rate)
+        self.stream.time_base = Fraction(1, self.sample_rate)
 
-    def _encode_chunk(self, end: int) -> None:
-        data = np.ascontiguousarray(self.clip.samples[:, self.pos : end], dtype=np.float32)
+    def _fill(self, count: int) -> None:
+        parts = [self.held]
+        have = self.held.shape[1]
+        while have < count and not self.exhausted:
+            block = next(self.blocks, None)
+            if block is None:
+                self.exhausted = True
+                break
+            block = np.asarray(block, np.float32)
+            if self.downmix:
+                block = block.mean(axis=0, keepdims=True, dtype=np.float32)
+            parts.append(block)
+            have += block.shape[1]
+        if len(parts) > 1:
+            self.held = np.concatenate(parts, axis=1)
+
+    def _encode_chunk(self, count: int) -> None:
+        data = np.ascontiguousarray(self.held[:, :count], dtype=np.float32)
+        self.held = self.held[:, count:]
         frame = av.AudioFrame.from_ndarray(data, format="fltp", layout=self.stream.layout.name)
-        frame.sample_rate = self.clip.sample_rate
+        frame.sample_rate = self.sample_rate
         frame.pts = self.pos
-        frame.time_base = Fraction(1, self.clip.sample_rate)
+        frame.time_base = Fraction(1, self.sample_rate)
         self.container.mux(self.stream.encode(frame))
-        self.pos = end
+        self.pos += count
 
     def write_until(self, t: float) -> None:
-        target = min(self.clip.num_samples, math.ceil(t * self.clip.sample_rate))
+        target = math.ceil(t * self.sample_rate)
         while self.pos + _CHUNK <= target:
-            self._encode_chunk(self.pos + _CHUNK)
+            self._fill(_CHUNK)
+            if self.held.shape[1] < _CHUNK:
+                return  # the end of the samples: finish() encodes the last short chunk
+            self._encode_chunk(_CHUNK)
 
     def finish(self) -> None:
-        while self.pos < self.clip.num_samples:
-            self._encode_chunk(min(self.pos + _CHUNK, self.clip.num_samples))
+        while True:
+            self._fill(_CHUNK)
+            if self.held.shape[1] == 0:
+                break
+            self._encode_chunk(min(_CHUNK, self.held.shape[1]))
         self.container.mux(self.stream.encode(None))
+
+    def close(self) -> None:
+        if self.on_close is not None:
+            self.on_close()
+            self.on_close = None
 
 
 class CopiedStreamFeed(AudioFeed):
@@ -156,19 +196,78 @@ class CopiedStreamFeed(AudioFeed):
         self.input.close()
 
 
-def make_audio_feed(
-    audio: AudioClip | AudioFromFile | None, container_format: str, options: AudioEncodeOptions
-) -> AudioFeed | None:
+@dataclass(frozen=True)
+class AudioSpan:
+    """``seconds`` of a file's audio from ``start`` (``path`` None: silence); padded with silence when the file
+    ends first, to the file's end when ``seconds`` is None."""
+
+    path: Path | None
+    start: float = 0.0
+    seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class SplicedAudio:
+    """Spans of audio one after the other, decoded as the video advances and encoded at one rate (None: the first
+    file's) and one channel count (the most any file has; a mono file is repeated, others are averaged)."""
+
+    spans: tuple[AudioSpan, ...]
+    sample_rate: int | None = None
+
+
+def _spliced_feed(audio: SplicedAudio, options: AudioEncodeOptions) -> EncodedSamplesFeed:
+    with ExitStack() as undo:
+        readers: list[AudioReader | None] = []
+        rate = audio.sample_rate
+        for span in audio.spans:
+            reader = None
+            if span.path is not None:
+                reader = undo.enter_context(AudioReader(span.path, sample_rate=rate, mono=False))
+                rate = reader.sample_rate
+            readers.append(reader)
+        if rate is None:
+            raise ValueError("spliced audio made only of silence needs a sample rate")
+        channels = max([r.channels for r in readers if r is not None] or [1])
+        closing = undo.pop_all()
+
+    def blocks() -> Iterator[np.ndarray]:
+        for span, reader in zip(audio.spans, readers, strict=True):
+            skip = int(round(span.start * rate))
+            left = None if span.seconds is None else int(round(span.seconds * rate))
+            for block in reader.blocks() if reader is not None else ():
+                if skip >= block.shape[1]:
+                    skip -= block.shape[1]
+                    continue
+                block, skip = block[:, skip:], 0
+                if left is not None:
+                    block = block[:, :left]
+                    left -= block.shape[1]
+                if block.shape[0] != channels:
+                    block = np.repeat(block.mean(axis=0, keepdims=True, dtype=np.float32), channels, axis=0)
+                yield block
+                if left == 0:
+                    break
+            while left:  # silence to the span's length, a second at a time
+                n = min(left, rate)
+                left -= n
+                yield np.zeros((channels, n), np.float32)
+
+    return EncodedSamplesFeed(blocks(), rate, channels, options, on_close=closing.close)
+
+
+AudioSource = AudioClip | AudioFromFile | SplicedAudio
+
+
+def make_audio_feed(audio: AudioSource | None, container_format: str, options: AudioEncodeOptions) -> AudioFeed | None:
     """Pick how the audio gets into the output: encode samples, copy packets, or decode and re-encode."""
     if audio is None:
         return None
     if isinstance(audio, AudioClip):
-        return EncodedSamplesFeed(audio, options)
+        return EncodedSamplesFeed.from_clip(audio, options)
+    if isinstance(audio, SplicedAudio):
+        return _spliced_feed(audio, options)
     copy = CopiedStreamFeed(audio)
     if can_copy_audio(container_format, copy.codec_name):
         return copy
     copy.close()
-    clip = decode_audio(audio.path, sample_rate=None, mono=False)
-    first = int(round(audio.start * clip.sample_rate))
-    last = None if audio.duration is None else first + int(round(audio.duration * clip.sample_rate))
-    return EncodedSamplesFeed(AudioClip(clip.samples[:, first:last], clip.sample_rate), options)
+    return _spliced_feed(SplicedAudio((AudioSpan(audio.path, audio.start, audio.duration),)), options)

@@ -13,7 +13,7 @@ import numpy as np
 from dubber.errors import MediaWriteError
 from dubber.media.atomic import check_output_path, temporary_path_for
 from dubber.media.audio import AudioClip
-from dubber.media.audio_feed import AudioFeed, AudioFromFile, make_audio_feed
+from dubber.media.audio_feed import AudioFeed, AudioFromFile, AudioSource, SplicedAudio, make_audio_feed
 from dubber.media.encode_options import (
     AudioEncodeOptions,
     VideoEncodeOptions,
@@ -50,7 +50,7 @@ class VideoWriter:
         fps: Fraction,
         time_base: Fraction | None = None,
         options: VideoEncodeOptions | None = None,
-        audio: AudioClip | AudioFromFile | Sequence[AudioClip | AudioFromFile] | None = None,
+        audio: AudioSource | Sequence[AudioSource] | None = None,
         audio_options: AudioEncodeOptions | None = None,
         overwrite: bool = False,
     ) -> None:
@@ -63,7 +63,8 @@ class VideoWriter:
         x264_options(self.options)  # validate before any file exists
         self.time_base = _keep_time_base(time_base, self.fps)
         # Several audio sources become several tracks, the first one the default.
-        self.audio = [] if audio is None else [audio] if isinstance(audio, (AudioClip, AudioFromFile)) else list(audio)
+        one = isinstance(audio, (AudioClip, AudioFromFile, SplicedAudio))
+        self.audio = [] if audio is None else [audio] if one else list(audio)
         self.audio_options = audio_options or AudioEncodeOptions()
         self.overwrite = overwrite
         self.frames_written = 0

@@ -71,16 +71,20 @@ class VideoTrack:
     def frames(self) -> int:
         return len(self.times)
 
-    def filled_points(self) -> np.ndarray:
-        """Points with face-less frames taken from the nearest frame with a face (windows need every frame)."""
+    def filled_index(self) -> np.ndarray:
+        """(N,) for each frame the nearest frame with a face (itself when it has one): windows need every frame's
+        points, and an index costs 8 bytes a frame where a copy of the points costs 1 KB."""
         good = np.flatnonzero(self.has_face)
-        if len(good) == 0 or len(good) == self.frames:
-            return self.points.copy()
         idx = np.arange(self.frames)
+        if len(good) == 0 or len(good) == self.frames:
+            return idx
         after = good[np.clip(np.searchsorted(good, idx), 0, len(good) - 1)]
         before = good[np.clip(np.searchsorted(good, idx) - 1, 0, len(good) - 1)]
-        nearest = np.where(np.abs(before - idx) < np.abs(after - idx), before, after)
-        return self.points[nearest]
+        return np.where(np.abs(before - idx) < np.abs(after - idx), before, after)
+
+    def filled_points(self) -> np.ndarray:
+        """Points with face-less frames taken from the nearest frame with a face."""
+        return self.points[self.filled_index()]
 
     def landmark_references(self, count: int) -> np.ndarray:
         """(count, 131, 2) reference point sets spread over the speaker's mouth openings (IP_LAP)."""
@@ -98,9 +102,8 @@ def analyse_video(
     spool: FrameSpool | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> VideoTrack:
-    times, has_face, transforms, points, opening, frontal = [], [], [], [], [], []
+    rows = _FrameRows(reader.frame_count)
     pool = ReferencePool()
-    nan_points = np.full((len(_ALL), 2), np.nan, np.float32)
     decode_s = track_s = 0.0
     frames = iter(reader)
     trim = HeapTrimmer()
@@ -114,36 +117,53 @@ def analyse_video(
         if spool is not None:
             spool.append(frame.image)
         face: TrackedFace | None = tracker.step(frame).face
-        times.append(frame.time)
-        has_face.append(face is not None)
         if face is None:
-            transforms.append(np.full(4, np.nan))
-            points.append(nan_points)
-            opening.append(np.nan)
-            frontal.append(False)
+            rows.add(frame.time, None, None, np.nan, False)
         else:
             unit = aligner.to_crop(face.points[_ALL], face.transform)
             yaw, pitch, _ = face.angles
             ok = abs(yaw) <= MAX_REFERENCE_YAW and abs(pitch) <= MAX_REFERENCE_PITCH
             o = float(mouth_opening(face.points))
-            transforms.append(face.transform.as_vector())
-            points.append(unit)
-            opening.append(o)
-            frontal.append(ok)
+            rows.add(frame.time, face.transform.as_vector(), unit, o, ok)
             turn = abs(yaw) + abs(pitch) + (0.0 if ok else 1000.0)  # turned frames only where nothing else is
             crop = partial(aligner.crop, frame.image, face.transform)  # made only if the pool keeps the frame
             pool.offer(frame.index, o, turn, crop, unit)
         trim()
         track_s += time.perf_counter() - t1
         if progress is not None:
-            progress(len(times))
-    return VideoTrack(
-        times=np.asarray(times, np.float64),
-        has_face=np.asarray(has_face, bool),
-        transforms=np.asarray(transforms, np.float64).reshape(-1, 4),
-        points=np.asarray(points, np.float32).reshape(-1, len(_ALL), 2),
-        opening=np.asarray(opening, np.float32),
-        frontal=np.asarray(frontal, bool),
-        pool=pool,
-        seconds={"decode": decode_s, "track": track_s},
-    )
+            progress(rows.count)
+    return rows.track(pool, {"decode": decode_s, "track": track_s})
+
+
+class _FrameRows:
+    """The per-frame arrays of a track, filled in place (sized from the container's frame count, grown if it
+    under-declares) rather than built from lists: a list of per-frame arrays costs twice their size at the end."""
+
+    def __init__(self, expected: int) -> None:
+        self.count = 0
+        self.arrays = self._empty(max(16, int(expected)))
+
+    @staticmethod
+    def _empty(n: int) -> dict[str, np.ndarray]:
+        return {
+            "times": np.zeros(n, np.float64), "has_face": np.zeros(n, bool), "transforms": np.full((n, 4), np.nan),
+            "points": np.full((n, len(_ALL), 2), np.nan, np.float32), "opening": np.full(n, np.nan, np.float32),
+            "frontal": np.zeros(n, bool),
+        }  # fmt: skip
+
+    def add(self, time: float, transform: np.ndarray | None, points: np.ndarray | None, opening: float,
+            frontal: bool) -> None:  # fmt: skip
+        i, a = self.count, self.arrays
+        if i == len(a["times"]):
+            grown = self._empty(2 * i)
+            for k, v in a.items():
+                grown[k][:i] = v
+            self.arrays = a = grown
+        a["times"][i], a["opening"][i], a["frontal"][i] = time, opening, frontal
+        if points is not None:
+            a["has_face"][i], a["transforms"][i], a["points"][i] = True, transform, points
+        self.count += 1
+
+    def track(self, pool: ReferencePool, seconds: dict[str, float]) -> VideoTrack:
+        n = self.count
+        return VideoTrack(**{k: v[:n] for k, v in self.arrays.items()}, pool=pool, seconds=seconds)

@@ -18,15 +18,15 @@ from pathlib import Path
 
 import torch
 
-from dubber.audio.features import AudioFeatures, audio_features
-from dubber.audio.speech import MelAndSpeechFeatures, SpeechFeatures, encode_speech
+from dubber.audio.features import AudioFeatures
+from dubber.audio.speech import MelAndSpeechFeatures, SpeechFeatures
+from dubber.audio.streaming import StreamedFeatures, stream_features
 from dubber.errors import OutputError
 from dubber.face.aligner import FaceAligner
 from dubber.face.backend import FaceBackend
 from dubber.face.tracker import FaceTracker, TrackerOptions
 from dubber.log import get_logger
 from dubber.media.atomic import check_output_path
-from dubber.media.audio import AudioClip, decode_audio
 from dubber.media.encode_options import VideoEncodeOptions, container_format_for
 from dubber.media.heap import HeapTrimmer
 from dubber.media.probe import MediaInfo, probe_media
@@ -125,12 +125,14 @@ class DubbingPipeline:
     def device(self) -> torch.device:
         return self.renderer.device
 
-    def _audio_features(self, speech: AudioClip) -> AudioFeatures | SpeechFeatures | MelAndSpeechFeatures:
+    def _audio_features(self, audio: Path) -> StreamedFeatures:
+        """The completer's input from ``audio``, decoded and computed block by block, the rows kept on disk."""
         kind = self.landmarks.config.audio_input
-        if kind == "mel" or self.speech_encoder is None:
-            return audio_features(speech)
-        encoded = encode_speech(speech.mono, self.speech_encoder, layer=self.landmarks.config.speech_layer)
-        return encoded if kind == "speech" else MelAndSpeechFeatures(audio_features(speech), encoded)
+        if self.speech_encoder is None:
+            kind = "mel"
+        elif kind != "speech":  # an ensemble's members may read either: compute both
+            kind = "mel+speech"
+        return stream_features(audio, kind, self.speech_encoder, layer=self.landmarks.config.speech_layer)
 
     # -- one dub ---------------------------------------------------------------------------------------------------
     def __call__(
@@ -158,12 +160,13 @@ class DubbingPipeline:
         if job.output.exists() and job.output.resolve() in (job.video.resolve(), job.audio.resolve()):
             raise OutputError(job.output, "is one of the inputs; choose another output name")
         job.media = probe_media(job.video, require_video=True)
-        t0 = time.perf_counter()
-        speech = decode_audio(job.audio)
-        job.audio_seconds, job.features = speech.duration, self._audio_features(speech)
-        add_time(job.timings, "audio", t0)  # decoding, and the speech encoder where the completer reads it
-        job.reader = reader = VideoReader(job.video, info=job.media)
         with ExitStack() as cleanup:
+            t0 = time.perf_counter()
+            streamed = self._audio_features(job.audio)
+            cleanup.callback(streamed.close)
+            job.audio_seconds, job.features = streamed.seconds, streamed.features
+            add_time(job.timings, "audio", t0)  # decoding, and the speech encoder where the completer reads it
+            job.reader = reader = VideoReader(job.video, info=job.media)
             # Spool frames in the analysis pass when the output will need them out of order.
             estimate = Timeline.plan(max(1, reader.frame_count), job.audio_seconds, float(reader.fps), opts.fit,
                                      opts.keep_rest)  # fmt: skip
@@ -214,7 +217,7 @@ class DubbingPipeline:
             refs = ReferenceSet.from_track(
                 track, self.renderer, self.landmarks.config.n_refs, per_frame=opts.references == "nearest"
             )
-            motion = MotionPlanner(self.landmarks, job.features, job.fps, timeline, track.filled_points(),
+            motion = MotionPlanner(self.landmarks, job.features, job.fps, timeline, track.points, track.filled_index(),
                                    refs.landmark_sets)  # fmt: skip
             redraw = FaceRedrawer(self.renderer, track, timeline, motion, refs, opts, timings)
         add_time(timings, "landmarks", t0)

@@ -2,8 +2,8 @@
 
 The completer predicts T-frame windows and averages every window covering a frame; a chunk is predicted with T-1
 frames of context on each side, so exactly the windows of a whole-sequence pass cover each of its frames and chunk
-boundaries cannot show. Only the features of the new audio are held for the whole video (two minutes: 3 MB of mel,
-or 9 MB of speech-encoder features).
+boundaries cannot show. The features of the new audio are read per chunk from a file on disk
+(``dubber.audio.streaming``), so no stage holds anything for the whole audio.
 """
 
 from __future__ import annotations
@@ -29,19 +29,23 @@ class MotionPlanner:
         fps: float,
         timeline: Timeline,
         source_points: np.ndarray,
+        fill: np.ndarray,
         references: np.ndarray,
     ) -> None:
+        """``source_points`` (N_source, 131, 2) with NaN where a frame has no face; ``fill`` (N_source,) the frame
+        whose points stand in for each (``VideoTrack.filled_index``)."""
         self.model = model
         self.features = features
         self.fps = float(fps)
         self.timeline = timeline
-        self.source_points = source_points  # (N_source, 131, 2), face-less frames filled
+        self.source_points = source_points
+        self.fill = fill
         self.references = references.astype(np.float32)
         self.context = model.config.window - 1
 
     def pose(self, start: int, stop: int) -> np.ndarray:
         idx = self.timeline.source_indices(start, stop)
-        return self.source_points[idx, :N_POSE]
+        return self.source_points[self.fill[idx], :N_POSE]
 
     def content(self, start: int, stop: int) -> np.ndarray:
         """(stop - start, 57, 2) predicted lip and jaw points for dubbed output frames ``start..stop-1``."""
