@@ -157,10 +157,19 @@ def test_nearest_references_follow_the_target_mouth():
     pool_crops = torch.arange(5, dtype=torch.float32)[:, None, None, None].expand(5, 3, 4, 4)
     refs = ReferenceSet(np.zeros((1, 131, 2)), pool_crops[:3], pool_points[:3], {}, pool_crops, pool_points)
     targets = pool_points[[3, 1]].clone()
-    targets[:, :74] = 0.5  # pose does not count: only lips and jaw choose
+    targets[:, :74] = 0.5  # pose does not count: the mouth chooses
     crops, points = refs.nearest(targets, 3)
     assert crops.shape == (2, 3, 3, 4, 4) and points.shape == (2, 3, 131, 2)
     assert crops[0, 0, 0, 0, 0] == 3 and crops[1, 0, 0, 0, 0] == 1
+    # The mouth's shape chooses, not where it sits: frame 2's lips moved (with its jaw) still win for frame 2's
+    # mouth, against frame 4 whose jaw and lip centre match the target but whose mouth is another shape.
+    lips = slice(74 + 17, 131)
+    moved = pool_points.clone()
+    moved[2, 74:] += 0.25  # lips and jaw 0.35 away: lip and jaw distance alone would pick frame 4 (0.22)
+    moved[4, 74:91] = pool_points[2, 74:91]
+    moved[4, lips] += pool_points[2, lips].mean(0) - moved[4, lips].mean(0)
+    shape = ReferenceSet(refs.landmark_sets, pool_crops[:3], moved[:3], {}, pool_crops, moved)
+    assert shape.nearest_order(pool_points[[2]], 1).item() == 2
     few = ReferenceSet(refs.landmark_sets, pool_crops[:1], pool_points[:1], {}, pool_crops[:2], pool_points[:2])
     crops, _ = few.nearest(targets, 3)  # fewer pool frames than references: the nearest repeats
     assert crops.shape[1] == 3 and crops[0, 2, 0, 0, 0] == crops[0, 0, 0, 0, 0]
