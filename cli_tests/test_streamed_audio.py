@@ -119,6 +119,10 @@ def test_streamed_features_fail_typed_and_leave_nothing(tmp_path):
     silent = make_video(tmp_path / "v.mp4", frames=3)  # no audio stream
     with pytest.raises(NoAudioStreamError):
         stream_features(silent, "mel", folder=tmp_path)
+    with pytest.raises(ValueError, match="speech encoder"):
+        stream_features(silent, "speech", folder=tmp_path)
+    with pytest.raises(ValueError, match="unknown audio input"):
+        stream_features(silent, "phonemes", folder=tmp_path)
     assert not list(tmp_path.glob("dubber-rows-*"))
 
 

@@ -167,6 +167,8 @@ def stream_features(
         raise ValueError(f"unknown audio input {kind!r}")
     if kind != "mel" and encoder is None:
         raise ValueError(f"{kind!r} features need a speech encoder")
+    if kind != "mel" and mel_config.sample_rate != SAMPLE_RATE:
+        raise ValueError(f"speech features need {SAMPLE_RATE} Hz audio; the mel config asks {mel_config.sample_rate}")
     with ExitStack() as undo:
         mel_rows = speech_rows = mel = speech = None
         if kind in ("mel", "mel+speech"):
