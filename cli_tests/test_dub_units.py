@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -206,3 +208,23 @@ def test_the_track_grows_past_an_under_declared_frame_count_and_fills_faceless_f
     assert track.times[-1] == 39 / 25 and track.frontal.sum() == 34
     assert track.filled_index().tolist() == [2, 2, *range(2, 17), 16, 20, 20, *range(20, 39), 38]  # ties: later
     np.testing.assert_array_equal(track.filled_points(), track.points[track.filled_index()])
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the resident set from /proc")
+def test_a_container_declaring_far_too_many_frames_costs_no_memory():
+    from dubber.pipeline.analysis import ReferencePool, _FrameRows
+
+    def resident_mb() -> float:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        raise AssertionError("no VmRSS")
+
+    before = resident_mb()
+    rows = _FrameRows(expected=10**9)  # capped at 2^20 frames: 1.1 GB of arrays if they were written
+    rows.add(0.0, None, None, np.nan, False)
+    rows.add(0.04, np.array([1.0, 0, 0, 0]), np.zeros((131, 2), np.float32), 0.2, True)
+    track = rows.track(ReferencePool(), {})
+    assert resident_mb() - before < 100
+    assert track.frames == 2 and track.has_face.tolist() == [False, True] and np.isnan(track.points[0]).all()
+    assert np.isnan(track.transforms[0]).all() and track.points[1].max() == 0

@@ -137,18 +137,23 @@ def analyse_video(
 
 class _FrameRows:
     """The per-frame arrays of a track, filled in place (sized from the container's frame count, grown if it
-    under-declares) rather than built from lists: a list of per-frame arrays costs twice their size at the end."""
+    under-declares) rather than built from lists: a list of per-frame arrays costs twice their size at the end.
+
+    The arrays are allocated empty and every row is written when its frame arrives, so a container that declares
+    more frames than it holds costs address space, not memory (untouched pages are never made resident)."""
+
+    _MOST_AT_FIRST = 1 << 20  # frames (11.6 hours at 25 fps): beyond a declared count this large, grow as they come
 
     def __init__(self, expected: int) -> None:
         self.count = 0
-        self.arrays = self._empty(max(16, int(expected)))
+        self.arrays = self._empty(min(max(16, int(expected)), self._MOST_AT_FIRST))
 
     @staticmethod
     def _empty(n: int) -> dict[str, np.ndarray]:
         return {
-            "times": np.zeros(n, np.float64), "has_face": np.zeros(n, bool), "transforms": np.full((n, 4), np.nan),
-            "points": np.full((n, len(_ALL), 2), np.nan, np.float32), "opening": np.full(n, np.nan, np.float32),
-            "frontal": np.zeros(n, bool),
+            "times": np.empty(n, np.float64), "has_face": np.empty(n, bool), "transforms": np.empty((n, 4)),
+            "points": np.empty((n, len(_ALL), 2), np.float32), "opening": np.empty(n, np.float32),
+            "frontal": np.empty(n, bool),
         }  # fmt: skip
 
     def add(self, time: float, transform: np.ndarray | None, points: np.ndarray | None, opening: float,
@@ -159,9 +164,9 @@ class _FrameRows:
             for k, v in a.items():
                 grown[k][:i] = v
             self.arrays = a = grown
-        a["times"][i], a["opening"][i], a["frontal"][i] = time, opening, frontal
-        if points is not None:
-            a["has_face"][i], a["transforms"][i], a["points"][i] = True, transform, points
+        a["times"][i], a["opening"][i], a["frontal"][i], a["has_face"][i] = time, opening, frontal, points is not None
+        a["transforms"][i] = np.nan if transform is None else transform
+        a["points"][i] = np.nan if points is None else points
         self.count += 1
 
     def track(self, pool: ReferencePool, seconds: dict[str, float]) -> VideoTrack:
