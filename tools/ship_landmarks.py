@@ -38,8 +38,9 @@ def landmark_metrics(report: dict) -> dict[str, float]:
     return metrics
 
 
-def training_info(run: Path, hardware: str) -> dict:
-    """The manifest's training record of one `dub train landmarks` run."""
+def training_info(run: Path, hardware: str, previous: dict | None = None) -> dict:
+    """The manifest's training record of one `dub train landmarks` run (``previous``: the manifest's record of the
+    same run when it is shipped again, whose hardware note is kept)."""
     run_cfg = json.loads((run / "config.json").read_text())
     model_cfg = json.loads((run / "model" / "config.json").read_text())
     train = run_cfg["train"]
@@ -50,13 +51,16 @@ def training_info(run: Path, hardware: str) -> dict:
         "(GRID, HDTF, MEAD, LRS3, CREMA-D, TMSV and interview footage; 50 of the 53 minutes are GRID speaker s1)",
         "steps": model_cfg.get("trained_steps"),
         "minutes": model_cfg.get("train_minutes"),
-        "hardware": hardware,
+        "hardware": (previous or {}).get("hardware", hardware),
         "command": f"dub train landmarks --data CACHE --out RUN --model {train['model']} "
         f"--max-steps {train['max_steps']} --batch-size {train['batch_size']} "
         f"--speaker-balance {train['speaker_balance']}"
         + (f" --freq-warp {train['freq_warp']}" if train.get("freq_warp") else "")
         + (f" --audio {audio} --speech-layer {train.get('speech_layer', 0)}" if audio != "mel" else "")
-        + (f" --base {train['base']}" if train.get("base") else ""),
+        + (f" --base {train['base']}" if train.get("base") else "")
+        + (f" --voice-warp {train['voice_warp']}" if train.get("voice_warp") else "")
+        + (f" --voice-variants {train['voice_variants']}" if train.get("voice_warp") else "")
+        + (f" --seed {train['seed']}" if train.get("seed") else ""),
         "settings": train,
         "config": {
             k: model_cfg[k]
@@ -64,6 +68,16 @@ def training_info(run: Path, hardware: str) -> dict:
             if k in model_cfg
         },
     }
+
+
+def shipped_runs(root: Path) -> dict[str, dict]:
+    """Run name -> its training record in the manifest's current landmark model (members or the single model)."""
+    try:
+        entry = json.loads((root / "manifest.json").read_text())["models"][LANDMARKS_MODEL]
+    except (OSError, ValueError, KeyError):
+        return {}
+    records = list(entry.get("members", {}).values()) or [entry.get("training", {})]
+    return {r["run"]: r for r in records if "run" in r}
 
 
 def member_names(audio_inputs: list[str]) -> list[str]:
@@ -92,7 +106,7 @@ def main() -> None:
     if dest.exists():
         shutil.rmtree(dest)
     models = [LandmarkCompleter.from_pretrained(r / "model") for r in args.runs]
-    trainings = [training_info(r, args.hardware) for r in args.runs]
+    trainings = [training_info(r, args.hardware, shipped_runs(root).get(r.name)) for r in args.runs]
     info = {"component": "landmark completer (DESIGN.md §5)", "dtype": "float16"}
     if len(models) == 1:
         models[0].save_pretrained(dest, dtype=torch.float16)

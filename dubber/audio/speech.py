@@ -13,6 +13,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from dubber.audio.augment import warp_frequencies
 from dubber.audio.features import AudioFeatures
 from dubber.audio.mel import MelConfig, mel_filterbank
 from dubber.audio.rows import Rows, take_rows
@@ -32,12 +33,20 @@ _SAMPLES_PER_STEP = SAMPLE_RATE // int(STEPS_PER_SECOND)  # 320
 @lru_cache(maxsize=1)
 def _whisper_filters() -> np.ndarray:
     # Whisper's filters are librosa's Slaney mel over 0-8 kHz, which MelConfig's filterbank computes too.
-    return mel_filterbank(MelConfig(n_fft=_N_FFT, hop_length=_HOP, win_length=_N_FFT, fmin=0.0, fmax=8000.0))
+    return mel_filterbank(_whisper_mel_config())
 
 
-def whisper_log_mel(samples: np.ndarray, n_frames: int = 3000) -> np.ndarray:
+@lru_cache(maxsize=1)
+def _whisper_mel_config() -> MelConfig:
+    return MelConfig(n_fft=_N_FFT, hop_length=_HOP, win_length=_N_FFT, fmin=0.0, fmax=8000.0)
+
+
+def whisper_log_mel(samples: np.ndarray, n_frames: int = 3000, *, warp: float = 1.0) -> np.ndarray:
     """(80, n_frames) float32 log-mel of 16 kHz mono ``samples`` the way Whisper computes it: zero-padded to
-    ``n_frames`` hops, reflect-padded power STFT (n_fft 400, hop 160), log10, floored 8 below the peak, scaled."""
+    ``n_frames`` hops, reflect-padded power STFT (n_fft 400, hop 160), log10, floored 8 below the peak, scaled.
+
+    ``warp`` other than 1 scales the frequency axis first (VTLP, ``warp_frequencies``): training audio in another
+    voice, so a completer reading the encoder's features does not learn one speaker's formants."""
     x = np.asarray(samples, dtype=np.float64)[: n_frames * _HOP]
     x = np.pad(x, (0, n_frames * _HOP - len(x)))
     padded = np.pad(x, (_N_FFT // 2, _N_FFT // 2), mode="reflect")
@@ -45,6 +54,8 @@ def whisper_log_mel(samples: np.ndarray, n_frames: int = 3000) -> np.ndarray:
     window = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(_N_FFT) / _N_FFT)
     power = np.abs(np.fft.rfft(frames * window, axis=1)) ** 2
     log = np.log10(np.maximum(power @ _whisper_filters().T, 1e-10))
+    if warp != 1.0:
+        log = warp_frequencies(log[None], np.array([warp]), _whisper_mel_config())[0].astype(np.float64)
     log = np.maximum(log, log.max() - 8.0)
     return np.ascontiguousarray(((log + 4.0) / 4.0).T, dtype=np.float32)
 
@@ -63,9 +74,12 @@ class SpeechFeatures:
     def windows(self, times: np.ndarray, steps: int = SPEECH_WINDOW_STEPS) -> np.ndarray:
         """(frames, steps, dims) windows centred on each frame's time; outside the audio the edge step repeats
         (the encoder already saw the silence padding there)."""
+        return take_rows(self.steps, self.window_index(times, steps))
+
+    def window_index(self, times: np.ndarray, steps: int = SPEECH_WINDOW_STEPS) -> np.ndarray:
+        """(frames, steps) the step each window of :meth:`windows` reads."""
         centre = np.floor(np.asarray(times, dtype=np.float64) * STEPS_PER_SECOND + 0.5).astype(np.int64)
-        index = np.clip(centre[:, None] - steps // 2 + np.arange(steps)[None, :], 0, max(0, len(self.steps) - 1))
-        return take_rows(self.steps, index)
+        return np.clip(centre[:, None] - steps // 2 + np.arange(steps)[None, :], 0, max(0, len(self.steps) - 1))
 
     def on_mel_steps(self, times: np.ndarray, steps: int = WINDOW_STEPS, config: MelConfig = MelConfig()) -> np.ndarray:
         """(frames, steps, dims): for every step of each frame's mel window (``frame_windows``), the speech step
@@ -98,9 +112,12 @@ def _chunk_starts(num_samples: int) -> list[int]:
 
 
 @torch.inference_mode()
-def encode_speech(samples: np.ndarray, encoder: SpeechEncoder, *, layer: int = 0, batch: int = 4) -> SpeechFeatures:
+def encode_speech(
+    samples: np.ndarray, encoder: SpeechEncoder, *, layer: int = 0, batch: int = 4, warp: float = 1.0
+) -> SpeechFeatures:
     """Speech features of 16 kHz mono ``samples``: ``1 + len // 320`` steps (one per 20 ms), from the encoder's
-    output (``layer`` 0) or from after its block ``layer``."""
+    output (``layer`` 0) or from after its block ``layer``; ``warp``: the voice's frequency axis scaled first
+    (training augmentation, ``whisper_log_mel``)."""
     n = 1 + len(samples) // _SAMPLES_PER_STEP
     ctx = encoder.config.n_ctx
     mel_frames = 2 * ctx
@@ -111,7 +128,7 @@ def encode_speech(samples: np.ndarray, encoder: SpeechEncoder, *, layer: int = 0
     edge = (ctx - _STRIDE_SECONDS * int(STEPS_PER_SECOND)) // 2  # steps dropped at each inner chunk edge (250)
     for b in range(0, len(starts), batch):
         group = starts[b : b + batch]
-        mels = np.stack([whisper_log_mel(samples[s : s + mel_frames * _HOP], mel_frames) for s in group])
+        mels = np.stack([whisper_log_mel(samples[s : s + mel_frames * _HOP], mel_frames, warp=warp) for s in group])
         feats = encoder(torch.from_numpy(mels).to(device=device, dtype=dtype), layer).float().cpu().numpy()
         for i, s in enumerate(group):
             first = s // _SAMPLES_PER_STEP

@@ -103,6 +103,15 @@ def train_landmarks_command(
     speech_layer: int = typer.Option(
         3, "--speech-layer", min=0, help="With --audio speech: read the features after this encoder block (0: output)."
     ),
+    voice_warp: float = typer.Option(
+        0.0,
+        "--voice-warp",
+        min=0.0,
+        max=0.5,
+        help="With --audio speech: the speech encoder also hears each train clip in other voices (its mel's "
+        "frequency axis scaled by up to this much, as --freq-warp does for the mel); the cache gains them once.",
+    ),
+    voice_variants: int = typer.Option(4, "--voice-variants", min=1, help="With --voice-warp: other voices per clip."),
     seed: int = typer.Option(0, "--seed"),
     device: str | None = typer.Option(None, "--device", help="cpu to force the CPU; default: what accelerate picks."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as one JSON object on stdout."),
@@ -128,6 +137,9 @@ def train_landmarks_command(
         raise typer.BadParameter("--freq-warp and --time-stretch act on the mel, not on speech", param_hint="--audio")
     if audio == "mel+speech" and time_stretch:
         raise typer.BadParameter("--time-stretch resamples the mel alone, not mel+speech", param_hint="--audio")
+    if voice_warp and audio != "speech":
+        raise typer.BadParameter("--voice-warp makes variants of speech features; it needs --audio speech",
+                                 param_hint="--voice-warp")  # fmt: skip
     if speech_encoder is not None:
         try:  # its name goes into the config, so that the trained completer says which encoder it reads
             speech_name = SpeechEncoder.from_pretrained(speech_encoder).config.source
@@ -155,6 +167,8 @@ def train_landmarks_command(
         sync_offsets=None if sync_offsets is None else str(sync_offsets.resolve()),
         audio=audio,
         speech_layer=speech_layer,
+        voice_warp=voice_warp,
+        voice_variants=voice_variants,
         speech_encoder=speech_name if speech_encoder is not None else DEFAULT_SPEECH_ENCODER,
         speech_encoder_path=None if speech_encoder is None else str(speech_encoder.resolve()),
         seed=seed,

@@ -8,7 +8,7 @@ target lip/jaw points, plus R reference landmark sets from the same clip chosen 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
@@ -20,6 +20,7 @@ from dubber.audio.features import AudioFeatures
 from dubber.audio.speech import MelAndSpeechFeatures, SpeechFeatures
 from dubber.audio.windows import frame_windows, stretched_windows
 from dubber.data.cache import ClipTrack, PrepCache
+from dubber.data.speech_cache import read_speech, voice_variant_name
 from dubber.errors import InputError
 from dubber.face.landmarks import ALL_INDICES, CONTENT_INDICES, POSE_INDICES, mouth_opening
 from dubber.models.landmark_completer import MEL_BANDS
@@ -57,6 +58,8 @@ class ClipArrays:
     mel: np.ndarray | None = None  # (M, 80) float16, the whole clip's log-mel (for time-stretched windows)
     mel_bands: int = MEL_BANDS  # the windows' first features that are mel bands (the rest: speech features)
     audio_delay: float = 0.0  # seconds the sound was moved back to sync it with the picture
+    voices: list[np.ndarray] = field(default_factory=list)  # speech features of the audio in other voices (S, dims)
+    voice_index: np.ndarray | None = None  # (N, steps) the step of ``voices`` each window reads
 
     @property
     def pose(self) -> np.ndarray:
@@ -67,11 +70,22 @@ class ClipArrays:
         return self.points[:, len(_POSE) :]
 
     @classmethod
-    def from_track(cls, track: ClipTrack, audio_delay: float = 0.0, speech: SpeechInput | None = None) -> ClipArrays:
+    def from_track(
+        cls,
+        track: ClipTrack,
+        audio_delay: float = 0.0,
+        speech: SpeechInput | None = None,
+        voices: list[np.ndarray] = (),
+    ) -> ClipArrays:
         """``audio_delay``: seconds the clip's sound runs late against its picture; each frame then reads the mel
         that far later, so a training clip with a known offset teaches the mouth in sync. ``speech``: the frames'
         windows are ``speech.steps`` steps of the track's speech features instead of the mel, or with
-        ``speech.with_mel`` the mel windows with the speech features appended to each step."""
+        ``speech.with_mel`` the mel windows with the speech features appended to each step. ``voices``: with
+        speech features alone, the same features of the clip's audio in other voices (voice variants), which
+        training windows may read instead."""
+        voice_index = None
+        if voices and (speech is None or speech.with_mel):
+            raise ValueError("voice variants replace speech-feature windows; the completer must read speech alone")
         usable = track.usable.copy()
         points = track.crop_points[:, _ALL].astype(np.float32)
         usable &= np.isfinite(points).all(axis=(1, 2))
@@ -86,6 +100,7 @@ class ClipArrays:
             windows = MelAndSpeechFeatures(AudioFeatures(track.mel), SpeechFeatures(track.speech)).windows(times)
         else:
             windows = SpeechFeatures(track.speech).windows(times, speech.steps)
+            voice_index = SpeechFeatures(track.speech).window_index(times, speech.steps).astype(np.int32)
         return cls(
             clip_id=track.record.clip_id,
             speaker=track.record.speaker,
@@ -100,6 +115,8 @@ class ClipArrays:
             mel=None if speech is not None and not speech.with_mel else track.mel.astype(np.float16),
             mel_bands=0 if speech is not None and not speech.with_mel else MEL_BANDS,
             audio_delay=float(audio_delay),
+            voices=list(voices),
+            voice_index=voice_index if voices else None,
         )
 
 
@@ -138,17 +155,29 @@ def load_clips(
     min_frames: int = 20,
     audio_delays: dict[str, float] | None = None,
     speech: tuple | None = None,
+    voices: tuple[float, int] | None = None,
 ) -> list[ClipArrays]:
     """Every clip of ``split`` with audio and enough usable frames (``audio_delays``: seconds by clip id).
 
-    ``speech``: a :class:`SpeechInput` (or its fields as a tuple) to read speech-feature windows.
+    ``speech``: a :class:`SpeechInput` (or its fields as a tuple) to read speech-feature windows. ``voices``:
+    (warp amount, count) of the voice variants of those features to read too (``add_voice_variants``).
     """
     out = []
     delays = audio_delays or {}
     spec = SpeechInput(*speech) if speech is not None else None
+    if voices is not None and spec is None:
+        raise ValueError("voice variants are variants of speech features; give the speech input too")
     for rec in cache.records(split, with_audio=True):
-        track = cache.load(rec, feature_name(spec.source, spec.layer) if spec is not None else None)
-        arrays = ClipArrays.from_track(track, delays.get(rec.clip_id, 0.0), spec)
+        name = feature_name(spec.source, spec.layer) if spec is not None else None
+        track = cache.load(rec, name)
+        variants = []
+        if voices is not None:
+            for k in range(voices[1]):
+                steps = read_speech(cache.root, rec, voice_variant_name(name, voices[0], k))
+                if steps is None:
+                    raise InputError(cache.root, f"clip {rec.clip_id} lacks voice variant {k} of its {name} features")
+                variants.append(steps.astype(np.float16))
+        arrays = ClipArrays.from_track(track, delays.get(rec.clip_id, 0.0), spec, variants)
         if arrays.usable.sum() >= min_frames:
             out.append(arrays)
     return out
@@ -253,9 +282,19 @@ class WindowSampler:
             mel, pose, target, refs = _augment(rng, mel, pose, target, refs, mel_bands=bands)
             if self.freq_warp > 0 and bands:  # drawn last, so runs without it draw exactly the batches they did before
                 mel[..., :bands] = random_warp(mel[..., :bands], rng, self.freq_warp)
+            if any(self.clips[ci].voices for ci, _ in picks):  # likewise
+                self._other_voices(picks, rng, mel)
             if self.audio_dropout > 0:  # after everything else, for the same reason
                 mel = _drop_audio(rng, mel, self.audio_dropout, mel_bands=bands)
         return {k: torch.from_numpy(v) for k, v in (("mel", mel), ("pose", pose), ("target", target), ("refs", refs))}
+
+    def _other_voices(self, picks: np.ndarray, rng: np.random.Generator, windows: np.ndarray) -> None:
+        """Each window of a clip with voice variants hears, drawn uniformly, its own voice or one of the variants."""
+        for b, (ci, s) in enumerate(picks):
+            c = self.clips[ci]
+            voice = int(rng.integers(0, len(c.voices) + 1)) if c.voices else 0  # 0: the clip's own voice
+            if voice:
+                windows[b] = c.voices[voice - 1][c.voice_index[s : s + self.window]]
 
     def _stretch(self, c: ClipArrays, s: int, ps: int, rate: float, mel, pose, target) -> int:
         """Resample one window in place as if spoken ``rate`` times as fast; returns the source frames it spans.

@@ -64,6 +64,8 @@ class LandmarkTrainConfig:
     speech_encoder: str = DEFAULT_SPEECH_ENCODER  # with audio "speech": the encoder's name in weights/speech/
     speech_encoder_path: str | None = None  # ... or a folder holding it (tests use a tiny random one)
     speech_layer: int = DEFAULT_SPEECH_LAYER  # ... and the layer whose features the completer reads (0: output)
+    voice_warp: float = 0.0  # VTLP of the speech encoder's input: train clips' features also in other voices
+    voice_variants: int = 4  # ... that many per clip (factors in [1/(1+w), 1+w]); windows draw among them and the own
     eval_every: int = 500
     keep_best: str | None = None  # a dev metric (KEEP_BEST): the model at its lowest value is kept in RUN/best/
     checkpoint_minutes: float = 5.0
@@ -79,6 +81,10 @@ class LandmarkTrainConfig:
         if self.audio == "speech" and (self.freq_warp or self.time_stretch):
             # Both reshape the mel; the speech encoder reads its own log-mel of the sound.
             raise ValueError("--freq-warp and --time-stretch act on the mel; they do not apply to --audio speech")
+        if self.voice_warp and self.audio != "speech":
+            raise ValueError("--voice-warp makes variants of the speech features; it needs --audio speech")
+        if self.voice_warp and self.voice_variants < 1:
+            raise ValueError("--voice-variants must be at least 1 with --voice-warp")
         if self.audio == "mel+speech" and self.time_stretch:
             raise ValueError("--time-stretch resamples the mel alone; it does not apply to --audio mel+speech")
         if self.keep_best is not None and self.keep_best not in KEEP_BEST:
@@ -125,6 +131,14 @@ def _speech_features(
     made = add_speech_features(cache.root, records, encoder, layer=model_cfg.speech_layer)
     if made:
         log.info("made %s speech features (layer %d) for %d clips", encoder.config.source, model_cfg.speech_layer, made)
+    if cfg.voice_warp:
+        from dubber.data.speech_cache import add_voice_variants
+
+        train = cache.records("train", with_audio=True)
+        layer, amount, count = model_cfg.speech_layer, cfg.voice_warp, cfg.voice_variants
+        made = add_voice_variants(cache.root, train, encoder, layer=layer, amount=amount, count=count)
+        if made:
+            log.info("made %d voice variants of the train clips' speech features", made)
     return speech_input(model_cfg)
 
 
@@ -223,7 +237,10 @@ def train_landmarks(
         model_cfg = _with_speech(model_cfg, cfg)
     speech = _speech_features(cache, model_cfg, cfg)
     delays = read_audio_delays(cfg.sync_offsets) if cfg.sync_offsets else {}
-    train_clips = load_clips(cache, "train", min_frames=model_cfg.window, audio_delays=delays, speech=speech)
+    voices = (cfg.voice_warp, cfg.voice_variants) if cfg.voice_warp else None
+    train_clips = load_clips(
+        cache, "train", min_frames=model_cfg.window, audio_delays=delays, speech=speech, voices=voices
+    )
     if not train_clips:
         raise InputError(cache.root, "no train clips with audio in the cache")
     dev_clips = load_clips(cache, "dev", min_frames=model_cfg.window, speech=speech)
