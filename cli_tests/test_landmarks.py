@@ -390,7 +390,7 @@ def test_opening_loss_matches_the_numpy_opening_and_only_adds_when_asked():
     weighted, parts = landmark_loss(pred, target, 1.0, opening_weight=0.5)
     expected = (opening_of(pred) - opening_of(target)).abs().mean().detach()
     assert parts["opening"] == pytest.approx(float(expected))
-    assert float(weighted) == pytest.approx(float(plain) + 0.5 * float(expected), rel=1e-6)
+    assert weighted.item() == pytest.approx(plain.item() + 0.5 * float(expected), rel=1e-6)
     weighted.backward()
     # The opening term reaches exactly the four points that define it, beyond the point L1's uniform gradient.
     from dubber.training.landmark_data import OPENING_IN_CONTENT

@@ -127,6 +127,9 @@ def test_voice_warp_needs_speech_features():
         LandmarkTrainConfig(voice_warp=0.15)
     with pytest.raises(ValueError, match="needs --audio speech"):
         LandmarkTrainConfig(audio="mel+speech", voice_warp=0.15)
+    with pytest.raises(ValueError, match="whole percent"):
+        LandmarkTrainConfig(audio="speech", voice_warp=0.155)
+    LandmarkTrainConfig(audio="speech", voice_warp=0.07)  # 0.07 * 100 is 7.000000000000001
     with pytest.raises(ValueError, match="at least 1"):
         LandmarkTrainConfig(audio="speech", voice_warp=0.15, voice_variants=0)
 
@@ -145,5 +148,7 @@ def test_train_cli_trains_on_voice_variants(tmp_path, monkeypatch):
     saved = json.loads((tmp_path / "r" / "config.json").read_text())
     assert (saved["train"]["voice_warp"], saved["train"]["voice_variants"]) == (0.1, 2)
     assert json.loads(ok.stdout)["step"] == 4
-    bad = subprocess.run(base + ["--out", str(tmp_path / "bad"), "--voice-warp", "0.1"], capture_output=True, text=True)
-    assert bad.returncode == 2 and "--voice-warp" in bad.stderr and not (tmp_path / "bad").exists()
+    for extra, words in ((["--voice-warp", "0.1"], "needs --audio speech"),
+                         (["--audio", "speech", "--voice-warp", "0.155"], "whole percent")):  # fmt: skip
+        bad = subprocess.run(base + ["--out", str(tmp_path / "bad"), *extra], capture_output=True, text=True)
+        assert bad.returncode == 2 and words in bad.stderr and not (tmp_path / "bad").exists(), bad.stderr

@@ -146,33 +146,36 @@ def train_landmarks_command(
         except (OSError, ValueError, RuntimeError) as exc:
             msg = f"{speech_encoder}: not a speech encoder ({exc})"
             raise typer.BadParameter(msg, param_hint="--speech-encoder") from None
-    cfg = LandmarkTrainConfig(
-        model=model,
-        batch_size=batch_size,
-        lr=lr,
-        max_steps=max_steps,
-        eval_every=eval_every,
-        keep_best=keep_best,
-        checkpoint_minutes=checkpoint_minutes,
-        speaker_balance=speaker_balance,
-        pose_swap=pose_swap,
-        freq_warp=freq_warp,
-        opening_weight=opening_weight,
-        point_loss=point_loss,
-        init_from=None if init_from is None else str(init_from.resolve()),
-        time_stretch=time_stretch,
-        audio_dropout=audio_dropout,
-        window=window,
-        base=base,
-        sync_offsets=None if sync_offsets is None else str(sync_offsets.resolve()),
-        audio=audio,
-        speech_layer=speech_layer,
-        voice_warp=voice_warp,
-        voice_variants=voice_variants,
-        speech_encoder=speech_name if speech_encoder is not None else DEFAULT_SPEECH_ENCODER,
-        speech_encoder_path=None if speech_encoder is None else str(speech_encoder.resolve()),
-        seed=seed,
-    )
+    try:  # the config checks how options combine (the checks above name the option at fault first)
+        cfg = LandmarkTrainConfig(
+            model=model,
+            batch_size=batch_size,
+            lr=lr,
+            max_steps=max_steps,
+            eval_every=eval_every,
+            keep_best=keep_best,
+            checkpoint_minutes=checkpoint_minutes,
+            speaker_balance=speaker_balance,
+            pose_swap=pose_swap,
+            freq_warp=freq_warp,
+            opening_weight=opening_weight,
+            point_loss=point_loss,
+            init_from=None if init_from is None else str(init_from.resolve()),
+            time_stretch=time_stretch,
+            audio_dropout=audio_dropout,
+            window=window,
+            base=base,
+            sync_offsets=None if sync_offsets is None else str(sync_offsets.resolve()),
+            audio=audio,
+            speech_layer=speech_layer,
+            voice_warp=voice_warp,
+            voice_variants=voice_variants,
+            speech_encoder=speech_name if speech_encoder is not None else DEFAULT_SPEECH_ENCODER,
+            speech_encoder_path=None if speech_encoder is None else str(speech_encoder.resolve()),
+            seed=seed,
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
     try:
         LandmarkCompleterConfig.named(model)
     except ValueError as exc:

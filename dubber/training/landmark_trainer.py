@@ -83,6 +83,9 @@ class LandmarkTrainConfig:
             raise ValueError("--freq-warp and --time-stretch act on the mel; they do not apply to --audio speech")
         if self.voice_warp and self.audio != "speech":
             raise ValueError("--voice-warp makes variants of the speech features; it needs --audio speech")
+        if self.voice_warp and abs(self.voice_warp * 100 - round(self.voice_warp * 100)) > 1e-6:
+            # The cache files variants by whole percent (vtlp15): 0.155 and 0.16 would share files drawn for one.
+            raise ValueError(f"--voice-warp {self.voice_warp}: give a whole percent (such as 0.15)")
         if self.voice_warp and self.voice_variants < 1:
             raise ValueError("--voice-variants must be at least 1 with --voice-warp")
         if self.audio == "mel+speech" and self.time_stretch:
