@@ -63,7 +63,6 @@ def add_voice_variants(
     features, as the mel completer's ``--freq-warp`` warps its mel: the speech encoder hears a speaker's formants
     too, so a completer trained on few voices would tie mouth shapes to them. Returns how many files were made."""
     name = feature_name(encoder.config.source, layer)
-    made = 0
     todo = [
         (r, k)
         for r in records
@@ -78,10 +77,9 @@ def add_voice_variants(
         warp = voice_warp(rec.clip_id, amount, k)
         feats = encode_speech(loaded[1], encoder, layer=layer, warp=warp).steps.astype(np.float16)
         _save(speech_path(cache, rec.clip_id, voice_variant_name(name, amount, k)), feats)
-        made += 1
         if progress is not None:
             progress(i + 1, len(todo))
-    return made
+    return len(todo)
 
 
 def _clip_samples(rec: ClipRecord) -> np.ndarray:

@@ -139,7 +139,14 @@ def _speech_features(
 
         train = cache.records("train", with_audio=True)
         layer, amount, count = model_cfg.speech_layer, cfg.voice_warp, cfg.voice_variants
-        made = add_voice_variants(cache.root, train, encoder, layer=layer, amount=amount, count=count)
+
+        def progress(done: int, total: int) -> None:  # the first run makes them all: minutes on a CPU, so say so
+            if done == 1 or done % 200 == 0 or done == total:
+                log.info("voice variants of the train clips' speech features: %d of %d", done, total)
+
+        made = add_voice_variants(
+            cache.root, train, encoder, layer=layer, amount=amount, count=count, progress=progress
+        )
         if made:
             log.info("made %d voice variants of the train clips' speech features", made)
     return speech_input(model_cfg)
