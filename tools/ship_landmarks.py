@@ -106,7 +106,8 @@ def main() -> None:
     if dest.exists():
         shutil.rmtree(dest)
     models = [LandmarkCompleter.from_pretrained(r / "model") for r in args.runs]
-    trainings = [training_info(r, args.hardware, shipped_runs(root).get(r.name)) for r in args.runs]
+    shipped = shipped_runs(root)
+    trainings = [training_info(r, args.hardware, shipped.get(r.name)) for r in args.runs]
     info = {"component": "landmark completer (DESIGN.md §5)", "dtype": "float16"}
     if len(models) == 1:
         models[0].save_pretrained(dest, dtype=torch.float16)

@@ -8,6 +8,7 @@ target lip/jaw points, plus R reference landmark sets from the same clip chosen 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -75,7 +76,7 @@ class ClipArrays:
         track: ClipTrack,
         audio_delay: float = 0.0,
         speech: SpeechInput | None = None,
-        voices: list[np.ndarray] = (),
+        voices: Sequence[np.ndarray] = (),
     ) -> ClipArrays:
         """``audio_delay``: seconds the clip's sound runs late against its picture; each frame then reads the mel
         that far later, so a training clip with a known offset teaches the mouth in sync. ``speech``: the frames'
