@@ -26,6 +26,7 @@ from dubber.data.speech_cache import add_speech_features, read_speech
 from dubber.errors import InputError
 from dubber.evaluation.landmark_eval import LandmarkEvalOptions, evaluate_landmarks
 from dubber.models import LandmarkCompleter, LandmarkCompleterConfig
+from dubber.models.landmark_ensemble import member_windows, predict_from_features
 from dubber.models.speech_encoder import DEFAULT_SPEECH_ENCODER, SpeechEncoder, SpeechEncoderConfig
 from dubber.training.landmark_trainer import LandmarkTrainConfig, train_landmarks
 from dubber.weights import load_speech_encoder, verify_entry
@@ -260,7 +261,7 @@ def test_train_cli_takes_audio_speech_and_refuses_mel_augmentation(tmp_path, tin
     ok = subprocess.run(
         base + ["--out", str(tmp_path / "r"), "--model", "tiny", "--max-steps", "5", "--batch-size", "4",
                 "--audio", "speech", "--speech-encoder", str(tmp_path / "weights" / "speech" / "tiny-test"),
-                "--speech-layer", "1",
+                "--speech-layer", "1", "--speech-steps", "14",
                 "--device", "cpu", "--json"],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
@@ -268,9 +269,17 @@ def test_train_cli_takes_audio_speech_and_refuses_mel_augmentation(tmp_path, tin
     saved = json.loads((tmp_path / "r" / "config.json").read_text())
     assert saved["train"]["audio"] == "speech" and saved["model"]["audio_input"] == "speech"
     assert saved["model"]["speech_layer"] == 1
+    assert saved["train"]["speech_steps"] == saved["model"]["mel_steps"] == 14
+    model = LandmarkCompleter.from_pretrained(tmp_path / "r" / "model")
+    features = SpeechFeatures(np.random.default_rng(0).normal(size=(150, 16)).astype(np.float32))
+    times = np.arange(60) / 25.0
+    assert member_windows(model.config, features, times).shape == (60, 14, 16)  # what dubbing feeds it
+    pose, refs = np.zeros((60, 74, 2), np.float32), np.zeros((model.config.n_refs, 131, 2), np.float32)
+    assert predict_from_features(model, features, times, pose, refs).shape == (60, 57, 2)
     for extra, word in (
         (["--audio", "speech", "--freq-warp", "0.1"], "--freq-warp"),
         (["--audio", "wav2vec"], "wav2vec"),
+        (["--speech-steps", "14"], "needs --audio speech"),
     ):
         bad = subprocess.run(base + ["--out", str(tmp_path / "bad"), *extra], capture_output=True, text=True)
         assert bad.returncode == 2 and word in bad.stderr and not (tmp_path / "bad").exists()

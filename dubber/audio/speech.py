@@ -17,12 +17,11 @@ from dubber.audio.augment import warp_frequencies
 from dubber.audio.features import AudioFeatures
 from dubber.audio.mel import MelConfig, mel_filterbank
 from dubber.audio.rows import Rows, take_rows
-from dubber.audio.windows import WINDOW_STEPS, window_starts
+from dubber.audio.windows import SPEECH_WINDOW_STEPS, WINDOW_STEPS, window_starts
 from dubber.models.speech_encoder import SpeechEncoder
 
 SAMPLE_RATE = 16_000
 STEPS_PER_SECOND = 50.0
-SPEECH_WINDOW_STEPS = 10  # 0.2 s, the span of the mel windows
 _HOP = 160
 _N_FFT = 400
 _CHUNK_SECONDS = 30

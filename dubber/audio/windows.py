@@ -8,6 +8,7 @@ from dubber.audio.mel import MelConfig
 from dubber.audio.rows import Rows, RowStore, take_rows
 
 WINDOW_STEPS = 16  # 0.2 s of mel at 80 steps/s
+SPEECH_WINDOW_STEPS = 10  # 0.2 s of speech-encoder features at 50 steps/s: the mel windows' span
 
 
 def window_starts(times: np.ndarray, config: MelConfig = MelConfig(), steps: int = WINDOW_STEPS) -> np.ndarray:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from dubber.audio.windows import SPEECH_WINDOW_STEPS
 from dubber.cli.output import print_json, stderr
 
 train_app = typer.Typer(help="Train the models on a cache made by `dub prep`.", no_args_is_help=True)
@@ -103,6 +104,12 @@ def train_landmarks_command(
     speech_layer: int = typer.Option(
         3, "--speech-layer", min=0, help="With --audio speech: read the features after this encoder block (0: output)."
     ),
+    speech_steps: int = typer.Option(
+        SPEECH_WINDOW_STEPS,
+        "--speech-steps",
+        min=2,
+        help="With --audio speech: the encoder's 20 ms steps each frame's window reads (10: 0.2 s, the mel's span).",
+    ),
     voice_warp: float = typer.Option(
         0.0,
         "--voice-warp",
@@ -168,6 +175,7 @@ def train_landmarks_command(
             sync_offsets=None if sync_offsets is None else str(sync_offsets.resolve()),
             audio=audio,
             speech_layer=speech_layer,
+            speech_steps=speech_steps,
             voice_warp=voice_warp,
             voice_variants=voice_variants,
             speech_encoder=speech_name if speech_encoder is not None else DEFAULT_SPEECH_ENCODER,

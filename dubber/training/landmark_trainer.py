@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dubber.audio.windows import SPEECH_WINDOW_STEPS
 from dubber.data.cache import PrepCache
 from dubber.errors import InputError
 from dubber.log import get_logger
@@ -64,6 +65,7 @@ class LandmarkTrainConfig:
     speech_encoder: str = DEFAULT_SPEECH_ENCODER  # with audio "speech": the encoder's name in weights/speech/
     speech_encoder_path: str | None = None  # ... or a folder holding it (tests use a tiny random one)
     speech_layer: int = DEFAULT_SPEECH_LAYER  # ... and the layer whose features the completer reads (0: output)
+    speech_steps: int = SPEECH_WINDOW_STEPS  # ... and how many of its 20 ms steps each frame's window holds
     voice_warp: float = 0.0  # VTLP of the speech encoder's input: train clips' features also in other voices
     voice_variants: int = 4  # ... that many per clip (factors in [1/(1+w), 1+w]); windows draw among them and the own
     eval_every: int = 500
@@ -88,6 +90,10 @@ class LandmarkTrainConfig:
             raise ValueError(f"--voice-warp {self.voice_warp}: give a whole percent (such as 0.15)")
         if self.voice_warp and self.voice_variants < 1:
             raise ValueError("--voice-variants must be at least 1 with --voice-warp")
+        if self.speech_steps != SPEECH_WINDOW_STEPS and self.audio != "speech":
+            raise ValueError("--speech-steps sizes speech-feature windows; it needs --audio speech")
+        if self.speech_steps < 2:
+            raise ValueError("--speech-steps must be at least 2")
         if self.audio == "mel+speech" and self.time_stretch:
             raise ValueError("--time-stretch resamples the mel alone; it does not apply to --audio mel+speech")
         if self.keep_best is not None and self.keep_best not in KEEP_BEST:
@@ -109,14 +115,13 @@ class TrainResult:
 
 
 def _with_speech(model_cfg: LandmarkCompleterConfig, cfg: LandmarkTrainConfig) -> LandmarkCompleterConfig:
-    from dubber.audio.speech import SPEECH_WINDOW_STEPS
     from dubber.weights import load_speech_encoder
 
     encoder = load_speech_encoder(cfg.speech_encoder, cfg.speech_encoder_path)
     if not 0 <= cfg.speech_layer <= encoder.config.n_layers:
         raise InputError(None, f"--speech-layer {cfg.speech_layer}: the encoder has {encoder.config.n_layers} blocks")
     keep_mel = cfg.audio == "mel+speech"
-    d, steps = encoder.config.d_model, SPEECH_WINDOW_STEPS
+    d, steps = encoder.config.d_model, cfg.speech_steps
     return model_cfg.with_speech_input(encoder.config.source, d, steps, keep_mel, cfg.speech_layer)
 
 
