@@ -233,6 +233,8 @@ def test_train_and_eval_cli(tmp_path):
             "0.2",
             "--point-loss",
             "l2",
+            "--velocity-weight",
+            "2.5",
             "--json",
         ],
         capture_output=True,
@@ -242,10 +244,13 @@ def test_train_and_eval_cli(tmp_path):
     assert train.returncode == 0, train.stderr
     assert json.loads(train.stdout)["step"] == 30
     saved = json.loads((run / "config.json").read_text())["train"]
-    assert saved["opening_weight"] == 0.2 and saved["point_loss"] == "l2"
+    assert saved["opening_weight"] == 0.2 and saved["point_loss"] == "l2" and saved["velocity_weight"] == 2.5
     log = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log if r.get("eval")] == [15, 30]
-    assert all("opening" in r and "l2" in r for r in log if "loss" in r)
+    steps = [r for r in log if "loss" in r]
+    assert steps and all("opening" in r and "l2" in r for r in steps)
+    for r in steps:  # every weight reaches the loss that was minimised
+        assert r["loss"] == pytest.approx(r["l2"] + 2.5 * r["velocity"] + 0.2 * r["opening"], rel=1e-4)
     bad_loss = subprocess.run(
         base + ["train", "landmarks", "--data", str(cache), "--out", str(tmp_path / "r2"), "--point-loss", "l3"],
         capture_output=True,

@@ -52,6 +52,12 @@ def train_landmarks_command(
     point_loss: str = typer.Option(
         "l1", "--point-loss", help="Loss on the points: l1, or l2 (squared error, scaled to L1's gradient at 0.01)."
     ),
+    velocity_weight: float = typer.Option(
+        1.0,
+        "--velocity-weight",
+        min=0.0,
+        help="Weight of the L1 loss on frame-to-frame motion, beside the point loss's weight of 1.",
+    ),
     opening_weight: float = typer.Option(
         0.0,
         "--opening-weight",
@@ -165,6 +171,7 @@ def train_landmarks_command(
             speaker_balance=speaker_balance,
             pose_swap=pose_swap,
             freq_warp=freq_warp,
+            velocity_weight=velocity_weight,
             opening_weight=opening_weight,
             point_loss=point_loss,
             init_from=None if init_from is None else str(init_from.resolve()),
