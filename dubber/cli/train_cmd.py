@@ -6,7 +6,6 @@ from pathlib import Path
 
 import typer
 
-from dubber.audio.windows import SPEECH_WINDOW_STEPS
 from dubber.cli.output import print_json, stderr
 
 train_app = typer.Typer(help="Train the models on a cache made by `dub prep`.", no_args_is_help=True)
@@ -110,11 +109,13 @@ def train_landmarks_command(
     speech_layer: int = typer.Option(
         3, "--speech-layer", min=0, help="With --audio speech: read the features after this encoder block (0: output)."
     ),
-    speech_steps: int = typer.Option(
-        SPEECH_WINDOW_STEPS,
+    speech_steps: int | None = typer.Option(
+        None,
         "--speech-steps",
         min=2,
-        help="With --audio speech: the encoder's 20 ms steps each frame's window reads (10: 0.2 s, the mel's span).",
+        help="With --audio speech: the encoder's 20 ms steps each frame's window reads (default 10: 0.2 s, the "
+        "mel's span).",
+        show_default=False,
     ),
     voice_warp: float = typer.Option(
         0.0,
@@ -132,6 +133,7 @@ def train_landmarks_command(
     """Train the landmark completer (audio -> lip and jaw landmarks)."""
     from dataclasses import asdict
 
+    from dubber.audio.windows import SPEECH_WINDOW_STEPS  # here, not at the top: `dub --help` needs no numpy
     from dubber.models.landmark_completer import AUDIO_INPUTS, BASES, LandmarkCompleterConfig
     from dubber.models.speech_encoder import DEFAULT_SPEECH_ENCODER, SpeechEncoder
     from dubber.training.landmark_loss import POINT_LOSSES
@@ -182,7 +184,7 @@ def train_landmarks_command(
             sync_offsets=None if sync_offsets is None else str(sync_offsets.resolve()),
             audio=audio,
             speech_layer=speech_layer,
-            speech_steps=speech_steps,
+            speech_steps=SPEECH_WINDOW_STEPS if speech_steps is None else speech_steps,
             voice_warp=voice_warp,
             voice_variants=voice_variants,
             speech_encoder=speech_name if speech_encoder is not None else DEFAULT_SPEECH_ENCODER,
