@@ -227,6 +227,26 @@ def test_loading_a_cache_without_speech_features_says_to_prepare_again(tmp_path)
 
 
 # -- a completer that hears speech features ---------------------------------------------------------------------------
+def test_clip_normalised_windows_subtract_the_whole_tracks_mean_read_a_chunk_at_a_time(tmp_path, monkeypatch):
+    import dubber.audio.speech as speech_module
+    from dubber.audio.rows import RowStore
+
+    steps = np.random.default_rng(3).normal(2.0, 1.0, size=(53, 16)).astype(np.float32)
+    store = RowStore(16, folder=tmp_path)
+    store.append(steps)
+    monkeypatch.setattr(speech_module, "_MEAN_CHUNK", 7)  # the mean of a long dub's features, streamed from disk
+    np.testing.assert_allclose(speech_module.track_mean(store), steps.mean(axis=0), rtol=1e-5, atol=1e-6)
+    times = np.arange(20) / 25.0
+    cfg = LandmarkCompleterConfig.named("tiny").with_speech_input("tiny-test", 16, 10, norm="clip")
+    plain = member_windows(replace(cfg, speech_norm="none"), SpeechFeatures(store), times)
+    centred = member_windows(cfg, SpeechFeatures(store), times)  # what a dub feeds a clip-normalised completer
+    np.testing.assert_allclose(centred, plain - steps.mean(axis=0), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(SpeechFeatures(steps).centred().windows(times), centred, rtol=1e-5, atol=1e-5)
+    store.close()
+    with pytest.raises(ValueError, match="no speech-feature steps"):
+        speech_module.track_mean(np.zeros((0, 16), np.float32))
+
+
 def test_config_with_speech_input_and_bad_inputs():
     cfg = LandmarkCompleterConfig.named("tiny").with_speech_input("tiny-test", 16, 10)
     assert (cfg.audio_input, cfg.speech_encoder, cfg.n_mels, cfg.mel_steps) == ("speech", "tiny-test", 16, 10)
@@ -235,6 +255,12 @@ def test_config_with_speech_input_and_bad_inputs():
     assert out.shape == (2, cfg.window, 57, 2)
     with pytest.raises(ValueError, match="unknown audio input"):
         LandmarkCompleterConfig(audio_input="video")
+    with pytest.raises(ValueError, match="unknown speech normalisation"):
+        replace(cfg, speech_norm="cmvn")
+    with pytest.raises(ValueError, match="speech features alone"):
+        LandmarkCompleterConfig(speech_norm="clip")
+    with pytest.raises(ValueError, match="needs --audio speech"):
+        LandmarkTrainConfig(speech_norm="clip")
     with pytest.raises(ValueError, match="do not apply to --audio speech"):
         LandmarkTrainConfig(audio="speech", freq_warp=0.1)
 
@@ -261,7 +287,7 @@ def test_train_cli_takes_audio_speech_and_refuses_mel_augmentation(tmp_path, tin
     ok = subprocess.run(
         base + ["--out", str(tmp_path / "r"), "--model", "tiny", "--max-steps", "5", "--batch-size", "4",
                 "--audio", "speech", "--speech-encoder", str(tmp_path / "weights" / "speech" / "tiny-test"),
-                "--speech-layer", "1", "--speech-steps", "14",
+                "--speech-layer", "1", "--speech-steps", "14", "--speech-norm", "clip",
                 "--device", "cpu", "--json"],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
@@ -270,16 +296,21 @@ def test_train_cli_takes_audio_speech_and_refuses_mel_augmentation(tmp_path, tin
     assert saved["train"]["audio"] == "speech" and saved["model"]["audio_input"] == "speech"
     assert saved["model"]["speech_layer"] == 1
     assert saved["train"]["speech_steps"] == saved["model"]["mel_steps"] == 14
+    assert saved["train"]["speech_norm"] == saved["model"]["speech_norm"] == "clip"
     model = LandmarkCompleter.from_pretrained(tmp_path / "r" / "model")
     features = SpeechFeatures(np.random.default_rng(0).normal(size=(150, 16)).astype(np.float32))
     times = np.arange(60) / 25.0
-    assert member_windows(model.config, features, times).shape == (60, 14, 16)  # what dubbing feeds it
+    windows = member_windows(model.config, features, times)  # what dubbing feeds it: centred on the track's mean
+    assert windows.shape == (60, 14, 16)
+    np.testing.assert_allclose(windows, features.windows(times, 14) - features.steps.mean(axis=0), atol=1e-5)
     pose, refs = np.zeros((60, 74, 2), np.float32), np.zeros((model.config.n_refs, 131, 2), np.float32)
     assert predict_from_features(model, features, times, pose, refs).shape == (60, 57, 2)
     for extra, word in (
         (["--audio", "speech", "--freq-warp", "0.1"], "--freq-warp"),
         (["--audio", "wav2vec"], "wav2vec"),
         (["--speech-steps", "14"], "needs --audio speech"),
+        (["--speech-norm", "clip"], "needs --audio speech"),
+        (["--audio", "speech", "--speech-norm", "cmvn"], "cmvn"),
     ):
         bad = subprocess.run(base + ["--out", str(tmp_path / "bad"), *extra], capture_output=True, text=True)
         assert bad.returncode == 2 and word in bad.stderr and not (tmp_path / "bad").exists()

@@ -149,6 +149,22 @@ def test_train_cli_trains_on_voice_variants(tmp_path, monkeypatch):
     assert (saved["train"]["voice_warp"], saved["train"]["voice_variants"]) == (0.1, 2)
     assert json.loads(ok.stdout)["step"] == 4
     for extra, words in ((["--voice-warp", "0.1"], "needs --audio speech"),
-                         (["--audio", "speech", "--voice-warp", "0.155"], "whole percent")):  # fmt: skip
+                         (["--audio", "speech", "--voice-warp", "0.155"], "whole percent"),
+                         (["--audio", "speech", "--voice-channel"], "needs --voice-warp")):  # fmt: skip
         bad = subprocess.run(base + ["--out", str(tmp_path / "bad"), *extra], capture_output=True, text=True)
         assert bad.returncode == 2 and words in bad.stderr and not (tmp_path / "bad").exists(), bad.stderr
+
+
+def test_clip_normalisation_centres_the_own_voice_and_each_variant_on_its_own_mean(tmp_path):
+    cache = PrepCache(make_cache(tmp_path / "c", {"a": "train"}, speech=TINY))
+    _write_variants(cache, 2)  # variant k: the plain features + 100 (k + 1), a constant offset per voice
+    plain = load_clips(cache, "train", min_frames=5, speech=SPEC)
+    centred = load_clips(cache, "train", min_frames=5, speech=(*SPEC, "clip"), voices=(0.15, 2))
+    steps = read_speech(cache.root, cache.records("train")[0], TINY[0]).astype(np.float32)
+    expected = plain[0].mel_windows.astype(np.float32) - steps.mean(axis=0)
+    np.testing.assert_allclose(centred[0].mel_windows.astype(np.float32), expected, atol=2e-2)  # float16 storage
+    own = WindowSampler(load_clips(cache, "train", min_frames=5, speech=(*SPEC, "clip")), 5, 4)
+    mixed = WindowSampler(centred, 5, 4)
+    for step in range(4):  # every voice, centred, reads the same as the own voice: the offset is gone
+        got, ref = mixed.batch(16, seed=0, step=step), own.batch(16, seed=0, step=step)
+        np.testing.assert_allclose(got["mel"].numpy(), ref["mel"].numpy(), atol=0.1)

@@ -117,6 +117,12 @@ def train_landmarks_command(
         "mel's span).",
         show_default=False,
     ),
+    speech_norm: str = typer.Option(
+        "none",
+        "--speech-norm",
+        help="With --audio speech: none, or clip (each sound track's mean features subtracted, in training and "
+        "in a dub: the voice and the microphone taken out).",
+    ),
     voice_warp: float = typer.Option(
         0.0,
         "--voice-warp",
@@ -126,6 +132,12 @@ def train_landmarks_command(
         "frequency axis scaled by up to this much, as --freq-warp does for the mel); the cache gains them once.",
     ),
     voice_variants: int = typer.Option(4, "--voice-variants", min=1, help="With --voice-warp: other voices per clip."),
+    voice_channel: bool = typer.Option(
+        False,
+        "--voice-channel",
+        help="With --voice-warp: each other voice is also heard through a random recording channel (microphone "
+        "tone, room reverberation, background noise).",
+    ),
     seed: int = typer.Option(0, "--seed"),
     device: str | None = typer.Option(None, "--device", help="cpu to force the CPU; default: what accelerate picks."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as one JSON object on stdout."),
@@ -185,8 +197,10 @@ def train_landmarks_command(
             audio=audio,
             speech_layer=speech_layer,
             speech_steps=SPEECH_WINDOW_STEPS if speech_steps is None else speech_steps,
+            speech_norm=speech_norm,
             voice_warp=voice_warp,
             voice_variants=voice_variants,
+            voice_channel=voice_channel,
             speech_encoder=speech_name if speech_encoder is not None else DEFAULT_SPEECH_ENCODER,
             speech_encoder_path=None if speech_encoder is None else str(speech_encoder.resolve()),
             seed=seed,

@@ -125,6 +125,8 @@ def _silent_windows(model: LandmarkCompleter, encoder: SpeechEncoder | None):
         seconds = float(clip.times[-1]) + 0.5
         samples = np.zeros(int(round(seconds * SAMPLE_RATE)), np.float32)
         speech = encode_speech(samples, encoder, layer=model.config.speech_layer)
+        if model.config.speech_norm == "clip":
+            speech = speech.centred()
         if model.config.audio_input == "mel+speech":
             return MelAndSpeechFeatures(AudioFeatures.silence(seconds), speech).windows(clip.times)
         return speech.windows(clip.times, model.config.mel_steps)

@@ -32,6 +32,10 @@ AUDIO_INPUTS = ("mel", "speech", "mel+speech")
 # What the predicted offsets are added to: the references' mean lip/jaw shape, or each reference carried to the
 # frame's head pose by an affine map of the upper face (dubber.models.reference_warp), then averaged.
 BASES = ("mean", "pose-affine")
+# How speech features are normalised before the windows: not at all, or each sound track's own mean subtracted (per
+# feature, over the whole track): what stays the same over a recording (the voice, the microphone, the room) is
+# taken out, as ASR's cepstral mean normalisation does, so a new speaker's features sit where the training ones did.
+SPEECH_NORMS = ("none", "clip")
 MEL_BANDS = 80
 
 
@@ -53,6 +57,7 @@ class LandmarkCompleterConfig:
     speech_encoder: str = ""  # with speech: the encoder's name (weights/speech/<name>)
     speech_layer: int = 0  # ... and the layer its features come from (0: the encoder's output)
     base: str = "mean"  # one of BASES
+    speech_norm: str = "none"  # one of SPEECH_NORMS (audio input "speech" only)
 
     @classmethod
     def named(cls, name: str) -> LandmarkCompleterConfig:
@@ -70,20 +75,26 @@ class LandmarkCompleterConfig:
             raise ValueError(f"unknown audio input {self.audio_input!r}; choose from {AUDIO_INPUTS}")
         if self.base not in BASES:
             raise ValueError(f"unknown base {self.base!r}; choose from {BASES}")
+        if self.speech_norm not in SPEECH_NORMS:
+            raise ValueError(f"unknown speech normalisation {self.speech_norm!r}; choose from {SPEECH_NORMS}")
+        if self.speech_norm != "none" and self.audio_input != "speech":
+            raise ValueError("speech normalisation applies to a completer reading speech features alone")
 
     def with_speech_input(
-        self, encoder: str, dims: int, steps: int, keep_mel: bool = False, layer: int = 0
+        self, encoder: str, dims: int, steps: int, keep_mel: bool = False, layer: int = 0, norm: str = "none"
     ) -> LandmarkCompleterConfig:
         """This config reading ``steps`` steps of ``dims`` features of the speech encoder ``encoder`` (at ``layer``)
-        per frame; with ``keep_mel``, the mel windows with those features appended to every step (``steps``
-        unused)."""
+        per frame, normalised by ``norm``; with ``keep_mel``, the mel windows with those features appended to every
+        step (``steps`` unused)."""
         if keep_mel:
             return replace(
-                self, audio_input="mel+speech", speech_encoder=encoder, speech_layer=layer, n_mels=MEL_BANDS + dims
-            )
+                self, audio_input="mel+speech", speech_encoder=encoder, speech_layer=layer, n_mels=MEL_BANDS + dims,
+                speech_norm=norm,
+            )  # fmt: skip
         return replace(
-            self, audio_input="speech", speech_encoder=encoder, speech_layer=layer, n_mels=dims, mel_steps=steps
-        )
+            self, audio_input="speech", speech_encoder=encoder, speech_layer=layer, n_mels=dims, mel_steps=steps,
+            speech_norm=norm,
+        )  # fmt: skip
 
     @property
     def mel_bands(self) -> int:

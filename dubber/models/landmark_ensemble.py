@@ -87,7 +87,9 @@ def member_windows(config: LandmarkCompleterConfig, features, times: np.ndarray)
     if isinstance(features, MelAndSpeechFeatures) and config.audio_input == "mel":
         return features.mel.windows(times, config.mel_steps)
     if isinstance(features, MelAndSpeechFeatures) and config.audio_input == "speech":
-        return features.speech.windows(times, config.mel_steps)
+        features = features.speech
+    if config.speech_norm == "clip":
+        features = features.centred()
     return features.windows(times, config.mel_steps)
 
 

@@ -18,7 +18,7 @@ import torch
 
 from dubber.audio.augment import random_warp
 from dubber.audio.features import AudioFeatures
-from dubber.audio.speech import MelAndSpeechFeatures, SpeechFeatures
+from dubber.audio.speech import MelAndSpeechFeatures, SpeechFeatures, track_mean
 from dubber.audio.windows import frame_windows, stretched_windows
 from dubber.data.cache import ClipTrack, PrepCache
 from dubber.data.speech_cache import read_speech, voice_variant_name
@@ -134,19 +134,22 @@ def _fill_gaps(points: np.ndarray, usable: np.ndarray) -> np.ndarray:
 
 
 class SpeechInput(NamedTuple):
-    """Which speech features a completer reads: the encoder's name, window steps, and whether after mel bands."""
+    """Which speech features a completer reads: the encoder's name, window steps, whether after mel bands, the
+    layer, and their normalisation (``SPEECH_NORMS``)."""
 
     source: str
     steps: int
     with_mel: bool = False
     layer: int = 0
+    norm: str = "none"
 
 
 def speech_input(config) -> SpeechInput | None:
     """What :func:`load_clips` needs for a completer config reading speech features (None for a mel-only one)."""
     if config.audio_input == "mel":
         return None
-    return SpeechInput(config.speech_encoder, config.mel_steps, config.audio_input == "mel+speech", config.speech_layer)
+    with_mel = config.audio_input == "mel+speech"
+    return SpeechInput(config.speech_encoder, config.mel_steps, with_mel, config.speech_layer, config.speech_norm)
 
 
 def load_clips(
@@ -156,12 +159,13 @@ def load_clips(
     min_frames: int = 20,
     audio_delays: dict[str, float] | None = None,
     speech: tuple | None = None,
-    voices: tuple[float, int] | None = None,
+    voices: tuple | None = None,
 ) -> list[ClipArrays]:
     """Every clip of ``split`` with audio and enough usable frames (``audio_delays``: seconds by clip id).
 
     ``speech``: a :class:`SpeechInput` (or its fields as a tuple) to read speech-feature windows. ``voices``:
-    (warp amount, count) of the voice variants of those features to read too (``add_voice_variants``).
+    (warp amount, count[, through other channels]) of the voice variants of those features to read too
+    (``add_voice_variants``).
     """
     out = []
     delays = audio_delays or {}
@@ -174,10 +178,13 @@ def load_clips(
         variants = []
         if voices is not None:
             for k in range(voices[1]):
-                steps = read_speech(cache.root, rec, voice_variant_name(name, voices[0], k))
+                steps = read_speech(cache.root, rec, voice_variant_name(name, voices[0], k, *voices[2:3]))
                 if steps is None:
                     raise InputError(cache.root, f"clip {rec.clip_id} lacks voice variant {k} of its {name} features")
                 variants.append(steps.astype(np.float16))
+        if spec is not None and spec.norm == "clip":  # each voice's features centred on their own mean, as in a dub
+            track.speech = track.speech - track_mean(track.speech)
+            variants = [(v - track_mean(v)).astype(np.float16) for v in variants]
         arrays = ClipArrays.from_track(track, delays.get(rec.clip_id, 0.0), spec, variants)
         if arrays.usable.sum() >= min_frames:
             out.append(arrays)

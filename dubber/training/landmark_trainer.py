@@ -23,7 +23,7 @@ from dubber.audio.windows import SPEECH_WINDOW_STEPS
 from dubber.data.cache import PrepCache
 from dubber.errors import InputError
 from dubber.log import get_logger
-from dubber.models.landmark_completer import AUDIO_INPUTS, LandmarkCompleter, LandmarkCompleterConfig
+from dubber.models.landmark_completer import AUDIO_INPUTS, SPEECH_NORMS, LandmarkCompleter, LandmarkCompleterConfig
 from dubber.models.speech_encoder import DEFAULT_SPEECH_ENCODER, DEFAULT_SPEECH_LAYER
 from dubber.training.checkpoints import load_checkpoint, save_best_model, save_checkpoint
 from dubber.training.landmark_data import (
@@ -66,8 +66,10 @@ class LandmarkTrainConfig:
     speech_encoder_path: str | None = None  # ... or a folder holding it (tests use a tiny random one)
     speech_layer: int = DEFAULT_SPEECH_LAYER  # ... and the layer whose features the completer reads (0: output)
     speech_steps: int = SPEECH_WINDOW_STEPS  # ... and how many of its 20 ms steps each frame's window holds
+    speech_norm: str = "none"  # ... and how they are normalised (LandmarkCompleterConfig.speech_norm)
     voice_warp: float = 0.0  # VTLP of the speech encoder's input: train clips' features also in other voices
     voice_variants: int = 4  # ... that many per clip (factors in [1/(1+w), 1+w]); windows draw among them and the own
+    voice_channel: bool = False  # ... each also heard through a random recording channel (dubber.audio.channel)
     eval_every: int = 500
     keep_best: str | None = None  # a dev metric (KEEP_BEST): the model at its lowest value is kept in RUN/best/
     checkpoint_minutes: float = 5.0
@@ -88,12 +90,19 @@ class LandmarkTrainConfig:
         if self.voice_warp and abs(self.voice_warp * 100 - round(self.voice_warp * 100)) > 1e-6:
             # The cache files variants by whole percent (vtlp15): 0.155 and 0.16 would share files drawn for one.
             raise ValueError(f"--voice-warp {self.voice_warp}: give a whole percent (such as 0.15)")
+        if self.voice_channel and not self.voice_warp:
+            raise ValueError("--voice-channel is a kind of voice variant; it needs --voice-warp")
         if self.voice_warp and self.voice_variants < 1:
             raise ValueError("--voice-variants must be at least 1 with --voice-warp")
         if self.speech_steps != SPEECH_WINDOW_STEPS and self.audio != "speech":
             raise ValueError("--speech-steps sizes speech-feature windows; it needs --audio speech")
         if self.speech_steps < 2:
             raise ValueError("--speech-steps must be at least 2")
+        if self.speech_norm not in SPEECH_NORMS:
+            choices = ", ".join(SPEECH_NORMS)
+            raise ValueError(f"unknown speech normalisation {self.speech_norm!r}; choose from {choices}")
+        if self.speech_norm != "none" and self.audio != "speech":
+            raise ValueError("--speech-norm normalises speech features; it needs --audio speech")
         if self.audio == "mel+speech" and self.time_stretch:
             raise ValueError("--time-stretch resamples the mel alone; it does not apply to --audio mel+speech")
         if self.keep_best is not None and self.keep_best not in KEEP_BEST:
@@ -122,7 +131,7 @@ def _with_speech(model_cfg: LandmarkCompleterConfig, cfg: LandmarkTrainConfig) -
         raise InputError(None, f"--speech-layer {cfg.speech_layer}: the encoder has {encoder.config.n_layers} blocks")
     keep_mel = cfg.audio == "mel+speech"
     d, steps = encoder.config.d_model, cfg.speech_steps
-    return model_cfg.with_speech_input(encoder.config.source, d, steps, keep_mel, cfg.speech_layer)
+    return model_cfg.with_speech_input(encoder.config.source, d, steps, keep_mel, cfg.speech_layer, cfg.speech_norm)
 
 
 def _speech_features(
@@ -143,14 +152,14 @@ def _speech_features(
         from dubber.data.speech_cache import add_voice_variants
 
         train = cache.records("train", with_audio=True)
-        layer, amount, count = model_cfg.speech_layer, cfg.voice_warp, cfg.voice_variants
+        layer, amount, count, channel = model_cfg.speech_layer, cfg.voice_warp, cfg.voice_variants, cfg.voice_channel
 
         def progress(done: int, total: int) -> None:  # the first run makes them all: minutes on a CPU, so say so
             if done == 1 or done % 200 == 0 or done == total:
                 log.info("voice variants of the train clips' speech features: %d of %d", done, total)
 
         made = add_voice_variants(
-            cache.root, train, encoder, layer=layer, amount=amount, count=count, progress=progress
+            cache.root, train, encoder, layer=layer, amount=amount, count=count, channel=channel, progress=progress
         )
         if made:
             log.info("made %d voice variants of the train clips' speech features", made)
@@ -252,7 +261,7 @@ def train_landmarks(
         model_cfg = _with_speech(model_cfg, cfg)
     speech = _speech_features(cache, model_cfg, cfg)
     delays = read_audio_delays(cfg.sync_offsets) if cfg.sync_offsets else {}
-    voices = (cfg.voice_warp, cfg.voice_variants) if cfg.voice_warp else None
+    voices = (cfg.voice_warp, cfg.voice_variants, cfg.voice_channel) if cfg.voice_warp else None
     train_clips = load_clips(
         cache, "train", min_frames=model_cfg.window, audio_delays=delays, speech=speech, voices=voices
     )
