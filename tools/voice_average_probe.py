@@ -52,7 +52,9 @@ def voice_averaged_predictor(warps: list[float]):
             if key not in speech_cache:
                 samples = _clip_samples(records[clip.clip_id])
                 speech_cache[key] = encode_speech(samples, encoder, layer=spec.layer, warp=warp).steps
-            return SpeechFeatures(speech_cache[key]).windows(clip.times, spec.steps).astype(np.float32)
+            features = SpeechFeatures(speech_cache[key])
+            features = features.centred() if spec.norm == "clip" else features  # as load_clips centres the own voice
+            return features.windows(clip.times, spec.steps).astype(np.float32)
 
         def predict(clip_id: str, refs: np.ndarray, silent: bool) -> np.ndarray:
             out = 0.0
