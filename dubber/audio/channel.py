@@ -34,6 +34,7 @@ class Channel:
 
 
 def random_channel(rng: np.random.Generator) -> Channel:
+    """A channel drawn from the ranges above: every recording gets a tone curve, some a room, most some noise."""
     eq = tuple(float(g) for g in rng.uniform(-EQ_DB, EQ_DB, len(EQ_HZ)))
     room = rng.random() < REVERB_CHANCE
     rt60 = float(rng.uniform(*RT60_RANGE)) if room else 0.0
