@@ -183,7 +183,7 @@ def load_clips(
                     raise InputError(cache.root, f"clip {rec.clip_id} lacks voice variant {k} of its {name} features")
                 variants.append(steps.astype(np.float16))
         if spec is not None and spec.norm == "clip":  # each voice's features centred on their own mean, as in a dub
-            track.speech = track.speech - track_mean(track.speech)
+            track.speech = (track.speech - track_mean(track.speech)).astype(track.speech.dtype)  # float16 stays so
             variants = [(v - track_mean(v)).astype(np.float16) for v in variants]
         arrays = ClipArrays.from_track(track, delays.get(rec.clip_id, 0.0), spec, variants)
         if arrays.usable.sum() >= min_frames:
