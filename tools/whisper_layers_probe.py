@@ -1,14 +1,16 @@
 """Which of Whisper's layers carry the mouth opening? A ridge probe from each layer (and from combinations) to it.
 
     python tools/whisper_layers_probe.py ../cache/prep --work ../runs/layers [--jobs 2]
+    python tools/whisper_layers_probe.py ../cache/prep --work ../runs/layers-base --encoder ../runs/whisper-base
 
-Every train and dev clip's sound goes once through the shipped Whisper tiny.en encoder, keeping the hidden states after
-each of its four blocks and the normalised output (5 x 384 float16 values per 20 ms step, filed under --work; about
-600 MB for the shared data, and the run resumes where a file exists). Then, as docs/LANDMARKS.md's earlier probes: a
-frame's features are the mean of the 3 steps at its centre and the mean of its 10-step window; a ridge regression
-fitted on the train split (GRID s1's clips subsampled to 15%) predicts the opening of the three long unseen dev clips,
-and the script prints each clip's correlation and their mean per feature set and ridge strength. No training: a quick
-answer to whether a completer should read another layer, or several (docs/LANDMARKS.md "Eleventh session").
+The probe's clips' sound goes once through a Whisper encoder (the shipped tiny.en, or the folder --encoder names, as
+tools/convert_whisper.py writes one), keeping the hidden states after each of its blocks and the normalised output
+(for tiny.en 5 x 384 float16 values per 20 ms step, filed under --work, one file per clip; a run resumes where a file
+exists). Then, as docs/LANDMARKS.md's earlier probes: a frame's features are the mean of the 3 steps at its centre and
+the mean of its 10-step window; a ridge regression fitted on the train split (GRID s1's clips subsampled to 15%)
+predicts the opening of the three long unseen dev clips, and the script prints each clip's correlation and their mean
+per feature set and ridge strength. No training: a quick answer to whether a completer should read another layer, or
+several, or another encoder (docs/LANDMARKS.md "Eleventh session" and "Twelfth session").
 """
 
 from __future__ import annotations
@@ -30,23 +32,24 @@ from dubber.models.speech_encoder import SpeechEncoder
 from dubber.training.landmark_data import load_clips
 from dubber.weights import load_speech_encoder
 
-NAMES = ("block1", "block2", "block3", "block4", "output")
-SETS: dict[str, tuple[int, ...]] = {
-    **{name: (k,) for k, name in enumerate(NAMES)},
-    "block2+block3": (1, 2),
-    "block3+output": (2, 4),
-    "all five": (0, 1, 2, 3, 4),
-}
+
+def feature_sets(n_layers: int) -> dict[str, tuple[int, ...]]:
+    """Each block's state and the output alone, the middle pairs tiny.en's probe asked about, and all of them."""
+    sets = {**{f"block{k + 1}": (k,) for k in range(n_layers)}, "output": (n_layers,)}
+    if n_layers == 4:
+        sets.update({"block2+block3": (1, 2), "block3+output": (2, 4)})
+    sets["all"] = tuple(range(n_layers + 1))
+    return sets
 
 
 class AllLayers(torch.nn.Module):
-    """The encoder's hidden states after every block and its output, side by side (steps, 5 * d)."""
+    """The encoder's hidden states after every block and its output, side by side (steps, (n_layers + 1) * d)."""
 
     def __init__(self, encoder: SpeechEncoder) -> None:
         super().__init__()
         self.encoder = encoder
         # encode_speech sizes its output by config.d_model; it only reads the config, never the layers, with it.
-        self.config = replace(encoder.config, d_model=5 * encoder.config.d_model)
+        self.config = replace(encoder.config, d_model=(encoder.config.n_layers + 1) * encoder.config.d_model)
 
     def forward(self, mel: torch.Tensor, layer: int = 0) -> torch.Tensor:
         enc = self.encoder
@@ -59,10 +62,16 @@ class AllLayers(torch.nn.Module):
         return torch.cat([*states, enc.norm(x)], -1)
 
 
-def _dump(args: tuple[Path, Path, list[str]]) -> int:
-    cache_root, work, clip_ids = args
+def _encoder(folder: Path | None) -> SpeechEncoder:
+    if folder is None:
+        return load_speech_encoder("whisper-tiny.en")
+    return SpeechEncoder.from_pretrained(folder)
+
+
+def _dump(args: tuple[Path, Path, Path | None, list[str]]) -> int:
+    cache_root, work, encoder_folder, clip_ids = args
     torch.set_num_threads(1)
-    model = AllLayers(load_speech_encoder("whisper-tiny.en"))
+    model = AllLayers(_encoder(encoder_folder))
     records = {r.clip_id: r for r in PrepCache(cache_root).records(with_audio=True)}
     for clip_id in clip_ids:
         feats = encode_speech(_clip_samples(records[clip_id]), model).steps.astype(np.float16)
@@ -75,18 +84,15 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("cache", type=Path)
     ap.add_argument("--work", type=Path, required=True, help="a folder for the per-clip hidden states")
+    ap.add_argument("--encoder", type=Path, default=None, help="a speech encoder folder (default: shipped tiny.en)")
     ap.add_argument("--jobs", type=int, default=2)
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     cache = PrepCache(args.cache)
-    todo = [
-        r.clip_id
-        for r in cache.records(with_audio=True)
-        if r.split in ("train", "dev") and not (args.work / f"{r.clip_id}.npy").is_file()
-    ]
-    with ProcessPoolExecutor(args.jobs) as pool:
-        list(pool.map(_dump, [(args.cache, args.work, todo[i :: args.jobs]) for i in range(args.jobs)]))
+    config = _encoder(args.encoder).config
+    width = config.d_model
 
+    # The clips only supply times, openings and usable flags here; the shipped features they load go unused.
     spec = ("whisper-tiny.en", 10, False, 3)
     train = load_clips(cache, "train", speech=spec)
     train_speakers = {c.speaker for c in train}
@@ -95,6 +101,10 @@ def main() -> None:
     ]
     rng = np.random.default_rng(0)
     train = [c for c in train if c.speaker != "grid_s1" or rng.random() < 0.15]
+    todo = [c.clip_id for c in train + long_unseen if not (args.work / f"{c.clip_id}.npy").is_file()]
+    with ProcessPoolExecutor(args.jobs) as pool:
+        jobs = [(args.cache, args.work, args.encoder, todo[i :: args.jobs]) for i in range(args.jobs)]
+        list(pool.map(_dump, jobs))
     windows = {
         c.clip_id: SpeechFeatures(np.load(args.work / f"{c.clip_id}.npy")).windows(c.times).astype(np.float32)
         for c in train + long_unseen
@@ -102,14 +112,14 @@ def main() -> None:
 
     def features(clip, layers: tuple[int, ...]) -> np.ndarray:
         w = windows[clip.clip_id]
-        w = np.concatenate([w[..., 384 * k : 384 * (k + 1)] for k in layers], -1)
+        w = np.concatenate([w[..., width * k : width * (k + 1)] for k in layers], -1)
         return np.concatenate([w[:, 4:7].mean(1), w.mean(1)], 1)
 
     def known(clip) -> np.ndarray:
         return clip.usable & np.isfinite(clip.opening)
 
     print("clips:", ", ".join(c.speaker for c in long_unseen))
-    for name, layers in SETS.items():
+    for name, layers in feature_sets(config.n_layers).items():
         x = np.concatenate([features(c, layers)[known(c)] for c in train])
         y = np.concatenate([c.opening[known(c)] for c in train])
         mean, std = x.mean(0), x.std(0) + 1e-6
