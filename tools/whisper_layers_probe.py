@@ -83,7 +83,7 @@ def _dump(args: tuple[Path, Path, Path | None, list[str]]) -> int:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("cache", type=Path)
-    ap.add_argument("--work", type=Path, required=True, help="a folder for the per-clip hidden states")
+    ap.add_argument("--work", type=Path, required=True, help="per-clip hidden states (one folder per encoder)")
     ap.add_argument("--encoder", type=Path, default=None, help="a speech encoder folder (default: shipped tiny.en)")
     ap.add_argument("--jobs", type=int, default=2)
     args = ap.parse_args()
