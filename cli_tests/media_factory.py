@@ -37,9 +37,9 @@ def tone(seconds: float, rate: int, channels: int, freqs: tuple[float, ...] = (4
     return np.stack([0.4 * np.sin(2 * np.pi * freqs[c % len(freqs)] * t) for c in range(channels)]).astype(np.float32)
 
 
-def _add_audio_stream(container, codec: str, rate: int, channels: int):
+def _add_audio_stream(container, codec: str, rate: int, channels: int, layout: str | None = None):
     stream = container.add_stream(codec, rate=rate)
-    stream.layout = "mono" if channels == 1 else "stereo"
+    stream.layout = layout or ("mono" if channels == 1 else "stereo")
     return stream
 
 
@@ -48,8 +48,8 @@ def _encode_audio(container, stream, samples: np.ndarray, rate: int) -> None:
     resampler = av.AudioResampler(format=fmt, layout=stream.layout.name, rate=rate)
     step = 1024
     for start in range(0, samples.shape[1], step):
-        chunk = np.ascontiguousarray(samples[:, start : start + step])
-        frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=stream.layout.name)
+        chunk = np.ascontiguousarray(samples[:, start : start + step].T).reshape(1, -1)  # packed: any channel count
+        frame = av.AudioFrame.from_ndarray(chunk, format="flt", layout=stream.layout.name)
         frame.sample_rate = rate
         frame.pts = start
         frame.time_base = Fraction(1, rate)
@@ -111,12 +111,23 @@ def make_video(
 
 
 def make_audio(
-    path: Path, *, rate: int = 16000, channels: int = 1, seconds: float = 1.0, freqs: tuple[float, ...] = (440.0, 660.0)
+    path: Path,
+    *,
+    rate: int = 16000,
+    channels: int = 1,
+    seconds: float = 1.0,
+    freqs: tuple[float, ...] = (440.0, 660.0),
+    layout: str | None = None,
+    samples: np.ndarray | None = None,
 ) -> Path:
+    """Tones (one frequency per channel), or the given (channels, n) ``samples`` in channel ``layout`` (default mono
+    or stereo by ``channels``)."""
     fmt, codec = AUDIO_FILES[path.suffix.lstrip(".")]
+    if samples is None:
+        samples = tone(seconds, rate, channels, freqs)
     with av.open(str(path), "w", format=fmt) as out:
-        stream = _add_audio_stream(out, codec, rate, channels)
-        _encode_audio(out, stream, tone(seconds, rate, channels, freqs), rate)
+        stream = _add_audio_stream(out, codec, rate, samples.shape[0], layout)
+        _encode_audio(out, stream, samples, rate)
     return path
 
 

@@ -12,18 +12,15 @@ import cv2
 import numpy as np
 import pytest
 
+from cli_tests.dub_checks import frames_of, no_partials, outside_mask
 from cli_tests.media_factory import make_audio, make_face_video, make_video, psnr
 from cli_tests.tiny_bundle import TINY_BLEND, TINY_BUNDLE, make_tiny_weights
 from dubber import DubbingPipeline
 from dubber.cli.app import run
-from dubber.face import FaceAligner, FaceTracker
-from dubber.face.aligner import Similarity, apply_affine, invert_affine
-from dubber.media import VideoReader, probe_media
+from dubber.media import probe_media
 from dubber.media.encode_options import VideoEncodeOptions
 from dubber.media.transcode import reencode
-from dubber.pipeline.analysis import analyse_video
 from dubber.pipeline.timeline import Timeline
-from dubber.render.face_mask import LOWER_FACE_POLYGON
 
 LOSSLESS = ["--crf", "0", "--preset", "ultrafast"]
 
@@ -49,30 +46,6 @@ def face_clip(tmp_path_factory) -> Path:
 
 def dub(*args: str) -> int:
     return run(["video", *map(str, args), "--weights", TINY_BUNDLE])
-
-
-def frames_of(path: Path) -> list[np.ndarray]:
-    return [f.image for f in VideoReader(path)]
-
-
-def outside_mask(video: Path, size: int, dilate: int) -> list[np.ndarray | None]:
-    """Per frame, True where the pixel lies outside the (dilated) lower-face polygon; None without a face."""
-    with FaceTracker() as tracker:
-        track = analyse_video(VideoReader(video), tracker, FaceAligner(size))
-    out = []
-    for has, tf in zip(track.has_face, track.transforms, strict=True):
-        if not has:
-            out.append(None)
-            continue
-        poly = apply_affine(invert_affine(Similarity(*tf).to_matrix(1)), LOWER_FACE_POLYGON)
-        inside = np.zeros((size, size), np.uint8)
-        cv2.fillPoly(inside, [np.round(poly).astype(np.int32)], 1)
-        out.append(cv2.dilate(inside, np.ones((2 * dilate + 1, 2 * dilate + 1), np.uint8)) == 0)
-    return out
-
-
-def no_partials(folder: Path) -> bool:
-    return not [p for p in folder.rglob("*") if p.name.endswith(".partial")]
 
 
 # -- the main command -------------------------------------------------------------------------------------------------

@@ -49,5 +49,9 @@ class MediaWriteError(DubberError):
     """Encoding or muxing failed while writing an output file."""
 
 
+class WeightsError(DubberError):
+    """Weights are missing, damaged or do not match their manifest; the message names the file."""
+
+
 class FaceBackendError(DubberError):
     """A face backend is missing or failed to start."""

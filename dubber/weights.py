@@ -12,14 +12,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from dubber.errors import DubberError, InputError
+from dubber.errors import InputError, WeightsError
+from dubber.log import get_logger
+
+log = get_logger("weights")
 
 MANIFEST = "manifest.json"
 DEFAULT_BUNDLE = "default"
-
-
-class WeightsError(DubberError):
-    """Weights are missing, damaged or do not match the manifest."""
 
 
 def weights_root() -> Path:
@@ -106,9 +105,11 @@ def register_model(name: str, folder: Path, info: dict, root: Path | None = None
 LANDMARKS_MODEL = "default/landmarks"
 
 
-def load_landmark_model(path: str | Path | None = None, *, device: str = "cpu"):
+def load_landmark_model(path: str | Path | None = None, *, device: str = "cpu", dtype=None):
     """A LandmarkCompleter (or LandmarkEnsemble) from a folder, or the shipped default (checksum-verified) when
-    ``path`` is None."""
+    ``path`` is None; its weights in ``dtype`` (default float32)."""
+    import torch
+
     from dubber.models.landmark_completer import LandmarkCompleter
     from dubber.models.landmark_ensemble import LandmarkEnsemble, is_ensemble_folder
     from dubber.models.model_folder import CONFIG_NAME
@@ -117,9 +118,8 @@ def load_landmark_model(path: str | Path | None = None, *, device: str = "cpu"):
     if not (folder / CONFIG_NAME).is_file():
         raise InputError(folder, f"not a model folder (no {CONFIG_NAME})")
     try:
-        if is_ensemble_folder(folder):
-            return LandmarkEnsemble.from_pretrained(folder, device=device)
-        return LandmarkCompleter.from_pretrained(folder, device=device)
+        model_class = LandmarkEnsemble if is_ensemble_folder(folder) else LandmarkCompleter
+        return model_class.from_pretrained(folder, device=device, dtype=dtype or torch.float32)
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         raise WeightsError(f"{folder}: cannot load the landmark model ({exc})") from None
 
@@ -127,8 +127,11 @@ def load_landmark_model(path: str | Path | None = None, *, device: str = "cpu"):
 SPEECH_MODELS = "speech"  # weights/speech/<name>/: pretrained speech encoders, shared by every bundle
 
 
-def load_speech_encoder(name: str, path: str | Path | None = None, *, device: str = "cpu"):
-    """The speech encoder ``name`` from ``path``, or the shipped one (checksum-verified) when ``path`` is None."""
+def load_speech_encoder(name: str, path: str | Path | None = None, *, device: str = "cpu", dtype=None):
+    """The speech encoder ``name`` from ``path``, or the shipped one (checksum-verified) when ``path`` is None; its
+    weights in ``dtype`` (default float32)."""
+    import torch
+
     from dubber.models.model_folder import CONFIG_NAME
     from dubber.models.speech_encoder import SpeechEncoder
 
@@ -136,7 +139,7 @@ def load_speech_encoder(name: str, path: str | Path | None = None, *, device: st
     if not (folder / CONFIG_NAME).is_file():
         raise InputError(folder, f"not a speech encoder folder (no {CONFIG_NAME})")
     try:
-        encoder = SpeechEncoder.from_pretrained(folder, device=device)
+        encoder = SpeechEncoder.from_pretrained(folder, device=device, dtype=dtype or torch.float32)
     except (OSError, ValueError, RuntimeError) as exc:
         raise WeightsError(f"{folder}: cannot load the speech encoder ({exc})") from None
     if encoder.config.source != name:
@@ -151,15 +154,38 @@ def load_renderer(path: str | Path | None = None, *, device: str = "cpu", dtype=
     """A FaceRenderer from a folder (``renderer.json`` + ``unet/``), or the shipped default (checksum-verified)."""
     import torch
 
-    from dubber.render.renderer_pipeline import PIPELINE_CONFIG, FaceRenderer
+    from dubber.models.model_folder import check_safetensors
+    from dubber.render.renderer_pipeline import PIPELINE_CONFIG, UNET_WEIGHTS, FaceRenderer
 
     folder = verified_folder(RENDERER_MODEL) if path is None else Path(path)
     if not (folder / PIPELINE_CONFIG).is_file():
         raise InputError(folder, f"not a renderer folder (no {PIPELINE_CONFIG})")
+    check_safetensors(folder / UNET_WEIGHTS)
     try:
         return FaceRenderer.from_pretrained(folder, device=device, dtype=dtype or torch.float32)
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         raise WeightsError(f"{folder}: cannot load the renderer ({exc})") from None
+
+
+def verify_folder(folder: Path) -> bool:
+    """Check a model folder against the manifest beside it (``folder/manifest.json``) or above it (a bundle inside a
+    weights folder): True when one lists its files and they all match; raises WeightsError naming a bad file."""
+    inside = folder.resolve()
+    for root in (folder, folder.parent):
+        if not (root / MANIFEST).is_file():
+            continue
+        manifest = read_manifest(root)
+        names = [
+            n for n, e in manifest.get("models", {}).items() if (root / e["folder"]).resolve().is_relative_to(inside)
+        ]
+        for name in names:
+            bad = [c for c in verify_entry(name, root, manifest) if not c.ok]
+            if bad:
+                raise WeightsError(f"{root / bad[0].path}: {bad[0].problem}")
+        if names:
+            return True
+    log.debug("%s: no manifest lists these weights; loaded without a checksum check", folder)
+    return False
 
 
 @dataclass
@@ -178,7 +204,7 @@ def resolve_bundle(path_or_name: str | Path = DEFAULT_BUNDLE) -> Bundle:
     ``model/`` folder), loaded as it is."""
     folder = Path(path_or_name)
     if folder.is_dir() and (folder / "landmarks").is_dir() and (folder / "renderer").is_dir():
-        return Bundle(folder.name, folder / "landmarks", folder / "renderer", verified=False)
+        return Bundle(folder.name, folder / "landmarks", folder / "renderer", verified=verify_folder(folder))
     name = str(path_or_name)
     root = weights_root()
     models = read_manifest(root).get("models", {})

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 
 import typer
 
@@ -85,22 +87,63 @@ def _verbosity(args: list[str]) -> int:
     return count
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where the main thread is, so the stack unwinds as it does on Ctrl-C: temporary
+    outputs and feature files are removed on the way out, and ``dub batch`` keeps what it finished."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class _TerminationUnwinds:
+    """For the length of a command, SIGTERM and SIGHUP raise ``Terminated`` (and are remembered: typer turns any
+    KeyboardInterrupt into exit code 130); the previous handlers come back after."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.previous: dict = {}
+
+    def _handle(self, signum: int, frame) -> None:
+        self.signum = signum
+        raise Terminated(signum)
+
+    def __enter__(self) -> _TerminationUnwinds:
+        if threading.current_thread() is threading.main_thread():  # only the main thread may set handlers
+            for s in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+                if s is not None:
+                    self.previous[s] = signal.signal(s, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
+
+
+def _interrupted(signum: int | None) -> int:
+    """128 + the signal's number, as shells report a process ended by it: 130 for Ctrl-C, 143 SIGTERM, 129 SIGHUP."""
+    stderr.print("interrupted" if signum is None else f"interrupted ({signal.Signals(signum).name})")
+    return EXIT_INTERRUPTED if signum is None else 128 + signum
+
+
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code (tests call this; ``main`` exits with it)."""
     from dubber.errors import DubberError, InputError
 
     args = sys.argv[1:] if argv is None else list(argv)
     command = typer.main.get_command(app)
+    termination = _TerminationUnwinds()
     try:
-        with native_stderr_diverted(enabled=_verbosity(args) < 2):
+        with termination, native_stderr_diverted(enabled=_verbosity(args) < 2):
             code = command.main(args=args, prog_name="dub", standalone_mode=False)
+        if code == EXIT_INTERRUPTED:  # typer's answer to a KeyboardInterrupt, Terminated included
+            return _interrupted(termination.signum)
         # Without standalone mode click returns typer.Exit's code instead of raising it.
         return code if isinstance(code, int) else EXIT_OK
     except typer.Exit as exc:
         return exc.exit_code
     except typer.Abort:
-        stderr.print("interrupted")
-        return EXIT_INTERRUPTED
+        return _interrupted(termination.signum)
     except typer.TyperException as exc:  # usage errors: bad option, missing argument, bad value
         ctx = getattr(exc, "ctx", None)
         where = f" (see '{ctx.command_path} -h')" if ctx is not None else ""
@@ -108,8 +151,7 @@ def run(argv: list[str] | None = None) -> int:
         stderr.print(f"[red]error:[/red] {message}{where}", markup=True, highlight=False, soft_wrap=True)
         return getattr(exc, "exit_code", EXIT_USAGE) or EXIT_USAGE
     except KeyboardInterrupt:
-        stderr.print("interrupted")
-        return EXIT_INTERRUPTED
+        return _interrupted(termination.signum)
     except InputError as exc:
         stderr.print(f"[red]error:[/red] {exc}", markup=True, highlight=False, soft_wrap=True)
         return EXIT_USAGE

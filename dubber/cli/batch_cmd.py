@@ -66,18 +66,31 @@ def batch_command(
     pipe = o.load_pipeline(weights, device, dtype, options)
     counts = {"ok": 0, "skipped": 0, "failed": 0}
     show = stderr.is_terminal and not is_quiet()
-    for n, item in enumerate(items, 1):
-        with o.DubProgress(f"[{n}/{len(items)}] {item.video.name}", enabled=show) as progress:
-            outcome = run_item(pipe, item, skip_existing=skip_existing, overwrite=overwrite, progress=progress)
-        counts[outcome.status] += 1
-        if json_out:
-            print_json(outcome.to_dict())
-        elif not is_quiet() and outcome.status != "failed":
-            stderr.print(f"[{n}/{len(items)}] {outcome.status}: {outcome.item.output}", soft_wrap=True)
-    summary = {"summary": True, "items": len(items), **counts}
-    if json_out:
-        print_json(summary)
-    elif not is_quiet():
-        stderr.print(f"batch: {counts['ok']} dubbed, {counts['skipped']} skipped, {counts['failed']} failed")
+    try:
+        for n, item in enumerate(items, 1):
+            tag = f"[{n}/{len(items)}]"
+            with o.DubProgress(f"{tag} {item.video.name}", enabled=show) as progress:
+                outcome = run_item(pipe, item, skip_existing=skip_existing, overwrite=overwrite, progress=progress)
+            counts[outcome.status] += 1
+            if json_out:
+                print_json(outcome.to_dict())
+            elif outcome.status == "failed":  # an error: shown under -q too
+                stderr.print(f"{tag} [red]failed:[/red] {outcome.error}", markup=True, highlight=False, soft_wrap=True)
+            elif not is_quiet():
+                stderr.print(f"{tag} {outcome.status}: {outcome.item.output}", soft_wrap=True)
+    except KeyboardInterrupt:  # Ctrl-C, SIGTERM, SIGHUP: the finished outputs stay; say what was done
+        _summary(counts, len(items), json_out, interrupted=True)
+        raise
+    _summary(counts, len(items), json_out)
     if counts["failed"]:
         raise typer.Exit(EXIT_PARTIAL)
+
+
+def _summary(counts: dict[str, int], items: int, json_out: bool, *, interrupted: bool = False) -> None:
+    left = items - sum(counts.values())
+    if json_out:
+        print_json({"summary": True, "items": items, **counts, **({"interrupted": True, "not_done": left}
+                                                                    if interrupted else {})})  # fmt: skip
+    elif not is_quiet() or interrupted:
+        end = f", {left} not done (interrupted)" if interrupted else ""
+        stderr.print(f"batch: {counts['ok']} dubbed, {counts['skipped']} skipped, {counts['failed']} failed{end}")

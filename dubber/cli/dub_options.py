@@ -12,7 +12,11 @@ from dubber.cli.output import frame_progress, stderr
 # Typer reads these OptionInfo objects when it builds each command, so one definition serves all three commands.
 WEIGHTS = typer.Option("default", "--weights", "-w", help="Weights: a name in the weights folder or a model folder.")
 DEVICE = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N.")
-DTYPE = typer.Option("auto", "--dtype", help="Renderer precision: auto (fp16 on CUDA, fp32 on CPU), float32, ...")
+DTYPE = typer.Option(
+    "auto",
+    "--dtype",
+    help="The models' precision: auto (float16 on CUDA, float32 on the CPU), float32, float16 (CUDA) or bfloat16.",
+)
 STEPS = typer.Option(
     None,
     "--steps",

@@ -8,7 +8,7 @@ from importlib import metadata
 
 import typer
 
-from dubber.cli.output import print_json, stderr
+from dubber.cli.output import print_json
 
 _PACKAGES = ("dubber", "torch", "av", "mediapipe", "numpy", "opencv-python-headless", "typer", "rich")
 
@@ -43,7 +43,11 @@ def env_command(json_out: bool = typer.Option(False, "--json", help="Print one J
     if json_out:
         print_json(info)
         return
-    stderr.print(f"python {info['python']} on {info['platform']}")
+    # The report is the command's output: stdout, so `dub env > env.txt` keeps it.
+    print(f"python {info['python']} on {info['platform']}")
     for k, v in info["packages"].items():
-        stderr.print(f"  {k:24s} {v or 'not installed'}")
-    stderr.print(f"  cuda devices             {', '.join(info['cuda']) or 'none'}")
+        print(f"  {k:24s} {v or 'not installed'}")
+    for k, v in info.get("ffmpeg", {}).items():
+        print(f"  {k:24s} {v}")
+    print(f"  {'torch threads':24s} {info.get('torch_threads', '-')}")
+    print(f"  {'cuda devices':24s} {', '.join(info['cuda']) or 'none'}")

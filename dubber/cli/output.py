@@ -18,11 +18,31 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 stderr = Console(stderr=True, highlight=False)
 
 
+class PlainStderrHandler(logging.Handler):
+    """One unpadded, unwrapped line per record (``WARNING: ...``) for a stderr that is a file or a pipe, where
+    rich's columns would pad and wrap at 80. Writes to whatever ``sys.stderr`` is at the time."""
+
+    def __init__(self, level: int = logging.NOTSET) -> None:
+        super().__init__(level)
+        self.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+            sys.stderr.flush()
+        except Exception:  # noqa: BLE001 - logging must never raise
+            self.handleError(record)
+
+
 def configure_logging(verbosity: int) -> None:
-    """-q: errors only; default: warnings; -v: info; -vv: debug (with tracebacks)."""
+    """-q: errors only; default: warnings; -v: info; -vv: debug (with tracebacks). rich's layout on a terminal,
+    plain lines otherwise."""
     level = {-1: logging.ERROR, 0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG)
     logger = logging.getLogger("dubber")
-    logger.handlers[:] = [RichHandler(console=stderr, show_path=False, show_time=False)]
+    handler = (
+        RichHandler(console=stderr, show_path=False, show_time=False) if stderr.is_terminal else PlainStderrHandler()
+    )
+    logger.handlers[:] = [handler]
     logger.setLevel(level)
     logger.propagate = False
 

@@ -123,6 +123,7 @@ class FaceTracker:
         self._landmark_filter = OneEuroFilter(self.options.landmark_min_cutoff, self.options.landmark_beta)
         self._roi: _Roi | None = None
         self._ref_scale = 1.0
+        self.most_faces = 0  # the most faces one detection found: says why a ``face_index`` is never tracked
 
     # -- public ------------------------------------------------------------------------------------------------
     def track(self, frames: Iterable[Frame]) -> Iterator[TrackStep]:
@@ -175,6 +176,7 @@ class FaceTracker:
     def _acquire(self, image: np.ndarray) -> None:
         """Detect faces on the whole frame and put the ROI on the chosen one (left unset when it is not there)."""
         boxes = sorted(self.backend.detect(image), key=lambda b: b.area, reverse=True)
+        self.most_faces = max(self.most_faces, len(boxes))
         if len(boxes) > self.options.face_index:
             self._roi = _Roi.around(boxes[self.options.face_index], self.options.roi_from_detection)
             self.backend.reset()

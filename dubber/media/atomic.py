@@ -17,7 +17,10 @@ def check_output_path(dest: str | Path, *, overwrite: bool) -> Path:
         raise OutputError(d, "is a folder; give a file name for the output")
     if d.exists() and not overwrite:
         raise OutputError(d, "already exists (use --overwrite to replace it)")
-    if not d.parent.exists():
+    if not d.parent.is_dir():
+        blocker = next((p for p in [d.parent, *d.parent.parents] if p.exists() and not p.is_dir()), None)
+        if blocker is not None:
+            raise OutputError(d, f"{blocker} is a file, not a folder")
         raise OutputError(d, f"folder {d.parent} does not exist")
     if not os.access(d.parent, os.W_OK):
         raise OutputError(d, f"folder {d.parent} is not writable")

@@ -48,7 +48,11 @@ class AudioClip:
 class AudioReader:
     """The first audio stream of a file, decoded block by block: float32 ``(channels, n)`` blocks at
     ``sample_rate`` (None: the source rate), downmixed to mono when ``mono``. Memory stays that of one block however
-    long the audio; :func:`decode_audio` joins the blocks."""
+    long the audio; :func:`decode_audio` joins the blocks.
+
+    ``source_layout`` is the stream's channel layout (FFmpeg's name: "mono", "stereo", "5.1"...); ``layout`` the
+    blocks', which :meth:`convert_to` may change before :meth:`blocks` is called.
+    """
 
     def __init__(self, path: str | Path, *, sample_rate: int | None = FEATURE_SAMPLE_RATE, mono: bool = True) -> None:
         self.path = Path(path)
@@ -67,17 +71,29 @@ class AudioReader:
             raise
         self.sample_rate = int(rate)
         cc = stream.codec_context
-        self._layout = "mono" if mono or not cc.channels else cc.layout.name
-        self.channels = 1 if self._layout == "mono" else int(cc.channels)
+        self.source_layout = channel_layout_name(cc.layout.name if cc.channels else "mono", cc.channels or 1)
+        self.layout = "mono" if mono else self.source_layout
         # AAC/MP3 decoders emit the encoder's end padding; the container's declared duration excludes it.
         self._limit = None if declared is None else max(1, int(round(declared * self.sample_rate)))
 
+    @property
+    def channels(self) -> int:
+        return av.AudioLayout(self.layout).nb_channels
+
+    def convert_to(self, layout: str) -> None:
+        """Give the blocks in ``layout``: FFmpeg's standard matrix (ITU-R BS.775 for downmixes: centre and surrounds
+        at -3 dB), so a 5.1 track's centre-channel dialogue keeps its level in stereo."""
+        self.layout = layout
+
     def blocks(self) -> Iterator[np.ndarray]:
         """The samples in decoding order; raises ``EmptyMediaError`` when the stream holds none."""
-        resampler = av.AudioResampler(format="fltp", layout=self._layout, rate=self.sample_rate)
+        # Packed samples: PyAV converts planar frames of at most 8 channels to arrays, packed ones of any count.
+        resampler = av.AudioResampler(format="flt", layout=self.layout, rate=self.sample_rate)
+        channels = self.channels
         given = decoded = 0
 
-        def cut(block: np.ndarray) -> np.ndarray:
+        def cut(packed: np.ndarray) -> np.ndarray:
+            block = packed.reshape(-1, channels).T
             keep = block.shape[1] if self._limit is None else max(0, min(block.shape[1], self._limit - given))
             return np.ascontiguousarray(block[:, :keep], dtype=np.float32)
 
@@ -110,6 +126,20 @@ class AudioReader:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+# FFmpeg's default layout for a channel count (av_channel_layout_default).
+_DEFAULT_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "4.0", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
+
+
+def channel_layout_name(name: str, channels: int) -> str:
+    """A layout FFmpeg's resampler and encoders know: ``name``, or the default layout of ``channels`` channels when
+    the stream declares no channel order (a WAV without a channel mask says "6 channels")."""
+    try:
+        known = av.AudioLayout(name).nb_channels == channels and not name.endswith("channels")
+    except ValueError:
+        known = False
+    return name if known else _DEFAULT_LAYOUTS.get(channels, name)
 
 
 def decode_audio(path: str | Path, *, sample_rate: int | None = FEATURE_SAMPLE_RATE, mono: bool = True) -> AudioClip:

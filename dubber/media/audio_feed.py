@@ -6,6 +6,8 @@ interleaved file; each feed here is asked for "everything up to time t" after ev
 
 from __future__ import annotations
 
+import functools
+import io
 import math
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
@@ -17,7 +19,7 @@ import av
 import numpy as np
 
 from dubber.errors import MediaDecodeError, NoAudioStreamError
-from dubber.media.audio import AudioClip, AudioReader
+from dubber.media.audio import AudioClip, AudioReader, channel_layout_name
 from dubber.media.container import open_input
 from dubber.media.encode_options import AudioEncodeOptions, can_copy_audio
 
@@ -50,15 +52,49 @@ class AudioFeed:
         """Release inputs; safe to call after a failure."""
 
 
-class EncodedSamplesFeed(AudioFeed):
-    """Encode float32 sample blocks (``(channels, n)``, e.g. the new dub audio) with the chosen codec, pulling
-    blocks only as the video advances."""
+def packed_frame(samples: np.ndarray, layout: str, sample_rate: int) -> av.AudioFrame:
+    """(channels, n) float32 samples as one interleaved frame: PyAV builds planar frames of at most 8 channels, packed
+    ones of any count (the encoder converts to its own sample format)."""
+    packed = np.ascontiguousarray(np.asarray(samples, np.float32).T).reshape(1, -1)
+    frame = av.AudioFrame.from_ndarray(packed, format="flt", layout=layout)
+    frame.sample_rate = sample_rate
+    return frame
 
-    def __init__(self, blocks: Iterable[np.ndarray], sample_rate: int, channels: int, options: AudioEncodeOptions,
+
+@functools.cache
+def _encodes(codec: str, layout: str) -> bool:
+    """Whether ``codec`` encodes ``layout`` in this FFmpeg build."""
+    try:
+        with av.open(io.BytesIO(), "w", format="matroska") as probe:
+            stream = probe.add_stream(codec, rate=48_000)
+            stream.layout = layout
+            silence = np.zeros((av.AudioLayout(layout).nb_channels, _CHUNK), np.float32)
+            probe.mux(stream.encode(packed_frame(silence, layout, 48_000)))
+            probe.mux(stream.encode(None))
+        return True
+    except (av.error.FFmpegError, ValueError, TypeError):
+        return False
+
+
+def output_layout(layout: str, codec: str) -> str:
+    """The layout the output track gets: the source's own when ``codec`` can hold it (a 5.1 track stays 5.1), else
+    7.1 or 5.1 for wider sources (AAC holds at most 16 channels: 22.2 becomes 7.1), else stereo; converted by
+    FFmpeg's standard matrix, never by averaging channels."""
+    for candidate in (layout, "7.1", "5.1", "stereo"):
+        narrower = av.AudioLayout(candidate).nb_channels <= av.AudioLayout(layout).nb_channels
+        if narrower and _encodes(codec, candidate):
+            return candidate
+    return "stereo"
+
+
+class EncodedSamplesFeed(AudioFeed):
+    """Encode float32 sample blocks (``(channels, n)`` in channel ``layout``, e.g. the new dub audio) with the chosen
+    codec, pulling blocks only as the video advances."""
+
+    def __init__(self, blocks: Iterable[np.ndarray], sample_rate: int, layout: str, options: AudioEncodeOptions,
                  *, on_close: Callable[[], None] | None = None) -> None:  # fmt: skip
-        # Downmix anything beyond stereo: every player handles mono/stereo AAC.
-        self.downmix = channels not in (1, 2)
-        self.channels = 1 if self.downmix else channels
+        self.layout = layout
+        self.channels = av.AudioLayout(layout).nb_channels
         self.blocks = iter(blocks)
         self.sample_rate = int(sample_rate)
         self.options = options
@@ -69,12 +105,15 @@ class EncodedSamplesFeed(AudioFeed):
 
     @classmethod
     def from_clip(cls, clip: AudioClip, options: AudioEncodeOptions) -> EncodedSamplesFeed:
-        return cls([clip.samples], clip.sample_rate, clip.channels, options)
+        layout = channel_layout_name("", clip.channels)
+        target = output_layout(layout, options.codec)
+        samples = clip.samples if target == layout else convert_layout(clip.samples, layout, target, clip.sample_rate)
+        return cls([samples], clip.sample_rate, target, options)
 
     def open(self, container: av.container.OutputContainer, container_format: str) -> None:
         self.container = container
         self.stream = container.add_stream(self.options.codec, rate=self.sample_rate)
-        self.stream.layout = "mono" if self.channels == 1 else "stereo"
+        self.stream.layout = self.layout
         self.stream.bit_rate = self.options.bit_rate
         self.stream.time_base = Fraction(1, self.sample_rate)
 
@@ -86,19 +125,14 @@ class EncodedSamplesFeed(AudioFeed):
             if block is None:
                 self.exhausted = True
                 break
-            block = np.asarray(block, np.float32)
-            if self.downmix:
-                block = block.mean(axis=0, keepdims=True, dtype=np.float32)
-            parts.append(block)
+            parts.append(np.asarray(block, np.float32))
             have += block.shape[1]
         if len(parts) > 1:
             self.held = np.concatenate(parts, axis=1)
 
     def _encode_chunk(self, count: int) -> None:
-        data = np.ascontiguousarray(self.held[:, :count], dtype=np.float32)
+        frame = packed_frame(self.held[:, :count], self.layout, self.sample_rate)
         self.held = self.held[:, count:]
-        frame = av.AudioFrame.from_ndarray(data, format="fltp", layout=self.stream.layout.name)
-        frame.sample_rate = self.sample_rate
         frame.pts = self.pos
         frame.time_base = Fraction(1, self.sample_rate)
         self.container.mux(self.stream.encode(frame))
@@ -209,7 +243,9 @@ class AudioSpan:
 @dataclass(frozen=True)
 class SplicedAudio:
     """Spans of audio one after the other, decoded as the video advances and encoded at one rate (None: the first
-    file's) and one channel count (the most any file has; a mono file is repeated, others are averaged)."""
+    file's) and one channel layout: the widest file's, where the codec holds it (``output_layout``). A mono file in
+    a stereo track is heard in both channels at its own level, as players play mono; other layouts are converted
+    by FFmpeg's standard matrix (a mono file in 5.1 is the centre channel)."""
 
     spans: tuple[AudioSpan, ...]
     sample_rate: int | None = None
@@ -227,7 +263,13 @@ def _spliced_feed(audio: SplicedAudio, options: AudioEncodeOptions) -> EncodedSa
             readers.append(reader)
         if rate is None:
             raise ValueError("spliced audio made only of silence needs a sample rate")
-        channels = max([r.channels for r in readers if r is not None] or [1])
+        opened = [r for r in readers if r is not None]
+        widest = max(opened, key=lambda r: av.AudioLayout(r.source_layout).nb_channels).source_layout
+        layout = output_layout(widest, options.codec)
+        channels = av.AudioLayout(layout).nb_channels
+        for reader in opened:
+            if not (reader.source_layout == "mono" and layout == "stereo"):
+                reader.convert_to(layout)
         closing = undo.pop_all()
 
     def blocks() -> Iterator[np.ndarray]:
@@ -242,8 +284,8 @@ def _spliced_feed(audio: SplicedAudio, options: AudioEncodeOptions) -> EncodedSa
                 if left is not None:
                     block = block[:, :left]
                     left -= block.shape[1]
-                if block.shape[0] != channels:
-                    block = np.repeat(block.mean(axis=0, keepdims=True, dtype=np.float32), channels, axis=0)
+                if block.shape[0] != channels:  # mono in stereo
+                    block = np.repeat(block, channels, axis=0)
                 yield block
                 if left == 0:
                     break
@@ -252,7 +294,15 @@ def _spliced_feed(audio: SplicedAudio, options: AudioEncodeOptions) -> EncodedSa
                 left -= n
                 yield np.zeros((channels, n), np.float32)
 
-    return EncodedSamplesFeed(blocks(), rate, channels, options, on_close=closing.close)
+    return EncodedSamplesFeed(blocks(), rate, layout, options, on_close=closing.close)
+
+
+def convert_layout(samples: np.ndarray, layout: str, target: str, sample_rate: int) -> np.ndarray:
+    """(channels, n) float32 samples in ``layout`` -> the same in ``target``, by FFmpeg's standard matrix."""
+    resampler = av.AudioResampler(format="flt", layout=target, rate=sample_rate)
+    frames = [*resampler.resample(packed_frame(samples, layout, sample_rate)), *resampler.resample(None)]
+    channels = av.AudioLayout(target).nb_channels
+    return np.ascontiguousarray(np.concatenate([f.to_ndarray() for f in frames], 1).reshape(-1, channels).T)
 
 
 AudioSource = AudioClip | AudioFromFile | SplicedAudio

@@ -11,6 +11,7 @@ import av
 import numpy as np
 
 from dubber.errors import MediaWriteError
+from dubber.log import get_logger
 from dubber.media.atomic import check_output_path, temporary_path_for
 from dubber.media.audio import AudioClip
 from dubber.media.audio_feed import AudioFeed, AudioFromFile, AudioSource, SplicedAudio, make_audio_feed
@@ -22,6 +23,8 @@ from dubber.media.encode_options import (
     host_cpu_flags,
     x264_options,
 )
+
+log = get_logger("media")
 
 # Audio is muxed this far ahead of the video so the interleaver never waits on it.
 _AUDIO_LEAD_S = 0.5
@@ -78,6 +81,9 @@ class VideoWriter:
         try:
             self._container = av.open(str(self._tmp), mode="w", format=self.format)
             out_w, out_h = even_size(self.width, self.height)
+            if (out_w, out_h) != (self.width, self.height):
+                log.info("%s: %dx%d is written as %dx%d (H.264 in yuv420p needs even sizes; the last column or row "
+                         "is repeated)", self.path, self.width, self.height, out_w, out_h)  # fmt: skip
             stream = self._container.add_stream(
                 "libx264", rate=self.fps, options=x264_options(self.options, host_cpu_flags())
             )

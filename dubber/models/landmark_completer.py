@@ -165,7 +165,8 @@ class PointsEncoder(nn.Module):
         )
 
     def forward(self, points: torch.Tensor) -> torch.Tensor:
-        x = self.conv(_center(points).transpose(1, 2))
+        # Centred in float32 first: half precision would round the raw coordinates (~0.5) to steps of up to 0.004.
+        x = self.conv(_center(points.float()).to(self.conv[0].weight.dtype).transpose(1, 2))
         return self.out(x.flatten(1))
 
 
@@ -193,26 +194,31 @@ class LandmarkCompleter(nn.Module):
             nn.init.zeros_(head.bias)
 
     def forward(self, mel: torch.Tensor, pose: torch.Tensor, refs: torch.Tensor) -> torch.Tensor:
-        """mel (B, T, steps, mels), pose (B, T, 74, 2), refs (B, R, 131, 2) -> content (B, T, 57, 2).
+        """mel (B, T, steps, mels), pose (B, T, 74, 2), refs (B, R, 131, 2) -> content (B, T, 57, 2), float32.
 
-        Content is ordered as ``CONTENT_INDICES``: jaw (17) then outer and inner lips (40).
+        Content is ordered as ``CONTENT_INDICES``: jaw (17) then outer and inner lips (40). Inputs of any float
+        dtype: the networks read them in their weights' dtype.
         """
         b, t = mel.shape[:2]
         r = refs.shape[1]
         d = self.config.d_model
         ref_tok = self.ref_encoder(refs.reshape(b * r, N_ALL, 2)).reshape(b, r, d) + self.modality[0]
         pos = self.time_pos[:t]
+        mel = mel.to(self.modality.dtype)
         audio_tok = self.mel_encoder(mel.reshape(b * t, *mel.shape[2:])).reshape(b, t, d) + self.modality[1] + pos
         pose_tok = self.pose_encoder(pose.reshape(b * t, N_POSE, 2)).reshape(b, t, d) + self.modality[2] + pos
         x = self.norm(self.encoder(torch.cat([ref_tok, audio_tok, pose_tok], dim=1)))
         lips = self.lip_head(x[:, r : r + t]).reshape(b, t, N_LIPS, 2)
         jaw = self.jaw_head(x[:, r + t :]).reshape(b, t, N_JAW, 2)
+        # The base and the sum stay float32 whatever the weights' precision: only the learned offsets, a few
+        # hundredths of the crop, carry half precision's rounding.
+        refs, pose = refs.float(), pose.float()
         if self.config.base == "pose-affine":
             base = warp_references(refs[:, :, :N_POSE], refs[:, :, N_POSE:], pose)  # (B, T, 57, 2)
         else:
             base = refs[:, :, N_POSE:].mean(dim=1, keepdim=True)  # (B, 1, 57, 2) mean reference content
         # Offsets are predicted in the networks' widened units (x4) and brought back to crop units.
-        return base + torch.cat([jaw, lips], dim=2) / 4.0
+        return base + torch.cat([jaw, lips], dim=2).float() / 4.0
 
     # -- save / load -------------------------------------------------------------------------------------------
     def save_pretrained(
@@ -222,7 +228,9 @@ class LandmarkCompleter(nn.Module):
         return save_model_folder(self, folder, config, dtype=dtype)
 
     @classmethod
-    def from_pretrained(cls, folder: str | Path, *, device: str | torch.device = "cpu") -> LandmarkCompleter:
+    def from_pretrained(
+        cls, folder: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+    ) -> LandmarkCompleter:
         model = cls(LandmarkCompleterConfig.from_dict(read_config(folder)))
         load_weights(model, folder)
-        return model.to(device).eval()
+        return model.to(device, dtype).eval()

@@ -65,11 +65,15 @@ class LandmarkEnsemble(nn.Module):
         return folder
 
     @classmethod
-    def from_pretrained(cls, folder: str | Path, *, device: str | torch.device = "cpu") -> LandmarkEnsemble:
+    def from_pretrained(
+        cls, folder: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+    ) -> LandmarkEnsemble:
         folder = Path(folder)
         weights = json.loads((folder / CONFIG_NAME).read_text())["members"]
-        members = {name: LandmarkCompleter.from_pretrained(folder / name, device=device) for name in weights}
-        return cls(members, weights).to(device).eval()
+        members = {
+            name: LandmarkCompleter.from_pretrained(folder / name, device=device, dtype=dtype) for name in weights
+        }
+        return cls(members, weights).eval()
 
 
 def is_ensemble_folder(folder: str | Path) -> bool:

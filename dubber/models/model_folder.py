@@ -12,6 +12,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from dubber.errors import WeightsError
+
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 
@@ -35,8 +37,36 @@ def read_config(folder: str | Path) -> dict:
 
 
 def load_weights(module: nn.Module, folder: str | Path) -> None:
-    """Fill ``module`` with the folder's weights, as float32."""
+    """Fill ``module`` with the folder's weights, as float32; a damaged file or one made for another config raises
+    ``WeightsError`` naming it."""
     from safetensors.torch import load_file
 
-    state = load_file(str(Path(folder) / WEIGHTS_NAME), device="cpu")
-    module.load_state_dict({k: v.float() for k, v in state.items()})
+    path = Path(folder) / WEIGHTS_NAME
+    try:
+        state = load_file(str(path), device="cpu")
+    except FileNotFoundError:
+        raise WeightsError(f"{path}: missing") from None
+    except Exception as exc:  # noqa: BLE001 - safetensors' own error type is not importable from a stable place
+        raise WeightsError(f"{path}: damaged, not a readable safetensors file ({first_line(exc)})") from None
+    try:
+        module.load_state_dict({k: v.float() for k, v in state.items()})
+    except RuntimeError as exc:
+        raise WeightsError(f"{path}: does not fit the model its {CONFIG_NAME} describes ({first_line(exc)})") from None
+
+
+def check_safetensors(path: str | Path) -> None:
+    """Read a safetensors file's header (not its data): a damaged one raises ``WeightsError`` naming it. For files
+    another library loads (diffusers), whose own error would not name the file."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            f.keys()
+    except FileNotFoundError:
+        raise WeightsError(f"{path}: missing") from None
+    except Exception as exc:  # noqa: BLE001 - as in load_weights
+        raise WeightsError(f"{path}: damaged, not a readable safetensors file ({first_line(exc)})") from None
+
+
+def first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

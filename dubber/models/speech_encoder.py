@@ -115,7 +115,9 @@ class SpeechEncoder(nn.Module):
         return save_model_folder(self, folder, {"model": "SpeechEncoder", **self.config.to_dict()}, dtype=dtype)
 
     @classmethod
-    def from_pretrained(cls, folder: str | Path, *, device: str | torch.device = "cpu") -> SpeechEncoder:
+    def from_pretrained(
+        cls, folder: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+    ) -> SpeechEncoder:
         model = cls(SpeechEncoderConfig.from_dict(read_config(folder)))
         load_weights(model, folder)
-        return model.to(device).eval()
+        return model.to(device, dtype).eval()

@@ -101,8 +101,9 @@ class ReferenceTokens(nn.Module):
         if features.shape[-1] != self.ref_side:
             features = F.adaptive_avg_pool2d(features, self.ref_side)
         bk, c = features.shape[:2]
-        tokens = features.flatten(2).transpose(1, 2) + self.pos  # (B*K, r*r, C)
-        tokens = tokens + self.tag(tags).reshape(bk, 1, c)
+        # The positions stay float32 (a model loaded in half precision keeps its non-persistent buffers as built).
+        tokens = features.flatten(2).transpose(1, 2) + self.pos.to(features.dtype)  # (B*K, r*r, C)
+        tokens = tokens + self.tag(tags.to(tokens.dtype)).reshape(bk, 1, c)
         return self.norm(tokens.reshape(batch, -1, c))
 
 
@@ -165,7 +166,7 @@ class TalkFormerBlock(nn.Module):
             key_values = self.key_values(landmark_tokens, ref_tokens)
         lmk_k, lmk_v, ref_k, ref_v = key_values
         residual = x
-        t = self.proj_in(self.norm(x).flatten(2).transpose(1, 2)) + self.pos
+        t = self.proj_in(self.norm(x).flatten(2).transpose(1, 2)) + self.pos.to(x.dtype)
         if self.self_attn is not None:
             t = t + self.self_attn(self.norm_self(t))
         t = t + cross_attend(self.lmk_attn, self.norm_lmk(t), lmk_k, lmk_v)

@@ -66,6 +66,7 @@ class VideoTrack:
     frontal: np.ndarray  # (N,) a face within the reference head-turn limits
     pool: ReferencePool
     seconds: dict[str, float] = field(default_factory=dict)  # decode, track
+    most_faces: int = 0  # the most faces found in one frame (detection runs where the face is not being tracked)
 
     @property
     def frames(self) -> int:
@@ -132,7 +133,9 @@ def analyse_video(
         track_s += time.perf_counter() - t1
         if progress is not None:
             progress(rows.count)
-    return rows.track(pool, {"decode": decode_s, "track": track_s})
+    track = rows.track(pool, {"decode": decode_s, "track": track_s})
+    track.most_faces = tracker.most_faces
+    return track
 
 
 class _FrameRows:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dubber.errors import DubberError, InputError
+from dubber.errors import DubberError, InputError, OutputError
 from dubber.log import get_logger
 from dubber.pipeline.dubbing import DubbingPipeline, default_output
 
@@ -125,6 +125,17 @@ def items_from_folders(videos: Path, audio: Path, out_dir: Path | None) -> list[
     return items
 
 
+def _make_folder(output: Path) -> None:
+    """The output's folder, made where missing; a file standing where a folder must be is the item's error."""
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocker = next(p for p in [output.parent, *output.parent.parents] if p.exists() and not p.is_dir())
+        raise OutputError(output, f"cannot make its folder: {blocker} is a file") from None
+    except OSError as exc:
+        raise OutputError(output, f"cannot make its folder ({exc.strerror or exc})") from None
+
+
 def run_item(
     pipe: DubbingPipeline, item: BatchItem, *, skip_existing: bool = False, overwrite: bool = False, progress=None
 ) -> ItemResult:
@@ -135,7 +146,7 @@ def run_item(
         return ItemResult(item, "skipped")
     else:
         try:
-            item.output.parent.mkdir(parents=True, exist_ok=True)
+            _make_folder(item.output)
             result = pipe(item.video, item.audio, item.output, overwrite=overwrite, progress=progress)
             return ItemResult(item, "ok", result=result.to_dict())
         except DubberError as exc:
@@ -145,7 +156,7 @@ def run_item(
         except Exception as exc:  # noqa: BLE001 - one broken item must not end the batch
             log.debug("unexpected error on %s", item.video, exc_info=True)
             outcome = ItemResult(item, "failed", f"{item.video}: unexpected {type(exc).__name__}: {exc}")
-    log.warning("%s", outcome.error)
+    log.debug("%s", outcome.error)  # the caller reports it (``dub batch`` with the item's index)
     return outcome
 
 

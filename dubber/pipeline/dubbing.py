@@ -16,12 +16,13 @@ from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from dubber.audio.features import AudioFeatures
 from dubber.audio.speech import MelAndSpeechFeatures, SpeechFeatures
 from dubber.audio.streaming import StreamedFeatures, stream_features
-from dubber.errors import OutputError
+from dubber.errors import InputError, OutputError
 from dubber.face.aligner import FaceAligner
 from dubber.face.backend import FaceBackend
 from dubber.face.tracker import FaceTracker, TrackerOptions
@@ -45,6 +46,9 @@ from dubber.pipeline.timeline import Timeline
 from dubber.render.renderer_pipeline import FaceRenderer
 
 log = get_logger("pipeline")
+
+# The face crop's side in frame pixels under which a redrawn mouth spans only a few pixels (about a third of it).
+SMALLEST_CLEAR_FACE = 48
 
 # progress(stage, done, total): stage "analyse" (first pass) or "dub" (second pass), counts in frames.
 ProgressCallback = Callable[[str, int, int], None]
@@ -94,8 +98,10 @@ class DubbingPipeline:
         if landmarks.config.audio_input != "mel" and landmarks.config.speech_encoder and speech_encoder is None:
             from dubber.weights import load_speech_encoder
 
-            device = next(landmarks.parameters()).device
-            self.speech_encoder = load_speech_encoder(landmarks.config.speech_encoder, device=device)
+            param = next(landmarks.parameters())  # the encoder runs where and as precisely as the completer
+            self.speech_encoder = load_speech_encoder(
+                landmarks.config.speech_encoder, device=param.device, dtype=param.dtype
+            )
         self.renderer = renderer
         self.options = options or DubOptions()
         self.backend_factory = backend_factory
@@ -112,13 +118,15 @@ class DubbingPipeline:
         backend_factory: Callable[[], FaceBackend] | None = None,
     ) -> DubbingPipeline:
         """Weights by name from the weights folder (``DUB_WEIGHTS`` or the shipped ``weights/``), sha256-checked,
-        or from a folder holding ``landmarks/`` and ``renderer/``."""
+        or from a folder holding ``landmarks/`` and ``renderer/``. ``dtype`` applies to every model (the landmark
+        completer, its speech encoder, the renderer and its reference encoder)."""
         from dubber.weights import load_landmark_model, load_renderer, resolve_bundle
 
         dev = resolve_device(device)
+        precision = resolve_dtype(dtype, dev)
         bundle = resolve_bundle(path_or_name)
-        landmarks = load_landmark_model(bundle.landmarks, device=dev)
-        renderer = load_renderer(bundle.renderer, device=dev, dtype=resolve_dtype(dtype, dev))
+        landmarks = load_landmark_model(bundle.landmarks, device=dev, dtype=precision)
+        renderer = load_renderer(bundle.renderer, device=dev, dtype=precision)
         return cls(landmarks, renderer, options=options, backend_factory=backend_factory, name=bundle.name)
 
     @property
@@ -155,10 +163,10 @@ class DubbingPipeline:
         opts = (options or self.options).updated(**overrides)
         job = _Job(video=Path(video), audio=Path(audio), opts=opts, progress=progress, started=time.perf_counter(),
                    output=default_output(video) if output is None else Path(output))  # fmt: skip
-        container_format_for(job.output)
-        check_output_path(job.output, overwrite=opts.overwrite)
         if job.output.exists() and job.output.resolve() in (job.video.resolve(), job.audio.resolve()):
             raise OutputError(job.output, "is one of the inputs; choose another output name")
+        check_output_path(job.output, overwrite=opts.overwrite)  # a folder is named as one, before its suffix
+        container_format_for(job.output)
         job.media = probe_media(job.video, require_video=True)
         with ExitStack() as cleanup:
             t0 = time.perf_counter()
@@ -205,7 +213,19 @@ class DubbingPipeline:
             if backend is not None:
                 backend.close()
         job.timings.update(track.seconds)
-        if not track.has_face.any():
+        wanted = job.opts.face_index
+        if wanted > 0 and not track.has_face.any():
+            shows = f"at most {track.most_faces}" if track.most_faces else "none"
+            raise InputError(job.video, f"--face {wanted} needs {wanted + 1} faces in a frame and the video shows "
+                                        f"{shows} (--face 0 is the largest face)")  # fmt: skip
+        if track.has_face.any():
+            side = float(np.median(track.transforms[track.has_face, 2]))  # frame pixels per crop side
+            if side < SMALLEST_CLEAR_FACE:
+                log.warning(
+                    "%s: the face is about %d px across; a mouth this small barely changes when redrawn (faces of "
+                    "%d px or more dub visibly)", job.video, round(side), SMALLEST_CLEAR_FACE,
+                )  # fmt: skip
+        else:
             log.warning("%s: no face found in any frame; the video is kept as it is, with the new audio", job.video)
         return track
 

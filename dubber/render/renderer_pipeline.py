@@ -26,6 +26,7 @@ from dubber.render.reference_blend import ReferenceBlend, blend_with_paste, refe
 SCHEDULERS = ("ddim", "dpm++")
 TRAIN_SCHEDULE = dict(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", clip_sample=False)
 PIPELINE_CONFIG = "renderer.json"
+UNET_WEIGHTS = "unet/diffusion_pytorch_model.safetensors"  # diffusers' name, inside the pipeline folder
 
 
 def training_scheduler(prediction_type: str = "sample") -> DDPMScheduler:
