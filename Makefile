@@ -28,8 +28,8 @@ test-all: setup
 	$(BIN)/python -m pytest -q -m "not gpu"
 
 lint: setup
-	$(BIN)/ruff check dubber cli_tests benchmarks tools examples
-	$(BIN)/ruff format --check dubber cli_tests benchmarks tools examples
+	$(BIN)/ruff check dubber tests benchmarks scripts examples
+	$(BIN)/ruff format --check dubber tests benchmarks scripts examples
 
 # The main job on a sample the project makes itself: the public-domain astronaut portrait as a 4 s video, and speech
 # from espeak-ng (or the copy kept in examples/ when espeak-ng is not installed), dubbed with the shipped weights.
@@ -65,29 +65,29 @@ prep: setup
 	$(BIN)/dub prep $(SHARED)/manifest.csv -o $(CACHE) --splits train,dev,video_only -j $(JOBS)
 
 train-landmarks: setup
-	$(BIN)/dub train landmarks --data $(CACHE) --out $(RUN) --model small --max-steps 3200 --speaker-balance 0.15 --freq-warp 0.15 \
-		--eval-every 800 $(if $(wildcard $(RUN)/checkpoint.json),--resume)
+	$(BIN)/dub train landmarks --data $(CACHE) --out $(RUN) --recipe recipes/landmarks-mel.toml \
+		$(if $(wildcard $(RUN)/checkpoint.json),--resume)
 
-# The shipped landmark model is an ensemble of that mel completer and three speech completers on the pose-affine base,
-# trained with their voices warped (docs/LANDMARKS.md, "Eighth session"): two of 800 steps (seeds 0 and 1) and one of
-# 1,600 steps (seed 0). The first run also gives the cache its voice variants (about 20 min on 2 cores, once).
+# The shipped landmark model is an ensemble of that mel completer and three speech completers (docs/LANDMARKS.md):
+# recipes/landmarks-speech.toml at seeds 0 and 1, and seed 0 for 1,600 steps. The first run also gives the cache its
+# voice variants (about 20 min on 2 cores, once).
 SPEECH_RUN ?= ../runs/landmarks-speech
-SPEECH_SETTINGS = --model small --speaker-balance 0.15 --audio speech --speech-layer 3 --base pose-affine --voice-warp 0.15
+SPEECH_RECIPE = --recipe recipes/landmarks-speech.toml
 train-landmarks-speech: setup
-	$(BIN)/dub train landmarks --data $(CACHE) --out $(SPEECH_RUN)-s0 $(SPEECH_SETTINGS) --max-steps 800 --eval-every 400 \
-		--seed 0 $(if $(wildcard $(SPEECH_RUN)-s0/checkpoint.json),--resume)
-	$(BIN)/dub train landmarks --data $(CACHE) --out $(SPEECH_RUN)-s1 $(SPEECH_SETTINGS) --max-steps 800 --eval-every 400 \
-		--seed 1 $(if $(wildcard $(SPEECH_RUN)-s1/checkpoint.json),--resume)
-	$(BIN)/dub train landmarks --data $(CACHE) --out $(SPEECH_RUN)-long $(SPEECH_SETTINGS) --max-steps 1600 --eval-every 800 \
-		--seed 0 $(if $(wildcard $(SPEECH_RUN)-long/checkpoint.json),--resume)
+	$(BIN)/dub train landmarks --data $(CACHE) --out $(SPEECH_RUN)-s0 $(SPEECH_RECIPE) --seed 0 \
+		$(if $(wildcard $(SPEECH_RUN)-s0/checkpoint.json),--resume)
+	$(BIN)/dub train landmarks --data $(CACHE) --out $(SPEECH_RUN)-s1 $(SPEECH_RECIPE) --seed 1 \
+		$(if $(wildcard $(SPEECH_RUN)-s1/checkpoint.json),--resume)
+	$(BIN)/dub train landmarks --data $(CACHE) --out $(SPEECH_RUN)-long $(SPEECH_RECIPE) --seed 0 --max-steps 1600 \
+		--eval-every 800 $(if $(wildcard $(SPEECH_RUN)-long/checkpoint.json),--resume)
 
 LANDMARK_RUNS = $(RUN) $(SPEECH_RUN)-s0 $(SPEECH_RUN)-s1 $(SPEECH_RUN)-long
 LANDMARK_WEIGHTS = 0.4 0.2 0.2 0.2
 ship-landmarks: setup
-	$(BIN)/python tools/ship_landmarks.py $(LANDMARK_RUNS) --weight $(LANDMARK_WEIGHTS) --out $(RUN)/ensemble
+	$(BIN)/python scripts/ship_landmarks.py $(LANDMARK_RUNS) --weight $(LANDMARK_WEIGHTS) --out $(RUN)/ensemble
 	$(BIN)/dub eval landmarks --data $(CACHE) --align-dir $(SHARED)/grid_s1_align --weights $(RUN)/ensemble \
 		--report $(RUN)/ensemble/eval.json
-	$(BIN)/python tools/ship_landmarks.py $(LANDMARK_RUNS) --weight $(LANDMARK_WEIGHTS) --report $(RUN)/ensemble/eval.json
+	$(BIN)/python scripts/ship_landmarks.py $(LANDMARK_RUNS) --weight $(LANDMARK_WEIGHTS) --report $(RUN)/ensemble/eval.json
 
 eval-landmarks: setup
 	$(BIN)/dub eval landmarks --data $(CACHE) --align-dir $(SHARED)/grid_s1_align --report $(RUN)/eval.json \
@@ -100,8 +100,8 @@ clean:
 RENDER_RUN ?= ../runs/renderer
 MODEL ?= small
 train-renderer: setup
-	$(BIN)/dub train renderer --data $(CACHE) --out $(RENDER_RUN) --model $(MODEL) --max-steps 4500 --max-minutes 68 \
-		--eval-every 750 --checkpoint-minutes 10 $(if $(wildcard $(RENDER_RUN)/checkpoint.json),--resume)
+	$(BIN)/dub train renderer --data $(CACHE) --out $(RENDER_RUN) --recipe recipes/renderer.toml --set model=$(MODEL) \
+		--max-minutes 68 $(if $(wildcard $(RENDER_RUN)/checkpoint.json),--resume)
 
 eval-renderer: setup
 	$(BIN)/dub eval renderer --data $(CACHE) --report $(RENDER_RUN)/eval.json --grid $(RENDER_RUN)/eval.png \
@@ -112,8 +112,7 @@ JOINT_RUN ?= ../runs/joint
 JOINT_LANDMARKS ?= weights/default/landmarks/mel
 train-joint: setup
 	$(BIN)/dub train joint --data $(CACHE) --out $(JOINT_RUN) --max-steps 400 --eval-every 200 \
-		--landmarks $(JOINT_LANDMARKS) \
-		$(if $(wildcard $(JOINT_RUN)/checkpoint.json),--resume)
+		--landmarks $(JOINT_LANDMARKS) $(if $(wildcard $(JOINT_RUN)/checkpoint.json),--resume)
 
 # The whole dub on the dev split, with baselines and pictures (docs/QUALITY.md).
 EVAL_OUT ?= ../runs/eval-dev

@@ -39,8 +39,14 @@ def make_clip(path: Path, seconds: float) -> Path:
     portrait = cv2.resize(data.astronaut(), (330, 330), interpolation=cv2.INTER_AREA)
     canvas = np.full((H, W, 3), (96, 110, 128), np.uint8)
     n = int(round(seconds * FPS))
-    with VideoWriter(path, width=W, height=H, fps=Fraction(FPS), options=VideoEncodeOptions(crf=16, preset="veryfast"),
-                     overwrite=True) as writer:  # fmt: skip
+    with VideoWriter(
+        path,
+        width=W,
+        height=H,
+        fps=Fraction(FPS),
+        options=VideoEncodeOptions(crf=16, preset="veryfast"),
+        overwrite=True,
+    ) as writer:
         for i in range(n):
             t = i / FPS
             m = cv2.getRotationMatrix2D((165.0, 120.0), 4.0 * np.sin(t * 1.3), 1.0)
@@ -60,8 +66,22 @@ def make_speech(path: Path, seconds: float) -> Path:
 
 
 def dub_bench(video: Path, audio: Path, steps: int, device: str, weights: str) -> dict:
-    cmd = [sys.executable, "-m", "dubber", "bench", str(video), "--audio", str(audio), "--steps", str(steps),
-           "--device", device, "--weights", weights, "--json"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "dubber",
+        "bench",
+        str(video),
+        "--audio",
+        str(audio),
+        "--steps",
+        str(steps),
+        "--device",
+        device,
+        "--weights",
+        weights,
+        "--json",
+    ]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -87,8 +107,11 @@ def main() -> None:
             clip = make_clip(tmp / "memory.mp4", seconds)
             speech = make_speech(tmp / "memory.wav", seconds)
             r = dub_bench(clip, speech, args.memory_steps, args.device, args.weights)
-            memory[f"{seconds:g}s"] = {"frames": r["frames"], "peak_rss_mb": r["peak_rss_mb"],
-                                       "end_to_end_fps": r["end_to_end_fps"]}  # fmt: skip
+            memory[f"{seconds:g}s"] = {
+                "frames": r["frames"],
+                "peak_rss_mb": r["peak_rss_mb"],
+                "end_to_end_fps": r["end_to_end_fps"],
+            }
             print(json.dumps({f"memory_{seconds:g}s": memory[f"{seconds:g}s"]}))
         if len(memory) >= 2:
             peaks = [m["peak_rss_mb"] for m in memory.values()]

@@ -22,10 +22,19 @@ DEFAULT_BUNDLE = "default"
 
 
 def weights_root() -> Path:
+    """``DUB_WEIGHTS``; else the ``weights/`` folder of the source tree dubber runs from; else the installed package
+    ``dubber_weights`` (what a wheel carries)."""
     env = os.environ.get("DUB_WEIGHTS")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parent.parent / "weights"
+    checkout = Path(__file__).resolve().parent.parent / "weights"
+    if (checkout / MANIFEST).is_file():
+        return checkout
+    try:
+        import dubber_weights
+    except ImportError:
+        return checkout  # read_manifest then says that no manifest is there
+    return Path(dubber_weights.__file__).resolve().parent
 
 
 def sha256_of(path: Path, chunk: int = 1 << 20) -> str:

@@ -1,4 +1,4 @@
-"""Audio features: the normalised log-mel of DESIGN.md §4 and per-frame windows chosen by timestamp."""
+"""Audio features: the normalised log-mel of docs/ARCHITECTURE.md §4 and per-frame windows chosen by timestamp."""
 
 from dubber.audio.features import AudioFeatures, audio_features
 from dubber.audio.mel import MelConfig, log_mel, mel_filterbank

@@ -1,4 +1,4 @@
-"""The log-mel spectrogram of DESIGN.md §4: the audio features every model of dubber reads.
+"""The log-mel spectrogram of docs/ARCHITECTURE.md §4: the audio features every model of dubber reads.
 
 16 kHz mono, pre-emphasis 0.97, magnitude STFT (n_fft 800, hop 200, Hann window 800, frames centred on their time
 with zero padding), 80 Slaney-scale mel bands over 55-7600 Hz with Slaney area normalisation, amplitude in dB minus a

@@ -8,7 +8,7 @@ features near a cut between chunks never lack context. Steps are 20 ms apart; st
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -59,48 +59,21 @@ def whisper_log_mel(samples: np.ndarray, n_frames: int = 3000, *, warp: float = 
     return np.ascontiguousarray(((log + 4.0) / 4.0).T, dtype=np.float32)
 
 
-_MEAN_CHUNK = 4096  # steps read at a time for a track's mean: 6 MB of a RowStore on disk, never the whole track
-
-
-def track_mean(steps: Rows) -> np.ndarray:
-    """(dims,) float32 mean over every step of ``steps`` (in memory or a RowStore), read a chunk at a time."""
-    n = len(steps)
-    if n == 0:
-        raise ValueError("no speech-feature steps to take the mean of")
-    total = None
-    for lo in range(0, n, _MEAN_CHUNK):
-        part = take_rows(steps, np.arange(lo, min(n, lo + _MEAN_CHUNK))).astype(np.float64).sum(0)
-        total = part if total is None else total + part
-    return (total / n).astype(np.float32)
-
-
 @dataclass
 class SpeechFeatures:
     """A clip's speech-encoder features, (steps, dims) float32 at 50 steps per second (in memory, or on disk for a
-    dub); ``shift`` (dims,) is subtracted from every window read (``centred``)."""
+    dub)."""
 
     steps: Rows
-    shift: np.ndarray | None = None
 
     @property
     def duration(self) -> float:
         return max(0, len(self.steps) - 1) / STEPS_PER_SECOND
 
-    @cached_property
-    def mean(self) -> np.ndarray:
-        """(dims,) the track's mean features (computed once: every member of an ensemble and every chunk of a dub
-        read it)."""
-        return track_mean(self.steps)
-
-    def centred(self) -> SpeechFeatures:
-        """The same features read with the track's own mean subtracted (``speech_norm`` "clip")."""
-        return SpeechFeatures(self.steps, self.mean)
-
     def windows(self, times: np.ndarray, steps: int = SPEECH_WINDOW_STEPS) -> np.ndarray:
         """(frames, steps, dims) windows centred on each frame's time; outside the audio the edge step repeats
         (the encoder already saw the silence padding there)."""
-        out = take_rows(self.steps, self.window_index(times, steps))
-        return out if self.shift is None else (out - self.shift).astype(np.float32, copy=False)
+        return take_rows(self.steps, self.window_index(times, steps))
 
     def window_index(self, times: np.ndarray, steps: int = SPEECH_WINDOW_STEPS) -> np.ndarray:
         """(frames, steps) the step each window of :meth:`windows` reads."""

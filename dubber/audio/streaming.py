@@ -79,8 +79,9 @@ class SpeechStream:
     """``encode_speech`` of 16 kHz mono samples pushed in blocks: 30 s chunks 20 s apart are encoded (``batch`` at
     a time) once it is known whether more audio follows them, and their rows handed to ``sink`` in order."""
 
-    def __init__(self, encoder: SpeechEncoder, sink: Callable[[np.ndarray], None], *, layer: int = 0,
-                 batch: int = 4) -> None:  # fmt: skip
+    def __init__(
+        self, encoder: SpeechEncoder, sink: Callable[[np.ndarray], None], *, layer: int = 0, batch: int = 4
+    ) -> None:
         self.encoder, self.sink, self.layer, self.batch = encoder, sink, layer, batch
         self._buffer = np.zeros(0, np.float32)  # samples from global index self._origin
         self._blocks: list[np.ndarray] = []  # pushed after the buffer, joined only when a chunk is encoded
@@ -121,8 +122,9 @@ class SpeechStream:
             self._buffer, self._blocks = np.concatenate([self._buffer, *self._blocks]), []
         ctx = self.encoder.config.n_ctx
         edge = (ctx - _STRIDE // _STEP_SAMPLES) // 2  # steps dropped at each inner chunk edge
-        mels = np.stack([whisper_log_mel(self._buffer[s - self._origin : s - self._origin + _CHUNK], 2 * ctx)
-                         for s, _ in group])  # fmt: skip
+        mels = np.stack(
+            [whisper_log_mel(self._buffer[s - self._origin : s - self._origin + _CHUNK], 2 * ctx) for s, _ in group]
+        )
         param = next(self.encoder.parameters())
         feats = self.encoder(torch.from_numpy(mels).to(device=param.device, dtype=param.dtype), self.layer)
         feats = feats.float().cpu().numpy()

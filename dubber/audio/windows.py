@@ -37,24 +37,3 @@ def frame_windows(
         return np.full((*index.shape, width), config.silence, dtype=np.float32)
     rows = take_rows(mel, np.clip(index, 0, len(mel) - 1))
     return np.where(inside[..., None], rows, np.float32(config.silence)).astype(np.float32, copy=False)
-
-
-def stretched_windows(
-    mel: np.ndarray, times: np.ndarray, rate: float, config: MelConfig = MelConfig(), steps: int = WINDOW_STEPS
-) -> np.ndarray:
-    """Like :func:`frame_windows`, as if the speech ran ``rate`` times as fast: each window reads ``steps * rate``
-    mel steps around its frame, resampled linearly to ``steps`` (a time-scale change, the pitch and formants kept).
-
-    At ``rate`` 1 it equals :func:`frame_windows`. Training uses it to show the completer other speaking rates.
-    """
-    mel = np.asarray(mel, dtype=np.float32)
-    centre = np.floor(np.asarray(times, dtype=np.float64) * config.steps_per_second + 0.5)
-    pos = centre[:, None] + (np.arange(steps) - steps // 2)[None, :] * float(rate)
-    lo = np.floor(pos).astype(np.int64)
-    frac = (pos - lo).astype(np.float32)[..., None]
-
-    def read(index: np.ndarray) -> np.ndarray:
-        inside = (index >= 0) & (index < len(mel))
-        return np.where(inside[..., None], mel[np.clip(index, 0, max(0, len(mel) - 1))], np.float32(config.silence))
-
-    return (read(lo) * (1.0 - frac) + read(lo + 1) * frac).astype(np.float32)

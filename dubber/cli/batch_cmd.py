@@ -19,17 +19,17 @@ def batch_command(
     ),
     videos: Path | None = typer.Option(
         None, "--videos", help="Folder of videos/images (instead of a manifest).", show_default=False
-    ),  # fmt: skip
+    ),
     audio: Path | None = typer.Option(
         None, "--audio", help="Folder of audio files paired with --videos by stem.", show_default=False
-    ),  # fmt: skip
+    ),
     out_dir: Path | None = typer.Option(
         None,
         "--output",
         "-o",
         help="Output folder (relative subfolders are kept). Default: beside each input.",
         show_default=False,
-    ),  # fmt: skip
+    ),
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Leave items whose output exists."),
     weights: str = o.WEIGHTS,
     device: str = o.DEVICE,
@@ -58,11 +58,20 @@ def batch_command(
         raise InputError(out_dir, "is a file; --output must be a folder for a batch")
     items = items_from_manifest(manifest, out_dir) if manifest else items_from_folders(videos, audio, out_dir)
     options = o.dub_options(
-        steps=steps, seed=seed, batch_size=batch_size, fit=fit, keep_rest=keep_rest, face=face, fps=fps,
-        keep_original_audio=keep_original_audio, crf=crf, preset=preset, overwrite=overwrite,
+        steps=steps,
+        seed=seed,
+        batch_size=batch_size,
+        fit=fit,
+        keep_rest=keep_rest,
+        face=face,
+        fps=fps,
+        keep_original_audio=keep_original_audio,
+        crf=crf,
+        preset=preset,
+        overwrite=overwrite,
         references=references,
         reference_blend=reference_blend,
-    )  # fmt: skip
+    )
     pipe = o.load_pipeline(weights, device, dtype, options)
     counts = {"ok": 0, "skipped": 0, "failed": 0}
     show = stderr.is_terminal and not is_quiet()
@@ -89,8 +98,14 @@ def batch_command(
 def _summary(counts: dict[str, int], items: int, json_out: bool, *, interrupted: bool = False) -> None:
     left = items - sum(counts.values())
     if json_out:
-        print_json({"summary": True, "items": items, **counts, **({"interrupted": True, "not_done": left}
-                                                                    if interrupted else {})})  # fmt: skip
+        print_json(
+            {
+                "summary": True,
+                "items": items,
+                **counts,
+                **({"interrupted": True, "not_done": left} if interrupted else {}),
+            }
+        )
     elif not is_quiet() or interrupted:
         end = f", {left} not done (interrupted)" if interrupted else ""
         stderr.print(f"batch: {counts['ok']} dubbed, {counts['skipped']} skipped, {counts['failed']} failed{end}")

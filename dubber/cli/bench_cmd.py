@@ -24,15 +24,29 @@ def bench_command(
     """Measure the dub's speed per stage and its peak memory, against a plain decode + encode of the same clip."""
     from dubber.pipeline.benchmark import benchmark
 
-    options = o.dub_options(steps=steps, seed=0, batch_size=batch_size, fit="pingpong", keep_rest=False, face=0,
-                            fps=25.0, keep_original_audio=False, crf=18, preset="medium", overwrite=True)  # fmt: skip
+    options = o.dub_options(
+        steps=steps,
+        seed=0,
+        batch_size=batch_size,
+        fit="pingpong",
+        keep_rest=False,
+        face=0,
+        fps=25.0,
+        keep_original_audio=False,
+        crf=18,
+        preset="medium",
+        overwrite=True,
+    )
     pipe = o.load_pipeline(weights, device, dtype, options)
     report = benchmark(pipe, video, audio)
     if json_out:
         print_json(report.to_dict())
         return
-    t = Table(title=f"{video.name}: {report.frames} frames {report.width}x{report.height}, {report.steps} steps, "
-                    f"{report.device}", title_justify="left")  # fmt: skip
+    t = Table(
+        title=f"{video.name}: {report.frames} frames {report.width}x{report.height}, {report.steps} steps, "
+        f"{report.device}",
+        title_justify="left",
+    )
     t.add_column("stage")
     t.add_column("seconds", justify="right")
     t.add_column("frames/s", justify="right")
@@ -42,5 +56,7 @@ def bench_command(
     t.add_row("plain decode+encode", "", f"{report.plain_reencode_fps:.1f}")
     stderr.print(t)
     gpu = f", GPU peak {report.peak_gpu_mb:.0f} MiB" if report.peak_gpu_mb is not None else ""
-    stderr.print(f"{report.slowdown_vs_reencode:.1f}x the time of a plain re-encode; peak memory "
-                 f"{report.peak_rss_mb:.0f} MiB{gpu}")  # fmt: skip
+    stderr.print(
+        f"{report.slowdown_vs_reencode:.1f}x the time of a plain re-encode; peak memory "
+        f"{report.peak_rss_mb:.0f} MiB{gpu}"
+    )

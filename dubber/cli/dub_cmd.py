@@ -14,14 +14,14 @@ def dub_command(
     video: Path = typer.Argument(..., help="Video (or still image) whose speaker is dubbed.", show_default=False),
     audio: Path = typer.Option(
         ..., "--audio", "-a", help="The new speech (any audio or video file).", show_default=False
-    ),  # fmt: skip
+    ),
     output: Path | None = typer.Option(
         None,
         "--output",
         "-o",
         help="Output video (.mp4/.mov/.mkv). Default: <stem>.dubbed.mp4 beside the input.",
         show_default=False,
-    ),  # fmt: skip
+    ),
     weights: str = o.WEIGHTS,
     device: str = o.DEVICE,
     dtype: str = o.DTYPE,
@@ -46,11 +46,20 @@ def dub_command(
     if verbose or quiet:
         configure_logging(-1 if quiet else verbose)
     options = o.dub_options(
-        steps=steps, seed=seed, batch_size=batch_size, fit=fit, keep_rest=keep_rest, face=face, fps=fps,
-        keep_original_audio=keep_original_audio, crf=crf, preset=preset, overwrite=overwrite,
+        steps=steps,
+        seed=seed,
+        batch_size=batch_size,
+        fit=fit,
+        keep_rest=keep_rest,
+        face=face,
+        fps=fps,
+        keep_original_audio=keep_original_audio,
+        crf=crf,
+        preset=preset,
+        overwrite=overwrite,
         references=references,
         reference_blend=reference_blend,
-    )  # fmt: skip
+    )
     pipe = o.load_pipeline(weights, device, dtype, options)
     with o.DubProgress(video.name, enabled=stderr.is_terminal and not is_quiet()) as progress:
         result = pipe(video, audio, output, progress=progress)

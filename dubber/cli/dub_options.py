@@ -50,15 +50,39 @@ OVERWRITE = typer.Option(False, "--overwrite", help="Replace an existing output 
 JSON_OUT = typer.Option(False, "--json", help="Print the result as JSON on stdout.")
 
 
-def dub_options(*, steps, seed, batch_size, fit, keep_rest, face, fps, keep_original_audio, crf, preset,
-                overwrite, references="nearest", reference_blend=True):  # fmt: skip
+def dub_options(
+    *,
+    steps,
+    seed,
+    batch_size,
+    fit,
+    keep_rest,
+    face,
+    fps,
+    keep_original_audio,
+    crf,
+    preset,
+    overwrite,
+    references="nearest",
+    reference_blend=True,
+):
     from dubber.pipeline.options import DubOptions
 
     return DubOptions(
-        steps=steps, seed=seed, batch_size=batch_size, fit=fit, keep_rest=keep_rest, face_index=face,
-        fps=Fraction(fps).limit_denominator(1001), keep_original_audio=keep_original_audio, crf=crf, preset=preset,
-        overwrite=overwrite, references=references, reference_blend=reference_blend,
-    )  # fmt: skip
+        steps=steps,
+        seed=seed,
+        batch_size=batch_size,
+        fit=fit,
+        keep_rest=keep_rest,
+        face_index=face,
+        fps=Fraction(fps).limit_denominator(1001),
+        keep_original_audio=keep_original_audio,
+        crf=crf,
+        preset=preset,
+        overwrite=overwrite,
+        references=references,
+        reference_blend=reference_blend,
+    )
 
 
 def load_pipeline(weights: str, device: str, dtype: str, options):

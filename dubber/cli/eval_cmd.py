@@ -20,10 +20,10 @@ def eval_dub_command(
     ctx: typer.Context,
     data: Path | None = typer.Option(
         None, "--data", help="A folder of clips or a manifest CSV (path,split,speaker).", show_default=False
-    ),  # fmt: skip
+    ),
     out: Path | None = typer.Option(
         None, "--out", help="Report folder: report.json, report.md, clips/, plots.", show_default=False
-    ),  # fmt: skip
+    ),
     weights: str = typer.Option("default", "--weights", "-w", help="Weights name or model folder."),
     split: str | None = typer.Option(None, "--split", help="Manifest split to score (default dev; a folder: all)."),
     per_speaker: int = typer.Option(0, "--per-speaker", min=0, help="At most this many clips per speaker (0: all)."),
@@ -77,10 +77,23 @@ def eval_dub_command(
     plot = None
     if pictures.openings:
         plot = opening_plot(list(pictures.openings.values())[:4], out / "opening.png").name
-    settings = {"weights": weights, "steps": steps or pipe.renderer.default_steps, "device": str(pipe.device),
-                "split": chosen, "per_speaker": per_speaker, "cross": cross, "crf": 18, "preset": preset}  # fmt: skip
-    report = build_report(reports, command="dub " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "dub eval",
-                          settings=settings, seconds=time.perf_counter() - started, plot=plot)  # fmt: skip
+    settings = {
+        "weights": weights,
+        "steps": steps or pipe.renderer.default_steps,
+        "device": str(pipe.device),
+        "split": chosen,
+        "per_speaker": per_speaker,
+        "cross": cross,
+        "crf": 18,
+        "preset": preset,
+    }
+    report = build_report(
+        reports,
+        command="dub " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "dub eval",
+        settings=settings,
+        seconds=time.perf_counter() - started,
+        plot=plot,
+    )
     json_path, md_path = write_report(report, out)
     if json_out:
         print_json({k: report[k] for k in ("command", "settings", "seconds", "all", "splits")})
@@ -139,7 +152,7 @@ def eval_renderer_command(
     from dubber.data.cache import PrepCache
     from dubber.errors import InputError
     from dubber.evaluation.renderer_eval import build_dev_samples, detect_content, evaluate_renderer
-    from dubber.training.renderer_trainer import dev_clips_for_eval, face_backend
+    from dubber.evaluation.renderer_monitor import dev_clips_for_eval, face_backend
     from dubber.weights import load_renderer
 
     renderer = load_renderer(weights)

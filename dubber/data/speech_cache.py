@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 
-from dubber.audio.channel import Channel, apply_channel, random_channel
 from dubber.audio.speech import encode_speech
 from dubber.data.prep_clip import ClipRecord, clip_dir
 from dubber.errors import DubberError, InputError
@@ -35,16 +34,10 @@ def read_speech(cache: Path, record: ClipRecord, features: str) -> np.ndarray | 
         return None
 
 
-def voice_variant_name(features: str, amount: float, index: int, channel: bool = False) -> str:
+def voice_variant_name(features: str, amount: float, index: int) -> str:
     """The name of variant ``index`` of ``features`` computed from the clip's audio in a warped voice (VTLP by up to
-    ``amount``): ``whisper-tiny.en.layer3.vtlp15.0``; heard through another recording channel too (``channel``):
-    ``whisper-tiny.en.layer3.vtlp15ch.0``."""
-    return f"{features}.vtlp{round(amount * 100)}{'ch' if channel else ''}.{index}"
-
-
-def voice_channel(clip_id: str, index: int) -> Channel:
-    """The recording channel of a clip's voice variant, fixed by the clip's id and the variant's index."""
-    return random_channel(np.random.default_rng([zlib.crc32(clip_id.encode()), index, 1]))
+    ``amount``): ``whisper-tiny.en.layer3.vtlp15.0``."""
+    return f"{features}.vtlp{round(amount * 100)}.{index}"
 
 
 def voice_warp(clip_id: str, amount: float, index: int) -> float:
@@ -63,31 +56,27 @@ def add_voice_variants(
     layer: int,
     amount: float,
     count: int,
-    channel: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> int:
     """Write ``count`` voice variants (``voice_variant_name``) of each clip's features that lacks them: the encoder
     run over the clip's audio with Whisper's mel warped by ``voice_warp``. Training draws among them and the plain
     features, as the mel completer's ``--freq-warp`` warps its mel: the speech encoder hears a speaker's formants
-    too, so a completer trained on few voices would tie mouth shapes to them. With ``channel`` each variant's audio
-    is first heard through its own recording channel (``voice_channel``: tone, room, noise). Returns how many files
-    were made."""
+    too, so a completer trained on few voices would tie mouth shapes to them. Returns how many files were made."""
     name = feature_name(encoder.config.source, layer)
     todo = [
         (r, k)
         for r in records
         if r.has_audio
         for k in range(count)
-        if not speech_path(cache, r.clip_id, voice_variant_name(name, amount, k, channel)).is_file()
+        if not speech_path(cache, r.clip_id, voice_variant_name(name, amount, k)).is_file()
     ]
     loaded: tuple[str, np.ndarray] | None = None
     for i, (rec, k) in enumerate(todo):
         if loaded is None or loaded[0] != rec.clip_id:
             loaded = (rec.clip_id, _clip_samples(rec))
         warp = voice_warp(rec.clip_id, amount, k)
-        samples = apply_channel(loaded[1], voice_channel(rec.clip_id, k)) if channel else loaded[1]
-        feats = encode_speech(samples, encoder, layer=layer, warp=warp).steps.astype(np.float16)
-        _save(speech_path(cache, rec.clip_id, voice_variant_name(name, amount, k, channel)), feats)
+        feats = encode_speech(loaded[1], encoder, layer=layer, warp=warp).steps.astype(np.float16)
+        _save(speech_path(cache, rec.clip_id, voice_variant_name(name, amount, k)), feats)
         if progress is not None:
             progress(i + 1, len(todo))
     return len(todo)

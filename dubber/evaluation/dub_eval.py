@@ -1,4 +1,5 @@
-"""``dub eval``: the full pipeline on held-out clips, two protocols, baselines in the same run (DESIGN.md §9).
+"""``dub eval``: the full pipeline on held-out clips, two protocols, baselines in the same run
+(docs/ARCHITECTURE.md §9).
 
 - reconstruction: each clip dubbed with its own audio and compared with the original (image, landmark, seam
   metrics, dubber/evaluation/dub_metrics.py). Baselines: the untouched video (the exact floor: PSNR capped at 100 dB,
@@ -51,8 +52,9 @@ def track(video: Path, size: int) -> VideoTrack:
         return analyse_video(VideoReader(video), tracker, FaceAligner(size))
 
 
-def score_outputs(original: Path, truth: VideoTrack, outputs: dict[str, Path], size: int, *,
-                  ssim_every: int = 5) -> tuple[dict[str, dict], dict[str, VideoTrack]]:  # fmt: skip
+def score_outputs(
+    original: Path, truth: VideoTrack, outputs: dict[str, Path], size: int, *, ssim_every: int = 5
+) -> tuple[dict[str, dict], dict[str, VideoTrack]]:
     """Metrics of each output video against ``original`` (tracked as ``truth``), and of the untouched baseline:
     ``original`` against itself, through the same landmark path, so its numbers are the exact floor."""
     truth_points = frame_points(truth.points, truth.transforms)
@@ -73,9 +75,13 @@ def score_outputs(original: Path, truth: VideoTrack, outputs: dict[str, Path], s
         if name == "cross":
             result[name] = {k: result[name][k] for k in ("seam", "jitter", "face_lost")}
     result["untouched"] = {
-        "psnr_lower": PSNR_CAP, "psnr_frame": PSNR_CAP, "ssim_lower": 1.0, "ssim_frame": 1.0, "seam": 1.0,
+        "psnr_lower": PSNR_CAP,
+        "psnr_frame": PSNR_CAP,
+        "ssim_lower": 1.0,
+        "ssim_frame": 1.0,
+        "seam": 1.0,
         **landmark_scores(truth_points, truth_points, truth.opening, truth.opening),
-    }  # fmt: skip
+    }
     return result, tracks
 
 
@@ -104,8 +110,9 @@ def trimmed_speech(source: Path, seconds: float, dest: Path) -> Path:
     return dest
 
 
-def evaluate_clip(pipe: DubbingPipeline, clip: ClipSource, cross_audio: ClipSource | None, folder: Path,
-                  pictures=None) -> ClipReport:  # fmt: skip
+def evaluate_clip(
+    pipe: DubbingPipeline, clip: ClipSource, cross_audio: ClipSource | None, folder: Path, pictures=None
+) -> ClipReport:
     started = time.perf_counter()
     size = pipe.renderer.size
     report = ClipReport(clip.clip_id, clip.speaker, clip.split, 0)
@@ -134,8 +141,15 @@ def evaluate_clip(pipe: DubbingPipeline, clip: ClipSource, cross_audio: ClipSour
     return report
 
 
-def run_eval(pipe: DubbingPipeline, clips: list[ClipSource], out: Path, *, cross: bool = True, pictures=None,
-             progress: Callable[[int, int, ClipReport], None] | None = None) -> list[ClipReport]:  # fmt: skip
+def run_eval(
+    pipe: DubbingPipeline,
+    clips: list[ClipSource],
+    out: Path,
+    *,
+    cross: bool = True,
+    pictures=None,
+    progress: Callable[[int, int, ClipReport], None] | None = None,
+) -> list[ClipReport]:
     partners = pick_cross_audio(clips) if cross else {}
     reports = []
     for n, clip in enumerate(clips, 1):

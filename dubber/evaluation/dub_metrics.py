@@ -1,4 +1,4 @@
-"""Metrics of a whole dubbed video against its original (DESIGN.md §9), frame by frame, streamed.
+"""Metrics of a whole dubbed video against its original (docs/ARCHITECTURE.md §9), frame by frame, streamed.
 
 - image: PSNR on the lower face (the redrawn polygon) and on the whole frame, from summed squared errors, so a clip's
   PSNR is that of all its pixels (identical pixels: ``PSNR_CAP`` = 100 dB, the documented floor); SSIM (scikit-image's
@@ -22,10 +22,9 @@ import numpy as np
 from dubber.evaluation.image_metrics import PSNR_CAP, ssim
 from dubber.evaluation.metrics import correlation, jitter
 from dubber.face.aligner import Similarity, apply_affine, invert_affine
-from dubber.face.landmarks import ALL_INDICES, LEFT_EYE_OUTER, RIGHT_EYE_OUTER
+from dubber.face.landmarks import ALL_INDICES, LEFT_EYE_OUTER, N_POSE, RIGHT_EYE_OUTER
 from dubber.render.face_mask import LOWER_FACE_POLYGON
 
-N_POSE = 74
 # Where the outer eye corners (mesh points 33 and 263) sit among the 131 model points: the inter-ocular distance.
 RIGHT_EYE_OUTER_AT, LEFT_EYE_OUTER_AT = ALL_INDICES.index(RIGHT_EYE_OUTER), ALL_INDICES.index(LEFT_EYE_OUTER)
 

@@ -10,11 +10,12 @@ import numpy as np
 
 from dubber.data.sources import ClipSource
 from dubber.evaluation.dub_metrics import frame_points
+from dubber.face.landmarks import N_POSE
 from dubber.media.audio_feed import AudioFromFile
 from dubber.media.encode_options import VideoEncodeOptions
 from dubber.media.video_reader import VideoReader
 from dubber.media.video_writer import VideoWriter
-from dubber.pipeline.analysis import N_POSE, VideoTrack
+from dubber.pipeline.analysis import VideoTrack
 
 ROW_HEIGHT = 192
 
@@ -55,8 +56,15 @@ def side_by_side(original: Path, dubbed: Path, dest: Path, height: int = 360) ->
     first = VideoReader(dubbed)
     h = min(height, first.size[1])
     w = round(first.size[0] * h / first.size[1])
-    with VideoWriter(dest, width=2 * w + (2 * w) % 2, height=h + h % 2, fps=first.fps, audio=AudioFromFile(dubbed),
-                     options=VideoEncodeOptions(crf=23, preset="veryfast"), overwrite=True) as writer:  # fmt: skip
+    with VideoWriter(
+        dest,
+        width=2 * w + (2 * w) % 2,
+        height=h + h % 2,
+        fps=first.fps,
+        audio=AudioFromFile(dubbed),
+        options=VideoEncodeOptions(crf=23, preset="veryfast"),
+        overwrite=True,
+    ) as writer:
         for a, b in zip(VideoReader(original), first, strict=False):
             row = np.concatenate([cv2.resize(a.image, (w, h)), cv2.resize(b.image, (w, h))], 1)
             writer.write(np.pad(row, ((0, h % 2), (0, (2 * w) % 2), (0, 0)), mode="edge"))
@@ -95,8 +103,11 @@ class ClipPictures:
     def __call__(self, clip: ClipSource, truth: VideoTrack, dubbed: Path, dub_track: VideoTrack, folder: Path):
         where = folder / "clips"
         where.mkdir(parents=True, exist_ok=True)
-        out = {"contact_sheet": str(contact_sheet(clip.path, dubbed, dub_track, where / f"{clip.clip_id}.png")
-                                    .relative_to(folder))}  # fmt: skip
+        out = {
+            "contact_sheet": str(
+                contact_sheet(clip.path, dubbed, dub_track, where / f"{clip.clip_id}.png").relative_to(folder)
+            )
+        }
         if self.videos:
             out["side_by_side"] = str(
                 side_by_side(clip.path, dubbed, where / f"{clip.clip_id}.mp4").relative_to(folder)

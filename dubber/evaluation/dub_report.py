@@ -9,8 +9,17 @@ import numpy as np
 
 from dubber.evaluation.dub_eval import METHODS, ClipReport
 
-RECON_KEYS = ("psnr_lower", "ssim_lower", "psnr_frame", "ssim_frame", "lmd", "opening_correlation", "jitter",
-              "face_lost", "seam")  # fmt: skip
+RECON_KEYS = (
+    "psnr_lower",
+    "ssim_lower",
+    "psnr_frame",
+    "ssim_frame",
+    "lmd",
+    "opening_correlation",
+    "jitter",
+    "face_lost",
+    "seam",
+)
 CROSS_KEYS = ("opening_vs_speech", "jitter", "face_lost", "seam")
 
 
@@ -51,21 +60,39 @@ def _fmt(v) -> str:
 
 
 def markdown(report: dict) -> str:
-    lines = ["# dub eval", "", f"`{report['command']}`", "", f"{report['all']['clips']} clips, "
-             f"{report['all']['frames']} frames, {report['seconds']:.0f} s. {report['floor']}.", ""]  # fmt: skip
+    lines = [
+        "# dub eval",
+        "",
+        f"`{report['command']}`",
+        "",
+        f"{report['all']['clips']} clips, "
+        f"{report['all']['frames']} frames, {report['seconds']:.0f} s. {report['floor']}.",
+        "",
+    ]
     header = "| split | method | " + " | ".join(RECON_KEYS) + " |"
     lines += ["## Reconstruction (own audio)", "", header, "|" + "---|" * (len(RECON_KEYS) + 2)]
     for name, summary in [("all", report["all"]), *report["splits"].items()]:
         for m in METHODS:
             row = summary["reconstruction"][m]
             lines.append(f"| {name} | {m} | " + " | ".join(_fmt(row[k]) for k in RECON_KEYS) + " |")
-    lines += ["", "## Cross-dubbing (another speaker's audio)", "", "| split | " + " | ".join(CROSS_KEYS) + " |",
-              "|" + "---|" * (len(CROSS_KEYS) + 1)]  # fmt: skip
+    lines += [
+        "",
+        "## Cross-dubbing (another speaker's audio)",
+        "",
+        "| split | " + " | ".join(CROSS_KEYS) + " |",
+        "|" + "---|" * (len(CROSS_KEYS) + 1),
+    ]
     for name, summary in [("all", report["all"]), *report["splits"].items()]:
         if summary["cross"]:
             lines.append(f"| {name} | " + " | ".join(_fmt(summary["cross"][k]) for k in CROSS_KEYS) + " |")
-    lines += ["", "## Clips", "", "| clip | speaker | split | frames | PSNR lower dub / static | LMD dub / static | "
-              "opening corr dub | seam dub | cross opening vs speech | pictures |", "|" + "---|" * 10]  # fmt: skip
+    lines += [
+        "",
+        "## Clips",
+        "",
+        "| clip | speaker | split | frames | PSNR lower dub / static | LMD dub / static | "
+        "opening corr dub | seam dub | cross opening vs speech | pictures |",
+        "|" + "---|" * 10,
+    ]
     for c in report["clips"]:
         if c["error"]:
             lines.append(f"| {c['clip']} | {c['speaker']} | {c['split']} | failed: {c['error']} | | | | | | |")

@@ -9,15 +9,15 @@ from dataclasses import replace
 import numpy as np
 
 from dubber.data.cache import PrepCache
+from dubber.data.clip_arrays import ClipArrays, load_clips, reference_indices
 from dubber.evaluation.image_metrics import PSNR_CAP, psnr, ssim
 from dubber.evaluation.renderer_eval import DevSamples, build_dev_samples, detect_content, normalised_lmd
+from dubber.evaluation.renderer_monitor import dev_clips_for_eval, face_backend
+from dubber.face.landmarks import N_POSE
 from dubber.models.landmark_completer import LandmarkCompleter
 from dubber.models.landmark_sequence import predict_sequence
 from dubber.render.face_mask import lower_face_mask
 from dubber.render.renderer_pipeline import FaceRenderer
-from dubber.training.landmark_data import ClipArrays, load_clips, reference_indices
-
-N_POSE = 74
 
 
 class EndToEndDev:
@@ -25,10 +25,16 @@ class EndToEndDev:
         self.clips, self.dev, self.backend = clips, dev, backend
 
     @classmethod
-    def from_cache(cls, cache: PrepCache, n_lm_refs: int, n_refs: int, size: int, per_clip: int = 3,
-                   per_speaker: int = 4, speech: tuple[str, int] | None = None) -> EndToEndDev:  # fmt: skip
-        from dubber.training.renderer_trainer import dev_clips_for_eval, face_backend
-
+    def from_cache(
+        cls,
+        cache: PrepCache,
+        n_lm_refs: int,
+        n_refs: int,
+        size: int,
+        per_clip: int = 3,
+        per_speaker: int = 4,
+        speech: tuple[str, int] | None = None,
+    ) -> EndToEndDev:
         clips = {c.clip_id: c for c in load_clips(cache, "dev", min_frames=5, speech=speech)}
         render = [c for c in dev_clips_for_eval(cache, size, per_speaker, 5) if c.clip_id in clips]
         dev = build_dev_samples(render, n_refs, per_clip) if render else None
@@ -43,7 +49,7 @@ class EndToEndDev:
             if cid not in cache:
                 c = self.clips[cid]
                 refs = c.points[reference_indices(c, completer.config.n_refs, None)]
-                cache[cid] = predict_sequence(completer, c.mel_windows.astype(np.float32), c.pose, refs)
+                cache[cid] = predict_sequence(completer, c.audio_windows.astype(np.float32), c.pose, refs)
             out[n, N_POSE:] = cache[cid][f]
         return out
 
@@ -57,11 +63,12 @@ class EndToEndDev:
         mask = lower_face_mask(self.dev.targets.shape[1])
         out = {
             "e2e_samples": len(self.dev),
-            "e2e_psnr": float(np.mean([psnr(g, t, mask, cap=PSNR_CAP) for g, t in zip(generated, self.dev.targets,
-                                                                                    strict=True)])),
+            "e2e_psnr": float(
+                np.mean([psnr(g, t, mask, cap=PSNR_CAP) for g, t in zip(generated, self.dev.targets, strict=True)])
+            ),
             "e2e_ssim": float(np.mean([ssim(g, t, mask) for g, t in zip(generated, self.dev.targets, strict=True)])),
             "e2e_landmark_lmd": float(np.nanmean(normalised_lmd(predicted[:, N_POSE:], self.dev.landmarks))),
-        }  # fmt: skip
+        }
         if self.backend is not None:
             found = normalised_lmd(detect_content(generated, self.backend), self.dev.landmarks)
             out["e2e_image_lmd"] = float(np.nanmean(found)) if np.isfinite(found).any() else None

@@ -16,19 +16,13 @@ from pathlib import Path
 import numpy as np
 
 from dubber.data.cache import PrepCache
+from dubber.data.clip_arrays import ClipArrays, content_opening, load_clips, reference_indices, speech_input
 from dubber.evaluation.alignments import find_align, read_align, silence_mask
 from dubber.evaluation.metrics import correlation, lagged_correlation, lmd, nanmean, velocity_error
 from dubber.models.landmark_completer import LandmarkCompleter
 from dubber.models.landmark_ensemble import LandmarkEnsemble
 from dubber.models.landmark_sequence import predict_sequence
 from dubber.models.speech_encoder import SpeechEncoder
-from dubber.training.landmark_data import (
-    ClipArrays,
-    content_opening,
-    load_clips,
-    reference_indices,
-    speech_input,
-)
 
 METHODS = ("model", "static_mean", "silent_audio")
 
@@ -117,7 +111,7 @@ def _silent_windows(model: LandmarkCompleter, encoder: SpeechEncoder | None):
     """clip -> the windows ``model`` reads for a silent sound track as long as the clip's (``encoder``: the speech
     encoder it reads, None for a mel completer)."""
     if encoder is None:
-        return lambda clip: np.full_like(clip.mel_windows, -4.0, dtype=np.float32)
+        return lambda clip: np.full_like(clip.audio_windows, -4.0, dtype=np.float32)
     from dubber.audio.features import AudioFeatures
     from dubber.audio.speech import SAMPLE_RATE, MelAndSpeechFeatures, encode_speech
 
@@ -125,11 +119,9 @@ def _silent_windows(model: LandmarkCompleter, encoder: SpeechEncoder | None):
         seconds = float(clip.times[-1]) + 0.5
         samples = np.zeros(int(round(seconds * SAMPLE_RATE)), np.float32)
         speech = encode_speech(samples, encoder, layer=model.config.speech_layer)
-        if model.config.speech_norm == "clip":
-            speech = speech.centred()
         if model.config.audio_input == "mel+speech":
             return MelAndSpeechFeatures(AudioFeatures.silence(seconds), speech).windows(clip.times)
-        return speech.windows(clip.times, model.config.mel_steps)
+        return speech.windows(clip.times, model.config.audio_steps)
 
     return silent
 
@@ -155,7 +147,7 @@ def _predictor(model: LandmarkCompleter | LandmarkEnsemble, cache: PrepCache, sp
         out = 0.0
         for m, w, clips, silence in members:
             c = clips[clip_id]
-            windows = silence(c) if silent else c.mel_windows.astype(np.float32)
+            windows = silence(c) if silent else c.audio_windows.astype(np.float32)
             out = out + w * predict_sequence(m, windows, c.pose, refs, stride=stride)
         return out
 

@@ -94,8 +94,9 @@ def _fps(video: Path) -> float:
     return float(VideoReader(video).fps)
 
 
-def redub_clip(pipe: DubbingPipeline, static: DubbingPipeline, video: Path, *, speaker: str = "",
-               ring: float = 0.04) -> RedubScore:  # fmt: skip
+def redub_clip(
+    pipe: DubbingPipeline, static: DubbingPipeline, video: Path, *, speaker: str = "", ring: float = 0.04
+) -> RedubScore:
     """Dub ``video`` with its own audio and score it (``ring``: seam band width in crop units)."""
     with tempfile.TemporaryDirectory(prefix="redub-") as tmp:
         tmp = Path(tmp)
@@ -114,8 +115,12 @@ def redub_clip(pipe: DubbingPipeline, static: DubbingPipeline, video: Path, *, s
             orig, dub, stat, plain = (f.image for f in frames)
             inside, band = face_regions(transforms[i], orig.shape[:2])
             ring_px = _outer_ring(inside, transforms[i], ring)
-            for key, img, where in (("dub", dub, inside), ("static", stat, inside), ("seam_dub", dub, ring_px),
-                                    ("seam_plain", plain, ring_px)):  # fmt: skip
+            for key, img, where in (
+                ("dub", dub, inside),
+                ("static", stat, inside),
+                ("seam_dub", dub, ring_px),
+                ("seam_plain", plain, ring_px),
+            ):
                 s, n = _mse(img, orig, where)
                 sums[key][0] += s
                 sums[key][1] += n
@@ -125,19 +130,29 @@ def redub_clip(pipe: DubbingPipeline, static: DubbingPipeline, video: Path, *, s
     n = min(len(truth_open), len(dub_open))
     offset, synced = lagged_correlation(dub_open[:n], truth_open[:n], max(1, round(0.2 * _fps(video))))
     return RedubScore(
-        clip=video.stem, speaker=speaker, frames=result.frames, face_frames=result.face_frames,
+        clip=video.stem,
+        speaker=speaker,
+        frames=result.frames,
+        face_frames=result.face_frames,
         opening_correlation=correlation(truth_open[:n], dub_open[:n]),
-        opening_correlation_best_offset=synced, best_offset_frames=offset,
-        psnr_dub=psnr_from_sums(*sums["dub"]), psnr_static=psnr_from_sums(*sums["static"]),
-        seam_dub=psnr_from_sums(*sums["seam_dub"]), seam_plain=psnr_from_sums(*sums["seam_plain"]),
+        opening_correlation_best_offset=synced,
+        best_offset_frames=offset,
+        psnr_dub=psnr_from_sums(*sums["dub"]),
+        psnr_static=psnr_from_sums(*sums["static"]),
+        seam_dub=psnr_from_sums(*sums["seam_dub"]),
+        seam_plain=psnr_from_sums(*sums["seam_plain"]),
         edge_dub=float(np.mean(edges["dub"])) if edges["dub"] else None,
         edge_plain=float(np.mean(edges["plain"])) if edges["plain"] else None,
         seconds=result.timings["total"],
-    )  # fmt: skip
+    )
 
 
 def static_pipeline(pipe: DubbingPipeline) -> DubbingPipeline:
     """The same pipeline (landmarks, references, compositing) with the static-mouth renderer."""
-    return DubbingPipeline(pipe.landmarks, StaticMouthRenderer(pipe.renderer.size, pipe.renderer.n_refs),
-                           options=pipe.options.updated(references="spread"),  # one resting frame for all
-                           backend_factory=pipe.backend_factory, name="static-mouth")  # fmt: skip
+    return DubbingPipeline(
+        pipe.landmarks,
+        StaticMouthRenderer(pipe.renderer.size, pipe.renderer.n_refs),
+        options=pipe.options.updated(references="spread"),  # one resting frame for all
+        backend_factory=pipe.backend_factory,
+        name="static-mouth",
+    )

@@ -21,16 +21,15 @@ import cv2
 import numpy as np
 import torch
 
+from dubber.data.clip_arrays import content_opening
+from dubber.data.render_clips import RenderClip
 from dubber.evaluation.image_metrics import PSNR_CAP, psnr, ssim
-from dubber.face.landmarks import ALL_INDICES, CONTENT_INDICES, LEFT_EYE_OUTER, RIGHT_EYE_OUTER
+from dubber.face.landmarks import ALL_INDICES, CONTENT_INDICES, LEFT_EYE_OUTER, N_POSE, RIGHT_EYE_OUTER
 from dubber.models.reference_choice import spread_references
 from dubber.render.face_mask import lower_face_mask
 from dubber.render.image_tensors import to_model_range, to_uint8
 from dubber.render.renderer_pipeline import FaceRenderer
-from dubber.training.landmark_data import content_opening
-from dubber.training.renderer_data import RenderClip
 
-N_POSE = len(ALL_INDICES) - len(CONTENT_INDICES)
 _EYES = (ALL_INDICES.index(RIGHT_EYE_OUTER), ALL_INDICES.index(LEFT_EYE_OUTER))
 _CONTENT = np.asarray(CONTENT_INDICES)
 LMD_BAR = 0.05
@@ -64,9 +63,16 @@ def build_dev_samples(clips: list[RenderClip], n_refs: int, per_clip: int, min_g
         for i in np.unique(np.round(np.linspace(0, len(clip) - 1, per_clip)).astype(int)):
             refs = choose_references(clip, int(i), n_refs, min_gap)
             rows.append(
-                (clip.clip_id, clip.speaker, clip.frame_index[i], clip.crops[i], clip.points[i], clip.crops[refs],
-                 clip.points[refs])
-            )  # fmt: skip
+                (
+                    clip.clip_id,
+                    clip.speaker,
+                    clip.frame_index[i],
+                    clip.crops[i],
+                    clip.points[i],
+                    clip.crops[refs],
+                    clip.points[refs],
+                )
+            )
     if not rows:
         raise ValueError("no dev samples")
     ids, spk, fi, t, lm, r, rl = zip(*rows, strict=True)

@@ -1,7 +1,7 @@
 """One alignment rule for prep, training and inference: a similarity transform from stable upper-face points to a
 canonical S x S crop, its inverse, and landmarks in crop coordinates in [0, 1].
 
-The canonical positions are a mean frontal face (``canonical_face.npy``, made by ``tools/make_face_template.py``
+The canonical positions are a mean frontal face (``canonical_face.npy``, made by ``scripts/make_face_template.py``
 from real footage) framed so the whole face, an open jaw included, fits the crop.
 """
 

@@ -1,4 +1,4 @@
-"""MediaPipe FaceMesh index sets (DESIGN.md §3, after IP_LAP's 131 points) and small geometry helpers."""
+"""MediaPipe FaceMesh index sets (after IP_LAP's 131 points: docs/ARCHITECTURE.md) and small geometry helpers."""
 
 from __future__ import annotations
 
@@ -22,6 +22,9 @@ POSE_INDICES: tuple[int, ...] = FACE_OVAL_SIDES + RIGHT_BROW + LEFT_BROW + NOSE 
 LIP_INDICES: tuple[int, ...] = OUTER_LIPS + INNER_LIPS
 CONTENT_INDICES: tuple[int, ...] = JAW + LIP_INDICES
 ALL_INDICES: tuple[int, ...] = POSE_INDICES + CONTENT_INDICES  # the 131 model points, pose first
+N_POSE = len(POSE_INDICES)  # 74: the model points' first ones
+N_CONTENT = len(CONTENT_INDICES)  # 57: jaw (17) then outer and inner lips (40)
+N_POINTS = len(ALL_INDICES)  # 131
 
 # Points that do not move when a person speaks or changes expression: the aligner fits on these alone, so the
 # crop follows the skull and not the jaw. Eye corners, nose bridge and tip, and the face sides at eye height.
@@ -33,6 +36,7 @@ UPPER_INNER_LIP, LOWER_INNER_LIP = 13, 14
 MOUTH_RIGHT, MOUTH_LEFT = 61, 291
 FOREHEAD, CHIN = 10, 152
 RIGHT_CHEEK, LEFT_CHEEK = 234, 454
+_OPENING_POINTS = (UPPER_INNER_LIP, LOWER_INNER_LIP, MOUTH_RIGHT, MOUTH_LEFT)
 
 
 def inter_ocular(points: np.ndarray) -> float:
@@ -40,10 +44,12 @@ def inter_ocular(points: np.ndarray) -> float:
     return float(np.linalg.norm(points[LEFT_EYE_OUTER, :2] - points[RIGHT_EYE_OUTER, :2]))
 
 
-def mouth_opening(points: np.ndarray) -> np.ndarray | float:
-    """Inner-lip gap divided by mouth width: scale-free, ~0 closed, ~0.5+ wide open. Works on (..., 478, D)."""
-    gap = np.linalg.norm(points[..., LOWER_INNER_LIP, :2] - points[..., UPPER_INNER_LIP, :2], axis=-1)
-    width = np.linalg.norm(points[..., MOUTH_LEFT, :2] - points[..., MOUTH_RIGHT, :2], axis=-1)
+def mouth_opening(points: np.ndarray, indices: tuple[int, ...] | None = None) -> np.ndarray | float:
+    """Inner-lip gap divided by mouth width: scale-free, ~0 closed, ~0.5+ wide open. Works on (..., 478, D), or on
+    (..., len(indices), D) points that hold the mesh points ``indices`` in that order (``CONTENT_INDICES``, say)."""
+    up, low, right, left = (i if indices is None else indices.index(i) for i in _OPENING_POINTS)
+    gap = np.linalg.norm(points[..., low, :2] - points[..., up, :2], axis=-1)
+    width = np.linalg.norm(points[..., left, :2] - points[..., right, :2], axis=-1)
     return gap / np.maximum(width, 1e-6)
 
 

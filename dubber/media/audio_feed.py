@@ -91,8 +91,15 @@ class EncodedSamplesFeed(AudioFeed):
     """Encode float32 sample blocks (``(channels, n)`` in channel ``layout``, e.g. the new dub audio) with the chosen
     codec, pulling blocks only as the video advances."""
 
-    def __init__(self, blocks: Iterable[np.ndarray], sample_rate: int, layout: str, options: AudioEncodeOptions,
-                 *, on_close: Callable[[], None] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        blocks: Iterable[np.ndarray],
+        sample_rate: int,
+        layout: str,
+        options: AudioEncodeOptions,
+        *,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
         self.layout = layout
         self.channels = av.AudioLayout(layout).nb_channels
         self.blocks = iter(blocks)

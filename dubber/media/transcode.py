@@ -26,8 +26,16 @@ def reencode(
     reader = VideoReader(video, info=media)
     source = Path(audio) if audio is not None else (media.path if media.audio is not None else None)
     w, h = reader.size
-    with VideoWriter(output, width=w, height=h, fps=reader.fps, time_base=reader.info.time_base, options=options,
-                     audio=AudioFromFile(source) if source else None, overwrite=overwrite) as writer:  # fmt: skip
+    with VideoWriter(
+        output,
+        width=w,
+        height=h,
+        fps=reader.fps,
+        time_base=reader.info.time_base,
+        options=options,
+        audio=AudioFromFile(source) if source else None,
+        overwrite=overwrite,
+    ) as writer:
         for frame in reader:
             if max_frames is not None and frame.index >= max_frames:
                 break

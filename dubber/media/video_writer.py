@@ -82,8 +82,15 @@ class VideoWriter:
             self._container = av.open(str(self._tmp), mode="w", format=self.format)
             out_w, out_h = even_size(self.width, self.height)
             if (out_w, out_h) != (self.width, self.height):
-                log.info("%s: %dx%d is written as %dx%d (H.264 in yuv420p needs even sizes; the last column or row "
-                         "is repeated)", self.path, self.width, self.height, out_w, out_h)  # fmt: skip
+                log.info(
+                    "%s: %dx%d is written as %dx%d (H.264 in yuv420p needs even sizes; the last column or row "
+                    "is repeated)",
+                    self.path,
+                    self.width,
+                    self.height,
+                    out_w,
+                    out_h,
+                )
             stream = self._container.add_stream(
                 "libx264", rate=self.fps, options=x264_options(self.options, host_cpu_flags())
             )

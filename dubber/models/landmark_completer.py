@@ -1,6 +1,7 @@
-"""The landmark completer (DESIGN.md §5, after IP_LAP): audio + reference landmarks + pose -> lip and jaw landmarks.
+"""The landmark completer (docs/ARCHITECTURE.md §5, after IP_LAP): audio + reference landmarks + pose -> lip and jaw
+landmarks.
 
-Tokens: R reference landmark sets (all 131 points) | T audio tokens (a mel CNN per frame window) | T pose tokens
+Tokens: R reference landmark sets (all 131 points) | T audio tokens (a CNN per frame's audio window) | T pose tokens
 (a 1-D CNN over each frame's 74 upper-face points), with modality embeddings and sinusoidal time positions, through
 a transformer encoder. The 40 lip points are read from the audio tokens and the 17 jaw points from the pose tokens,
 as offsets from the mean of the references' lip and jaw shapes (``base="mean"``) or from that mean carried to each
@@ -18,25 +19,20 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from dubber.face.landmarks import ALL_INDICES, CONTENT_INDICES, JAW, LIP_INDICES, POSE_INDICES
+from dubber.face.landmarks import JAW, LIP_INDICES, N_POINTS, N_POSE
 from dubber.models.model_folder import load_weights, read_config, save_model_folder
 from dubber.models.reference_warp import warp_references
 
-N_POSE = len(POSE_INDICES)  # 74
-N_CONTENT = len(CONTENT_INDICES)  # 57: jaw (17) then lips (40)
 N_JAW = len(JAW)
 N_LIPS = len(LIP_INDICES)
-N_ALL = len(ALL_INDICES)  # 131, pose first
 
 AUDIO_INPUTS = ("mel", "speech", "mel+speech")
 # What the predicted offsets are added to: the references' mean lip/jaw shape, or each reference carried to the
 # frame's head pose by an affine map of the upper face (dubber.models.reference_warp), then averaged.
 BASES = ("mean", "pose-affine")
-# How speech features are normalised before the windows: not at all, or each sound track's own mean subtracted (per
-# feature, over the whole track): what stays the same over a recording (the voice, the microphone, the room) is
-# taken out, as ASR's cepstral mean normalisation does, so a new speaker's features sit where the training ones did.
-SPEECH_NORMS = ("none", "clip")
 MEL_BANDS = 80
+# Config keys of weights saved before their renaming (the shipped config.json files use them).
+_RENAMED = {"n_mels": "n_features", "mel_steps": "audio_steps"}
 
 
 @dataclass(frozen=True)
@@ -48,16 +44,15 @@ class LandmarkCompleterConfig:
     dropout: float = 0.1
     n_refs: int = 15
     window: int = 5  # T frames predicted together
-    mel_steps: int = 16  # steps of each frame's audio window
-    n_mels: int = 80  # features per step: mel bands, or the speech encoder's width
-    audio_channels: int = 256  # width of the mel CNN
+    audio_steps: int = 16  # steps of each frame's audio window (16 mel steps or 10 speech steps: 0.2 s)
+    n_features: int = 80  # features per step: mel bands, the speech encoder's width, or both
+    audio_channels: int = 256  # width of the audio CNN
     # "mel" (log-mel windows), "speech" (the speech encoder's features, dubber.audio.speech), or "mel+speech" (each
     # mel step's 80 bands followed by the speech features at that step's time)
     audio_input: str = "mel"
     speech_encoder: str = ""  # with speech: the encoder's name (weights/speech/<name>)
     speech_layer: int = 0  # ... and the layer its features come from (0: the encoder's output)
     base: str = "mean"  # one of BASES
-    speech_norm: str = "none"  # one of SPEECH_NORMS (audio input "speech" only)
 
     @classmethod
     def named(cls, name: str) -> LandmarkCompleterConfig:
@@ -75,26 +70,19 @@ class LandmarkCompleterConfig:
             raise ValueError(f"unknown audio input {self.audio_input!r}; choose from {AUDIO_INPUTS}")
         if self.base not in BASES:
             raise ValueError(f"unknown base {self.base!r}; choose from {BASES}")
-        if self.speech_norm not in SPEECH_NORMS:
-            raise ValueError(f"unknown speech normalisation {self.speech_norm!r}; choose from {SPEECH_NORMS}")
-        if self.speech_norm != "none" and self.audio_input != "speech":
-            raise ValueError("speech normalisation applies to a completer reading speech features alone")
 
     def with_speech_input(
-        self, encoder: str, dims: int, steps: int, keep_mel: bool = False, layer: int = 0, norm: str = "none"
+        self, encoder: str, dims: int, steps: int, keep_mel: bool = False, layer: int = 0
     ) -> LandmarkCompleterConfig:
         """This config reading ``steps`` steps of ``dims`` features of the speech encoder ``encoder`` (at ``layer``)
-        per frame, normalised by ``norm``; with ``keep_mel``, the mel windows with those features appended to every
-        step (``steps`` unused)."""
+        per frame; with ``keep_mel``, the mel windows with those features appended to every step (``steps``
+        unused)."""
         if keep_mel:
-            return replace(
-                self, audio_input="mel+speech", speech_encoder=encoder, speech_layer=layer, n_mels=MEL_BANDS + dims,
-                speech_norm=norm,
-            )  # fmt: skip
+            n = MEL_BANDS + dims
+            return replace(self, audio_input="mel+speech", speech_encoder=encoder, speech_layer=layer, n_features=n)
         return replace(
-            self, audio_input="speech", speech_encoder=encoder, speech_layer=layer, n_mels=dims, mel_steps=steps,
-            speech_norm=norm,
-        )  # fmt: skip
+            self, audio_input="speech", speech_encoder=encoder, speech_layer=layer, n_features=dims, audio_steps=steps
+        )
 
     @property
     def mel_bands(self) -> int:
@@ -107,7 +95,8 @@ class LandmarkCompleterConfig:
     @classmethod
     def from_dict(cls, d: dict) -> LandmarkCompleterConfig:
         names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        renamed = {_RENAMED.get(k, k): v for k, v in d.items()}
+        return cls(**{k: v for k, v in renamed.items() if k in names})
 
 
 def _sinusoid(positions: int, dim: int) -> torch.Tensor:
@@ -124,8 +113,9 @@ def _center(points: torch.Tensor) -> torch.Tensor:
     return (points - 0.5) * 4.0
 
 
-class MelEncoder(nn.Module):
-    """(B, steps, mels) mel window -> (B, d) token: 1-D convolutions along time with the mel bands as channels.
+class AudioEncoder(nn.Module):
+    """(B, steps, features) audio window -> (B, d) token: 1-D convolutions along time with the features (mel bands,
+    speech features) as channels.
 
     IP_LAP uses Wav2Lip's 2-D mel CNN; along-time 1-D convolutions see the same 0.2 s window at a thirtieth of the
     cost, which is what lets the model train on a CPU.
@@ -135,7 +125,7 @@ class MelEncoder(nn.Module):
         super().__init__()
         c = cfg.audio_channels
         self.net = nn.Sequential(
-            nn.Conv1d(cfg.n_mels, c, 3, padding=1),
+            nn.Conv1d(cfg.n_features, c, 3, padding=1),
             nn.GroupNorm(8 if c % 8 == 0 else 1, c),
             nn.GELU(),
             nn.Conv1d(c, c, 3, padding=1, stride=2),
@@ -143,10 +133,10 @@ class MelEncoder(nn.Module):
             nn.Conv1d(c, 2 * c, 3, padding=1, stride=2),
             nn.GELU(),
         )
-        self.out = nn.Linear(2 * c * ((cfg.mel_steps + 3) // 4), cfg.d_model)
+        self.out = nn.Linear(2 * c * ((cfg.audio_steps + 3) // 4), cfg.d_model)
 
-    def forward(self, mel: torch.Tensor) -> torch.Tensor:
-        return self.out(self.net(mel.transpose(1, 2)).flatten(1))
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        return self.out(self.net(audio.transpose(1, 2)).flatten(1))
 
 
 class PointsEncoder(nn.Module):
@@ -175,9 +165,9 @@ class LandmarkCompleter(nn.Module):
         super().__init__()
         self.config = cfg = config or LandmarkCompleterConfig()
         d = cfg.d_model
-        self.ref_encoder = PointsEncoder(N_ALL, d)
+        self.ref_encoder = PointsEncoder(N_POINTS, d)
         self.pose_encoder = PointsEncoder(N_POSE, d)
-        self.mel_encoder = MelEncoder(cfg)
+        self.mel_encoder = AudioEncoder(cfg)  # the name its saved weights carry
         self.modality = nn.Parameter(torch.zeros(3, d))
         nn.init.normal_(self.modality, std=0.02)
         self.register_buffer("time_pos", _sinusoid(cfg.window, d), persistent=False)
@@ -193,19 +183,19 @@ class LandmarkCompleter(nn.Module):
             nn.init.zeros_(head.weight)
             nn.init.zeros_(head.bias)
 
-    def forward(self, mel: torch.Tensor, pose: torch.Tensor, refs: torch.Tensor) -> torch.Tensor:
-        """mel (B, T, steps, mels), pose (B, T, 74, 2), refs (B, R, 131, 2) -> content (B, T, 57, 2), float32.
+    def forward(self, audio: torch.Tensor, pose: torch.Tensor, refs: torch.Tensor) -> torch.Tensor:
+        """audio (B, T, steps, features), pose (B, T, 74, 2), refs (B, R, 131, 2) -> content (B, T, 57, 2), float32.
 
         Content is ordered as ``CONTENT_INDICES``: jaw (17) then outer and inner lips (40). Inputs of any float
         dtype: the networks read them in their weights' dtype.
         """
-        b, t = mel.shape[:2]
+        b, t = audio.shape[:2]
         r = refs.shape[1]
         d = self.config.d_model
-        ref_tok = self.ref_encoder(refs.reshape(b * r, N_ALL, 2)).reshape(b, r, d) + self.modality[0]
+        ref_tok = self.ref_encoder(refs.reshape(b * r, N_POINTS, 2)).reshape(b, r, d) + self.modality[0]
         pos = self.time_pos[:t]
-        mel = mel.to(self.modality.dtype)
-        audio_tok = self.mel_encoder(mel.reshape(b * t, *mel.shape[2:])).reshape(b, t, d) + self.modality[1] + pos
+        audio = audio.to(self.modality.dtype)
+        audio_tok = self.mel_encoder(audio.reshape(b * t, *audio.shape[2:])).reshape(b, t, d) + self.modality[1] + pos
         pose_tok = self.pose_encoder(pose.reshape(b * t, N_POSE, 2)).reshape(b, t, d) + self.modality[2] + pos
         x = self.norm(self.encoder(torch.cat([ref_tok, audio_tok, pose_tok], dim=1)))
         lips = self.lip_head(x[:, r : r + t]).reshape(b, t, N_LIPS, 2)

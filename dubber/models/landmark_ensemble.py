@@ -15,12 +15,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
-from dubber.models.landmark_completer import LandmarkCompleter, LandmarkCompleterConfig
-from dubber.models.landmark_sequence import predict_sequence
+from dubber.models.landmark_completer import LandmarkCompleter
 from dubber.models.model_folder import CONFIG_NAME
 
 ENSEMBLE_MODEL = "LandmarkEnsemble"
@@ -81,28 +79,3 @@ def is_ensemble_folder(folder: str | Path) -> bool:
         return json.loads((Path(folder) / CONFIG_NAME).read_text()).get("model") == ENSEMBLE_MODEL
     except (OSError, ValueError, AttributeError):
         return False
-
-
-def member_windows(config: LandmarkCompleterConfig, features, times: np.ndarray) -> np.ndarray:
-    """The windows a completer with ``config`` reads at ``times`` from ``features``: AudioFeatures, SpeechFeatures,
-    or MelAndSpeechFeatures (which holds both, so that every member of an ensemble finds its own input)."""
-    from dubber.audio.speech import MelAndSpeechFeatures
-
-    if isinstance(features, MelAndSpeechFeatures) and config.audio_input == "mel":
-        return features.mel.windows(times, config.mel_steps)
-    if isinstance(features, MelAndSpeechFeatures) and config.audio_input == "speech":
-        features = features.speech
-    if config.speech_norm == "clip":
-        features = features.centred()
-    return features.windows(times, config.mel_steps)
-
-
-def predict_from_features(
-    model: LandmarkCompleter | LandmarkEnsemble, features, times: np.ndarray, pose: np.ndarray, refs: np.ndarray
-) -> np.ndarray:
-    """(N, 57, 2) lip and jaw points for frames at ``times`` (a completer, or an ensemble's weighted mean)."""
-    if isinstance(model, LandmarkEnsemble):
-        return sum(
-            w * predict_from_features(model.members[k], features, times, pose, refs) for k, w in model.weights.items()
-        )
-    return predict_sequence(model, member_windows(model.config, features, times), pose, refs)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from dubber.face.landmarks import N_CONTENT
 from dubber.models.landmark_completer import LandmarkCompleter
 
 
 @torch.no_grad()
 def predict_sequence(
     model: LandmarkCompleter,
-    mel_windows: np.ndarray,
+    audio_windows: np.ndarray,
     pose: np.ndarray,
     refs: np.ndarray,
     *,
@@ -20,38 +21,38 @@ def predict_sequence(
 ) -> np.ndarray:
     """Lip and jaw points (N, 57, 2) for N frames.
 
-    ``mel_windows`` (N, 16, 80), ``pose`` (N, 74, 2) and one reference set ``refs`` (R, 131, 2) shared by every
-    window. Every frame is predicted by each window that covers it (T of them at stride 1) and the predictions are
+    ``audio_windows`` (N, steps, features), ``pose`` (N, 74, 2) and one reference set ``refs`` (R, 131, 2) shared by
+    every window. Every frame is predicted by each window that covers it (T of them at stride 1) and the predictions are
     averaged: the transformer's context moves smoothly, so there are no seams between windows.
     """
-    n = len(mel_windows)
+    n = len(audio_windows)
     if n == 0:
-        return np.zeros((0, 57, 2), np.float32)
+        return np.zeros((0, N_CONTENT, 2), np.float32)
     t = model.config.window
     stride = max(1, min(stride, t))
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     pad = max(0, t - n)
-    mel = np.concatenate([mel_windows, np.repeat(mel_windows[-1:], pad, 0)]) if pad else mel_windows
+    audio = np.concatenate([audio_windows, np.repeat(audio_windows[-1:], pad, 0)]) if pad else audio_windows
     pos = np.concatenate([pose, np.repeat(pose[-1:], pad, 0)]) if pad else pose
-    total = len(mel)
+    total = len(audio)
     starts = list(range(0, total - t + 1, stride))
     if starts[-1] != total - t:
         starts.append(total - t)
-    acc = np.zeros((total, 57, 2), np.float64)
+    acc = np.zeros((total, N_CONTENT, 2), np.float64)
     hits = np.zeros(total, np.float64)
     refs_t = torch.as_tensor(refs, dtype=torch.float32, device=device)[None]
     for i in range(0, len(starts), batch_size):
         chunk = starts[i : i + batch_size]
         idx = np.asarray(chunk)[:, None] + np.arange(t)[None]
         out = model(
-            torch.as_tensor(mel[idx], dtype=torch.float32, device=device),
+            torch.as_tensor(audio[idx], dtype=torch.float32, device=device),
             torch.as_tensor(pos[idx], dtype=torch.float32, device=device),
             refs_t.expand(len(chunk), -1, -1, -1),
         )
         out_np = out.float().cpu().numpy()
-        np.add.at(acc, idx.reshape(-1), out_np.reshape(-1, 57, 2))
+        np.add.at(acc, idx.reshape(-1), out_np.reshape(-1, N_CONTENT, 2))
         np.add.at(hits, idx.reshape(-1), 1.0)
     model.train(was_training)
     return (acc / hits[:, None, None])[:n].astype(np.float32)

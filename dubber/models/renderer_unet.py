@@ -1,4 +1,4 @@
-"""The renderer's denoiser (DESIGN.md §6): a UNet on diffusers' building blocks with TalkFormer conditioning.
+"""The renderer's denoiser (docs/ARCHITECTURE.md §6): a UNet on diffusers' building blocks with TalkFormer conditioning.
 
 Input: the noisy crop, the crop with its lower face masked out, and the mask (7 channels at S x S), pixel-unshuffled
 by ``patch`` so that a CPU can train it. TalkFormer blocks sit at the 32/16/8 sides (``talk_sides``) in the down
@@ -21,30 +21,58 @@ from diffusers.models.resnet import Downsample2D, ResnetBlock2D, Upsample2D
 from torch import nn
 from torch.nn import functional as F
 
+from dubber.face.landmarks import N_POINTS, N_POSE
 from dubber.models.talkformer import LandmarkTokens, ReferenceEncoder, ReferenceTokens, TalkFormerBlock
 from dubber.models.upsample import supports, upsample_conv
-
-N_LANDMARKS = 131
-N_POSE = 74  # the 131 points are pose (74) then lips and jaw (57)
 
 # Named sizes. tiny: unit tests (seconds on a CPU); small: trainable on a 2-core CPU in about an hour; base: GPU.
 RENDERER_CONFIGS: dict[str, dict] = {
     "tiny": dict(
-        sample_size=32, patch=2, block_channels=(16, 32), layers_per_block=1, talk_sides=(16, 8),
-        self_attention_sides=(8,), heads=2, landmark_dim=32, n_freqs=4, groups=8, n_refs=2, ref_side=8,
+        sample_size=32,
+        patch=2,
+        block_channels=(16, 32),
+        layers_per_block=1,
+        talk_sides=(16, 8),
+        self_attention_sides=(8,),
+        heads=2,
+        landmark_dim=32,
+        n_freqs=4,
+        groups=8,
+        n_refs=2,
+        ref_side=8,
         hint_residual=True,
     ),
     "small": dict(
-        sample_size=128, patch=4, block_channels=(64, 128, 192), layers_per_block=1, talk_sides=(32, 16, 8),
-        self_attention_sides=(8,), heads=4, landmark_dim=128, n_freqs=8, groups=16, n_refs=3, ref_side=16,
+        sample_size=128,
+        patch=4,
+        block_channels=(64, 128, 192),
+        layers_per_block=1,
+        talk_sides=(32, 16, 8),
+        self_attention_sides=(8,),
+        heads=4,
+        landmark_dim=128,
+        n_freqs=8,
+        groups=16,
+        n_refs=3,
+        ref_side=16,
         hint_residual=True,
     ),
     "base": dict(
-        sample_size=128, patch=2, block_channels=(128, 192, 320, 448), layers_per_block=2, talk_sides=(32, 16, 8),
-        self_attention_sides=(16, 8), heads=8, landmark_dim=256, n_freqs=10, groups=32, n_refs=4, ref_side=16,
+        sample_size=128,
+        patch=2,
+        block_channels=(128, 192, 320, 448),
+        layers_per_block=2,
+        talk_sides=(32, 16, 8),
+        self_attention_sides=(16, 8),
+        heads=8,
+        landmark_dim=256,
+        n_freqs=10,
+        groups=32,
+        n_refs=4,
+        ref_side=16,
         hint_residual=True,
     ),
-}  # fmt: skip
+}
 
 
 class RendererUNet(ModelMixin, ConfigMixin):
@@ -76,9 +104,9 @@ class RendererUNet(ModelMixin, ConfigMixin):
         temb = block_channels[0] * 4
         self.time_proj = Timesteps(block_channels[0], flip_sin_to_cos=True, downscale_freq_shift=0)
         self.time_embedding = TimestepEmbedding(block_channels[0], temb)
-        self.landmarks = LandmarkTokens(N_LANDMARKS, landmark_dim, n_freqs)
+        self.landmarks = LandmarkTokens(N_POINTS, landmark_dim, n_freqs)
         # Classifier-free guidance drops the target's landmark tokens for these learned ones.
-        self.null_landmarks = nn.Parameter(torch.zeros(N_LANDMARKS, landmark_dim))
+        self.null_landmarks = nn.Parameter(torch.zeros(N_POINTS, landmark_dim))
         sides = [sample_size // patch // 2**i for i in range(len(block_channels))]
         self.sides = sides
         self.ref_encoder = ReferenceEncoder(patch, tuple(block_channels), tuple(talk_sides), groups, sample_size)

@@ -6,7 +6,7 @@ tell sounds apart, so its features carry the phonetic content with much less of 
 LatentSync drive their mouths from the same features. Here only the encoder runs (no decoding, no text).
 
 Layout as in Whisper: two GELU convolutions over the 80-band log-mel of 30 s (the second halves the rate to 50
-steps/s), fixed sinusoidal positions, pre-norm transformer blocks, a final LayerNorm. ``tools/convert_whisper.py``
+steps/s), fixed sinusoidal positions, pre-norm transformer blocks, a final LayerNorm. ``scripts/convert_whisper.py``
 writes the weights from a CTranslate2 export of Whisper into this module's safetensors layout.
 """
 

@@ -1,4 +1,4 @@
-"""TalkFormer conditioning (DESIGN.md §6): landmark tokens, the shared reference encoder, and the block that
+"""TalkFormer conditioning (docs/ARCHITECTURE.md §6): landmark tokens, the shared reference encoder, and the block that
 cross-attends to both.
 
 Landmarks enter as numbers (Fourier features of the unit-crop coordinates plus a learned per-point embedding), not

@@ -46,6 +46,11 @@ def supports(up: torch.nn.Module) -> bool:
         return False
     conv = getattr(up, "conv", None)
     return (
-        isinstance(conv, torch.nn.Conv2d) and conv.kernel_size == (3, 3) and conv.padding == (1, 1)
-        and conv.stride == (1, 1) and conv.dilation == (1, 1) and conv.groups == 1 and up.interpolate
-    )  # fmt: skip
+        isinstance(conv, torch.nn.Conv2d)
+        and conv.kernel_size == (3, 3)
+        and conv.padding == (1, 1)
+        and conv.stride == (1, 1)
+        and conv.dilation == (1, 1)
+        and conv.groups == 1
+        and up.interpolate
+    )

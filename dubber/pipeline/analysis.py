@@ -22,7 +22,6 @@ from dubber.media.video_reader import VideoReader
 from dubber.models.reference_choice import spread_references
 from dubber.pipeline.frame_source import FrameSpool
 
-N_POSE = 74
 _ALL = np.asarray(ALL_INDICES)
 # Frames turned further than this are tracked and dubbed, but not used as references (the frontal crop is poor).
 MAX_REFERENCE_YAW, MAX_REFERENCE_PITCH = 40.0, 35.0
@@ -50,8 +49,11 @@ class ReferencePool:
         held = [self.entries[b] for b in sorted(self.entries)]
         opening = np.array([h[0] for h in held], np.float32)
         pick = spread_references(opening, np.arange(len(held)), count, None)
-        return (np.stack([held[i][3] for i in pick]), np.stack([held[i][4] for i in pick]),
-                np.array([held[i][2] for i in pick]))  # fmt: skip
+        return (
+            np.stack([held[i][3] for i in pick]),
+            np.stack([held[i][4] for i in pick]),
+            np.array([held[i][2] for i in pick]),
+        )
 
 
 @dataclass
@@ -154,13 +156,17 @@ class _FrameRows:
     @staticmethod
     def _empty(n: int) -> dict[str, np.ndarray]:
         return {
-            "times": np.empty(n, np.float64), "has_face": np.empty(n, bool), "transforms": np.empty((n, 4)),
-            "points": np.empty((n, len(_ALL), 2), np.float32), "opening": np.empty(n, np.float32),
+            "times": np.empty(n, np.float64),
+            "has_face": np.empty(n, bool),
+            "transforms": np.empty((n, 4)),
+            "points": np.empty((n, len(_ALL), 2), np.float32),
+            "opening": np.empty(n, np.float32),
             "frontal": np.empty(n, bool),
-        }  # fmt: skip
+        }
 
-    def add(self, time: float, transform: np.ndarray | None, points: np.ndarray | None, opening: float,
-            frontal: bool) -> None:  # fmt: skip
+    def add(
+        self, time: float, transform: np.ndarray | None, points: np.ndarray | None, opening: float, frontal: bool
+    ) -> None:
         i, a = self.count, self.arrays
         if i == len(a["times"]):
             grown = self._empty(2 * i)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,8 +34,12 @@ class ItemResult:
     result: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        d = {"video": str(self.item.video), "audio": str(self.item.audio) if self.item.audio else None,
-             "output": str(self.item.output), "status": self.status}  # fmt: skip
+        d = {
+            "video": str(self.item.video),
+            "audio": str(self.item.audio) if self.item.audio else None,
+            "output": str(self.item.output),
+            "status": self.status,
+        }
         if self.error:
             d["error"] = self.error
         if self.result:
@@ -91,8 +94,9 @@ def items_from_manifest(manifest: Path, out_dir: Path | None) -> list[BatchItem]
 
 
 def _media_files(folder: Path, suffixes: set[str]) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in suffixes
-                  and not p.name.startswith("."))  # fmt: skip
+    return sorted(
+        p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in suffixes and not p.name.startswith(".")
+    )
 
 
 def items_from_folders(videos: Path, audio: Path, out_dir: Path | None) -> list[BatchItem]:
@@ -158,11 +162,3 @@ def run_item(
             outcome = ItemResult(item, "failed", f"{item.video}: unexpected {type(exc).__name__}: {exc}")
     log.debug("%s", outcome.error)  # the caller reports it (``dub batch`` with the item's index)
     return outcome
-
-
-def run_batch(
-    pipe: DubbingPipeline, items: list[BatchItem], *, skip_existing: bool = False, overwrite: bool = False
-) -> Iterator[ItemResult]:
-    """Dub every item with the models loaded once; a failing item is reported and the rest go on."""
-    for item in items:
-        yield run_item(pipe, item, skip_existing=skip_existing, overwrite=overwrite)

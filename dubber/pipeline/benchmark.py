@@ -59,12 +59,17 @@ def benchmark(pipe: DubbingPipeline, video: str | Path, audio: str | Path, **ove
     total = result.timings["total"]
     stages = {k: v for k, v in result.timings.items() if k != "total"}
     return BenchReport(
-        video=str(video), frames=result.frames, width=result.width, height=result.height,
+        video=str(video),
+        frames=result.frames,
+        width=result.width,
+        height=result.height,
         steps=opts.steps or pipe.renderer.default_steps,
-        device=str(pipe.device), end_to_end_fps=result.frames / total, plain_reencode_fps=plain_frames / plain_s,
+        device=str(pipe.device),
+        end_to_end_fps=result.frames / total,
+        plain_reencode_fps=plain_frames / plain_s,
         slowdown_vs_reencode=(total / result.frames) / (plain_s / plain_frames),
         stage_seconds={k: round(v, 3) for k, v in stages.items()},
         stage_fps={k: round(result.frames / v, 2) for k, v in stages.items() if v > 0},
         peak_rss_mb=round(peak_rss_mb(), 1),
         peak_gpu_mb=round(torch.cuda.max_memory_allocated(pipe.device) / 2**20, 1) if cuda else None,
-    )  # fmt: skip
+    )

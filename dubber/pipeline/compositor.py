@@ -1,4 +1,4 @@
-"""Paste a rendered lower face back into its frame without a seam (DESIGN.md §7).
+"""Paste a rendered lower face back into its frame without a seam (docs/ARCHITECTURE.md §7).
 
 All blending is decided in crop space, where the region is fixed (``LOWER_FACE_POLYGON``):
 - the alpha is the polygon eroded and feathered *inside* itself, so every pixel outside the polygon keeps its
@@ -78,8 +78,9 @@ class Compositor:
         # Frame -> crop matrix of this region: warping with WARP_INVERSE_MAP pulls crop pixels into it.
         m = transform.to_matrix(self.size) @ np.array([[1.0, 0, x0], [0, 1.0, y0], [0, 0, 1.0]])
         size = (x1 - x0, y1 - y0)
-        image = cv2.warpAffine(crop, m, size, flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
-                               borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+        image = cv2.warpAffine(
+            crop, m, size, flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE
+        )
         alpha = cv2.warpAffine(self.alpha, m, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)[..., None]
         roi = frame[y0:y1, x0:x1]
         blended = roi.astype(np.float32) * (1.0 - alpha) + image * alpha

@@ -1,4 +1,5 @@
-"""``DubbingPipeline``: a video (or a still image) and new speech in, the dubbed video out (DESIGN.md §1, §2, §7).
+"""``DubbingPipeline``: a video (or a still image) and new speech in, the dubbed video out (docs/ARCHITECTURE.md
+§1, §2, §7).
 
 Two streamed passes over the source, so memory does not grow with its length:
 1. analysis: decode, track the face, keep per-frame transforms and points and a bounded pool of reference crops;
@@ -161,8 +162,14 @@ class DubbingPipeline:
         several audios while tracking it once.
         """
         opts = (options or self.options).updated(**overrides)
-        job = _Job(video=Path(video), audio=Path(audio), opts=opts, progress=progress, started=time.perf_counter(),
-                   output=default_output(video) if output is None else Path(output))  # fmt: skip
+        job = _Job(
+            video=Path(video),
+            audio=Path(audio),
+            opts=opts,
+            progress=progress,
+            started=time.perf_counter(),
+            output=default_output(video) if output is None else Path(output),
+        )
         if job.output.exists() and job.output.resolve() in (job.video.resolve(), job.audio.resolve()):
             raise OutputError(job.output, "is one of the inputs; choose another output name")
         check_output_path(job.output, overwrite=opts.overwrite)  # a folder is named as one, before its suffix
@@ -176,8 +183,9 @@ class DubbingPipeline:
             add_time(job.timings, "audio", t0)  # decoding, and the speech encoder where the completer reads it
             job.reader = reader = VideoReader(job.video, info=job.media)
             # Spool frames in the analysis pass when the output will need them out of order.
-            estimate = Timeline.plan(max(1, reader.frame_count), job.audio_seconds, float(reader.fps), opts.fit,
-                                     opts.keep_rest)  # fmt: skip
+            estimate = Timeline.plan(
+                max(1, reader.frame_count), job.audio_seconds, float(reader.fps), opts.fit, opts.keep_rest
+            )
             spool = None
             if analysis is not None:
                 track = analysis  # a spool, when one is needed, is filled below by decoding once more
@@ -196,8 +204,14 @@ class DubbingPipeline:
 
     def analyse(self, video: str | Path, *, options: DubOptions | None = None) -> VideoTrack:
         """The first pass alone (face track, reference pool), reusable by several dubs of ``video``."""
-        job = _Job(video=Path(video), audio=Path(video), output=Path(video), opts=options or self.options,
-                   progress=None, started=time.perf_counter())  # fmt: skip
+        job = _Job(
+            video=Path(video),
+            audio=Path(video),
+            output=Path(video),
+            opts=options or self.options,
+            progress=None,
+            started=time.perf_counter(),
+        )
         job.reader = VideoReader(job.video)
         return self._analyse(job, None)
 
@@ -207,8 +221,9 @@ class DubbingPipeline:
         report = (lambda n: job.progress("analyse", n, total)) if job.progress else None
         try:
             with FaceTracker(backend, TrackerOptions(face_index=job.opts.face_index)) as tracker:
-                track = analyse_video(job.reader, tracker, FaceAligner(self.renderer.size), spool=spool,
-                                      progress=report)  # fmt: skip
+                track = analyse_video(
+                    job.reader, tracker, FaceAligner(self.renderer.size), spool=spool, progress=report
+                )
         finally:
             if backend is not None:
                 backend.close()
@@ -216,15 +231,21 @@ class DubbingPipeline:
         wanted = job.opts.face_index
         if wanted > 0 and not track.has_face.any():
             shows = f"at most {track.most_faces}" if track.most_faces else "none"
-            raise InputError(job.video, f"--face {wanted} needs {wanted + 1} faces in a frame and the video shows "
-                                        f"{shows} (--face 0 is the largest face)")  # fmt: skip
+            raise InputError(
+                job.video,
+                f"--face {wanted} needs {wanted + 1} faces in a frame and the video shows "
+                f"{shows} (--face 0 is the largest face)",
+            )
         if track.has_face.any():
             side = float(np.median(track.transforms[track.has_face, 2]))  # frame pixels per crop side
             if side < SMALLEST_CLEAR_FACE:
                 log.warning(
                     "%s: the face is about %d px across; a mouth this small barely changes when redrawn (faces of "
-                    "%d px or more dub visibly)", job.video, round(side), SMALLEST_CLEAR_FACE,
-                )  # fmt: skip
+                    "%d px or more dub visibly)",
+                    job.video,
+                    round(side),
+                    SMALLEST_CLEAR_FACE,
+                )
         else:
             log.warning("%s: no face found in any frame; the video is kept as it is, with the new audio", job.video)
         return track
@@ -237,18 +258,22 @@ class DubbingPipeline:
             refs = ReferenceSet.from_track(
                 track, self.renderer, self.landmarks.config.n_refs, per_frame=opts.references == "nearest"
             )
-            motion = MotionPlanner(self.landmarks, job.features, job.fps, timeline, track.points, track.filled_index(),
-                                   refs.landmark_sets)  # fmt: skip
+            motion = MotionPlanner(
+                self.landmarks, job.features, job.fps, timeline, track.points, track.filled_index(), refs.landmark_sets
+            )
             redraw = FaceRedrawer(self.renderer, track, timeline, motion, refs, opts, timings)
         add_time(timings, "landmarks", t0)
         width, height = reader.size
         writer = VideoWriter(
-            job.output, width=width, height=height, fps=opts.fps if job.still else reader.fps,
+            job.output,
+            width=width,
+            height=height,
+            fps=opts.fps if job.still else reader.fps,
             time_base=None if job.still else reader.info.time_base,
             options=VideoEncodeOptions(crf=opts.crf, preset=opts.preset),
             audio=output_audio(job.audio, job.media, timeline, job.fps, keep_original=opts.keep_original_audio),
             overwrite=opts.overwrite,
-        )  # fmt: skip
+        )
         faces = 0
         trim = HeapTrimmer()
         with writer:
@@ -270,12 +295,26 @@ class DubbingPipeline:
         add_time(timings, "encode", t0)  # flushing the encoder and the audio
         timings["total"] = time.perf_counter() - job.started
         return DubResult(
-            output=job.output, frames=timeline.total_frames, dubbed_frames=timeline.dub_frames, face_frames=faces,
-            seconds=timeline.total_frames / job.fps, fps=job.fps, width=width, height=height,
-            source_frames=track.frames, still_image=job.still, timings=timings,
-            settings={"weights": self.name, "steps": opts.steps or self.renderer.default_steps, "seed": opts.seed,
-                      "references": opts.references, "guidance": opts.guidance,
-                      "scheduler": opts.scheduler or self.renderer.scheduler_name,
-                      "reference_blend": self.renderer.reference_blend.to_dict()
-                      if opts.reference_blend and self.renderer.reference_blend is not None else None},
-        )  # fmt: skip
+            output=job.output,
+            frames=timeline.total_frames,
+            dubbed_frames=timeline.dub_frames,
+            face_frames=faces,
+            seconds=timeline.total_frames / job.fps,
+            fps=job.fps,
+            width=width,
+            height=height,
+            source_frames=track.frames,
+            still_image=job.still,
+            timings=timings,
+            settings={
+                "weights": self.name,
+                "steps": opts.steps or self.renderer.default_steps,
+                "seed": opts.seed,
+                "references": opts.references,
+                "guidance": opts.guidance,
+                "scheduler": opts.scheduler or self.renderer.scheduler_name,
+                "reference_blend": self.renderer.reference_blend.to_dict()
+                if opts.reference_blend and self.renderer.reference_blend is not None
+                else None,
+            },
+        )

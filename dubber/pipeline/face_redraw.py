@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from dubber.face.aligner import FaceAligner, Similarity
-from dubber.face.landmarks import JAW, LIP_INDICES
+from dubber.face.landmarks import JAW, LIP_INDICES, N_POSE
 from dubber.pipeline.analysis import VideoTrack
 from dubber.pipeline.compositor import CompositeOptions, Compositor
 from dubber.pipeline.motion import MotionPlanner
@@ -18,7 +18,6 @@ from dubber.pipeline.options import DubOptions
 from dubber.pipeline.timeline import Timeline
 from dubber.render.image_tensors import to_model_range, to_uint8
 
-N_POSE = 74
 _LIPS = slice(N_POSE + len(JAW), N_POSE + len(JAW) + len(LIP_INDICES))  # the lip points among the 131
 
 
@@ -46,8 +45,15 @@ class ReferenceSet:
         pool_crops, pool_points, _ = track.pool.choose(len(track.pool))
         pool_crops_t, pool_points_t = to_model_range(pool_crops), torch.from_numpy(pool_points)
         pool_tokens = renderer.encode_reference_pool(pool_crops_t, pool_points_t) if per_frame else None
-        return cls(track.landmark_references(landmark_sets), crops_t, points_t,
-                   renderer.encode_references(crops_t, points_t), pool_crops_t, pool_points_t, pool_tokens)  # fmt: skip
+        return cls(
+            track.landmark_references(landmark_sets),
+            crops_t,
+            points_t,
+            renderer.encode_references(crops_t, points_t),
+            pool_crops_t,
+            pool_points_t,
+            pool_tokens,
+        )
 
     def nearest_order(self, targets: torch.Tensor, count: int) -> torch.Tensor:
         """Per frame, the indices of the ``count`` pool frames whose mouth shape is nearest the target's: (B, K).
@@ -75,8 +81,16 @@ class ReferenceSet:
 class FaceRedrawer:
     """Redraws the faces of one chunk of output frames in place."""
 
-    def __init__(self, renderer, track: VideoTrack, timeline: Timeline, motion: MotionPlanner,
-                 refs: ReferenceSet, opts: DubOptions, timings: dict[str, float]) -> None:  # fmt: skip
+    def __init__(
+        self,
+        renderer,
+        track: VideoTrack,
+        timeline: Timeline,
+        motion: MotionPlanner,
+        refs: ReferenceSet,
+        opts: DubOptions,
+        timings: dict[str, float],
+    ) -> None:
         self.renderer, self.track, self.timeline, self.motion, self.refs = renderer, track, timeline, motion, refs
         self.opts, self.timings = opts, timings
         self.aligner = FaceAligner(renderer.size)
@@ -107,10 +121,17 @@ class FaceRedrawer:
         else:
             ref_crops, ref_points, tokens = self.refs.crops, self.refs.points, self.refs.tokens
         rendered = self.renderer(
-            to_model_range(crops), targets, ref_crops, ref_points, reference_tokens=tokens,
-            steps=opts.steps or self.renderer.default_steps, seed=opts.seed, guidance=opts.guidance,
-            scheduler=opts.scheduler, blend=opts.reference_blend,
-        )  # fmt: skip
+            to_model_range(crops),
+            targets,
+            ref_crops,
+            ref_points,
+            reference_tokens=tokens,
+            steps=opts.steps or self.renderer.default_steps,
+            seed=opts.seed,
+            guidance=opts.guidance,
+            scheduler=opts.scheduler,
+            blend=opts.reference_blend,
+        )
         rendered = to_uint8(rendered)
         add_time(self.timings, "render", t0)
         t0 = time.perf_counter()

@@ -12,11 +12,38 @@ import numpy as np
 
 from dubber.audio.features import AudioFeatures
 from dubber.audio.speech import MelAndSpeechFeatures, SpeechFeatures
-from dubber.models.landmark_completer import LandmarkCompleter
-from dubber.models.landmark_ensemble import LandmarkEnsemble, predict_from_features
+from dubber.face.landmarks import N_POSE
+from dubber.models.landmark_completer import LandmarkCompleter, LandmarkCompleterConfig
+from dubber.models.landmark_ensemble import LandmarkEnsemble
+from dubber.models.landmark_sequence import predict_sequence
 from dubber.pipeline.timeline import Timeline
 
-N_POSE = 74
+Features = AudioFeatures | SpeechFeatures | MelAndSpeechFeatures
+
+
+def member_windows(config: LandmarkCompleterConfig, features: Features, times: np.ndarray) -> np.ndarray:
+    """The windows a completer with ``config`` reads at ``times`` from ``features``: AudioFeatures, SpeechFeatures,
+    or MelAndSpeechFeatures (which holds both, so that every member of an ensemble finds its own input)."""
+    if isinstance(features, MelAndSpeechFeatures) and config.audio_input == "mel":
+        return features.mel.windows(times, config.audio_steps)
+    if isinstance(features, MelAndSpeechFeatures) and config.audio_input == "speech":
+        features = features.speech
+    return features.windows(times, config.audio_steps)
+
+
+def predict_from_features(
+    model: LandmarkCompleter | LandmarkEnsemble,
+    features: Features,
+    times: np.ndarray,
+    pose: np.ndarray,
+    refs: np.ndarray,
+) -> np.ndarray:
+    """(N, 57, 2) lip and jaw points for frames at ``times`` (a completer, or an ensemble's weighted mean)."""
+    if isinstance(model, LandmarkEnsemble):
+        return sum(
+            w * predict_from_features(model.members[k], features, times, pose, refs) for k, w in model.weights.items()
+        )
+    return predict_sequence(model, member_windows(model.config, features, times), pose, refs)
 
 
 class MotionPlanner:
@@ -25,7 +52,7 @@ class MotionPlanner:
     def __init__(
         self,
         model: LandmarkCompleter | LandmarkEnsemble,
-        features: AudioFeatures | SpeechFeatures | MelAndSpeechFeatures,
+        features: Features,
         fps: float,
         timeline: Timeline,
         source_points: np.ndarray,

@@ -126,9 +126,11 @@ def resolve_dtype(dtype: str, device: str):
     if dtype == "auto":
         return torch.float16 if cuda else torch.float32
     if dtype == "float16" and not cuda:
-        raise InputError(None, "--dtype float16 is not served on the CPU (far slower than float32 there): "
-                               "use bfloat16 or float32")  # fmt: skip
+        raise InputError(
+            None, "--dtype float16 is not served on the CPU (far slower than float32 there): use bfloat16 or float32"
+        )
     if dtype == "bfloat16" and cuda and not torch.cuda.is_bf16_supported():
-        raise InputError(None, f"--dtype bfloat16: {torch.cuda.get_device_name(device)} has no bfloat16; use "
-                               "float16 or float32")  # fmt: skip
+        raise InputError(
+            None, f"--dtype bfloat16: {torch.cuda.get_device_name(device)} has no bfloat16; use float16 or float32"
+        )
     return getattr(torch, dtype)

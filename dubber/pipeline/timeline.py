@@ -1,4 +1,4 @@
-"""How long the output is and which source frame each output frame shows (DESIGN.md §7).
+"""How long the output is and which source frame each output frame shows (docs/ARCHITECTURE.md §7).
 
 The output follows the new audio: ``round(audio_seconds * fps)`` dubbed frames. A shorter source is extended
 (ping-pong by default, or loop, or freeze on its last frame); a longer one is cut, or with ``keep_rest`` goes on
@@ -26,8 +26,9 @@ class Timeline:
             raise ValueError(f"need at least one source and one dubbed frame, got {self}")
 
     @classmethod
-    def plan(cls, source_frames: int, audio_seconds: float, fps: float, fit: str = "pingpong",
-             keep_rest: bool = False) -> Timeline:  # fmt: skip
+    def plan(
+        cls, source_frames: int, audio_seconds: float, fps: float, fit: str = "pingpong", keep_rest: bool = False
+    ) -> Timeline:
         return cls(source_frames, max(1, round(audio_seconds * fps)), fit, keep_rest)
 
     @property

@@ -21,8 +21,7 @@ import cv2
 import numpy as np
 import torch
 
-from dubber.face.landmarks import ALL_INDICES, LEFT_EYE_OUTER, RIGHT_EYE_OUTER
-from dubber.models.renderer_unet import N_POSE
+from dubber.face.landmarks import ALL_INDICES, LEFT_EYE_OUTER, N_POSE, RIGHT_EYE_OUTER
 from dubber.render.face_mask import lower_face_mask
 
 _EYES = (ALL_INDICES.index(RIGHT_EYE_OUTER), ALL_INDICES.index(LEFT_EYE_OUTER))

@@ -186,9 +186,13 @@ class FaceRenderer:
             drop = torch.cat([torch.zeros(b, dtype=torch.bool), torch.ones(b, dtype=torch.bool)]).to(device)
             tokens = {k: v if v.shape[0] == 1 else torch.cat([v, v]) for k, v in reference_tokens.items()}
             cond = self.unet.condition(
-                torch.cat([masked, masked]), torch.cat([mask, mask]), torch.cat([landmarks, landmarks]), tokens,
-                None if hint is None else torch.cat([hint, hint]), drop,
-            )  # fmt: skip
+                torch.cat([masked, masked]),
+                torch.cat([mask, mask]),
+                torch.cat([landmarks, landmarks]),
+                tokens,
+                None if hint is None else torch.cat([hint, hint]),
+                drop,
+            )
         else:
             cond = self.unet.condition(masked, mask, landmarks, reference_tokens, hint)
         for t in sched.timesteps:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 POINTER = "checkpoint.json"
@@ -51,12 +52,12 @@ def load_checkpoint(accelerator, run: Path) -> dict | None:
 BEST = "best"
 
 
-def save_best_model(model, run: Path, extra: dict) -> Path:
-    """Write ``model`` (a module with ``save_pretrained``) to ``RUN/best/``, replacing the folder whole, so that an
-    interrupted save leaves the previous best in place rather than half of each."""
+def save_best_model(save: Callable[[Path], None], run: Path) -> Path:
+    """Write the model (``save(folder)``) to ``RUN/best/``, replacing the folder whole, so that an interrupted save
+    leaves the previous best in place rather than half of each."""
     final, partial, old = run / BEST, run / (BEST + ".partial"), run / (BEST + ".old")
     shutil.rmtree(partial, ignore_errors=True)
-    model.save_pretrained(partial, extra=extra)
+    save(partial)
     if final.exists():
         os.replace(final, old)
     os.replace(partial, final)

@@ -1,96 +1,19 @@
-"""Renderer training samples from a prepared cache: aligned crops, their 131 landmarks, and reference frames.
-
-A sample is one target frame of a clip with K references from the same clip at least ``min_gap`` frames away (so
-the renderer must warp the person's look, not copy a neighbouring frame). Colour augmentation is shared by the target
-and its references (the look must still match); a similarity jitter is drawn per sample (framing), plus a small one
-per image (tracking is never perfect, but about as exact between frames as ``own_jitter`` makes it).
-Crops are decoded once into memory, at most ``max_frames`` per clip spread evenly over it; ``video_only`` clips
-count as renderer data. Batches are a pure function of (seed, step, rank), so a resumed run continues exactly.
+"""Renderer training samples (``dubber.data.render_clips`` holds the clips): one target frame of a clip with K
+references from the same clip at least ``min_gap`` frames away, so the renderer must warp the person's look, not copy a
+neighbouring frame. Colour augmentation is shared by the target and its references (the look must still match); a
+similarity jitter is drawn per sample (framing), plus a small one per image (tracking is never perfect, but about as
+exact between frames as ``own_jitter`` makes it). Batches are a pure function of (seed, step, rank), so a resumed
+run continues exactly.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import av
 import cv2
 import numpy as np
 import torch
 
-from dubber.data.cache import PrepCache
-from dubber.face.landmarks import ALL_INDICES
+from dubber.data.render_clips import RenderClip
 from dubber.render.image_tensors import to_model_range
-
-_ALL = np.asarray(ALL_INDICES)
-
-
-@dataclass
-class RenderClip:
-    clip_id: str
-    speaker: str
-    split: str
-    frame_index: np.ndarray  # (N,) positions in the clip of the kept frames
-    crops: np.ndarray  # (N, S, S, 3) uint8
-    points: np.ndarray  # (N, 131, 2) float32 unit crop coordinates
-
-    def __len__(self) -> int:
-        return len(self.frame_index)
-
-    def reference_candidates(self, i: int, min_gap: int) -> np.ndarray:
-        return np.flatnonzero(np.abs(self.frame_index - self.frame_index[i]) >= min_gap)
-
-
-def read_crops(path, keep: np.ndarray) -> np.ndarray:
-    """The frames at positions ``keep`` (sorted) of a crops video, as (len(keep), S, S, 3) uint8."""
-    wanted = set(int(k) for k in keep)
-    out = []
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        for i, frame in enumerate(container.decode(stream)):
-            if i in wanted:
-                out.append(frame.to_ndarray(format="rgb24"))
-            if i >= keep[-1]:
-                break
-    return np.stack(out)
-
-
-def load_render_clips(
-    cache: PrepCache,
-    splits: tuple[str, ...],
-    *,
-    size: int = 128,
-    max_frames: int | None = None,
-    min_gap: int = 5,
-    per_speaker: int | None = None,
-) -> list[RenderClip]:
-    """Clips of ``splits`` with usable frames that have at least one reference ``min_gap`` frames away, at crop
-    ``size`` (read from the nearest stored size at or above it, resized where it differs); at most ``per_speaker``
-    clips of each speaker, counted before decoding so skipped clips cost nothing."""
-    clips = []
-    kept: dict[str, int] = {}
-    for split in splits:
-        for rec in cache.records(split):
-            if per_speaker is not None and kept.get(rec.speaker, 0) >= per_speaker:
-                continue
-            track = cache.load(rec)
-            usable = np.flatnonzero(track.usable)
-            if len(usable) < 2 or usable[-1] - usable[0] < min_gap:
-                continue
-            if max_frames is not None and len(usable) > max_frames:
-                usable = usable[np.round(np.linspace(0, len(usable) - 1, max_frames)).astype(int)]
-            stored = sorted(rec.sizes or [128])
-            source = next((s for s in stored if s >= size), stored[-1])
-            crops = read_crops(cache.crops_path(rec, source), usable)
-            if source != size:
-                crops = np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in crops])
-            if len(crops) != len(usable):  # a short crops file: keep what both hold
-                usable = usable[: len(crops)]
-            points = track.crop_points[usable][:, _ALL].astype(np.float32)
-            kept[rec.speaker] = kept.get(rec.speaker, 0) + 1
-            clips.append(RenderClip(rec.clip_id, rec.speaker, split, usable, crops, points))
-    return clips
-
 
 # Similarity jitter ranges: scale (fraction), rotation (degrees), shift (fraction of the crop side).
 JITTER = (0.05, 3.0, 0.02)
@@ -113,7 +36,7 @@ def _jitter(image: np.ndarray, points: np.ndarray, params: np.ndarray):
     return out, (pts / size).astype(np.float32)
 
 
-def _colour(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def colour_jitter(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Brightness, contrast, saturation and per-channel gain, the same for every image of one sample."""
     x = images.astype(np.float32) / 255.0
     gray = x.mean(-1, keepdims=True)
@@ -154,7 +77,7 @@ class RenderSampler:
         images = [clip.crops[i]] + [clip.crops[r] for r in refs]
         points = [clip.points[i]] + [clip.points[r] for r in refs]
         if augment and rng is not None:
-            images = list(_colour(np.stack(images), rng))
+            images = list(colour_jitter(np.stack(images), rng))
             # One framing jitter for the whole sample, plus a small one of each image's own: the alignment error
             # between two frames of one tracked clip (pose points 0.005 crop units apart on average, train and
             # dev alike). Independent full-size jitter (0.023 apart) taught the model to undo misalignments that

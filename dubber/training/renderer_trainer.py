@@ -1,34 +1,32 @@
-"""``dub train renderer``: the diffusion renderer on a prepared cache with HF accelerate.
+"""``dub train renderer``: the diffusion renderer on a prepared cache (the shared loop: ``loop.py``).
 
 bf16 on a GPU, fp32 on a CPU; AdamW with warm-up and cosine decay; an EMA of the weights (the EMA is what gets
-evaluated and shipped); checkpoints on a time budget with model, optimizer, EMA, RNG and step, so ``--resume``
-continues exactly; every N steps a PNG grid and the dev metrics (lower-face PSNR/SSIM, LMD of the landmarks found
-on the generated crop, the reference-paste baseline).
+evaluated and shipped). Dev metrics and PNG grids come from a monitor the caller passes (``dub train renderer``
+passes ``dubber.evaluation.renderer_monitor``): training never imports evaluation.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-import math
-import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
 from dubber.data.cache import PrepCache
+from dubber.data.render_clips import load_render_clips
 from dubber.errors import InputError
-from dubber.log import get_logger
 from dubber.models.renderer_unet import RendererUNet, renderer_config
 from dubber.render.renderer_pipeline import FaceRenderer, training_scheduler
-from dubber.training.checkpoints import load_checkpoint, save_checkpoint
 from dubber.training.diffusion_loss import DiffusionLossConfig, diffusion_loss, step_generator
-from dubber.training.renderer_data import RenderClip, RenderSampler, load_render_clips
-from dubber.training.run_log import lr_factor, run_logger
+from dubber.training.loop import LoopSettings, TrainResult, make_accelerator, train_loop, write_run_config
+from dubber.training.renderer_data import RenderSampler
 
-log = get_logger("train")
+# (renderer, step, train speakers) -> dev metrics; made by the caller from (cache, run, config, n_refs, crop size).
+DevMonitor = Callable[[RendererUNet, int, set], dict]
+MonitorFactory = Callable[[PrepCache, Path, "RendererTrainConfig", int, int], DevMonitor]
 
 
 @dataclass(frozen=True)
@@ -59,6 +57,10 @@ class RendererTrainConfig:
     mixed_precision: str = "auto"  # auto: bf16 on CUDA, none on CPU
     init_from: str | None = None  # start from these weights (a renderer folder or a .safetensors state dict)
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "splits", tuple(self.splits))  # a recipe or a saved config gives a list
+        renderer_config(self.model)  # an unknown size is refused before a run folder exists
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -67,75 +69,32 @@ class RendererTrainConfig:
         return DiffusionLossConfig(self.outside_weight, self.drop_landmarks, self.min_snr_gamma, self.high_noise_share)
 
 
-@dataclass
-class TrainResult:
-    run: str
-    step: int
-    stopped: str
-    minutes: float
-    last_loss: float
-    dev: dict = field(default_factory=dict)
+class RendererTask:
+    """The renderer on (target, references) samples, with an EMA of its weights."""
 
+    evaluate_first = False
 
-def make_accelerator(device: str | None, mixed_precision: str):
-    from accelerate import Accelerator
+    def __init__(self, unet, ema, scheduler, sampler: RenderSampler, cfg: RendererTrainConfig, monitor, accelerator):
+        self.unet, self.ema, self.scheduler, self.sampler, self.cfg = unet, ema, scheduler, sampler, cfg
+        self.monitor, self.unwrapped = monitor, accelerator.unwrap_model(unet)
 
-    cpu = device == "cpu" or not torch.cuda.is_available()
-    precision = mixed_precision if mixed_precision != "auto" else ("no" if cpu else "bf16")
-    return Accelerator(cpu=cpu, mixed_precision=precision)
+    def loss(self, step: int, rank: int, device: torch.device) -> tuple[torch.Tensor, dict]:
+        cfg = self.cfg
+        batch = {k: v.to(device) for k, v in self.sampler.batch(cfg.batch_size, cfg.seed, step, rank).items()}
+        return diffusion_loss(self.unet, self.scheduler, batch, cfg.loss, step_generator(cfg.seed, step, rank))
 
+    def after_step(self) -> dict:
+        self.ema.step(self.unwrapped.parameters())
+        return {"ema_decay": self.ema.cur_decay_value}
 
-def dev_clips_for_eval(cache: PrepCache, size: int, per_speaker: int, min_gap: int) -> list[RenderClip]:
-    """A few dev clips per speaker (GRID s1 alone has 50): every dev speaker counts, none dominates."""
-    return load_render_clips(cache, ("dev",), size=size, max_frames=60, min_gap=min_gap, per_speaker=per_speaker)
-
-
-def face_backend():
-    """The static-image face backend for measuring landmarks on generated crops (None without mediapipe)."""
-    try:
-        from dubber.face.mediapipe_backend import MediaPipeBackend
-
-        return MediaPipeBackend(static=True)
-    except Exception as exc:  # noqa: BLE001 - evaluation degrades to image metrics only
-        log.warning("no face backend for the landmark metric (%s)", exc)
-        return None
-
-
-class DevMonitor:
-    """Dev metrics and PNG grids during training, on fixed samples."""
-
-    def __init__(self, cache: PrepCache, run: Path, cfg: RendererTrainConfig, n_refs: int, size: int) -> None:
-        from dubber.evaluation.renderer_eval import build_dev_samples
-
-        self.run, self.cfg = run, cfg
-        clips = dev_clips_for_eval(cache, size, cfg.dev_clips_per_speaker, cfg.min_gap)
-        self.dev = build_dev_samples(clips, n_refs, cfg.dev_per_clip, cfg.min_gap) if clips else None
-        self.backend = face_backend() if self.dev is not None else None
-
-    def __call__(self, unet: RendererUNet, step: int, train_speakers: set[str]) -> dict:
-        from dubber.evaluation.grids import save_grid
-        from dubber.evaluation.renderer_eval import detect_content, evaluate_renderer
-
-        if self.dev is None:
+    def evaluate(self, step: int) -> dict:
+        if self.monitor is None:
             return {}
-        renderer = FaceRenderer(unet)
-        report, generated = evaluate_renderer(
-            renderer, self.dev, steps=self.cfg.eval_steps, seed=self.cfg.seed, backend=self.backend,
-            train_speakers=train_speakers,
-        )  # fmt: skip
-        rows = min(8, len(self.dev))
-        pick = [int(i) for i in torch.linspace(0, len(self.dev) - 1, rows).round().long()]
-        found = detect_content(generated[pick], self.backend) if self.backend is not None else None
-        save_grid(
-            self.run / "grids" / f"step_{step:07d}.png", self.dev.targets[pick], generated[pick],
-            self.dev.landmarks[pick], found,
-        )  # fmt: skip
-        out = {}
-        for group, methods in report.groups.items():
-            for method, s in methods.items():
-                for k in ("psnr", "ssim", "lmd"):
-                    out[f"{group}_{method}_{k}"] = s[k]
-        return out
+        return self.monitor(ema_copy(self.unwrapped, self.ema), step, set(self.sampler.speakers))
+
+    def save(self, folder: Path, extra: dict) -> None:
+        FaceRenderer(ema_copy(self.unwrapped, self.ema)).save_pretrained(folder)
+        (folder / "training.json").write_text(json.dumps({**extra, "ema_decay": self.cfg.ema_decay}))
 
 
 def train_renderer(
@@ -147,7 +106,9 @@ def train_renderer(
     max_minutes: float | None = None,
     device: str | None = None,
     log_fn: Callable[[dict], None] | None = None,
+    make_monitor: MonitorFactory | None = None,
 ) -> TrainResult:
+    """``make_monitor``: builds the dev evaluation run every ``eval_every`` steps (none without it)."""
     from diffusers.training_utils import EMAModel
 
     cfg = config or RendererTrainConfig()
@@ -157,7 +118,7 @@ def train_renderer(
     model_kwargs = renderer_config(cfg.model)
     if resume and config_path.is_file():
         saved = json.loads(config_path.read_text())
-        cfg = RendererTrainConfig(**{**saved["train"], "splits": tuple(saved["train"]["splits"])})
+        cfg = RendererTrainConfig(**saved["train"])
         model_kwargs = saved["model"]
     elif not resume and (run / "checkpoint.json").exists():
         raise InputError(run, "holds a training run already; pass --resume to continue it or choose another --out")
@@ -178,31 +139,26 @@ def train_renderer(
     unet, opt = accelerator.prepare(unet, opt)
     ema.to(accelerator.device)
     accelerator.register_for_checkpointing(ema)
+    write_run_config(
+        run,
+        accelerator.is_main_process,
+        {
+            "train": cfg.to_dict(),
+            "model": model_kwargs,
+            "data": str(Path(data).resolve()),
+            "train_clips": len(clips),
+            "train_frames": len(sampler),
+            "train_speakers": sampler.speakers,
+        },
+    )
+    monitor = None
+    if make_monitor is not None and accelerator.is_main_process:
+        monitor = make_monitor(cache, run, cfg, model_kwargs["n_refs"], size)
     scheduler = training_scheduler(model_kwargs.get("prediction_type", "sample"))
-    if accelerator.is_main_process:
-        run.mkdir(parents=True, exist_ok=True)
-        config_path.write_text(
-            json.dumps(
-                {
-                    "train": cfg.to_dict(),
-                    "model": model_kwargs,
-                    "data": str(Path(data).resolve()),
-                    "train_clips": len(clips),
-                    "train_frames": len(sampler),
-                    "train_speakers": sampler.speakers,
-                },
-                indent=1,
-            )
-        )
-    monitor = DevMonitor(cache, run, cfg, model_kwargs["n_refs"], size) if accelerator.is_main_process else None
-    step, elapsed_before = 0, 0.0
-    if resume:
-        state = load_checkpoint(accelerator, run)
-        if state is not None:
-            step, elapsed_before = int(state["step"]), float(state.get("minutes", 0.0))
-            log.info("resumed %s at step %d", run, step)
-    return _loop(accelerator, unet, ema, opt, scheduler, sampler, monitor, cfg, run, step, elapsed_before,
-                 max_minutes, log_fn)  # fmt: skip
+    unet.train()
+    task = RendererTask(unet, ema, scheduler, sampler, cfg, monitor, accelerator)
+    settings = LoopSettings(cfg.max_steps, cfg.warmup_steps, cfg.eval_every, cfg.checkpoint_minutes, cfg.grad_clip)
+    return train_loop(accelerator, task, opt, settings, run, resume=resume, max_minutes=max_minutes, log_fn=log_fn)
 
 
 def initial_weights(path: Path) -> dict:
@@ -247,56 +203,7 @@ def load_initial_weights(unet: RendererUNet, state: dict, source_config: dict | 
 
 
 def ema_copy(unet: RendererUNet, ema) -> RendererUNet:
+    """A float32 copy of ``unet`` holding the EMA weights, for evaluating and saving."""
     model = copy.deepcopy(unet).float()
     ema.copy_to(model.parameters())
     return model.eval()
-
-
-def _loop(accelerator, unet, ema, opt, scheduler, sampler, monitor, cfg, run, step, elapsed_before, max_minutes,
-          log_fn) -> TrainResult:  # fmt: skip
-    log_path = run / "log.jsonl"
-
-    emit = run_logger(log_path, accelerator.is_main_process, log_fn)
-
-    unwrapped = accelerator.unwrap_model(unet)
-    t0 = last_ckpt = time.perf_counter()
-    minutes, stopped, loss_avg, dev = elapsed_before, "max_steps", float("nan"), {}
-    unet.train()
-    while step < cfg.max_steps:
-        if max_minutes is not None and (time.perf_counter() - t0) / 60.0 >= max_minutes:
-            stopped = "time_budget"
-            break
-        batch = sampler.batch(cfg.batch_size, cfg.seed, step, accelerator.process_index)
-        batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-        for g in opt.param_groups:
-            g["lr"] = cfg.lr * lr_factor(step, cfg.warmup_steps, cfg.max_steps)
-        gen = step_generator(cfg.seed, step, accelerator.process_index)
-        with accelerator.autocast():
-            loss, parts = diffusion_loss(unet, scheduler, batch, cfg.loss, gen)
-        opt.zero_grad(set_to_none=True)
-        accelerator.backward(loss)
-        if cfg.grad_clip:
-            accelerator.clip_grad_norm_(unet.parameters(), cfg.grad_clip)
-        opt.step()
-        ema.step(unwrapped.parameters())
-        step += 1
-        value = float(loss.detach())
-        loss_avg = value if math.isnan(loss_avg) else 0.98 * loss_avg + 0.02 * value
-        minutes = elapsed_before + (time.perf_counter() - t0) / 60.0
-        if step % 50 == 0 or step == 1:
-            emit({"step": step, "loss": value, "loss_avg": loss_avg, **parts, "lr": opt.param_groups[0]["lr"],
-                  "ema_decay": ema.cur_decay_value, "minutes": round(minutes, 3)})  # fmt: skip
-        if monitor is not None and (step % cfg.eval_every == 0 or step == cfg.max_steps):
-            dev = monitor(ema_copy(unwrapped, ema), step, set(sampler.speakers))
-            emit({"step": step, "eval": True, **dev, "minutes": round(minutes, 3)})
-        if (time.perf_counter() - last_ckpt) / 60.0 >= cfg.checkpoint_minutes:
-            save_checkpoint(accelerator, run, step, {"minutes": minutes})
-            last_ckpt = time.perf_counter()
-    save_checkpoint(accelerator, run, step, {"minutes": minutes})
-    if accelerator.is_main_process:
-        FaceRenderer(ema_copy(unwrapped, ema)).save_pretrained(run / "model")
-        (run / "model" / "training.json").write_text(
-            json.dumps({"trained_steps": step, "train_minutes": round(minutes, 2), "ema_decay": cfg.ema_decay})
-        )
-    emit({"step": step, "done": stopped, "minutes": round(minutes, 3)})
-    return TrainResult(str(run), step, stopped, round(minutes, 2), loss_avg, dev)

@@ -1,0 +1,309 @@
+"""``dub VIDEO --audio AUDIO``, ``dub batch``, ``dub bench`` and the Python API, end to end with the tiny weights
+bundle (random models, real face tracking, real encoding): lengths, streams, untouched pixels, bad inputs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from fractions import Fraction
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from dubber import DubbingPipeline
+from dubber.cli.app import run
+from dubber.media import probe_media
+from dubber.media.encode_options import VideoEncodeOptions
+from dubber.media.transcode import reencode
+from dubber.pipeline.timeline import Timeline
+from tests.dub_checks import frames_of, no_partials, outside_mask
+from tests.media_factory import make_audio, make_face_video, make_video, psnr
+from tests.tiny_bundle import TINY_BLEND, TINY_BUNDLE, make_tiny_weights
+
+LOSSLESS = ["--crf", "0", "--preset", "ultrafast"]
+
+
+@pytest.fixture(scope="session")
+def tiny_root(tmp_path_factory) -> Path:
+    root = make_tiny_weights(tmp_path_factory.mktemp("weights"))
+    make_tiny_weights(root, "tiny-speech", speech=True)  # a completer that reads speech-encoder features
+    make_tiny_weights(root, "tiny-mel-speech", speech=True, keep_mel=True)  # ... and the mel too
+    return make_tiny_weights(root, "tiny-ensemble", ensemble=True)  # a mel and a speech completer, as shipped
+
+
+@pytest.fixture(autouse=True)
+def _tiny_weights(tiny_root, monkeypatch):
+    monkeypatch.setenv("DUB_WEIGHTS", str(tiny_root))
+
+
+@pytest.fixture(scope="session")
+def face_clip(tmp_path_factory) -> Path:
+    """20 frames: a face, then 4 frames without one (12..15), then the face again."""
+    return make_face_video(tmp_path_factory.mktemp("media") / "face.mp4", frames=20, no_face=range(12, 16))
+
+
+def dub(*args: str) -> int:
+    return run(["video", *map(str, args), "--weights", TINY_BUNDLE])
+
+
+# -- the main command -------------------------------------------------------------------------------------------------
+def test_dub_writes_the_audio_length_with_untouched_surroundings(tmp_path, face_clip, capsys):
+    speech = make_audio(tmp_path / "speech.wav", seconds=0.8)
+    out = tmp_path / "out.mp4"
+    assert dub(face_clip, "--audio", speech, "-o", out, "--json", "--steps", "2") == 0
+    result = json.loads(capsys.readouterr().out)
+    info, source = probe_media(out), probe_media(face_clip)
+    assert result["frames"] == 20 == info.video.frame_count and result["source_frames"] == 20
+    assert info.video.fps == Fraction(25) and info.video.time_base == source.video.time_base
+    assert info.audio is not None and abs(info.audio.duration - 0.8) < 0.03
+    assert result["face_frames"] == 16 and result["timings"]["render"] > 0
+    plain = tmp_path / "plain.mp4"
+    reencode(face_clip, plain, options=VideoEncodeOptions())
+    dubbed, reference = frames_of(out), frames_of(plain)
+    masks = outside_mask(face_clip, 192, dilate=16)  # one H.264 macroblock: the encoder spreads changes that far
+    changed_faces = 0
+    for i, keep in enumerate(masks):
+        if keep is None:
+            assert psnr(dubbed[i], reference[i]) > 40, f"face-less frame {i} changed"
+            continue
+        assert psnr(dubbed[i][keep], reference[i][keep]) > 40, f"frame {i} changed outside the face mask"
+        changed_faces += psnr(dubbed[i][~keep], reference[i][~keep]) < 40
+    assert changed_faces >= 12  # the mouths really were redrawn
+
+
+def test_a_speech_input_bundle_dubs_with_its_speech_encoder(tmp_path, face_clip, capsys):
+    speech = make_audio(tmp_path / "speech.wav", seconds=0.8)
+    outs = {}
+    for name in (TINY_BUNDLE, "tiny-speech", "tiny-mel-speech", "tiny-ensemble"):
+        outs[name] = tmp_path / f"{name}.mp4"
+        args = ["video", face_clip, "--audio", speech, "-o", outs[name], "--weights", name, "--steps", "2", "--json"]
+        assert run(list(map(str, args))) == 0
+        assert json.loads(capsys.readouterr().out)["frames"] == 20 == probe_media(outs[name]).video.frame_count
+    for name, kind in (("tiny-speech", "speech"), ("tiny-mel-speech", "mel+speech"), ("tiny-ensemble", "ensemble")):
+        pipe = DubbingPipeline.from_pretrained(name, device="cpu")
+        assert pipe.landmarks.config.audio_input == kind and pipe.speech_encoder.config.source == "tiny-test"
+    # other landmarks, so other mouths: the speech bundle's completer really drove the render
+    assert (
+        hashlib.sha256(outs["tiny-speech"].read_bytes()).digest()
+        != hashlib.sha256(outs[TINY_BUNDLE].read_bytes()).digest()
+    )
+
+
+def test_a_seeded_dub_reproduces_byte_for_byte(tmp_path, face_clip, capsys):
+    speech = make_audio(tmp_path / "speech.wav", seconds=0.6)
+    digests, settings = {}, {}
+    runs = (
+        ("a", []),
+        ("b", []),
+        ("spread", ["--references", "spread", "--seed", "3"]),
+        ("network", ["--no-reference-blend"]),
+    )
+    for name, extra in runs:
+        out = tmp_path / f"{name}.mp4"
+        assert dub(face_clip, "--audio", speech, "-o", out, "--steps", "2", "--json", *extra) == 0
+        digests[name] = hashlib.sha256(out.read_bytes()).hexdigest()
+        settings[name] = json.loads(capsys.readouterr().out)["settings"]
+    assert digests["a"] == digests["b"] != digests["spread"]
+    assert digests["network"] != digests["a"]
+    assert settings["a"] == {
+        "weights": "tiny",
+        "steps": 2,
+        "seed": 0,
+        "references": "nearest",
+        "guidance": 1.0,
+        "scheduler": "dpm++",
+        "reference_blend": TINY_BLEND.to_dict(),
+    }
+    assert settings["network"]["reference_blend"] is None
+    assert settings["spread"]["references"] == "spread" and settings["spread"]["seed"] == 3
+
+
+def test_lossless_dub_keeps_faceless_frames_and_the_surroundings_exactly(tmp_path, face_clip):
+    speech = make_audio(tmp_path / "speech.wav", seconds=1.0)  # 25 frames: the 20-frame video is extended
+    out, plain = tmp_path / "out.mp4", tmp_path / "plain.mp4"
+    assert dub(face_clip, "--audio", speech, "-o", out, "--steps", "1", *LOSSLESS) == 0
+    reencode(face_clip, plain, options=VideoEncodeOptions(crf=0, preset="ultrafast"))
+    dubbed, reference = frames_of(out), frames_of(plain)
+    assert len(dubbed) == 25 and len(reference) == 20
+    for i, keep in enumerate(outside_mask(face_clip, 192, dilate=2)):
+        if keep is None:
+            np.testing.assert_array_equal(dubbed[i], reference[i])
+        else:
+            # yuv420p chroma is shared by 2x2 blocks: one pixel more may differ along the polygon's edge
+            keep = cv2.erode(keep.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+            np.testing.assert_array_equal(dubbed[i][keep], reference[i][keep])
+    # Ping-pong: output frames 20..24 show source frames 18, 17, 16, 15, 14 (15 and 14 have no face).
+    assert Timeline(20, 25).source_indices(20, 25) == [18, 17, 16, 15, 14]
+    np.testing.assert_array_equal(dubbed[23], reference[15])
+    np.testing.assert_array_equal(dubbed[24], reference[14])
+
+
+@pytest.mark.parametrize("fit", ["pingpong", "loop", "freeze"])
+def test_fit_modes_show_source_frames_in_timeline_order(tmp_path, fit):
+    video = make_video(tmp_path / "pattern.mp4", frames=6)  # no face anywhere: frames pass through
+    speech = make_audio(tmp_path / "s.wav", seconds=0.6)
+    out, plain = tmp_path / "out.mp4", tmp_path / "plain.mp4"
+    assert dub(video, "--audio", speech, "-o", out, "--fit", fit, *LOSSLESS) == 0
+    reencode(video, plain, options=VideoEncodeOptions(crf=0, preset="ultrafast"))
+    dubbed, reference = frames_of(out), frames_of(plain)
+    order = Timeline(6, 15, fit).source_indices()
+    assert len(dubbed) == 15
+    for i, s in enumerate(order):
+        np.testing.assert_array_equal(dubbed[i], reference[s], err_msg=f"{fit}: frame {i} should be source {s}")
+
+
+def test_a_longer_video_is_cut_or_keeps_its_rest(tmp_path):
+    video = make_video(tmp_path / "long.mp4", frames=20, audio_rate=16000)
+    speech = make_audio(tmp_path / "s.wav", seconds=0.4)
+    cut, kept = tmp_path / "cut.mp4", tmp_path / "kept.mp4"
+    assert dub(video, "--audio", speech, "-o", cut) == 0
+    assert dub(video, "--audio", speech, "-o", kept, "--keep-rest", "--keep-original-audio") == 0
+    cut_info, kept_info = probe_media(cut), probe_media(kept)
+    assert cut_info.video.frame_count == 10 and abs(cut_info.audio.duration - 0.4) < 0.03
+    assert kept_info.video.frame_count == 20 and abs(kept_info.audio.duration - 0.8) < 0.03
+    import av
+
+    with av.open(str(kept)) as c:
+        assert len(c.streams.audio) == 2  # the dub (then the original) and the original as a second track
+
+
+def test_a_still_image_becomes_a_talking_video_beside_it(tmp_path):
+    from tests.media_factory import face_frame
+
+    image = tmp_path / "portrait.png"
+    cv2.imwrite(str(image), face_frame(0, 160, 160)[:, :, ::-1])
+    speech = make_audio(tmp_path / "s.wav", seconds=0.72)
+    assert dub(image, "--audio", speech, "--fps", "25", "--steps", "1") == 0
+    info = probe_media(tmp_path / "portrait.dubbed.mp4")
+    assert info.video.fps == 25 and info.video.frame_count == 18 and info.audio is not None
+
+
+def test_refuses_to_overwrite_and_leaves_no_partial_file(tmp_path, capsys):
+    video = make_video(tmp_path / "v.mp4", frames=5)
+    speech = make_audio(tmp_path / "s.wav", seconds=0.2)
+    out = tmp_path / "out.mp4"
+    out.write_bytes(b"keep me")
+    assert dub(video, "--audio", speech, "-o", out) == 2
+    assert out.read_bytes() == b"keep me" and "already exists" in capsys.readouterr().err
+    assert dub(video, "--audio", speech, "-o", out, "--overwrite") == 0
+    assert probe_media(out).video.frame_count == 5 and no_partials(tmp_path)
+
+
+def _bad_cases(tmp: Path) -> dict[str, tuple[list[str], str]]:
+    video = make_video(tmp / "v.mp4", frames=5)
+    silent_video = make_video(tmp / "silent.mp4", frames=5)
+    speech = make_audio(tmp / "s.wav", seconds=0.2)
+    corrupt = tmp / "corrupt.mp4"
+    corrupt.write_bytes(b"\x00\x01not a video" * 100)
+    out = str(tmp / "o.mp4")
+    return {
+        "missing video": (["nowhere.mp4", "--audio", speech, "-o", out], "no such file"),
+        "missing audio": ([video, "--audio", tmp / "none.wav", "-o", out], "no such file"),
+        "audio without sound": ([video, "--audio", silent_video, "-o", out], "no audio stream"),
+        "corrupt video": ([corrupt, "--audio", speech, "-o", out], "corrupt"),
+        "audio is a folder": ([video, "--audio", tmp, "-o", out], "is a folder"),
+        "bad output type": ([video, "--audio", speech, "-o", tmp / "o.avi"], "unsupported output type"),
+        "output folder missing": ([video, "--audio", speech, "-o", tmp / "no" / "o.mp4"], "does not exist"),
+        "bad fit": ([video, "--audio", speech, "-o", out, "--fit", "bounce"], "fit='bounce'"),
+        "bad device": ([video, "--audio", speech, "-o", out, "--device", "tpu"], "--device"),
+        "bad dtype": ([video, "--audio", speech, "-o", out, "--dtype", "int8"], "--dtype"),
+        "no --audio": ([video, "-o", out], "Missing option"),
+        "bad steps": ([video, "--audio", speech, "-o", out, "--steps", "0"], "--steps"),
+        "bad references": ([video, "--audio", speech, "-o", out, "--references", "closest"], "references='closest'"),
+    }
+
+
+def test_every_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
+    for name, (args, expected) in _bad_cases(tmp_path).items():
+        assert dub(*args) == 2, name
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and expected in err, f"{name}: {err!r}"
+    assert run(["video", str(tmp_path / "v.mp4"), "--audio", str(tmp_path / "s.wav"), "--weights", "nothing"]) == 2
+    assert "no weights named 'nothing'" in capsys.readouterr().err
+    assert not (tmp_path / "o.mp4").exists() and no_partials(tmp_path)
+
+
+# -- batch ------------------------------------------------------------------------------------------------------------
+def test_batch_goes_past_a_corrupt_item_and_exits_3(tmp_path, capsys):
+    for name in ("a", "b"):
+        make_video(tmp_path / f"{name}.mp4", frames=6)
+        make_audio(tmp_path / f"{name}.wav", seconds=0.2)
+    (tmp_path / "bad.mp4").write_bytes(b"garbage" * 50)
+    manifest = tmp_path / "jobs.csv"
+    manifest.write_text("video,audio\na.mp4,a.wav\nbad.mp4,a.wav\nb.mp4,b.wav\n")
+    out = tmp_path / "out"
+    assert run(["batch", str(manifest), "-o", str(out), "--json", "--weights", TINY_BUNDLE]) == 3
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [x.get("status") for x in lines[:3]] == ["ok", "failed", "ok"]
+    assert "bad.mp4" in lines[1]["error"] and lines[3] == {
+        "summary": True,
+        "items": 3,
+        "ok": 2,
+        "skipped": 0,
+        "failed": 1,
+    }
+    assert sorted(p.name for p in out.iterdir()) == ["a.mp4", "b.mp4"] and no_partials(tmp_path)
+    assert probe_media(out / "b.mp4").video.frame_count == 5
+    assert run(["batch", str(manifest), "-o", str(out), "--json", "--skip-existing", "--weights", TINY_BUNDLE]) == 3
+    assert [json.loads(x)["status"] for x in capsys.readouterr().out.splitlines()[:3]] == [
+        "skipped",
+        "failed",
+        "skipped",
+    ]
+
+
+def test_batch_pairs_folders_by_stem_and_keeps_subfolders(tmp_path, capsys):
+    (tmp_path / "videos" / "sub").mkdir(parents=True)
+    (tmp_path / "voices" / "sub").mkdir(parents=True)
+    make_video(tmp_path / "videos" / "sub" / "x.mp4", frames=5)
+    make_video(tmp_path / "videos" / "y.mov", frames=5)
+    make_audio(tmp_path / "voices" / "sub" / "x.wav", seconds=0.2)
+    make_audio(tmp_path / "voices" / "y.mp3", seconds=0.2)
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text('{"video": "videos/y.mov", "audio": "voices/y.mp3", "output": "named.mkv"}\n')
+    out = tmp_path / "out"
+    args = ["batch", "--videos", str(tmp_path / "videos"), "--audio", str(tmp_path / "voices"), "-o", str(out)]
+    assert run([*args, "--weights", TINY_BUNDLE]) == 0
+    assert (out / "sub" / "x.mp4").is_file() and (out / "y.mp4").is_file()
+    assert run(["batch", str(jobs), "-o", str(out), "--weights", TINY_BUNDLE]) == 0
+    assert probe_media(out / "named.mkv").video.frame_count == 5
+    assert run(["batch", str(tmp_path / "jobs.jsonl"), "--videos", str(tmp_path)]) == 2
+    assert "either a manifest" in capsys.readouterr().err
+
+
+# -- Python API, chunking, bench ---------------------------------------------------------------------------------
+def test_python_api_reports_progress_and_chunks_do_not_show(tmp_path, face_clip):
+    from dubber import DubbingPipeline
+
+    pipe = DubbingPipeline.from_pretrained(TINY_BUNDLE, device="cpu")
+    speech = make_audio(tmp_path / "s.wav", seconds=0.8)
+    seen: list[tuple[str, int, int]] = []
+    a = pipe(
+        face_clip,
+        speech,
+        tmp_path / "a.mp4",
+        steps=2,
+        batch_size=3,
+        crf=0,
+        preset="ultrafast",
+        progress=lambda *x: seen.append(x),
+    )
+    b = pipe(face_clip, speech, tmp_path / "b.mp4", steps=2, batch_size=8, crf=0, preset="ultrafast")
+    assert a.frames == b.frames == 20 and a.face_frames == b.face_frames == 16 and not a.still_image
+    assert set(a.timings) >= {"audio", "decode", "track", "landmarks", "render", "composite", "encode", "total"}
+    assert ("analyse", 20, 20) in seen and seen[-1] == ("dub", 20, 20)
+    for x, y in zip(frames_of(tmp_path / "a.mp4"), frames_of(tmp_path / "b.mp4"), strict=True):
+        assert np.abs(x.astype(int) - y.astype(int)).max() <= 2  # batch size changes only float rounding
+
+
+def test_bench_reports_stages_memory_and_the_reencode_ratio(tmp_path, face_clip, capsys):
+    speech = make_audio(tmp_path / "s.wav", seconds=0.4)
+    assert (
+        run(["bench", str(face_clip), "--audio", str(speech), "--steps", "1", "--json", "--weights", TINY_BUNDLE]) == 0
+    )
+    report = json.loads(capsys.readouterr().out)
+    assert report["frames"] == 10 and report["end_to_end_fps"] > 0 and report["plain_reencode_fps"] > 0
+    assert report["slowdown_vs_reencode"] > 1 and report["peak_rss_mb"] > 50
+    assert {"render", "track", "encode"} <= set(report["stage_fps"])

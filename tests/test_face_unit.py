@@ -1,0 +1,144 @@
+"""Face geometry, smoothing, alignment and the tracker's logic, with a tiny deterministic fake backend."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from dubber.face import (
+    ALIGN_INDICES,
+    ALL_INDICES,
+    CONTENT_INDICES,
+    POSE_INDICES,
+    FaceAligner,
+    FaceTracker,
+    Similarity,
+    TrackerOptions,
+    canonical_face,
+    fit_similarity,
+    mouth_opening,
+)
+from dubber.face.smoothing import OneEuroFilter
+from dubber.media.video_reader import Frame
+from tests.fake_faces import SquareFaces
+
+
+def test_index_sets():
+    assert len(POSE_INDICES) == 74 and len(CONTENT_INDICES) == 57 and len(ALL_INDICES) == 131
+    assert len(set(ALL_INDICES)) == 131 and max(ALL_INDICES) < 478
+    assert set(ALIGN_INDICES).isdisjoint(CONTENT_INDICES)  # the crop must not follow the jaw
+
+
+def test_canonical_face_fits_the_crop():
+    face = canonical_face()
+    assert face.shape == (478, 2)
+    assert face.min() > 0.05 and face.max() < 0.95
+    assert face[152, 1] < 0.85  # closed-mouth chin leaves room below for an open jaw
+    assert mouth_opening(np.concatenate([face, np.zeros((478, 1))], 1)) < 0.15
+
+
+def test_fit_similarity_recovers_a_known_transform():
+    rng = np.random.default_rng(0)
+    src = rng.uniform(0, 100, (20, 2))
+    a, s, t = 0.3, 1.7, np.array([12.0, -5.0])
+    rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    dst = s * src @ rot.T + t
+    m = fit_similarity(src, dst)
+    assert np.allclose(m[:, :2], s * rot, atol=1e-9) and np.allclose(m[:, 2], t, atol=1e-7)
+
+
+def test_similarity_round_trip():
+    tf = Similarity(cx=320.0, cy=200.0, scale=150.0, angle=0.2)
+    back = Similarity.from_matrix(tf.to_matrix(1))
+    assert np.allclose(back.as_vector(), tf.as_vector())
+    assert np.allclose(tf.to_matrix(128), 128 * tf.to_matrix(1))
+
+
+def test_one_euro_smooths_noise_and_follows_fast_motion():
+    rng = np.random.default_rng(0)
+    t = np.arange(200) / 25.0
+    noisy = 1.0 + 0.01 * rng.standard_normal(200)
+    f = OneEuroFilter(min_cutoff=1.0, beta=5.0)
+    out = np.array([f(np.array([x]), ti)[0] for x, ti in zip(noisy, t, strict=False)])
+    assert np.std(np.diff(out[20:])) < 0.3 * np.std(np.diff(noisy[20:]))
+    step = np.where(t < 4, 0.0, 1.0)
+    f = OneEuroFilter(min_cutoff=1.0, beta=5.0)
+    out = np.array([f(np.array([x]), ti)[0] for x, ti in zip(step, t, strict=False)])
+    assert out[np.searchsorted(t, 4.0) + 3] > 0.8  # within 3 frames of a jump
+
+
+def _textured(h: int, w: int) -> np.ndarray:
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    img = 128 + 60 * np.sin(x / 7.0) * np.cos(y / 9.0) + 40 * np.sin((x + y) / 13.0)
+    return np.stack([img, 255 - img, img * 0.5 + 60], -1).clip(0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("size", [128, 256])
+def test_aligner_round_trip_on_an_upscaled_face(size):
+    frame = _textured(240, 320)
+    tf = Similarity(cx=160.0, cy=120.0, scale=0.4 * size, angle=0.1)  # crop upsamples: information kept
+    al = FaceAligner(size)
+    crop = al.crop(frame, tf)
+    assert crop.shape == (size, size, 3)
+    back, cov = al.uncrop(crop, tf, frame.shape)
+    inner = cov > 0.999
+    inner = cv2.erode(inner.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    mse = np.mean((back[inner].astype(float) - frame[inner]) ** 2)
+    assert 10 * np.log10(255**2 / mse) > 40
+
+
+def test_aligner_landmark_coordinates():
+    al = FaceAligner(128)
+    pts = np.random.default_rng(1).uniform(50, 150, (478, 3)).astype(np.float32)
+    tf = al.estimate(pts)
+    unit = al.to_crop(pts, tf)
+    assert np.allclose(al.to_frame(unit, tf), pts[:, :2], atol=1e-3)
+    # A face placed exactly at the template lands on the template.
+    templ = canonical_face()
+    frame_pts = np.concatenate([templ * 200 + 40, np.zeros((478, 1))], 1)
+    assert np.allclose(
+        al.to_crop(frame_pts, al.estimate(frame_pts))[list(ALIGN_INDICES)], templ[list(ALIGN_INDICES)], atol=1e-4
+    )
+
+
+# -- tracker logic with a fake backend --------------------------------------------------------------------------
+def _scene(squares: list[tuple[int, int, int]], bg: int = 40, size=(240, 320)) -> np.ndarray:
+    img = np.full((*size, 3), bg, np.uint8)
+    for x, y, s in squares:
+        img[y : y + s, x : x + s] = 255
+    return img
+
+
+def _frames(images):
+    return [Frame(index=i, time=i / 25, image=im, source_index=i) for i, im in enumerate(images)]
+
+
+def test_tracker_follows_the_largest_face_or_the_chosen_one():
+    images = [_scene([(20, 40, 50), (200, 60, 80)])] * 5
+    big = [s.face for s in FaceTracker(SquareFaces()).track(_frames(images))]
+    assert all(f is not None and abs(f.box.center[0] - 240) < 3 for f in big)
+    small = [s.face for s in FaceTracker(SquareFaces(), TrackerOptions(face_index=1)).track(_frames(images))]
+    assert all(f is not None and abs(f.box.center[0] - 45) < 3 for f in small)
+    none = [s.face for s in FaceTracker(SquareFaces(), TrackerOptions(face_index=2)).track(_frames(images))]
+    assert none == [None] * 5
+
+
+def test_tracker_reacquires_after_a_loss_and_a_scene_cut():
+    images = [_scene([(40, 40, 60)])] * 4 + [_scene([])] * 3 + [_scene([(180, 100, 70)])] * 3
+    images += [_scene([(60, 20, 90)], bg=200)] * 3  # a cut: new background, face elsewhere
+    steps = list(FaceTracker(SquareFaces()).track(_frames(images)))
+    faces = [s.face is not None for s in steps]
+    assert faces == [True] * 4 + [False] * 3 + [True] * 6
+    assert steps[7].reacquired and abs(steps[7].face.box.center[0] - 215) < 3
+    assert steps[10].scene_cut and steps[10].reacquired and abs(steps[10].face.box.center[0] - 105) < 3
+    assert not steps[11].scene_cut and not steps[11].reacquired
+
+
+def test_tracker_smooths_the_crop_transform():
+    images = [_scene([(100, 60, 100)])] * 60
+    steps = list(FaceTracker(SquareFaces(jitter=1.0)).track(_frames(images)))
+    al = FaceAligner(1)
+    raw = np.array([al.estimate(s.face.raw_points).as_vector()[:2] for s in steps])
+    smooth = np.array([s.face.transform.as_vector()[:2] for s in steps])
+    assert np.abs(np.diff(smooth[10:], axis=0)).mean() < 0.3 * np.abs(np.diff(raw[10:], axis=0)).mean()
