@@ -22,22 +22,39 @@ def installed(tmp_path_factory) -> Path:
     so the test needs no network and no second copy of torch."""
     root = tmp_path_factory.mktemp("install")
     build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(root / "dist"),
-         str(REPO)],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(root / "dist"),
+            str(REPO),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert build.returncode == 0, build.stderr
     wheel = next((root / "dist").glob("dubber-*.whl"))
     venv = root / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     python = venv / "bin" / "python"
-    site = Path(subprocess.check_output([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                                        text=True).strip())  # fmt: skip
+    site = Path(
+        subprocess.check_output(
+            [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], text=True
+        ).strip()
+    )
     (site / "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     install = subprocess.run(
         [sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps", str(wheel)],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert install.returncode == 0, install.stderr
     return venv
 
@@ -47,19 +64,34 @@ def test_the_installed_wheel_dubs_the_demo_sample_from_another_folder(installed,
     python = installed / "bin" / "python"
     where = subprocess.run(
         [python, "-c", "import dubber, dubber.weights as w; print(dubber.__file__); print(w.weights_root())"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, check=True,
-    ).stdout.split()  # fmt: skip
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     assert all(Path(p).is_relative_to(installed) for p in where), where  # nothing read from the source tree
     for script, out in (("make_sample.py", "sample.mp4"), ("make_speech.py", "speech.wav")):
-        subprocess.run([python, REPO / "examples" / script, tmp_path / out], cwd=tmp_path, env=env, check=True,
-                       capture_output=True, timeout=300)  # fmt: skip
+        subprocess.run(
+            [python, REPO / "examples" / script, tmp_path / out],
+            cwd=tmp_path,
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
     dub = subprocess.run(
         [installed / "bin" / "dub", "sample.mp4", "--audio", "speech.wav", "-o", "dubbed.mp4", "--json"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert dub.returncode == 0, dub.stderr
     info = probe_media(tmp_path / "dubbed.mp4")
     assert info.video.frame_count > 25 and info.audio is not None
-    verify = subprocess.run([installed / "bin" / "dub", "weights", "verify"], cwd=tmp_path, env=env,
-                            capture_output=True, text=True)  # fmt: skip
+    verify = subprocess.run(
+        [installed / "bin" / "dub", "weights", "verify"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
     assert verify.returncode == 0 and verify.stdout.count("ok ") >= 10 and "BAD" not in verify.stdout

@@ -37,6 +37,8 @@ def batch_command(
     steps: int | None = o.STEPS,
     references: str = o.REFERENCES,
     reference_blend: bool = o.REFERENCE_BLEND,
+    adapt: str = o.ADAPT,
+    adapt_seconds: float = o.ADAPT_SECONDS,
     seed: int = o.SEED,
     batch_size: int = o.BATCH,
     fit: str = o.FIT,
@@ -71,6 +73,8 @@ def batch_command(
         overwrite=overwrite,
         references=references,
         reference_blend=reference_blend,
+        adapt=adapt,
+        adapt_seconds=adapt_seconds,
     )
     pipe = o.load_pipeline(weights, device, dtype, options)
     counts = {"ok": 0, "skipped": 0, "failed": 0}

@@ -28,6 +28,8 @@ def dub_command(
     steps: int | None = o.STEPS,
     references: str = o.REFERENCES,
     reference_blend: bool = o.REFERENCE_BLEND,
+    adapt: str = o.ADAPT,
+    adapt_seconds: float = o.ADAPT_SECONDS,
     seed: int = o.SEED,
     batch_size: int = o.BATCH,
     fit: str = o.FIT,
@@ -59,6 +61,8 @@ def dub_command(
         overwrite=overwrite,
         references=references,
         reference_blend=reference_blend,
+        adapt=adapt,
+        adapt_seconds=adapt_seconds,
     )
     pipe = o.load_pipeline(weights, device, dtype, options)
     with o.DubProgress(video.name, enabled=stderr.is_terminal and not is_quiet()) as progress:

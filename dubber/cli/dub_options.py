@@ -37,6 +37,13 @@ REFERENCE_BLEND = typer.Option(
     help="Keep a reference frame's real mouth where its landmarks already match the target's (weights that carry a "
     "blend, as the shipped ones do); --no-reference-blend shows the network's drawing everywhere.",
 )
+ADAPT = typer.Option(
+    "off",
+    "--adapt",
+    help="Fine-tune the landmark completer on the video's own speech first: on, auto (when the video has audio and "
+    '3 s of face) or off (docs/DUBBING.md "Adaptation").',
+)
+ADAPT_SECONDS = typer.Option(30.0, "--adapt-seconds", min=1.0, max=3600.0, help="The adaptation's time budget.")
 SEED = typer.Option(0, "--seed", help="Seed of the one initial noise every frame shares.")
 BATCH = typer.Option(8, "--batch-size", min=1, help="Frames rendered together.")
 FIT = typer.Option("pingpong", "--fit", help="Extend a video shorter than the audio: pingpong, loop or freeze.")
@@ -65,6 +72,8 @@ def dub_options(
     overwrite,
     references="nearest",
     reference_blend=True,
+    adapt="off",
+    adapt_seconds=30.0,
 ):
     from dubber.pipeline.options import DubOptions
 
@@ -82,6 +91,8 @@ def dub_options(
         overwrite=overwrite,
         references=references,
         reference_blend=reference_blend,
+        adapt=adapt,
+        adapt_seconds=adapt_seconds,
     )
 
 

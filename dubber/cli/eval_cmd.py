@@ -30,6 +30,18 @@ def eval_dub_command(
     steps: int | None = typer.Option(None, "--steps", min=1, help="Denoising steps (default: the weights' own)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     preset: str = typer.Option("veryfast", "--preset", help="x264 preset of the scored outputs (CRF 18)."),
+    protocol: str = typer.Option(
+        "reconstruction",
+        "--protocol",
+        help="reconstruction (each clip re-dubbed with its own audio, and cross-dubbed with another speaker's) or "
+        "split (each clip's first half dubbed with its second half's speech, scored against that half's mouth).",
+    ),
+    adapt: str = typer.Option(
+        "off",
+        "--adapt",
+        help="With --protocol split: adapt the completer to each first half (on, auto, off); the "
+        "report then scores the dub without it too.",
+    ),
     cross: bool = typer.Option(True, "--cross/--no-cross", help="Also dub each clip with another speaker's audio."),
     videos: bool = typer.Option(True, "--videos/--no-videos", help="Write a side-by-side MP4 per clip."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as one JSON object on stdout."),
@@ -51,6 +63,8 @@ def eval_dub_command(
 
     if data is None or out is None:
         raise InputError(None, "dub eval needs --data and --out (or a subcommand: landmarks, renderer)")
+    if protocol not in ("reconstruction", "split"):
+        raise InputError(None, f"--protocol {protocol!r}: use reconstruction or split")
     if out.exists() and not out.is_dir():
         raise InputError(out, "is a file; --out names a report folder")
     chosen = split or ("all" if data.is_dir() else "dev")
@@ -63,7 +77,22 @@ def eval_dub_command(
             if counts[c.speaker] <= per_speaker:
                 kept.append(c)
         clips = kept
-    pipe = DubbingPipeline.from_pretrained(weights, device=device, options=DubOptions(steps=steps, preset=preset))
+    options = DubOptions(steps=steps, preset=preset, adapt=adapt if protocol == "split" else "off")
+    pipe = DubbingPipeline.from_pretrained(weights, device=device, options=options)
+    settings = {
+        "weights": weights,
+        "steps": steps or pipe.renderer.default_steps,
+        "device": str(pipe.device),
+        "split": chosen,
+        "per_speaker": per_speaker,
+        "crf": 18,
+        "preset": preset,
+        "adapt": options.adapt,
+    }
+    if protocol == "split":
+        seen = {c.speaker for c in read_sources(data) if c.split == "train"} if data.is_file() else set()
+        _split_eval(pipe, clips, out, settings, seen, json_out)
+        return
     pictures = ClipPictures(side_by_side_videos=videos)
     started = time.perf_counter()
     with frame_progress("scoring", stderr.is_terminal and not is_quiet()) as bar:
@@ -77,16 +106,7 @@ def eval_dub_command(
     plot = None
     if pictures.openings:
         plot = opening_plot(list(pictures.openings.values())[:4], out / "opening.png").name
-    settings = {
-        "weights": weights,
-        "steps": steps or pipe.renderer.default_steps,
-        "device": str(pipe.device),
-        "split": chosen,
-        "per_speaker": per_speaker,
-        "cross": cross,
-        "crf": 18,
-        "preset": preset,
-    }
+    settings["cross"] = cross
     report = build_report(
         reports,
         command="dub " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "dub eval",
@@ -99,6 +119,31 @@ def eval_dub_command(
         print_json({k: report[k] for k in ("command", "settings", "seconds", "all", "splits")})
     elif not is_quiet():
         stderr.print(f"{len(reports)} clips in {report['seconds']:.0f} s: {md_path} ({json_path})")
+
+
+def _split_eval(pipe, clips, out: Path, settings: dict, seen: set[str], json_out: bool) -> None:
+    """``dub eval --protocol split``: the report (``report.json``, ``report.md``) in ``out``."""
+    import shlex
+    import sys
+    import time
+
+    from dubber.cli.output import frame_progress, is_quiet
+    from dubber.evaluation.split_eval import run_split_eval
+    from dubber.evaluation.split_report import build_split_report, write_split_report
+
+    started = time.perf_counter()
+    with frame_progress("scoring", stderr.is_terminal and not is_quiet()) as bar:
+        task = bar.add_task("dub eval --protocol split", total=len(clips), rate="")
+        reports = run_split_eval(pipe, clips, progress=lambda done, total, r: bar.update(task, completed=done))
+    command = "dub " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "dub eval --protocol split"
+    report = build_split_report(
+        reports, command=command, settings=settings, seconds=time.perf_counter() - started, seen_speakers=seen
+    )
+    write_split_report(report, out)
+    if json_out:
+        print_json({k: v for k, v in report.items() if k != "clips"})
+    elif not is_quiet():
+        stderr.print(f"{len(reports)} clips in {report['seconds']:.0f} s: {out / 'report.md'}")
 
 
 @eval_app.command("landmarks")

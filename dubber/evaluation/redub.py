@@ -152,7 +152,7 @@ def static_pipeline(pipe: DubbingPipeline) -> DubbingPipeline:
     return DubbingPipeline(
         pipe.landmarks,
         StaticMouthRenderer(pipe.renderer.size, pipe.renderer.n_refs),
-        options=pipe.options.updated(references="spread"),  # one resting frame for all
+        options=pipe.options.updated(references="spread", adapt="off"),  # one resting frame for all
         backend_factory=pipe.backend_factory,
         name="static-mouth",
     )

@@ -3,6 +3,24 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
+
+from dubber.face.landmarks import JAW, LIP_INDICES, N_POSE
+
+_LIPS = slice(N_POSE + len(JAW), N_POSE + len(JAW) + len(LIP_INDICES))  # the lip points among the 131
+
+
+def mouth_shape_distance(references: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Distance between mouth shapes: the 40 lip points about their own centre, mean point distance (unit crop).
+
+    ``references`` (..., K, 131, 2) against ``targets`` (..., 131, 2) -> (..., K). Where the mouth sits in the crop
+    follows the head's pose; its shape follows the speech, which is what a reference is chosen for.
+    """
+    ref = references[..., _LIPS, :].float()
+    tgt = targets[..., None, _LIPS, :].float()
+    ref = ref - ref.mean(dim=-2, keepdim=True)
+    tgt = tgt - tgt.mean(dim=-2, keepdim=True)
+    return (ref - tgt).norm(dim=-1).mean(-1)
 
 
 def spread_references(

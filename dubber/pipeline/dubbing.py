@@ -37,6 +37,7 @@ from dubber.media.video_writer import VideoWriter
 from dubber.models.landmark_completer import LandmarkCompleter
 from dubber.models.landmark_ensemble import LandmarkEnsemble
 from dubber.models.speech_encoder import SpeechEncoder
+from dubber.pipeline.adaptation import MIN_SPEECH_SECONDS, AdaptationSettings, adapt_completer, speech_frames
 from dubber.pipeline.analysis import VideoTrack, analyse_video
 from dubber.pipeline.audio_tracks import output_audio
 from dubber.pipeline.face_redraw import FaceRedrawer, ReferenceSet, add_time
@@ -130,6 +131,17 @@ class DubbingPipeline:
         renderer = load_renderer(bundle.renderer, device=dev, dtype=precision)
         return cls(landmarks, renderer, options=options, backend_factory=backend_factory, name=bundle.name)
 
+    def with_landmarks(self, landmarks: LandmarkCompleter | LandmarkEnsemble) -> DubbingPipeline:
+        """This pipeline with another completer (an adapted one, say) and adaptation off."""
+        return DubbingPipeline(
+            landmarks,
+            self.renderer,
+            options=self.options.updated(adapt="off"),
+            backend_factory=self.backend_factory,
+            name=self.name,
+            speech_encoder=self.speech_encoder,
+        )
+
     @property
     def device(self) -> torch.device:
         return self.renderer.device
@@ -200,7 +212,50 @@ class DubbingPipeline:
                 spool = cleanup.enter_context(closing(FrameSpool(*reader.size, track.frames)))
                 for frame in reader:
                     spool.append(frame.image)
-            return self._write(job, track, timeline, spool)
+            return self._write(job, track, timeline, spool, self.adapted_landmarks(job, track))
+
+    def adapted_landmarks(self, job: _Job, track: VideoTrack) -> LandmarkCompleter | LandmarkEnsemble:
+        """The completer fine-tuned on the video's own speech (``adapt``), or the loaded one where that is off or
+        the video cannot teach it (a still image, no audio, too few frames with a face)."""
+        mode = job.opts.adapt
+        if mode == "off":
+            return self.landmarks
+        problem = None
+        if job.still:
+            problem = "a still image has no speech to learn from"
+        elif job.media.audio is None:
+            problem = "the video has no audio"
+        elif speech_frames(track) < MIN_SPEECH_SECONDS * job.fps:
+            problem = f"fewer than {MIN_SPEECH_SECONDS:g} s of frames with a face"
+        if problem is not None:
+            (log.warning if mode == "on" else log.info)("%s: not adapted to the speaker: %s", job.video, problem)
+            return self.landmarks
+        t0 = time.perf_counter()
+        with closing(self._audio_features(job.video)) as own:
+            refs = track.landmark_references(self.landmarks.config.n_refs)
+            settings = AdaptationSettings(seconds=job.opts.adapt_seconds, seed=job.opts.seed)
+            model, _ = adapt_completer(self.landmarks, track, own.features, refs, settings)
+        add_time(job.timings, "adapt", t0)
+        return model
+
+    def adapt(self, video: str | Path, analysis: VideoTrack, *, options: DubOptions | None = None):
+        """The completer adapted to ``video`` (its :meth:`analyse` result) as a dub with ``options`` would adapt it
+        (``adapt`` "auto" unless the options say "on"), for evaluating it or for several dubs of one video."""
+        opts = (options or self.options).updated(adapt="on" if (options or self.options).adapt == "on" else "auto")
+        job = _Job(
+            video=Path(video),
+            audio=Path(video),
+            output=Path(video),
+            opts=opts,
+            progress=None,
+            started=time.perf_counter(),
+            media=probe_media(video, require_video=True),
+        )
+        job.still, job.fps = (
+            analysis.frames == 1,
+            1.0 / float(np.median(np.diff(analysis.times))) if analysis.frames > 1 else 25.0,
+        )
+        return self.adapted_landmarks(job, analysis)
 
     def analyse(self, video: str | Path, *, options: DubOptions | None = None) -> VideoTrack:
         """The first pass alone (face track, reference pool), reusable by several dubs of ``video``."""
@@ -214,6 +269,26 @@ class DubbingPipeline:
         )
         job.reader = VideoReader(job.video)
         return self._analyse(job, None)
+
+    def planned_landmarks(
+        self, analysis: VideoTrack, audio: str | Path, landmarks: LandmarkCompleter | LandmarkEnsemble | None = None
+    ) -> np.ndarray:
+        """(frames, 131, 2) the target landmarks a dub of the analysed video with ``audio`` draws (unit crop: the
+        video's pose points, lips and jaw from the audio), for as many frames as the video has; for evaluation."""
+        fps = 1.0 / float(np.median(np.diff(analysis.times))) if analysis.frames > 1 else float(self.options.fps)
+        with closing(self._audio_features(Path(audio))) as streamed:
+            timeline = Timeline.plan(analysis.frames, streamed.seconds, fps, "pingpong", False)
+            refs = analysis.landmark_references(self.landmarks.config.n_refs)
+            motion = MotionPlanner(
+                landmarks or self.landmarks,
+                streamed.features,
+                fps,
+                timeline,
+                analysis.points,
+                analysis.filled_index(),
+                refs,
+            )
+            return motion.targets(0, min(analysis.frames, timeline.dub_frames))
 
     def _analyse(self, job: _Job, spool: FrameSpool | None) -> VideoTrack:
         backend = self.backend_factory() if self.backend_factory is not None else None
@@ -250,16 +325,23 @@ class DubbingPipeline:
             log.warning("%s: no face found in any frame; the video is kept as it is, with the new audio", job.video)
         return track
 
-    def _write(self, job: _Job, track: VideoTrack, timeline: Timeline, spool: FrameSpool | None) -> DubResult:
+    def _write(
+        self,
+        job: _Job,
+        track: VideoTrack,
+        timeline: Timeline,
+        spool: FrameSpool | None,
+        landmarks: LandmarkCompleter | LandmarkEnsemble,
+    ) -> DubResult:
         opts, reader, timings = job.opts, job.reader, job.timings
         t0 = time.perf_counter()
         redraw = None
         if track.has_face.any():
             refs = ReferenceSet.from_track(
-                track, self.renderer, self.landmarks.config.n_refs, per_frame=opts.references == "nearest"
+                track, self.renderer, landmarks.config.n_refs, per_frame=opts.references == "nearest"
             )
             motion = MotionPlanner(
-                self.landmarks, job.features, job.fps, timeline, track.points, track.filled_index(), refs.landmark_sets
+                landmarks, job.features, job.fps, timeline, track.points, track.filled_index(), refs.landmark_sets
             )
             redraw = FaceRedrawer(self.renderer, track, timeline, motion, refs, opts, timings)
         add_time(timings, "landmarks", t0)

@@ -10,15 +10,13 @@ import numpy as np
 import torch
 
 from dubber.face.aligner import FaceAligner, Similarity
-from dubber.face.landmarks import JAW, LIP_INDICES, N_POSE
+from dubber.models.reference_choice import mouth_shape_distance
 from dubber.pipeline.analysis import VideoTrack
 from dubber.pipeline.compositor import CompositeOptions, Compositor
 from dubber.pipeline.motion import MotionPlanner
 from dubber.pipeline.options import DubOptions
 from dubber.pipeline.timeline import Timeline
 from dubber.render.image_tensors import to_model_range, to_uint8
-
-_LIPS = slice(N_POSE + len(JAW), N_POSE + len(JAW) + len(LIP_INDICES))  # the lip points among the 131
 
 
 def add_time(timings: dict[str, float], key: str, t0: float) -> None:
@@ -56,17 +54,14 @@ class ReferenceSet:
         )
 
     def nearest_order(self, targets: torch.Tensor, count: int) -> torch.Tensor:
-        """Per frame, the indices of the ``count`` pool frames whose mouth shape is nearest the target's: (B, K).
+        """Per frame, the indices of the ``count`` pool frames whose mouth shape is nearest the target's, nearest
+        first: (B, K). The renderer takes the first as its hint.
 
-        The shape is the lip points about their own centre. Distance over all lip and jaw points, as before, was
-        ruled by where the jaw and the mouth sit in the crop, which follows the head's pose: on a speaker with small
-        mouth motion the first reference's opening then followed the target's at 0.22 (0.45 by shape), and the
-        residual renderer, drawing a correction to it, inherited the mismatch (docs/DUBBING.md). The renderer still
-        takes its hint among the ``count`` by lips and jaw (``nearest_reference``), so pose counts there.
+        Shape (``mouth_shape_distance``), not position: distance over all lip and jaw points was ruled by where the
+        jaw and the mouth sit in the crop, which follows the head's pose; on a speaker with small mouth motion the
+        first reference's opening then followed the target's at 0.22 (0.45 by shape) (docs/DUBBING.md).
         """
-        pool = self.pool_points[:, _LIPS] - self.pool_points[:, _LIPS].mean(dim=1, keepdim=True)
-        target = targets[:, _LIPS] - targets[:, _LIPS].mean(dim=1, keepdim=True)
-        d = (pool[None] - target[:, None]).norm(dim=-1).mean(-1)  # (B, P)
+        d = mouth_shape_distance(self.pool_points[None], targets)  # (B, P)
         order = d.argsort(dim=1)[:, :count]
         if order.shape[1] < count:  # fewer bins than references: repeat the nearest
             order = torch.cat([order, order[:, :1].expand(-1, count - order.shape[1])], dim=1)

@@ -11,6 +11,7 @@ from dubber.media.encode_options import X264_PRESETS
 from dubber.pipeline.timeline import FIT_MODES
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
+ADAPT_MODES = ("auto", "on", "off")
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,8 @@ class DubOptions:
     colour_match: bool = True
     references: str = "nearest"  # renderer references per frame: "nearest" mouth shapes, or one "spread" set
     reference_blend: bool = True  # keep a reference's real mouth where it matches (if the weights carry a blend)
+    adapt: str = "off"  # fine-tune the landmark completer on the video's own speech first: "auto", "on" or "off"
+    adapt_seconds: float = 30.0  # its time budget
 
     def __post_init__(self) -> None:
         problems = []
@@ -52,6 +55,10 @@ class DubOptions:
             problems.append(f"scheduler={self.scheduler!r} is not one of ddim, dpm++")
         if self.references not in ("nearest", "spread"):
             problems.append(f"references={self.references!r} is not one of nearest, spread")
+        if self.adapt not in ADAPT_MODES:
+            problems.append(f"adapt={self.adapt!r} is not one of {', '.join(ADAPT_MODES)}")
+        if not 0 < self.adapt_seconds <= 3600:
+            problems.append(f"adapt_seconds={self.adapt_seconds} must be in (0, 3600]")
         if problems:
             raise InputError(None, "; ".join(problems))
 

@@ -26,10 +26,10 @@ from dubber.data.render_clips import RenderClip, load_render_clips
 from dubber.errors import InputError
 from dubber.face.landmarks import N_POSE
 from dubber.models.landmark_completer import MEL_BANDS, LandmarkCompleter
+from dubber.models.landmark_loss import landmark_loss
 from dubber.render.image_tensors import to_model_range
 from dubber.render.renderer_pipeline import FaceRenderer, training_scheduler
 from dubber.training.diffusion_loss import DiffusionLossConfig, diffusion_loss, step_generator
-from dubber.training.landmark_loss import landmark_loss
 from dubber.training.loop import LoopSettings, TrainResult, make_accelerator, train_loop, write_run_config
 from dubber.training.renderer_data import colour_jitter
 from dubber.training.renderer_trainer import ema_copy

@@ -21,9 +21,9 @@ from dubber.errors import InputError
 from dubber.face.landmarks import N_POSE
 from dubber.log import get_logger
 from dubber.models.landmark_completer import AUDIO_INPUTS, BASES, LandmarkCompleter, LandmarkCompleterConfig
+from dubber.models.landmark_loss import landmark_loss
 from dubber.models.landmark_sequence import predict_sequence
 from dubber.models.speech_encoder import DEFAULT_SPEECH_ENCODER, DEFAULT_SPEECH_LAYER
-from dubber.training.landmark_loss import landmark_loss
 from dubber.training.landmark_sampler import WindowSampler
 from dubber.training.loop import LoopSettings, TrainResult, make_accelerator, train_loop, write_run_config
 

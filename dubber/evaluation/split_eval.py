@@ -1,0 +1,189 @@
+"""``dub eval --protocol split``: a cross-dub whose truth is known (docs/ARCHITECTURE.md §9).
+
+Each clip is cut in two halves of h frames. The dub's input is the first half (with its own audio track); the speech
+dubbed onto it is the second half's. Dubbed frame i should then show the mouth of original frame h + i, while its
+pose and identity stay frame i's. Nothing the tool learns or picks from its input (adaptation, reference frames)
+sees the second half: the input file holds only the first.
+
+Scored against the second half's tracked mouth (MediaPipe on the output, as ``dub eval`` does):
+- opening correlation: the output's mouth opening (inner-lip gap / width) against the truth's, over time;
+- lip-shape LMD: the 40 lip points about their own centre, over each frame's inter-ocular distance (pose and head
+  position cancel out, the mouth's shape stays);
+- articulation: the std of the output's opening over the std of the truth's (1: as much motion as the speaker);
+- sharpness: variance of the Laplacian in the mouth box, output frame over the source frame it was drawn on;
+- seam: gradient energy across the redrawn region's border, output over source (1: no edge added).
+Also the landmarks the completer planned (before rendering): their opening's correlation with the truth, so a gap
+says whether the landmarks or the rendering lose the sync. Baselines in the same run: the static mouth and "no
+dub" (the untouched first half, scored the same way: what chance alone gives).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from dubber.data.clip_arrays import content_opening
+from dubber.data.sources import ClipSource
+from dubber.evaluation.dub_metrics import face_regions, frame_points, gradient_energy
+from dubber.evaluation.metrics import correlation
+from dubber.face.landmarks import ALL_INDICES, LEFT_EYE_OUTER, LIP_INDICES, N_POSE, RIGHT_EYE_OUTER
+from dubber.media.audio import decode_audio, write_wav
+from dubber.media.audio_feed import AudioFromFile
+from dubber.media.encode_options import VideoEncodeOptions
+from dubber.media.video_reader import VideoReader
+from dubber.media.video_writer import VideoWriter
+from dubber.pipeline.analysis import VideoTrack
+from dubber.pipeline.dubbing import DubbingPipeline
+
+SPLIT_METHODS = ("dub", "no_adapt", "static_mouth", "no_dub")  # no_adapt: with adaptation on
+_LIPS = np.asarray([ALL_INDICES.index(i) for i in LIP_INDICES])
+_EYES = (ALL_INDICES.index(RIGHT_EYE_OUTER), ALL_INDICES.index(LEFT_EYE_OUTER))
+MIN_HALF_FRAMES = 10  # a half shorter than this has no opening worth correlating
+
+
+@dataclass
+class SplitClipReport:
+    clip: str
+    speaker: str
+    split: str
+    frames: int  # h: frames in each half
+    methods: dict[str, dict] = field(default_factory=dict)  # method -> metrics
+    planned_opening_correlation: float | None = None  # the completer's own landmarks against the truth
+    seconds: float = 0.0
+    error: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def cut_halves(clip: Path, folder: Path, half: int) -> tuple[Path, Path]:
+    """(the first ``half`` frames as a video with their own audio, the next ``half`` frames' speech as a WAV)."""
+    reader = VideoReader(clip)
+    fps = float(reader.fps)
+    first = folder / "first_half.mp4"
+    audio = AudioFromFile(clip, 0.0, half / fps) if reader.media.audio is not None else None
+    width, height = reader.size
+    options = VideoEncodeOptions(crf=12, preset="veryfast")  # the input a user would have: visually lossless
+    with VideoWriter(
+        first, width=width, height=height, fps=reader.fps, time_base=reader.info.time_base, options=options, audio=audio
+    ) as writer:
+        for frame in reader:
+            if frame.index >= half:
+                break
+            writer.write(frame.image)
+    sound = decode_audio(clip)
+    rate = sound.sample_rate
+    second = folder / "second_half_speech.wav"
+    write_wav(second, sound.mono[int(round(half / fps * rate)) : int(round(2 * half / fps * rate))], rate)
+    return first, second
+
+
+def lip_shape(points: np.ndarray) -> np.ndarray:
+    """(N, 131, 2) frame-pixel points -> (N, 40, 2) lip points about their centre, in inter-ocular units."""
+    lips = points[:, _LIPS]
+    io = np.linalg.norm(points[:, _EYES[1]] - points[:, _EYES[0]], axis=-1)
+    return (lips - lips.mean(axis=1, keepdims=True)) / np.maximum(io, 1e-6)[:, None, None]
+
+
+def mouth_sharpness(image: np.ndarray, points: np.ndarray) -> float | None:
+    """Variance of the Laplacian of the grey mouth box (the lip points' box, 30% wider each way)."""
+    if not np.isfinite(points).all():
+        return None
+    lips = points[_LIPS]
+    (x0, y0), (x1, y1) = lips.min(0), lips.max(0)
+    mx, my = 0.3 * (x1 - x0), 0.3 * (y1 - y0) + 0.15 * (x1 - x0)
+    h, w = image.shape[:2]
+    box = image[max(0, int(y0 - my)) : min(h, int(y1 + my) + 1), max(0, int(x0 - mx)) : min(w, int(x1 + mx) + 1)]
+    if box.size == 0 or min(box.shape[:2]) < 3:
+        return None
+    return float(cv2.Laplacian(cv2.cvtColor(box, cv2.COLOR_RGB2GRAY), cv2.CV_64F).var())
+
+
+def score_half(output: VideoTrack, output_path: Path, source: VideoTrack, source_path: Path, truth: dict) -> dict:
+    """One output (frames i < h) against the truth (the second half's mouth, ``truth``), and against the source
+    frames it was drawn on for sharpness and seam."""
+    n = min(output.frames, len(truth["opening"]))
+    found = frame_points(output.points[:n], output.transforms[:n])
+    src_points = frame_points(source.points[:n], source.transforms[:n])
+    ok = np.isfinite(found).all(axis=(1, 2)) & np.isfinite(truth["points"][:n]).all(axis=(1, 2))
+    shape_error = np.linalg.norm(lip_shape(found[ok]) - lip_shape(truth["points"][:n][ok]), axis=-1).mean(-1)
+    opening, true_opening = output.opening[:n], truth["opening"][:n]
+    both = np.isfinite(opening) & np.isfinite(true_opening)
+    sharp, seams = [], []
+    for i, (out_frame, src_frame) in enumerate(zip(VideoReader(output_path), VideoReader(source_path), strict=False)):
+        if i >= n:
+            break
+        a, b = mouth_sharpness(out_frame.image, src_points[i]), mouth_sharpness(src_frame.image, src_points[i])
+        if a is not None and b:
+            sharp.append(a / b)
+        tf = source.transforms[i]
+        if np.isfinite(tf).all():
+            _, ring = face_regions(tf, src_frame.image.shape[:2])
+            reference = gradient_energy(src_frame.image, ring)
+            if reference > 0:
+                seams.append(gradient_energy(out_frame.image, ring) / reference)
+    true_std = float(np.std(true_opening[both])) if both.sum() > 1 else 0.0
+    return {
+        "opening_correlation": correlation(opening, true_opening),
+        "lip_shape_lmd": float(shape_error.mean()) if len(shape_error) else None,
+        "articulation": float(np.std(opening[both]) / true_std) if true_std > 0 else None,
+        "sharpness": float(np.median(sharp)) if sharp else None,
+        "seam": float(np.mean(seams)) if seams else None,
+        "frames": int(n),
+    }
+
+
+def evaluate_split_clip(pipe: DubbingPipeline, clip: ClipSource, *, static: DubbingPipeline) -> SplitClipReport:
+    started = time.perf_counter()
+    report = SplitClipReport(clip.clip_id, clip.speaker, clip.split, 0)
+    with tempfile.TemporaryDirectory(prefix="dub-split-") as tmp:
+        folder = Path(tmp)
+        whole = pipe.analyse(clip.path)
+        half = whole.frames // 2  # frames decoded, not declared: containers over-declare
+        report.frames = half
+        if half < MIN_HALF_FRAMES:
+            report.error = f"too short: {half} frames in each half"
+            return report
+        first, speech = cut_halves(clip.path, folder, half)
+        truth = {
+            "opening": whole.opening[half : 2 * half],
+            "points": frame_points(whole.points[half : 2 * half], whole.transforms[half : 2 * half]),
+        }
+        source = pipe.analyse(first)  # what the dub sees: the first half alone
+        landmarks = pipe.landmarks
+        dubs = {"dub": pipe}
+        if pipe.options.adapt != "off":  # adapted once, to the first half; the dub and its plan use that model
+            landmarks = pipe.adapt(first, source)
+            dubs = {"dub": pipe.with_landmarks(landmarks), "no_adapt": pipe.with_landmarks(pipe.landmarks)}
+        dubs["static_mouth"] = static
+        for name, dubber in dubs.items():
+            path = folder / f"{name}.mp4"
+            dubber(first, speech, path, overwrite=True, analysis=source)
+            report.methods[name] = score_half(pipe.analyse(path), path, source, first, truth)
+        report.methods["no_dub"] = score_half(source, first, source, first, truth)
+        planned = content_opening(pipe.planned_landmarks(source, speech, landmarks)[:, N_POSE:])
+        n = min(len(planned), half)
+        report.planned_opening_correlation = correlation(planned[:n], truth["opening"][:n])
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def run_split_eval(pipe: DubbingPipeline, clips: list[ClipSource], *, progress=None) -> list[SplitClipReport]:
+    from dubber.evaluation.redub import static_pipeline
+
+    static = static_pipeline(pipe)
+    reports = []
+    for n, clip in enumerate(clips, 1):
+        try:
+            r = evaluate_split_clip(pipe, clip, static=static)
+        except Exception as exc:  # noqa: BLE001 - one broken clip is reported, the others are still scored
+            r = SplitClipReport(clip.clip_id, clip.speaker, clip.split, 0, error=f"{type(exc).__name__}: {exc}")
+        reports.append(r)
+        if progress is not None:
+            progress(n, len(clips), r)
+    return reports

@@ -1,0 +1,110 @@
+"""The report of ``dub eval --protocol split``: means per method over the clips, per-clip rows, JSON and Markdown."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from dubber.evaluation.split_eval import SplitClipReport
+
+SPLIT_KEYS = ("opening_correlation", "lip_shape_lmd", "articulation", "sharpness", "seam")
+
+
+def _mean(values) -> float | None:
+    vals = [v for v in values if v is not None and np.isfinite(v)]
+    return round(float(np.mean(vals)), 4) if vals else None
+
+
+def summarise_split(reports: list[SplitClipReport]) -> dict:
+    ok = [r for r in reports if not r.error]
+    methods = sorted({m for r in ok for m in r.methods}, key=lambda m: (m != "dub", m))
+    return {
+        "clips": len(ok),
+        "failed": len(reports) - len(ok),
+        "frames": sum(r.frames for r in ok),
+        "methods": {m: {k: _mean(r.methods.get(m, {}).get(k) for r in ok) for k in SPLIT_KEYS} for m in methods},
+        "planned_opening_correlation": _mean(r.planned_opening_correlation for r in ok),
+        "dub_above_no_dub": sum(
+            1
+            for r in ok
+            if (r.methods["dub"]["opening_correlation"] or -1) > (r.methods["no_dub"]["opening_correlation"] or -1)
+        ),
+    }
+
+
+def build_split_report(
+    reports: list[SplitClipReport],
+    *,
+    command: str,
+    settings: dict,
+    seconds: float,
+    seen_speakers: set[str] = frozenset(),
+) -> dict:
+    """``seen_speakers``: speakers the weights were trained on (a manifest's train split); the others are "unseen"."""
+    groups = {"all": reports}
+    if seen_speakers:
+        groups["unseen"] = [r for r in reports if r.speaker not in seen_speakers]
+        groups["seen"] = [r for r in reports if r.speaker in seen_speakers]
+    return {
+        "command": command,
+        "protocol": "split",
+        "settings": settings,
+        "seconds": round(seconds, 1),
+        "groups": {name: summarise_split(rs) for name, rs in groups.items() if rs},
+        "clips": [r.to_dict() for r in reports],
+    }
+
+
+def _fmt(v) -> str:
+    return "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def split_markdown(report: dict) -> str:
+    s = report["groups"]["all"]
+    lines = [
+        "# dub eval --protocol split",
+        "",
+        f"`{report['command']}`",
+        "",
+        f"{s['clips']} clips ({s['failed']} failed), {s['frames']} frames per half in all, {report['seconds']:.0f} s. "
+        "Each clip's first half dubbed with its second half's speech, scored against the second half's mouth.",
+        "",
+        "| speakers | method | " + " | ".join(SPLIT_KEYS) + " | planned corr | dub above no dub |",
+        "|" + "---|" * (len(SPLIT_KEYS) + 4),
+    ]
+    for group, g in report["groups"].items():
+        for m, row in g["methods"].items():
+            extra = f"{_fmt(g['planned_opening_correlation'])} | {g['dub_above_no_dub']} of {g['clips']}"
+            lines.append(
+                f"| {group} | {m} | "
+                + " | ".join(_fmt(row[k]) for k in SPLIT_KEYS)
+                + (f" | {extra} |" if m == "dub" else " | | |")
+            )
+    lines += [
+        "",
+        "planned corr: the opening of the landmarks the completer planned, before rendering, against the truth.",
+        "",
+        "| clip | speaker | frames | " + " | ".join(f"{m} corr" for m in s["methods"]) + " | planned corr | "
+        "dub articulation | dub sharpness |",
+        "|" + "---|" * (len(s["methods"]) + 6),
+    ]
+    for c in report["clips"]:
+        if c["error"]:
+            lines.append(f"| {c['clip']} | {c['speaker']} | {c['frames']} | error: {c['error']} |")
+            continue
+        corr = " | ".join(_fmt(c["methods"].get(m, {}).get("opening_correlation")) for m in s["methods"])
+        dub = c["methods"]["dub"]
+        lines.append(
+            f"| {c['clip']} | {c['speaker']} | {c['frames']} | {corr} | "
+            f"{_fmt(c['planned_opening_correlation'])} | {_fmt(dub['articulation'])} | "
+            f"{_fmt(dub['sharpness'])} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_split_report(report: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(report, indent=1))
+    (out / "report.md").write_text(split_markdown(report))

@@ -1,0 +1,56 @@
+"""``dub eval --protocol split``: the first half of a clip dubbed with its second half's speech, scored against the
+second half's mouth, with its baselines in the same report."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from dubber.cli.app import run
+from dubber.evaluation.split_eval import cut_halves, lip_shape, mouth_sharpness
+from dubber.media import decode_audio, probe_media
+from tests.media_factory import make_face_video
+from tests.tiny_bundle import TINY_BUNDLE, make_tiny_weights
+
+
+def test_the_halves_are_cut_where_they_should_be(tmp_path):
+    clip = make_face_video(tmp_path / "clip.mp4", frames=30, audio_rate=16000)
+    first, speech = cut_halves(clip, tmp_path, 15)
+    info = probe_media(first)
+    assert info.video.frame_count == 15 and abs(info.audio.duration - 0.6) < 0.05  # the first half keeps its audio
+    assert abs(decode_audio(speech).duration - 0.6) < 0.01  # the second half's speech alone
+
+
+def test_lip_shape_ignores_where_the_face_is_and_sharpness_reads_the_mouth():
+    rng = np.random.default_rng(0)
+    points = rng.random((1, 131, 2)) * 100
+    moved = points * 2.0 + 37.0  # another place and size: the shape in inter-ocular units is the same
+    np.testing.assert_allclose(lip_shape(moved), lip_shape(points), atol=1e-9)
+    image = np.zeros((120, 120, 3), np.uint8)
+    image[::2] = 255  # stripes: sharp
+    mouth = np.full((131, 2), 60.0)
+    mouth[80:, 0] += np.linspace(-20, 20, 51)
+    mouth[80:, 1] += np.linspace(-8, 8, 51)
+    blurred = np.full_like(image, 128)
+    assert mouth_sharpness(image, mouth) > 1000 * max(mouth_sharpness(blurred, mouth), 1e-9)
+    assert mouth_sharpness(image, np.full((131, 2), np.nan)) is None
+
+
+def test_split_protocol_report(tmp_path, monkeypatch):
+    monkeypatch.setenv("DUB_WEIGHTS", str(make_tiny_weights(tmp_path / "weights")))
+    clips = tmp_path / "clips" / "spk"
+    clips.mkdir(parents=True)
+    make_face_video(clips / "a.mp4", frames=40, audio_rate=16000)
+    out = tmp_path / "report"
+    args = ["eval", "--data", str(tmp_path / "clips"), "--out", str(out), "--weights", TINY_BUNDLE, "--protocol"]
+    assert run([*args, "split"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    clip = report["clips"][0]
+    assert not clip["error"] and clip["frames"] == 20 and report["protocol"] == "split"
+    assert set(clip["methods"]) == {"dub", "static_mouth", "no_dub"}
+    no_dub = clip["methods"]["no_dub"]
+    assert no_dub["sharpness"] == 1.0 and no_dub["seam"] == 1.0  # the untouched half against itself
+    assert clip["planned_opening_correlation"] is None or -1 <= clip["planned_opening_correlation"] <= 1
+    assert "dub eval --protocol split" in (out / "report.md").read_text()
+    assert run([*args, "halves"]) == 2
