@@ -74,6 +74,10 @@ class VideoTrack:
     def frames(self) -> int:
         return len(self.times)
 
+    def frame_rate(self, still: float = 25.0) -> float:
+        """Frames per second from the frame times (``still`` for a single frame)."""
+        return 1.0 / float(np.median(np.diff(self.times))) if self.frames > 1 else float(still)
+
     def filled_index(self) -> np.ndarray:
         """(N,) for each frame the nearest frame with a face (itself when it has one): windows need every frame's
         points, and an index costs 8 bytes a frame where a copy of the points costs 1 KB."""

@@ -241,7 +241,8 @@ class DubbingPipeline:
     def adapt(self, video: str | Path, analysis: VideoTrack, *, options: DubOptions | None = None):
         """The completer adapted to ``video`` (its :meth:`analyse` result) as a dub with ``options`` would adapt it
         (``adapt`` "auto" unless the options say "on"), for evaluating it or for several dubs of one video."""
-        opts = (options or self.options).updated(adapt="on" if (options or self.options).adapt == "on" else "auto")
+        opts = options or self.options
+        opts = opts.updated(adapt="on" if opts.adapt == "on" else "auto")
         job = _Job(
             video=Path(video),
             audio=Path(video),
@@ -251,10 +252,7 @@ class DubbingPipeline:
             started=time.perf_counter(),
             media=probe_media(video, require_video=True),
         )
-        job.still, job.fps = (
-            analysis.frames == 1,
-            1.0 / float(np.median(np.diff(analysis.times))) if analysis.frames > 1 else 25.0,
-        )
+        job.still, job.fps = analysis.frames == 1, analysis.frame_rate()
         return self.adapted_landmarks(job, analysis)
 
     def analyse(self, video: str | Path, *, options: DubOptions | None = None) -> VideoTrack:
@@ -275,7 +273,7 @@ class DubbingPipeline:
     ) -> np.ndarray:
         """(frames, 131, 2) the target landmarks a dub of the analysed video with ``audio`` draws (unit crop: the
         video's pose points, lips and jaw from the audio), for as many frames as the video has; for evaluation."""
-        fps = 1.0 / float(np.median(np.diff(analysis.times))) if analysis.frames > 1 else float(self.options.fps)
+        fps = analysis.frame_rate(float(self.options.fps))
         with closing(self._audio_features(Path(audio))) as streamed:
             timeline = Timeline.plan(analysis.frames, streamed.seconds, fps, "pingpong", False)
             refs = analysis.landmark_references(self.landmarks.config.n_refs)
