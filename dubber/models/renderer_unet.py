@@ -21,7 +21,8 @@ from diffusers.models.resnet import Downsample2D, ResnetBlock2D, Upsample2D
 from torch import nn
 from torch.nn import functional as F
 
-from dubber.face.landmarks import N_POINTS, N_POSE
+from dubber.face.landmarks import N_POINTS
+from dubber.models.reference_choice import mouth_shape_distance
 from dubber.models.talkformer import LandmarkTokens, ReferenceEncoder, ReferenceTokens, TalkFormerBlock
 from dubber.models.upsample import supports, upsample_conv
 
@@ -296,17 +297,22 @@ class DenoiserConditioning:
     hint: torch.Tensor | None
 
 
+def nearest_reference_index(ref_landmarks: torch.Tensor, landmarks: torch.Tensor) -> torch.Tensor:
+    """(B,) per frame, the reference of (B, K, 131, 2) ``ref_landmarks`` whose mouth shape is nearest the target's
+    (``mouth_shape_distance``: lip points about their centre). Shape, not position: where the mouth sits in the crop
+    follows the head's pose, its shape follows the speech (docs/DESIGN-NOTES.md, "References per frame")."""
+    with torch.no_grad():
+        return mouth_shape_distance(ref_landmarks, landmarks).argmin(dim=1)
+
+
 def nearest_reference(refs: torch.Tensor, ref_landmarks: torch.Tensor, landmarks: torch.Tensor | None) -> torch.Tensor:
-    """Per frame, the reference crop whose lip and jaw points are nearest the target's: (B, K, 3, S, S) -> (B, 3, S,
-    S). It gives the network the person's look in about the right mouth pose to start from (IP_LAP's reference
-    selection); the TalkFormer attention does the rest. Without landmarks (unconditional) the first reference."""
-    b = refs.shape[0]
+    """Per frame, the reference crop whose mouth shape is nearest the target's: (B, K, 3, S, S) -> (B, 3, S, S). It
+    gives the network the person's look with about the right mouth to start from (IP_LAP's reference selection); the
+    TalkFormer attention does the rest. Without landmarks (unconditional) the first reference."""
     if landmarks is None:
         return refs[:, 0]
-    with torch.no_grad():
-        d = (ref_landmarks[:, :, N_POSE:].float() - landmarks[:, None, N_POSE:].float()).norm(dim=-1).mean(-1)
-        pick = d.argmin(1)
-    return refs[torch.arange(b, device=refs.device), pick]
+    pick = nearest_reference_index(ref_landmarks, landmarks)
+    return refs[torch.arange(refs.shape[0], device=refs.device), pick]
 
 
 def renderer_config(name: str) -> dict:

@@ -73,7 +73,7 @@ class ReferenceBlend:
 
 def reference_mismatch(ref_landmarks: torch.Tensor, landmarks: torch.Tensor) -> torch.Tensor:
     """(B,) distance from each target's lip/jaw points to the nearest reference's, over the target's inter-ocular
-    distance. ``ref_landmarks`` (B, K, 131, 2), ``landmarks`` (B, 131, 2); "nearest" as ``nearest_reference`` picks."""
+    distance. ``ref_landmarks`` (B, K, 131, 2), ``landmarks`` (B, 131, 2); the renderer passes its hint alone (K 1)."""
     ref = ref_landmarks[:, :, N_POSE:].float()
     target = landmarks[:, None, N_POSE:].float()
     distance = (ref - target).norm(dim=-1).mean(-1).min(dim=1).values
