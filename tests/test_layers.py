@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "dubber"
 # line says so; training and evaluation are siblings that never import each other (a trainer takes its dev
 # evaluation as an argument).
 LAYERS: list[set[str]] = [
-    {"errors", "log"},
+    {"errors", "log", "cpu_threads"},
     {"media"},
     {"face"},
     {"models"},

@@ -82,6 +82,7 @@ def batch_command(
     try:
         for n, item in enumerate(items, 1):
             tag = f"[{n}/{len(items)}]"
+            o.threads_for(pipe)  # per item: what else holds the cores changes over a batch
             with o.DubProgress(f"{tag} {item.video.name}", enabled=show) as progress:
                 outcome = run_item(pipe, item, skip_existing=skip_existing, overwrite=overwrite, progress=progress)
             counts[outcome.status] += 1

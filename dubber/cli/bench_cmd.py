@@ -38,6 +38,7 @@ def bench_command(
         overwrite=True,
     )
     pipe = o.load_pipeline(weights, device, dtype, options)
+    o.threads_for(pipe)
     report = benchmark(pipe, video, audio)
     if json_out:
         print_json(report.to_dict())

@@ -65,6 +65,7 @@ def dub_command(
         adapt_seconds=adapt_seconds,
     )
     pipe = o.load_pipeline(weights, device, dtype, options)
+    o.threads_for(pipe)
     with o.DubProgress(video.name, enabled=stderr.is_terminal and not is_quiet()) as progress:
         result = pipe(video, audio, output, progress=progress)
     o.show_result(result, json_out)

@@ -102,6 +102,14 @@ def load_pipeline(weights: str, device: str, dtype: str, options):
     return DubbingPipeline.from_pretrained(weights, device=device, dtype=dtype, options=options)
 
 
+def threads_for(pipe) -> None:
+    """On the CPU, torch's threads follow the cores free now (``dubber.cpu_threads``)."""
+    if pipe.device.type == "cpu":
+        from dubber.cpu_threads import use_free_cores
+
+        use_free_cores()
+
+
 class DubProgress:
     """A rich bar per pass on stderr, with frames/s; silent when stderr is not a terminal."""
 
