@@ -17,6 +17,12 @@ def _seed() -> None:
     np.random.seed(0)
 
 
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch) -> None:
+    """Adapted models go to a test folder, never to the user's cache."""
+    monkeypatch.setenv("DUB_CACHE", str(tmp_path_factory.getbasetemp() / "dub-cache"))
+
+
 @pytest.fixture(scope="session")
 def shared_manifest() -> list[dict]:
     manifest = SHARED_DATA / "manifest.csv"

@@ -94,3 +94,38 @@ def test_a_dub_with_adaptation_off_is_todays_dub_and_on_reports_its_time(tmp_pat
     assert "adapt" in outs["on_result"]["timings"] and "adapt" not in outs["plain_result"]["timings"]
     assert outs["on_result"]["timings"]["adapt"] < 10
     assert run([*base, "-o", str(tmp_path / "bad.mp4"), "--adapt", "always"]) == 2
+    capsys.readouterr()
+    # The second dub of the video finds its adapted model in the cache: the same model, no training.
+    cache = tmp_path / "cache"
+    again = [*base, "--adapt", "on", "--adapt-seconds", "2", "--cache-dir", str(cache)]
+    assert run([*again, "-o", str(tmp_path / "a.mp4")]) == 0
+    first = json.loads(capsys.readouterr().out)["timings"]["adapt"]
+    assert run([*again, "-o", str(tmp_path / "b.mp4")]) == 0
+    second = json.loads(capsys.readouterr().out)["timings"]["adapt"]
+    assert (tmp_path / "a.mp4").read_bytes() == (tmp_path / "b.mp4").read_bytes() and second < first
+    assert run(["cache", "list", "--cache-dir", str(cache), "--json"]) == 0
+    entries = json.loads(capsys.readouterr().out)["entries"]
+    assert len(entries) == 1 and entries[0]["video"] == str(talking_clip.resolve())
+    assert run(["cache", "clear", "--cache-dir", str(cache)]) == 0 and not list(cache.iterdir())
+
+
+def test_the_cache_key_follows_the_video_the_weights_and_the_settings(tmp_path, talking_clip):
+    import shutil
+
+    from dubber.pipeline.adaptation_cache import entry_key
+
+    torch.manual_seed(0)
+    model = LandmarkCompleter(TINY)
+    key = entry_key(talking_clip, model, AdaptationSettings())
+    assert key == entry_key(talking_clip, model, AdaptationSettings(seconds=5))  # the budget is not the result
+    other = shutil.copy(talking_clip, tmp_path / "other.mp4")
+    assert entry_key(other, model, AdaptationSettings()) == key  # same bytes, same entry
+    with open(other, "ab") as f:
+        f.write(b"\0")
+    assert entry_key(other, model, AdaptationSettings()) != key
+    with torch.no_grad():
+        model.lip_head.bias.add_(1e-3)
+    assert entry_key(talking_clip, model, AdaptationSettings()) != key
+    assert entry_key(talking_clip, model, AdaptationSettings(seed=1)) != entry_key(
+        talking_clip, model, AdaptationSettings()
+    )

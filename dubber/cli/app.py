@@ -54,6 +54,7 @@ def _root(
 def _register() -> None:
     from dubber.cli.batch_cmd import batch_command
     from dubber.cli.bench_cmd import bench_command
+    from dubber.cli.cache_cmd import cache_app
     from dubber.cli.dub_cmd import dub_command
     from dubber.cli.env_cmd import env_command
     from dubber.cli.eval_cmd import eval_app
@@ -69,6 +70,7 @@ def _register() -> None:
     app.add_typer(train_app, name="train")
     app.add_typer(eval_app, name="eval")
     app.add_typer(weights_app, name="weights")
+    app.add_typer(cache_app, name="cache")
     app.command("bench")(bench_command)
     app.command("env")(env_command)
 

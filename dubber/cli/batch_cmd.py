@@ -39,6 +39,7 @@ def batch_command(
     reference_blend: bool = o.REFERENCE_BLEND,
     adapt: str = o.ADAPT,
     adapt_seconds: float = o.ADAPT_SECONDS,
+    cache_dir: Path | None = o.CACHE_DIR,
     seed: int = o.SEED,
     batch_size: int = o.BATCH,
     fit: str = o.FIT,
@@ -75,6 +76,7 @@ def batch_command(
         reference_blend=reference_blend,
         adapt=adapt,
         adapt_seconds=adapt_seconds,
+        cache_dir=cache_dir,
     )
     pipe = o.load_pipeline(weights, device, dtype, options)
     counts = {"ok": 0, "skipped": 0, "failed": 0}

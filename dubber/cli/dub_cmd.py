@@ -30,6 +30,7 @@ def dub_command(
     reference_blend: bool = o.REFERENCE_BLEND,
     adapt: str = o.ADAPT,
     adapt_seconds: float = o.ADAPT_SECONDS,
+    cache_dir: Path | None = o.CACHE_DIR,
     seed: int = o.SEED,
     batch_size: int = o.BATCH,
     fit: str = o.FIT,
@@ -63,6 +64,7 @@ def dub_command(
         reference_blend=reference_blend,
         adapt=adapt,
         adapt_seconds=adapt_seconds,
+        cache_dir=cache_dir,
     )
     pipe = o.load_pipeline(weights, device, dtype, options)
     o.threads_for(pipe)

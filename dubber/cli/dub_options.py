@@ -44,6 +44,12 @@ ADAPT = typer.Option(
     '3 s of face) or off (docs/DUBBING.md "Adaptation").',
 )
 ADAPT_SECONDS = typer.Option(30.0, "--adapt-seconds", min=1.0, max=3600.0, help="The adaptation's time budget.")
+CACHE_DIR = typer.Option(
+    None,
+    "--cache-dir",
+    help="Where adapted models are kept (default: DUB_CACHE or the user's cache folder).",
+    show_default=False,
+)
 SEED = typer.Option(0, "--seed", help="Seed of the one initial noise every frame shares.")
 BATCH = typer.Option(8, "--batch-size", min=1, help="Frames rendered together.")
 FIT = typer.Option("pingpong", "--fit", help="Extend a video shorter than the audio: pingpong, loop or freeze.")
@@ -74,6 +80,7 @@ def dub_options(
     reference_blend=True,
     adapt="off",
     adapt_seconds=30.0,
+    cache_dir=None,
 ):
     from dubber.pipeline.options import DubOptions
 
@@ -93,6 +100,7 @@ def dub_options(
         reference_blend=reference_blend,
         adapt=adapt,
         adapt_seconds=adapt_seconds,
+        cache_dir=None if cache_dir is None else str(cache_dir),
     )
 
 

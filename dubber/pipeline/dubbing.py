@@ -38,6 +38,7 @@ from dubber.models.landmark_completer import LandmarkCompleter
 from dubber.models.landmark_ensemble import LandmarkEnsemble
 from dubber.models.speech_encoder import SpeechEncoder
 from dubber.pipeline.adaptation import MIN_SPEECH_SECONDS, AdaptationSettings, adapt_completer, speech_frames
+from dubber.pipeline.adaptation_cache import AdaptationCache, entry_key
 from dubber.pipeline.analysis import VideoTrack, analyse_video
 from dubber.pipeline.audio_tracks import output_audio
 from dubber.pipeline.face_redraw import FaceRedrawer, ReferenceSet, add_time
@@ -231,10 +232,18 @@ class DubbingPipeline:
             (log.warning if mode == "on" else log.info)("%s: not adapted to the speaker: %s", job.video, problem)
             return self.landmarks
         t0 = time.perf_counter()
-        with closing(self._audio_features(job.video)) as own:
-            refs = track.landmark_references(self.landmarks.config.n_refs)
-            settings = AdaptationSettings(seconds=job.opts.adapt_seconds, seed=job.opts.seed)
-            model, _ = adapt_completer(self.landmarks, track, own.features, refs, settings)
+        settings = AdaptationSettings(seconds=job.opts.adapt_seconds, seed=job.opts.seed)
+        cache = AdaptationCache(Path(job.opts.cache_dir) if job.opts.cache_dir else None)
+        key = entry_key(job.video, self.landmarks, settings)
+        model = cache.load(key, self.landmarks)
+        if model is not None:
+            log.info("%s: the completer adapted to it before, from %s", job.video, cache.root / key)
+        else:
+            with closing(self._audio_features(job.video)) as own:
+                refs = track.landmark_references(self.landmarks.config.n_refs)
+                model, report = adapt_completer(self.landmarks, track, own.features, refs, settings)
+            if report is not None:
+                cache.store(key, model, job.video, report.seconds)
         add_time(job.timings, "adapt", t0)
         return model
 

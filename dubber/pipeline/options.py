@@ -34,6 +34,7 @@ class DubOptions:
     reference_blend: bool = True  # keep a reference's real mouth where it matches (if the weights carry a blend)
     adapt: str = "off"  # fine-tune the landmark completer on the video's own speech first: "auto", "on" or "off"
     adapt_seconds: float = 30.0  # its time budget
+    cache_dir: str | None = None  # where adapted models are kept (None: DUB_CACHE or the user's cache folder)
 
     def __post_init__(self) -> None:
         problems = []
