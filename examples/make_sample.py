@@ -1,7 +1,7 @@
 """Make the demo sample: a 4 s, 25 fps video of the public-domain NASA astronaut portrait that scikit-image ships
 (Eileen Collins), with a slow zoom and pan so the face moves as in real footage, and a synthetic voice-like track.
 
-    python examples/make_sample.py out/demo/astronaut.mp4
+    python examples/make_sample.py out/demo/astronaut.mp4 [SIZE]
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ SIZE = 512
 RATE = 16000
 
 
-def frames() -> np.ndarray:
+def frames(size: int = SIZE) -> np.ndarray:
     from skimage import data
 
     portrait = data.astronaut()
@@ -31,7 +31,8 @@ def frames() -> np.ndarray:
         zoom = 1.0 + 0.25 * t  # push in on the face...
         angle = 3.0 * np.sin(2 * np.pi * t)  # ...with a gentle head-like sway
         m = cv2.getRotationMatrix2D((225.0 + 10 * t, 130.0), angle, zoom)
-        yield cv2.warpAffine(portrait, m, (SIZE, SIZE), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+        m *= size / SIZE  # the same framing at another size
+        yield cv2.warpAffine(portrait, m, (size, size), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
 
 
 def voice_like(seconds: float) -> AudioClip:
@@ -45,14 +46,15 @@ def voice_like(seconds: float) -> AudioClip:
     return AudioClip(samples=samples[None, :], sample_rate=RATE)
 
 
-def main(dest: str) -> None:
+def main(dest: str, size: int = SIZE) -> None:
     path = Path(dest)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with VideoWriter(path, width=SIZE, height=SIZE, fps=FPS, audio=voice_like(SECONDS), overwrite=True) as writer:
-        for image in frames():
+    with VideoWriter(path, width=size, height=size, fps=FPS, audio=voice_like(SECONDS), overwrite=True) as writer:
+        for image in frames(size):
             writer.write(image)
     print(path)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "out/demo/astronaut.mp4")
+    size = int(sys.argv[2]) if len(sys.argv) > 2 else SIZE
+    main(sys.argv[1] if len(sys.argv) > 1 else "out/demo/astronaut.mp4", size)

@@ -114,6 +114,7 @@ def test_a_seeded_dub_reproduces_byte_for_byte(tmp_path, face_clip, capsys):
         "references": "nearest",
         "guidance": 1.0,
         "scheduler": "dpm++",
+        "hint_warp": True,
         "reference_blend": TINY_BLEND.to_dict(),
     }
     assert settings["network"]["reference_blend"] is None

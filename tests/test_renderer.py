@@ -446,3 +446,57 @@ def test_a_residual_renderer_started_from_a_whole_face_one_starts_as_the_paste(t
     ckpt.mkdir(parents=True)
     (tmp_path / "run" / "config.json").write_text(json.dumps({"model": dict(residual.config)}))
     assert initial_config(ckpt / "model.safetensors")["hint_residual"] is True
+
+
+def test_the_thin_plate_warp_carries_points_onto_their_targets_and_is_the_identity_without_motion():
+    from dubber.render.hint_warp import thin_plate_warp
+
+    torch.manual_seed(0)
+    images = torch.rand(2, 3, 32, 32)
+    points = torch.rand(2, 20, 2) * 0.6 + 0.2
+    assert torch.equal(thin_plate_warp(images, points, points), images)
+    dot = torch.zeros(1, 1, 64, 64)
+    dot[0, 0, 20, 30] = 1.0  # row 20, column 30: unit point (30/64, 20/64)
+    anchors = torch.tensor([[0.5, 0.8], [0.3, 0.85], [0.7, 0.85]])
+    source = torch.cat([torch.tensor([[30 / 64, 20 / 64]]), anchors])[None]
+    target = torch.cat([torch.tensor([[36 / 64, 24 / 64]]), anchors])[None]
+    moved = thin_plate_warp(dot, source, target)
+    assert divmod(int(moved[0, 0].argmax()), 64) == (24, 36)
+
+
+def test_a_renderer_with_the_hint_warp_draws_from_the_warped_hint_and_keeps_it_on_disk(tmp_path):
+    torch.manual_seed(0)
+    unet = RendererUNet(**renderer_config("tiny")).eval()  # zero output layer: it returns its hint in the region
+    plain, warped = FaceRenderer(unet, default_steps=1), FaceRenderer(unet, default_steps=1, hint_warp=True)
+    crops = torch.rand(2, 3, 32, 32) * 2 - 1
+    refs = torch.rand(2, 2, 3, 32, 32) * 2 - 1
+    ref_points = torch.rand(2, 2, 131, 2) * 0.6 + 0.2
+    targets = ref_points[:, 0] + 0.02  # the hint (reference 0) moved a little
+    mask = plain.mask(1)[0, 0] > 0.5
+    a, b = plain(crops, targets, refs, ref_points, steps=1), warped(crops, targets, refs, ref_points, steps=1)
+    from dubber.render.hint_warp import thin_plate_warp
+
+    expected = thin_plate_warp(refs[:, 0], ref_points[:, 0], targets)
+    torch.testing.assert_close(b[..., mask], expected[..., mask], atol=1e-5, rtol=0)
+    torch.testing.assert_close(a[..., mask], refs[:, 0][..., mask], atol=1e-5, rtol=0)
+    warped.save_pretrained(tmp_path / "r")
+    assert FaceRenderer.from_pretrained(tmp_path / "r").hint_warp and not plain.hint_warp
+
+
+def test_training_with_the_hint_warp_reads_the_warped_hint(crop_cache):
+    from dubber.models.renderer_unet import nearest_reference_index
+    from dubber.render.hint_warp import thin_plate_warp
+    from dubber.render.renderer_pipeline import training_scheduler
+
+    clips = load_render_clips(PrepCache(crop_cache), ("train", "video_only"), size=TINY, max_frames=20)
+    batch = RenderSampler(clips, n_refs=2).batch(4, seed=0, step=0)
+    unet = tiny_unet(residual=True)  # zero output layer: the x0 it predicts is its hint inside the region
+    seen = {}
+    unet.register_forward_pre_hook(lambda m, args, kwargs: seen.update(hint=kwargs["hint"]), with_kwargs=True)
+    diffusion_loss(unet, training_scheduler(), batch, DiffusionLossConfig(hint_warp=True), step_generator(0, 0, 0))
+    rows = torch.arange(4)
+    pick = nearest_reference_index(batch["ref_landmarks"], batch["landmarks"])
+    expected = thin_plate_warp(batch["refs"][rows, pick], batch["ref_landmarks"][rows, pick], batch["landmarks"])
+    torch.testing.assert_close(seen["hint"], expected)
+    diffusion_loss(unet, training_scheduler(), batch, DiffusionLossConfig(), step_generator(0, 0, 0))
+    assert seen["hint"] is None  # without it the model picks its hint itself, unwarped

@@ -59,7 +59,7 @@ def make_tiny_weights(
     info = {"training": {"data": "none: random weights for tests"}}
     landmarks.save_pretrained(root / name / "landmarks")
     register_model(f"{name}/landmarks", root / name / "landmarks", info, root)
-    # A reference blend like the shipped renderer's, so the pipeline's tests run that path too.
-    FaceRenderer(unet, reference_blend=TINY_BLEND).save_pretrained(root / name / "renderer")
+    # A reference blend and a hint warp like the shipped renderer's, so the pipeline's tests run those paths too.
+    FaceRenderer(unet, reference_blend=TINY_BLEND, hint_warp=True).save_pretrained(root / name / "renderer")
     register_model(f"{name}/renderer", root / name / "renderer", info, root)
     return root

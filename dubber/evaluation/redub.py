@@ -42,6 +42,7 @@ class StaticMouthRenderer:
         self.default_steps = 1
         self.scheduler_name = "none"
         self.reference_blend = None
+        self.hint_warp = False
 
     def encode_references(self, refs: torch.Tensor, ref_landmarks: torch.Tensor) -> dict:
         return {}

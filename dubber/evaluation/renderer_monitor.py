@@ -48,7 +48,7 @@ class RendererMonitor:
         if self.dev is None:
             return {}
         report, generated = evaluate_renderer(
-            FaceRenderer(unet),
+            FaceRenderer(unet, hint_warp=getattr(self.cfg, "hint_warp", False)),
             self.dev,
             steps=self.cfg.eval_steps,
             seed=self.cfg.seed,

@@ -31,7 +31,7 @@ MAX_REFERENCE_YAW, MAX_REFERENCE_PITCH = 40.0, 35.0
 class ReferencePool:
     """At most one crop per mouth-opening bin: the most frontal frame seen with that opening."""
 
-    bins: int = 24
+    bins: int = 96
     max_opening: float = 0.72
     entries: dict[int, tuple[float, float, int, np.ndarray, np.ndarray]] = field(default_factory=dict)
 

@@ -281,7 +281,8 @@ class DubbingPipeline:
         self, analysis: VideoTrack, audio: str | Path, landmarks: LandmarkCompleter | LandmarkEnsemble | None = None
     ) -> np.ndarray:
         """(frames, 131, 2) the target landmarks a dub of the analysed video with ``audio`` draws (unit crop: the
-        video's pose points, lips and jaw from the audio), for as many frames as the video has; for evaluation."""
+        video's pose points, lips and jaw from the audio), one per dubbed frame (the video extended by ping-pong
+        where the audio is longer); for evaluation."""
         fps = analysis.frame_rate(float(self.options.fps))
         with closing(self._audio_features(Path(audio))) as streamed:
             timeline = Timeline.plan(analysis.frames, streamed.seconds, fps, "pingpong", False)
@@ -295,7 +296,7 @@ class DubbingPipeline:
                 analysis.filled_index(),
                 refs,
             )
-            return motion.targets(0, min(analysis.frames, timeline.dub_frames))
+            return motion.targets(0, timeline.dub_frames)
 
     def _analyse(self, job: _Job, spool: FrameSpool | None) -> VideoTrack:
         backend = self.backend_factory() if self.backend_factory is not None else None
@@ -402,6 +403,7 @@ class DubbingPipeline:
                 "references": opts.references,
                 "guidance": opts.guidance,
                 "scheduler": opts.scheduler or self.renderer.scheduler_name,
+                "hint_warp": self.renderer.hint_warp,
                 "reference_blend": self.renderer.reference_blend.to_dict()
                 if opts.reference_blend and self.renderer.reference_blend is not None
                 else None,

@@ -6,8 +6,10 @@ neighbouring frames, and the frames on either side of a chunk boundary, share th
 flicker. Classifier-free guidance (``guidance > 1``) runs the landmark-free branch in the same batch. Weights that
 carry a reference blend (renderer.json ``reference_blend``) keep the nearest reference's real lower face where its
 landmarks already match the target's (dubber/render/reference_blend.py); frames the blend gives to that reference
-alone are not drawn. The denoiser's conditioning (cross-attention keys and values, the input conv's share of the
-masked crop) is computed once per batch and reused at every step (``RendererUNet.condition`` / ``denoise``).
+alone are not drawn. Weights that say so (renderer.json ``hint_warp``) get their hint carried onto the target's
+landmarks by a thin-plate spline first (dubber/render/hint_warp.py). The denoiser's conditioning (cross-attention keys
+and values, the input conv's share of the masked crop) is computed once per batch and reused at every step
+(``RendererUNet.condition`` / ``denoise``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 
 from dubber.models.renderer_unet import RendererUNet, nearest_reference_index
 from dubber.render.face_mask import lower_face_mask
+from dubber.render.hint_warp import thin_plate_warp
 from dubber.render.reference_blend import ReferenceBlend, blend_with_paste, reference_mismatch
 
 SCHEDULERS = ("ddim", "dpm++")
@@ -59,6 +62,7 @@ class FaceRenderer:
         scheduler: str = "dpm++",
         default_steps: int = 8,
         reference_blend: ReferenceBlend | None = None,
+        hint_warp: bool = False,
     ) -> None:
         self.unet = unet.eval()
         self.scheduler_name = scheduler
@@ -67,6 +71,9 @@ class FaceRenderer:
         if reference_blend is not None and not unet.config.reference_hint:
             raise ValueError("a reference blend needs a renderer that takes the reference hint")
         self.reference_blend = reference_blend
+        if hint_warp and not unet.config.reference_hint:
+            raise ValueError("a hint warp needs a renderer that takes the reference hint")
+        self.hint_warp = bool(hint_warp)
         make_scheduler(scheduler)  # validate now, not at the first frame
 
     @property
@@ -145,6 +152,8 @@ class FaceRenderer:
             pick = nearest_reference_index(ref_landmarks.to(device), landmarks)  # the hint, and the blend's paste
             rows = torch.arange(b, device=device)
             hint, ref_landmarks = refs.to(device, dtype)[rows, pick], ref_landmarks.to(device)[rows, pick][:, None]
+            if self.hint_warp:  # the paste moves with it; the blend still weighs how far the hint had to move
+                hint = thin_plate_warp(hint, ref_landmarks[:, 0], landmarks)
         mismatch = drawn = None
         if blend and self.reference_blend is not None and hint is not None:
             mismatch = reference_mismatch(ref_landmarks, landmarks)
@@ -212,6 +221,8 @@ class FaceRenderer:
         settings = {"scheduler": self.scheduler_name, "steps": self.default_steps}
         if self.reference_blend is not None:
             settings["reference_blend"] = self.reference_blend.to_dict()
+        if self.hint_warp:
+            settings["hint_warp"] = True
         (folder / PIPELINE_CONFIG).write_text(json.dumps(settings, indent=1) + "\n")
 
     @classmethod
@@ -227,4 +238,5 @@ class FaceRenderer:
             settings.get("scheduler", "dpm++"),
             int(settings.get("steps", 8)),
             ReferenceBlend.from_dict(blend) if blend is not None else None,
+            bool(settings.get("hint_warp", False)),
         )

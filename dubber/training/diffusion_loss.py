@@ -8,8 +8,9 @@ from dataclasses import dataclass
 
 import torch
 
-from dubber.models.renderer_unet import RendererUNet
+from dubber.models.renderer_unet import RendererUNet, nearest_reference_index
 from dubber.render.face_mask import lower_face_mask
+from dubber.render.hint_warp import thin_plate_warp
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,9 @@ class DiffusionLossConfig:
     # only ever runs at the noisiest timestep; uniform timesteps spend nine tenths of training on levels where the
     # noisy input already shows the answer. Drawn after every other draw, so 0 reproduces older runs exactly.
     high_noise_share: float = 0.0
+    # The hint warped onto the target's landmarks (dubber/render/hint_warp.py), as a renderer.json with
+    # ``hint_warp`` samples it: the network then learns to fill a stretched or squeezed mouth, not to move one.
+    hint_warp: bool = False
 
 
 def step_generator(seed: int, step: int, rank: int) -> torch.Generator:
@@ -51,6 +55,12 @@ def diffusion_loss(
     xt = scheduler.add_noise(x0, noise, t)
     kind = scheduler.config.prediction_type
     target = scheduler.get_velocity(x0, noise, t) if kind == "v_prediction" else x0 if kind == "sample" else noise
+    hint = None
+    if cfg.hint_warp:
+        targets = batch["landmarks"] if landmarks is None else landmarks
+        pick = nearest_reference_index(batch["ref_landmarks"], targets)
+        rows = torch.arange(b, device=device)
+        hint = thin_plate_warp(batch["refs"][rows, pick], batch["ref_landmarks"][rows, pick], targets.detach())
     out = unet(
         xt,
         t,
@@ -60,6 +70,7 @@ def diffusion_loss(
         batch["refs"],
         batch["ref_landmarks"],
         drop_landmarks=drop,
+        hint=hint,
     )
     weight_px = mask + cfg.outside_weight * (1 - mask)
     per_sample = ((out.float() - target.float()) ** 2 * weight_px).mean((1, 2, 3)) / weight_px.mean((1, 2, 3))

@@ -42,6 +42,7 @@ class RendererTrainConfig:
     drop_landmarks: float = 0.1
     min_snr_gamma: float = 5.0
     high_noise_share: float = 0.0  # share of samples at the top tenth of noise levels (DiffusionLossConfig)
+    hint_warp: bool = False  # the hint carried onto the target's landmarks (renderer.json hint_warp), as at inference
     speaker_balance: float = 0.3
     max_frames_per_clip: int = 40
     min_gap: int = 5
@@ -66,7 +67,9 @@ class RendererTrainConfig:
 
     @property
     def loss(self) -> DiffusionLossConfig:
-        return DiffusionLossConfig(self.outside_weight, self.drop_landmarks, self.min_snr_gamma, self.high_noise_share)
+        return DiffusionLossConfig(
+            self.outside_weight, self.drop_landmarks, self.min_snr_gamma, self.high_noise_share, self.hint_warp
+        )
 
 
 class RendererTask:
@@ -93,7 +96,7 @@ class RendererTask:
         return self.monitor(ema_copy(self.unwrapped, self.ema), step, set(self.sampler.speakers))
 
     def save(self, folder: Path, extra: dict) -> None:
-        FaceRenderer(ema_copy(self.unwrapped, self.ema)).save_pretrained(folder)
+        FaceRenderer(ema_copy(self.unwrapped, self.ema), hint_warp=self.cfg.hint_warp).save_pretrained(folder)
         (folder / "training.json").write_text(json.dumps({**extra, "ema_decay": self.cfg.ema_decay}))
 
 
