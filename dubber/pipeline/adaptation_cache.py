@@ -22,6 +22,7 @@ from dubber.log import get_logger
 from dubber.models.landmark_completer import LandmarkCompleter
 from dubber.models.landmark_ensemble import LandmarkEnsemble, is_ensemble_folder
 from dubber.pipeline.adaptation import AdaptationSettings
+from dubber.weights import sha256_of
 
 log = get_logger("pipeline")
 
@@ -37,14 +38,6 @@ def default_cache_dir() -> Path:
     return Path(base) / "dubber" / "adapted"
 
 
-def file_digest(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def model_digest(model: torch.nn.Module) -> str:
     """The weights' bytes, in a fixed order: another model (or the same one in another precision) is another key."""
     h = hashlib.sha256()
@@ -57,7 +50,7 @@ def model_digest(model: torch.nn.Module) -> str:
 
 def entry_key(video: Path, model: torch.nn.Module, settings: AdaptationSettings) -> str:
     parts = {k: v for k, v in asdict(settings).items() if k != "seconds"}
-    text = json.dumps({"video": file_digest(video), "model": model_digest(model), "settings": parts}, sort_keys=True)
+    text = json.dumps({"video": sha256_of(video), "model": model_digest(model), "settings": parts}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
