@@ -151,12 +151,23 @@ def run_eval(
     progress: Callable[[int, int, ClipReport], None] | None = None,
 ) -> list[ClipReport]:
     partners = pick_cross_audio(clips) if cross else {}
+    return score_each(
+        clips,
+        lambda clip: evaluate_clip(pipe, clip, partners.get(clip.clip_id), out, pictures),
+        lambda clip, error: ClipReport(clip.clip_id, clip.speaker, clip.split, 0, error=error),
+        progress,
+    )
+
+
+def score_each(clips: list[ClipSource], evaluate: Callable, failed: Callable, progress: Callable | None) -> list:
+    """``evaluate(clip)`` for each clip in turn; a clip that raises gets ``failed(clip, message)`` and the others
+    are still scored. ``progress(done, total, report)`` after each."""
     reports = []
     for n, clip in enumerate(clips, 1):
         try:
-            r = evaluate_clip(pipe, clip, partners.get(clip.clip_id), out, pictures)
+            r = evaluate(clip)
         except Exception as exc:  # noqa: BLE001 - one broken clip is reported, the others are still scored
-            r = ClipReport(clip.clip_id, clip.speaker, clip.split, 0, error=f"{type(exc).__name__}: {exc}")
+            r = failed(clip, f"{type(exc).__name__}: {exc}")
         reports.append(r)
         if progress is not None:
             progress(n, len(clips), r)

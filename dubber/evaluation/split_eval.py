@@ -29,6 +29,7 @@ import numpy as np
 
 from dubber.data.clip_arrays import content_opening
 from dubber.data.sources import ClipSource
+from dubber.evaluation.dub_eval import score_each
 from dubber.evaluation.dub_metrics import face_regions, frame_points, gradient_energy
 from dubber.evaluation.metrics import correlation
 from dubber.face.landmarks import ALL_INDICES, LEFT_EYE_OUTER, LIP_INDICES, N_POSE, RIGHT_EYE_OUTER
@@ -177,13 +178,9 @@ def run_split_eval(pipe: DubbingPipeline, clips: list[ClipSource], *, progress=N
     from dubber.evaluation.redub import static_pipeline
 
     static = static_pipeline(pipe)
-    reports = []
-    for n, clip in enumerate(clips, 1):
-        try:
-            r = evaluate_split_clip(pipe, clip, static=static)
-        except Exception as exc:  # noqa: BLE001 - one broken clip is reported, the others are still scored
-            r = SplitClipReport(clip.clip_id, clip.speaker, clip.split, 0, error=f"{type(exc).__name__}: {exc}")
-        reports.append(r)
-        if progress is not None:
-            progress(n, len(clips), r)
-    return reports
+    return score_each(
+        clips,
+        lambda clip: evaluate_split_clip(pipe, clip, static=static),
+        lambda clip, error: SplitClipReport(clip.clip_id, clip.speaker, clip.split, 0, error=error),
+        progress,
+    )
