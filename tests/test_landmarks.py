@@ -184,6 +184,19 @@ def test_training_can_start_from_given_weights(tmp_path):
     assert saved["train"]["freq_warp"] == 0.1 and saved["train"]["init_from"].endswith("start")
 
 
+def test_held_out_speakers_are_never_trained_on(tmp_path):
+    cache = make_cache(tmp_path / "c", SPEAKERS)
+    (tmp_path / "bench.csv").write_text("path,split,speaker\na.mp4,held_out,bob\nb.mp4,held_out,dan\n")
+    _train(cache, tmp_path / "run", 1, hold_out=str(tmp_path / "bench.csv"))
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert set(saved["train_speakers"]) == {"ann", "cat"} and saved["held_out_speakers"] == ["bob", "dan"]
+    assert saved["dev_clips"] == len(load_clips(PrepCache(cache), "dev"))  # dev speakers are still evaluated on
+    (tmp_path / "nospeaker.csv").write_text("path\na.mp4\n")
+    for bad, says in [(tmp_path / "missing.csv", "no such file"), (tmp_path / "nospeaker.csv", "no speaker column")]:
+        with pytest.raises(InputError, match=says):
+            _train(cache, tmp_path / f"run-{bad.stem}", 1, hold_out=str(bad))
+
+
 def test_tiny_training_learns_and_resumes_exactly(tmp_path):
     cache = make_cache(tmp_path / "c", SPEAKERS)
     result = _train(cache, tmp_path / "run", 150)

@@ -339,6 +339,19 @@ def test_train_renderer_cli_resumes_exactly_and_evaluates(crop_cache, tmp_path, 
     assert (tmp_path / "grid.png").stat().st_size > 0
 
 
+def test_renderer_training_leaves_held_out_speakers_out(crop_cache, tmp_path):
+    from dubber.training.renderer_trainer import RendererTrainConfig, train_renderer
+
+    (tmp_path / "bench.csv").write_text("path,split,speaker\nx.mp4,held_out,cat\n")
+    cfg = RendererTrainConfig(
+        model="tiny", max_steps=1, max_frames_per_clip=8, eval_every=10**6, hold_out=str(tmp_path / "bench.csv")
+    )
+    train_renderer(crop_cache, tmp_path / "run", cfg, device="cpu")
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert set(saved["train_speakers"]) == {"ann", "bob"} and saved["held_out_speakers"] == ["cat"]
+    assert saved["train"]["hold_out"] == str((tmp_path / "bench.csv").resolve())
+
+
 def test_eval_renderer_bad_weights_is_one_line(crop_cache, tmp_path, capsys):
     assert run(["eval", "renderer", "--data", str(crop_cache), "--weights", str(tmp_path)]) == 2
     err = capsys.readouterr().err

@@ -45,13 +45,17 @@ class ClipTrack:
 class PrepCache:
     """A folder written by ``dub prep``."""
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, *, without_speakers: frozenset[str] = frozenset()) -> None:
         self.root = Path(root)
         manifest = self.root / MANIFEST_NAME
         if not manifest.is_file():
             raise InputError(self.root, f"not a prepared cache (no {MANIFEST_NAME}; run `dub prep` first)")
         with open(manifest, newline="") as f:
-            self._rows = list(csv.DictReader(f))
+            self._rows = [r for r in csv.DictReader(f) if r["speaker"] not in without_speakers]
+
+    def without(self, speakers: frozenset[str]) -> PrepCache:
+        """The same cache with these speakers' clips left out (speakers a benchmark must keep unseen)."""
+        return PrepCache(self.root, without_speakers=speakers) if speakers else self
 
     def records(self, split: str | None = None, *, with_audio: bool | None = None) -> list[ClipRecord]:
         out = []
@@ -98,3 +102,17 @@ class PrepCache:
                 )
         except (OSError, KeyError, ValueError) as exc:
             raise InputError(path, f"cannot read the prepared clip ({exc})") from None
+
+
+def held_out_speakers(path: str | Path | None) -> frozenset[str]:
+    """The speakers of a CSV with a ``speaker`` column (a benchmark's clip list), which training must never see."""
+    if not path:
+        return frozenset()
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "hold_out: no such file (a CSV with a speaker column)")
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        if "speaker" not in (reader.fieldnames or []):
+            raise InputError(path, "hold_out: the CSV has no speaker column")
+        return frozenset(row["speaker"] for row in reader if row["speaker"])

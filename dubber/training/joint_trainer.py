@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from dubber.audio.augment import random_warp
-from dubber.data.cache import PrepCache
+from dubber.data.cache import PrepCache, held_out_speakers
 from dubber.data.clip_arrays import ClipArrays, load_clips, reference_indices, speech_input
 from dubber.data.render_clips import RenderClip, load_render_clips
 from dubber.errors import InputError
@@ -64,6 +64,11 @@ class JointTrainConfig:
     seed: int = 0
     grad_clip: float = 1.0
     mixed_precision: str = "auto"
+    hold_out: str | None = None  # a CSV with a speaker column (benchmarks/split_long_clips.csv): never trained on
+
+    def __post_init__(self) -> None:
+        if self.hold_out:  # a saved run resumes from any folder
+            object.__setattr__(self, "hold_out", str(Path(self.hold_out).resolve()))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -217,9 +222,10 @@ def train_joint(
     speech = speech_input(completer.config)
     if speech is not None and not speech.with_mel and cfg.freq_warp:
         raise InputError(None, "--freq-warp acts on the mel; it does not apply to a speech-input landmark completer")
-    lm_clips = load_clips(cache, "train", min_frames=window, speech=speech)
+    train_cache = cache.without(held_out_speakers(cfg.hold_out))
+    lm_clips = load_clips(train_cache, "train", min_frames=window, speech=speech)
     render_clips = load_render_clips(
-        cache, ("train",), size=size, max_frames=cfg.max_frames_per_clip, min_gap=cfg.min_gap
+        train_cache, ("train",), size=size, max_frames=cfg.max_frames_per_clip, min_gap=cfg.min_gap
     )
     sampler = JointSampler(
         lm_clips,

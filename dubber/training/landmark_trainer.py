@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from dubber.audio.windows import SPEECH_WINDOW_STEPS
-from dubber.data.cache import PrepCache
+from dubber.data.cache import PrepCache, held_out_speakers
 from dubber.data.clip_arrays import ClipArrays, load_clips, reference_indices, speech_input
 from dubber.errors import InputError
 from dubber.face.landmarks import N_POSE
@@ -50,6 +50,7 @@ class LandmarkTrainConfig:
     voice_warp: float = 0.0  # VTLP of the speech encoder's input: train clips' features also in other voices
     voice_variants: int = 4  # ... that many per clip (factors in [1/(1+w), 1+w]); windows draw among them and the own
     eval_every: int = 500
+    hold_out: str | None = None  # a CSV with a speaker column (benchmarks/split_long_clips.csv): never trained on
     keep_best: str | None = None  # a dev metric (KEEP_BEST): the model at its lowest value is kept in RUN/best/
     checkpoint_minutes: float = 5.0
     seed: int = 0
@@ -72,6 +73,8 @@ class LandmarkTrainConfig:
             raise ValueError("voice_variants must be at least 1 with voice_warp")
         if self.keep_best is not None and self.keep_best not in KEEP_BEST:
             raise ValueError(f"unknown dev metric {self.keep_best!r}; choose from {', '.join(KEEP_BEST)}")
+        if self.hold_out:  # a saved run resumes from any folder
+            object.__setattr__(self, "hold_out", str(Path(self.hold_out).resolve()))
         if self.init_from and self.base is not None:  # a fine-tuned model keeps what it was trained with
             raise ValueError("base cannot change the base of init_from weights; give one or the other")
 
@@ -215,7 +218,10 @@ def train_landmarks(
         _prepare_speech_features(cache, model_cfg, cfg)
     speech = speech_input(model_cfg)
     voices = (cfg.voice_warp, cfg.voice_variants) if cfg.voice_warp else None
-    train_clips = load_clips(cache, "train", min_frames=model_cfg.window, speech=speech, voices=voices)
+    held_out = held_out_speakers(cfg.hold_out)
+    train_clips = load_clips(
+        cache.without(held_out), "train", min_frames=model_cfg.window, speech=speech, voices=voices
+    )
     if not train_clips:
         raise InputError(cache.root, "no train clips with audio in the cache")
     dev_clips = load_clips(cache, "dev", min_frames=model_cfg.window, speech=speech)
@@ -244,6 +250,7 @@ def train_landmarks(
             "train_clips": len(train_clips),
             "train_windows": len(sampler),
             "train_speakers": sampler.speakers,
+            "held_out_speakers": sorted(held_out),
             "dev_clips": len(dev_clips),
         },
     )

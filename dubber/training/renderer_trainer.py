@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from dubber.data.cache import PrepCache
+from dubber.data.cache import PrepCache, held_out_speakers
 from dubber.data.render_clips import load_render_clips
 from dubber.errors import InputError
 from dubber.models.renderer_unet import RendererUNet, renderer_config
@@ -57,10 +57,13 @@ class RendererTrainConfig:
     grad_clip: float = 1.0
     mixed_precision: str = "auto"  # auto: bf16 on CUDA, none on CPU
     init_from: str | None = None  # start from these weights (a renderer folder or a .safetensors state dict)
+    hold_out: str | None = None  # a CSV with a speaker column (benchmarks/split_long_clips.csv): never trained on
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "splits", tuple(self.splits))  # a recipe or a saved config gives a list
         renderer_config(self.model)  # an unknown size is refused before a run folder exists
+        if self.hold_out:  # a saved run resumes from any folder
+            object.__setattr__(self, "hold_out", str(Path(self.hold_out).resolve()))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -128,7 +131,10 @@ def train_renderer(
     accelerator = make_accelerator(device, cfg.mixed_precision)
     torch.manual_seed(cfg.seed)
     size = model_kwargs["sample_size"]
-    clips = load_render_clips(cache, cfg.splits, size=size, max_frames=cfg.max_frames_per_clip, min_gap=cfg.min_gap)
+    held_out = held_out_speakers(cfg.hold_out)
+    clips = load_render_clips(
+        cache.without(held_out), cfg.splits, size=size, max_frames=cfg.max_frames_per_clip, min_gap=cfg.min_gap
+    )
     if not clips:
         raise InputError(cache.root, f"no usable clips in splits {', '.join(cfg.splits)}")
     sampler = RenderSampler(
@@ -152,6 +158,7 @@ def train_renderer(
             "train_clips": len(clips),
             "train_frames": len(sampler),
             "train_speakers": sampler.speakers,
+            "held_out_speakers": sorted(held_out),
         },
     )
     monitor = None
