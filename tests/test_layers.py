@@ -20,6 +20,8 @@ LAYERS: list[set[str]] = [
     {"render"},
     {"data"},
     {"weights"},
+    {"export"},
+    {"runtime"},
     {"pipeline", "overlay", "inspection"},
     {"training"},
     {"evaluation"},

@@ -58,6 +58,7 @@ def _register() -> None:
     from dubber.cli.dub_cmd import dub_command
     from dubber.cli.env_cmd import env_command
     from dubber.cli.eval_cmd import eval_app
+    from dubber.cli.export_cmd import export_app
     from dubber.cli.inspect_cmd import inspect_command
     from dubber.cli.prep_cmd import prep_command
     from dubber.cli.train_cmd import train_app
@@ -71,6 +72,7 @@ def _register() -> None:
     app.add_typer(eval_app, name="eval")
     app.add_typer(weights_app, name="weights")
     app.add_typer(cache_app, name="cache")
+    app.add_typer(export_app, name="export")
     app.command("bench")(bench_command)
     app.command("env")(env_command)
 

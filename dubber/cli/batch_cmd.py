@@ -34,6 +34,7 @@ def batch_command(
     weights: str = o.WEIGHTS,
     device: str = o.DEVICE,
     dtype: str = o.DTYPE,
+    runtime: str = o.RUNTIME,
     steps: int | None = o.STEPS,
     references: str = o.REFERENCES,
     reference_blend: bool = o.REFERENCE_BLEND,
@@ -45,12 +46,26 @@ def batch_command(
     fit: str = o.FIT,
     keep_rest: bool = o.KEEP_REST,
     face: int = o.FACE,
+    face_backend: str = o.FACE_BACKEND,
+    face_models: Path | None = o.FACE_MODELS,
     fps: float = o.FPS,
     keep_original_audio: bool = o.KEEP_ORIGINAL,
     crf: int = o.CRF,
     preset: str = o.PRESET,
     overwrite: bool = o.OVERWRITE,
     json_out: bool = typer.Option(False, "--json", help="One JSON line per item, then a summary line, on stdout."),
+    ray_address: str | None = typer.Option(
+        None,
+        "--ray",
+        help="Spread the items over a Ray cluster: local (a Ray started here), auto (the cluster this machine is in) "
+        "or its address (ray://HEAD:10001). pip install 'dubber[cluster]'; README \"Batches on a Ray cluster\".",
+        show_default=False,
+    ),
+    ray_workers: int | None = typer.Option(
+        None, "--ray-workers", min=1, help="Workers (default: as many as free CPUs or GPUs allow).", show_default=False
+    ),
+    ray_cpus: float = typer.Option(1.0, "--ray-cpus-per-worker", min=0.1, help="CPU cores per CPU worker."),
+    retries: int = typer.Option(1, "--retries", min=0, max=10, help="With --ray: attempts after a worker died."),
 ) -> None:
     """Dub many videos: from a manifest, or --videos DIR --audio DIR paired by file stem."""
     from dubber.pipeline.batch import items_from_folders, items_from_manifest, run_item
@@ -77,23 +92,44 @@ def batch_command(
         adapt=adapt,
         adapt_seconds=adapt_seconds,
         cache_dir=cache_dir,
+        face_backend=face_backend,
+        face_models=face_models,
     )
-    pipe = o.load_pipeline(weights, device, dtype, options)
     counts = {"ok": 0, "skipped": 0, "failed": 0}
-    show = stderr.is_terminal and not is_quiet()
+
+    def report(n: int, outcome) -> None:
+        tag = f"[{n}/{len(items)}]"
+        counts[outcome.status] += 1
+        if json_out:
+            print_json(outcome.to_dict())
+        elif outcome.status == "failed":  # an error: shown under -q too
+            stderr.print(f"{tag} [red]failed:[/red] {outcome.error}", markup=True, highlight=False, soft_wrap=True)
+        elif not is_quiet():
+            stderr.print(f"{tag} {outcome.status}: {outcome.item.output}", soft_wrap=True)
+
     try:
-        for n, item in enumerate(items, 1):
-            tag = f"[{n}/{len(items)}]"
-            o.threads_for(pipe)  # per item: what else holds the cores changes over a batch
-            with o.DubProgress(f"{tag} {item.video.name}", enabled=show) as progress:
-                outcome = run_item(pipe, item, skip_existing=skip_existing, overwrite=overwrite, progress=progress)
-            counts[outcome.status] += 1
-            if json_out:
-                print_json(outcome.to_dict())
-            elif outcome.status == "failed":  # an error: shown under -q too
-                stderr.print(f"{tag} [red]failed:[/red] {outcome.error}", markup=True, highlight=False, soft_wrap=True)
-            elif not is_quiet():
-                stderr.print(f"{tag} {outcome.status}: {outcome.item.output}", soft_wrap=True)
+        if ray_address is not None:
+            from dubber.pipeline.ray_batch import PipelineSpec, RaySettings, run_on_ray
+
+            gpu = True if device.startswith("cuda") else False if device == "cpu" else None  # None: the cluster's
+            settings = RaySettings(ray_address, ray_workers, ray_cpus, gpu, retries)
+            spec = PipelineSpec(weights, device, dtype, runtime, options)
+            run_on_ray(
+                items,
+                spec,
+                settings,
+                skip_existing=skip_existing,
+                overwrite=overwrite,
+                on_result=lambda i, outcome: report(i + 1, outcome),
+            )
+        else:
+            pipe = o.load_pipeline(weights, device, dtype, options, runtime)
+            show = stderr.is_terminal and not is_quiet()
+            for n, item in enumerate(items, 1):
+                o.threads_for(pipe)  # per item: what else holds the cores changes over a batch
+                with o.DubProgress(f"[{n}/{len(items)}] {item.video.name}", enabled=show) as progress:
+                    outcome = run_item(pipe, item, skip_existing=skip_existing, overwrite=overwrite, progress=progress)
+                report(n, outcome)
     except KeyboardInterrupt:  # Ctrl-C, SIGTERM, SIGHUP: the finished outputs stay; say what was done
         _summary(counts, len(items), json_out, interrupted=True)
         raise

@@ -17,6 +17,7 @@ def bench_command(
     weights: str = o.WEIGHTS,
     device: str = o.DEVICE,
     dtype: str = o.DTYPE,
+    runtime: str = o.RUNTIME,
     steps: int | None = o.STEPS,
     batch_size: int = o.BATCH,
     json_out: bool = o.JSON_OUT,
@@ -37,7 +38,7 @@ def bench_command(
         preset="medium",
         overwrite=True,
     )
-    pipe = o.load_pipeline(weights, device, dtype, options)
+    pipe = o.load_pipeline(weights, device, dtype, options, runtime)
     o.threads_for(pipe)
     report = benchmark(pipe, video, audio)
     if json_out:
@@ -45,7 +46,7 @@ def bench_command(
         return
     t = Table(
         title=f"{video.name}: {report.frames} frames {report.width}x{report.height}, {report.steps} steps, "
-        f"{report.device}",
+        f"{report.device}, {report.runtime}",
         title_justify="left",
     )
     t.add_column("stage")

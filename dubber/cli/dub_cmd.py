@@ -25,6 +25,7 @@ def dub_command(
     weights: str = o.WEIGHTS,
     device: str = o.DEVICE,
     dtype: str = o.DTYPE,
+    runtime: str = o.RUNTIME,
     steps: int | None = o.STEPS,
     references: str = o.REFERENCES,
     reference_blend: bool = o.REFERENCE_BLEND,
@@ -36,6 +37,8 @@ def dub_command(
     fit: str = o.FIT,
     keep_rest: bool = o.KEEP_REST,
     face: int = o.FACE,
+    face_backend: str = o.FACE_BACKEND,
+    face_models: Path | None = o.FACE_MODELS,
     fps: float = o.FPS,
     keep_original_audio: bool = o.KEEP_ORIGINAL,
     crf: int = o.CRF,
@@ -65,8 +68,10 @@ def dub_command(
         adapt=adapt,
         adapt_seconds=adapt_seconds,
         cache_dir=cache_dir,
+        face_backend=face_backend,
+        face_models=face_models,
     )
-    pipe = o.load_pipeline(weights, device, dtype, options)
+    pipe = o.load_pipeline(weights, device, dtype, options, runtime)
     o.threads_for(pipe)
     with o.DubProgress(video.name, enabled=stderr.is_terminal and not is_quiet()) as progress:
         result = pipe(video, audio, output, progress=progress)

@@ -12,6 +12,12 @@ from dubber.cli.output import frame_progress, stderr
 # Typer reads these OptionInfo objects when it builds each command, so one definition serves all three commands.
 WEIGHTS = typer.Option("default", "--weights", "-w", help="Weights: a name in the weights folder or a model folder.")
 DEVICE = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N.")
+RUNTIME = typer.Option(
+    "torch",
+    "--runtime",
+    help="torch, or onnx: the models run with onnxruntime (pip install 'dubber[onnx]'), from an export of `dub export "
+    "onnx` given as --weights or from the weights exported once into the cache folder.",
+)
 DTYPE = typer.Option(
     "auto",
     "--dtype",
@@ -55,6 +61,18 @@ BATCH = typer.Option(8, "--batch-size", min=1, help="Frames rendered together.")
 FIT = typer.Option("pingpong", "--fit", help="Extend a video shorter than the audio: pingpong, loop or freeze.")
 KEEP_REST = typer.Option(False, "--keep-rest", help="Keep the rest of a longer video (its frames and audio).")
 FACE = typer.Option(0, "--face", min=0, help="Which face to dub: 0 the largest, 1 the next, ...")
+FACE_BACKEND = typer.Option(
+    "mediapipe",
+    "--face-backend",
+    help="What finds the face: mediapipe (in the wheel), or insightface (its SCRFD detector from --face-models, "
+    "MediaPipe's mesh for the landmarks; docs/DUBBING.md).",
+)
+FACE_MODELS = typer.Option(
+    None,
+    "--face-models",
+    help="insightface's models: a folder holding an SCRFD detector such as det_10g.onnx (default: DUB_FACE_MODELS).",
+    show_default=False,
+)
 FPS = typer.Option(25.0, "--fps", min=1.0, max=240.0, help="Frame rate of the video made from a still image.")
 KEEP_ORIGINAL = typer.Option(False, "--keep-original-audio", help="Add the source's audio as a second track.")
 CRF = typer.Option(18, "--crf", min=0, max=51, help="x264 quality (lower: better and bigger).")
@@ -81,6 +99,8 @@ def dub_options(
     adapt="off",
     adapt_seconds=30.0,
     cache_dir=None,
+    face_backend="mediapipe",
+    face_models=None,
 ):
     from dubber.pipeline.options import DubOptions
 
@@ -101,13 +121,15 @@ def dub_options(
         adapt=adapt,
         adapt_seconds=adapt_seconds,
         cache_dir=None if cache_dir is None else str(cache_dir),
+        face_backend=face_backend,
+        face_models=None if face_models is None else str(face_models),
     )
 
 
-def load_pipeline(weights: str, device: str, dtype: str, options):
+def load_pipeline(weights: str, device: str, dtype: str, options, runtime: str = "torch"):
     from dubber.pipeline.dubbing import DubbingPipeline
 
-    return DubbingPipeline.from_pretrained(weights, device=device, dtype=dtype, options=options)
+    return DubbingPipeline.from_pretrained(weights, device=device, dtype=dtype, options=options, runtime=runtime)
 
 
 def threads_for(pipe) -> None:

@@ -44,6 +44,9 @@ class FaceBackend(ABC):
 
     name: str = "backend"
     num_points: int = 478
+    # The tracker's first ROI side over a detected box's side; None: its default for BlazeFace's tight boxes (brows
+    # to mouth). A backend whose boxes run forehead to chin gives a smaller factor.
+    roi_per_box: float | None = None
 
     @abstractmethod
     def detect(self, image: np.ndarray) -> list[FaceBox]:

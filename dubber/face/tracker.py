@@ -178,7 +178,8 @@ class FaceTracker:
         boxes = sorted(self.backend.detect(image), key=lambda b: b.area, reverse=True)
         self.most_faces = max(self.most_faces, len(boxes))
         if len(boxes) > self.options.face_index:
-            self._roi = _Roi.around(boxes[self.options.face_index], self.options.roi_from_detection)
+            factor = self.backend.roi_per_box or self.options.roi_from_detection
+            self._roi = _Roi.around(boxes[self.options.face_index], factor)
             self.backend.reset()
 
     def _landmarks(self, image: np.ndarray) -> np.ndarray | None:

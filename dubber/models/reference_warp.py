@@ -30,8 +30,19 @@ def warp_references(refs_pose: torch.Tensor, refs_content: torch.Tensor, pose: t
     centre = refs_pose.mean(dim=(1, 2), keepdim=True)  # (B, 1, 1, 2)
     src = torch.cat([refs_pose - centre, torch.ones_like(refs_pose[..., :1])], dim=-1)  # (B, R, P, 3)
     normal = src.transpose(-1, -2) @ src + _RIDGE * torch.eye(3, device=src.device)
-    solve = torch.linalg.solve(normal, src.transpose(-1, -2))  # (B, R, 3, P): least squares for any target
+    solve = _solve3(normal, src.transpose(-1, -2))  # (B, R, 3, P): least squares for any target
     maps = torch.einsum("brkp,btpd->brtkd", solve, pose - centre)  # (B, R, T, 3, 2)
     content = torch.cat([refs_content - centre, torch.ones_like(refs_content[..., :1])], dim=-1)  # (B, R, C, 3)
     warped = torch.einsum("brck,brtkd->btcd", content, maps) / refs_pose.shape[1]
     return (warped + centre).to(dtype)
+
+
+def _solve3(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``torch.linalg.solve`` for (..., 3, 3) systems; in an ONNX export (which has no solve) the inverse by
+    cofactors, exact to float32 rounding for these well-conditioned normal matrices."""
+    if not torch.onnx.is_in_onnx_export():
+        return torch.linalg.solve(a, b)
+    rows = [a[..., i, :] for i in range(3)]
+    cof = torch.stack([torch.linalg.cross(rows[(j + 1) % 3], rows[(j + 2) % 3]) for j in range(3)], dim=-1)
+    det = (rows[0] * cof[..., :, 0]).sum(-1)[..., None, None]
+    return (cof / det) @ b

@@ -98,8 +98,13 @@ class ReferenceTokens(nn.Module):
         self.norm = nn.LayerNorm(channels)
 
     def forward(self, features: torch.Tensor, tags: torch.Tensor, batch: int) -> torch.Tensor:
-        if features.shape[-1] != self.ref_side:
-            features = F.adaptive_avg_pool2d(features, self.ref_side)
+        side = features.shape[-1]
+        if side != self.ref_side:
+            # A whole-number ratio pools the same as the adaptive pool, and ONNX export takes it.
+            if side % self.ref_side == 0:
+                features = F.avg_pool2d(features, side // self.ref_side)
+            else:
+                features = F.adaptive_avg_pool2d(features, self.ref_side)
         bk, c = features.shape[:2]
         # The positions stay float32 (a model loaded in half precision keeps its non-persistent buffers as built).
         tokens = features.flatten(2).transpose(1, 2) + self.pos.to(features.dtype)  # (B*K, r*r, C)

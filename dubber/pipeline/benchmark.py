@@ -30,6 +30,7 @@ class BenchReport:
     height: int
     steps: int
     device: str
+    runtime: str
     end_to_end_fps: float
     plain_reencode_fps: float
     slowdown_vs_reencode: float  # dub seconds / plain decode+encode seconds
@@ -65,6 +66,7 @@ def benchmark(pipe: DubbingPipeline, video: str | Path, audio: str | Path, **ove
         height=result.height,
         steps=opts.steps or pipe.renderer.default_steps,
         device=str(pipe.device),
+        runtime=pipe.runtime,
         end_to_end_fps=result.frames / total,
         plain_reencode_fps=plain_frames / plain_s,
         slowdown_vs_reencode=(total / result.frames) / (plain_s / plain_frames),

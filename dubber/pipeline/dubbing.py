@@ -26,6 +26,7 @@ from dubber.audio.streaming import StreamedFeatures, stream_features
 from dubber.errors import InputError, OutputError
 from dubber.face.aligner import FaceAligner
 from dubber.face.backend import FaceBackend
+from dubber.face.backends import make_backend
 from dubber.face.tracker import FaceTracker, TrackerOptions
 from dubber.log import get_logger
 from dubber.media.atomic import check_output_path
@@ -94,8 +95,11 @@ class DubbingPipeline:
         backend_factory: Callable[[], FaceBackend] | None = None,
         name: str = "custom",
         speech_encoder: SpeechEncoder | None = None,
+        runtime: str = "torch",
     ) -> None:
-        """``speech_encoder``: for a completer that reads speech features (default: the shipped encoder it names)."""
+        """``speech_encoder``: for a completer that reads speech features (default: the shipped encoder it names).
+        ``runtime``: "onnx" when the models are onnxruntime stand-ins (``dubber.runtime``), which cannot adapt."""
+        self.runtime = runtime
         self.landmarks = landmarks.eval()
         self.speech_encoder = speech_encoder
         if landmarks.config.audio_input != "mel" and landmarks.config.speech_encoder and speech_encoder is None:
@@ -119,18 +123,56 @@ class DubbingPipeline:
         dtype: str = "auto",
         options: DubOptions | None = None,
         backend_factory: Callable[[], FaceBackend] | None = None,
+        runtime: str = "torch",
     ) -> DubbingPipeline:
         """Weights by name from the weights folder (``DUB_WEIGHTS`` or the shipped ``weights/``), sha256-checked,
         or from a folder holding ``landmarks/`` and ``renderer/``. ``dtype`` applies to every model (the landmark
-        completer, its speech encoder, the renderer and its reference encoder)."""
+        completer, its speech encoder, the renderer and its reference encoder). ``runtime`` "onnx": the models run
+        with onnxruntime, from an export of ``dub export onnx`` or from these weights exported once into the cache
+        folder (``dubber.runtime.onnx_bundle``)."""
         from dubber.weights import load_landmark_model, load_renderer, resolve_bundle
 
+        if runtime == "onnx":
+            return cls._from_onnx(path_or_name, device, dtype, options, backend_factory)
+        if runtime != "torch":
+            raise InputError(None, f"unknown runtime {runtime!r}; choose from torch, onnx")
         dev = resolve_device(device)
         precision = resolve_dtype(dtype, dev)
         bundle = resolve_bundle(path_or_name)
         landmarks = load_landmark_model(bundle.landmarks, device=dev, dtype=precision)
         renderer = load_renderer(bundle.renderer, device=dev, dtype=precision)
         return cls(landmarks, renderer, options=options, backend_factory=backend_factory, name=bundle.name)
+
+    @classmethod
+    def _from_onnx(cls, weights, device: str, dtype: str, options, backend_factory) -> DubbingPipeline:
+        from dubber.pipeline.adaptation_cache import default_cache_dir
+        from dubber.runtime.onnx_bundle import load_onnx_models, onnx_export_for, providers, require_onnxruntime
+
+        require_onnxruntime()
+        if (dtype or "auto") not in ("auto", "float32"):
+            raise InputError(None, f"--dtype {dtype}: the ONNX graphs are float32 (--runtime torch for other dtypes)")
+        device = (device or "auto").strip().lower()
+        if device not in ("auto", "cpu", "cuda"):
+            raise InputError(None, f"--device {device}: with --runtime onnx give auto, cpu or cuda")
+        chosen = ["CPUExecutionProvider"] if device == "cpu" else providers()
+        if device == "cuda" and "CUDAExecutionProvider" not in chosen:
+            raise InputError(
+                None, "--device cuda: this onnxruntime has no CUDA provider (pip install 'dubber[onnx-gpu]')"
+            )
+        opts = options or DubOptions()
+        cache = Path(opts.cache_dir) if opts.cache_dir else default_cache_dir()
+        folder = onnx_export_for(weights, cache)
+        landmarks, renderer, speech = load_onnx_models(folder, chosen)
+        name = str(weights)
+        return cls(
+            landmarks,
+            renderer,
+            options=opts,
+            backend_factory=backend_factory,
+            name=name,
+            speech_encoder=speech,
+            runtime="onnx",
+        )
 
     def with_landmarks(self, landmarks: LandmarkCompleter | LandmarkEnsemble) -> DubbingPipeline:
         """This pipeline with another completer (an adapted one, say) and adaptation off."""
@@ -141,6 +183,7 @@ class DubbingPipeline:
             backend_factory=self.backend_factory,
             name=self.name,
             speech_encoder=self.speech_encoder,
+            runtime=self.runtime,
         )
 
     @property
@@ -222,7 +265,9 @@ class DubbingPipeline:
         if mode == "off":
             return self.landmarks
         problem = None
-        if job.still:
+        if self.runtime != "torch":
+            problem = f"the {self.runtime} runtime's exported graphs do not train (adapt with --runtime torch)"
+        elif job.still:
             problem = "a still image has no speech to learn from"
         elif job.media.audio is None:
             problem = "the video has no audio"
@@ -299,7 +344,14 @@ class DubbingPipeline:
             return motion.targets(0, timeline.dub_frames)
 
     def _analyse(self, job: _Job, spool: FrameSpool | None) -> VideoTrack:
-        backend = self.backend_factory() if self.backend_factory is not None else None
+        if self.backend_factory is not None:
+            backend = self.backend_factory()
+        else:  # None: the tracker makes (and closes) its own MediaPipe backend
+            backend = (
+                make_backend(job.opts.face_backend, job.opts.face_models)
+                if job.opts.face_backend != "mediapipe"
+                else None
+            )
         total = job.reader.frame_count
         report = (lambda n: job.progress("analyse", n, total)) if job.progress else None
         try:
@@ -398,12 +450,14 @@ class DubbingPipeline:
             timings=timings,
             settings={
                 "weights": self.name,
+                "runtime": self.runtime,
                 "steps": opts.steps or self.renderer.default_steps,
                 "seed": opts.seed,
                 "references": opts.references,
                 "guidance": opts.guidance,
                 "scheduler": opts.scheduler or self.renderer.scheduler_name,
                 "hint_warp": self.renderer.hint_warp,
+                "face_backend": opts.face_backend,
                 "reference_blend": self.renderer.reference_blend.to_dict()
                 if opts.reference_blend and self.renderer.reference_blend is not None
                 else None,

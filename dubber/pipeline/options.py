@@ -7,6 +7,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from dubber.errors import InputError
+from dubber.face.backends import FACE_BACKENDS
 from dubber.media.encode_options import X264_PRESETS
 from dubber.pipeline.timeline import FIT_MODES
 
@@ -35,6 +36,8 @@ class DubOptions:
     adapt: str = "off"  # fine-tune the landmark completer on the video's own speech first: "auto", "on" or "off"
     adapt_seconds: float = 30.0  # its time budget
     cache_dir: str | None = None  # where adapted models are kept (None: DUB_CACHE or the user's cache folder)
+    face_backend: str = "mediapipe"  # what finds the face: "mediapipe" or "insightface" (dubber.face.backends)
+    face_models: str | None = None  # insightface: the folder (or .onnx) of its detector; None: DUB_FACE_MODELS
 
     def __post_init__(self) -> None:
         problems = []
@@ -56,6 +59,16 @@ class DubOptions:
             problems.append(f"scheduler={self.scheduler!r} is not one of ddim, dpm++")
         if self.references not in ("nearest", "spread"):
             problems.append(f"references={self.references!r} is not one of nearest, spread")
+        if self.face_backend not in FACE_BACKENDS:
+            problems.append(f"face_backend={self.face_backend!r} is not one of {', '.join(FACE_BACKENDS)}")
+        elif self.face_backend == "insightface":  # a missing model folder is said before any video is read
+            from dubber.errors import FaceBackendError
+            from dubber.face.insightface_backend import detector_files
+
+            try:
+                detector_files(self.face_models)
+            except FaceBackendError as exc:
+                problems.append(str(exc))
         if self.adapt not in ADAPT_MODES:
             problems.append(f"adapt={self.adapt!r} is not one of {', '.join(ADAPT_MODES)}")
         if not 0 < self.adapt_seconds <= 3600:

@@ -230,8 +230,12 @@ class FaceRenderer:
         cls, folder: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
     ) -> FaceRenderer:
         folder = Path(folder)
-        settings = json.loads((folder / PIPELINE_CONFIG).read_text())
-        unet = RendererUNet.from_pretrained(folder / "unet", torch_dtype=dtype).to(device)
+        return cls.with_settings(RendererUNet.from_pretrained(folder / "unet", torch_dtype=dtype).to(device), folder)
+
+    @classmethod
+    def with_settings(cls, unet: RendererUNet, folder: str | Path) -> FaceRenderer:
+        """``unet`` (or another runtime's stand-in for it) with the sampler settings of ``folder``'s renderer.json."""
+        settings = json.loads((Path(folder) / PIPELINE_CONFIG).read_text())
         blend = settings.get("reference_blend")
         return cls(
             unet,
