@@ -177,3 +177,17 @@ def test_onnx_runtime_refusals_are_one_line(tiny_ensemble, tiny_export, tmp_path
     err = capsys.readouterr().err
     assert "denoise.onnx: sha256 mismatch" in err and "Traceback" not in err
     assert not (tmp_path / "o.mp4").exists()
+
+
+def test_a_failed_export_leaves_nothing_at_the_destination(tiny_ensemble, tmp_path, monkeypatch):
+    import dubber.export.onnx_export as onnx_export
+
+    monkeypatch.setenv("DUB_WEIGHTS", str(tiny_ensemble))
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the renderer would not trace")
+
+    monkeypatch.setattr(onnx_export, "_export_renderer", broken)  # after the landmark graphs are written
+    with pytest.raises(RuntimeError, match="would not trace"):
+        export_onnx("tiny-ensemble", tmp_path / "out")
+    assert list(tmp_path.iterdir()) == []

@@ -21,6 +21,7 @@ Every graph has a dynamic batch (the completer also a dynamic window length; the
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 import warnings
@@ -37,7 +38,6 @@ from dubber.export.onnx_graphs import (
     DenoiseGraph,
     ReferenceGraph,
     SpeechGraph,
-    token_sides,
 )
 from dubber.face.landmarks import N_POSE
 from dubber.log import get_logger
@@ -80,7 +80,8 @@ class OnnxExport:
         }
 
 
-def _folder_digest(folder: Path) -> dict[str, str]:
+def folder_digest(folder: Path) -> dict[str, str]:
+    """Each file's sha256 under ``folder``, by relative path."""
     return {str(p.relative_to(folder)): sha256_of(p) for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
@@ -162,18 +163,32 @@ def _export_landmarks(model, folder: Path, opset: int, gen: torch.Generator) -> 
 
 def export_onnx(bundle: str | Path, out: str | Path, *, opset: int = OPSET, overwrite: bool = False) -> OnnxExport:
     """Export the bundle's models (float32) to ``out``; each graph is run once with onnxruntime and compared with
-    torch, and the largest difference is kept in the manifest."""
-    from dubber.weights import load_landmark_model, load_renderer, load_speech_encoder
-
+    torch, and the largest difference is kept in the manifest. Written under a temporary name and renamed at the
+    end: ``out`` never holds a partial export."""
     try:
         import onnxruntime  # noqa: F401
     except ImportError:
         raise InputError(None, "ONNX export needs onnx and onnxruntime: pip install 'dubber[onnx]'") from None
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise InputError(out, "exists and is not empty (pass --overwrite to replace it)")
-        shutil.rmtree(out)
+    if out.exists() and not out.is_dir():
+        raise InputError(out, "is a file; the export is a folder")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise InputError(out, "exists and is not empty (pass --overwrite to replace it)")
+    partial = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        result = _export_into(bundle, partial, opset)
+        shutil.rmtree(out, ignore_errors=True)
+        os.replace(partial, out)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    result.folder = out
+    return result
+
+
+def _export_into(bundle: str | Path, out: Path, opset: int) -> OnnxExport:
+    from dubber.weights import load_landmark_model, load_renderer, load_speech_encoder
+
     started = time.perf_counter()
     source = resolve_bundle(bundle)
     landmarks = load_landmark_model(source.landmarks)
@@ -182,8 +197,8 @@ def export_onnx(bundle: str | Path, out: str | Path, *, opset: int = OPSET, over
     result = OnnxExport(out, opset)
     result.source = {
         "bundle": source.name,
-        "landmarks": _folder_digest(Path(source.landmarks)),
-        "renderer": _folder_digest(Path(source.renderer)),
+        "landmarks": folder_digest(Path(source.landmarks)),
+        "renderer": folder_digest(Path(source.renderer)),
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / "landmarks").mkdir(parents=True)
@@ -269,4 +284,4 @@ def _mask(size: int) -> np.ndarray:
     return lower_face_mask(size)[None, None].astype(np.float32)
 
 
-__all__ = ["OnnxExport", "ExportedGraph", "export_onnx", "MANIFEST_NAME", "FORMAT", "OPSET", "token_sides"]
+__all__ = ["OnnxExport", "ExportedGraph", "export_onnx", "folder_digest", "MANIFEST_NAME", "FORMAT", "OPSET"]

@@ -344,14 +344,8 @@ class DubbingPipeline:
             return motion.targets(0, timeline.dub_frames)
 
     def _analyse(self, job: _Job, spool: FrameSpool | None) -> VideoTrack:
-        if self.backend_factory is not None:
-            backend = self.backend_factory()
-        else:  # None: the tracker makes (and closes) its own MediaPipe backend
-            backend = (
-                make_backend(job.opts.face_backend, job.opts.face_models)
-                if job.opts.face_backend != "mediapipe"
-                else None
-            )
+        factory = self.backend_factory
+        backend = factory() if factory is not None else make_backend(job.opts.face_backend, job.opts.face_models)
         total = job.reader.frame_count
         report = (lambda n: job.progress("analyse", n, total)) if job.progress else None
         try:

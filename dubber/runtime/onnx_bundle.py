@@ -10,11 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 from pathlib import Path
 
 from dubber.errors import InputError, WeightsError
-from dubber.export.onnx_export import FORMAT, MANIFEST_NAME, OPSET, export_onnx
+from dubber.export.onnx_export import FORMAT, MANIFEST_NAME, OPSET, export_onnx, folder_digest
 from dubber.log import get_logger
 from dubber.models.landmark_completer import LandmarkCompleterConfig
 from dubber.models.landmark_ensemble import LandmarkEnsemble
@@ -90,16 +89,13 @@ def export_key(weights: str | Path) -> str:
 
     bundle = resolve_bundle(weights)
     h = hashlib.sha256(f"{OPSET} {torch.__version__} {FORMAT}".encode())
-    folders = [Path(bundle.landmarks), Path(bundle.renderer)]
-    speech = json.loads((Path(bundle.landmarks) / CONFIG_NAME).read_text())
-    for member in speech.get("members", {}) or [None]:
+    landmarks = json.loads((Path(bundle.landmarks) / CONFIG_NAME).read_text())
+    for member in landmarks.get("members", {}) or [None]:
         cfg = json.loads((Path(bundle.landmarks) / (member or "") / CONFIG_NAME).read_text())
         if cfg.get("speech_encoder"):
             h.update(f"speech {cfg['speech_encoder']} {cfg.get('speech_layer', 0)}".encode())
-    for folder in folders:
-        for p in sorted(folder.rglob("*")):
-            if p.is_file():
-                h.update(str(p.relative_to(folder)).encode() + sha256_of(p).encode())
+    for folder in (Path(bundle.landmarks), Path(bundle.renderer)):
+        h.update(json.dumps(folder_digest(folder), sort_keys=True).encode())
     return h.hexdigest()[:32]
 
 
@@ -116,15 +112,8 @@ def onnx_export_for(weights: str | Path, cache_dir: Path) -> Path:
     folder = cache_dir / "onnx" / export_key(weights)
     if is_onnx_export(folder):
         return folder
-    partial = folder.with_name(f".{folder.name}.partial")
-    shutil.rmtree(partial, ignore_errors=True)
     log.info("exporting the %s weights to ONNX once, into %s", weights, folder)
-    try:
-        export_onnx(weights, partial)
-        shutil.rmtree(folder, ignore_errors=True)
-        os.replace(partial, folder)
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
+    export_onnx(weights, folder, overwrite=True)  # written under a temporary name, renamed at the end
     return folder
 
 
