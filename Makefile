@@ -8,7 +8,7 @@ MEDIAPIPE_SPEC ?= mediapipe==0.10.21
 INSIGHTFACE_SPEC ?= insightface==2.1
 STAMP := $(VENV)/.dubber-installed
 
-.PHONY: setup test test-all lint bench bench-renderer bench-dub bench-long-audio bench-runtimes demo clean prep train-landmarks eval-landmarks train-renderer \
+.PHONY: setup test test-all lint bench bench-renderer bench-dub bench-long-audio bench-runtimes bench-throughput demo clean prep train-landmarks eval-landmarks train-renderer \
 	eval-renderer train-joint eval-dub train-landmarks-speech ship-landmarks
 
 setup: $(STAMP)
@@ -50,6 +50,7 @@ bench: setup
 	$(BIN)/python benchmarks/bench_dub.py
 	$(BIN)/python benchmarks/bench_long_audio.py
 	$(BIN)/python benchmarks/bench_runtimes.py
+	$(BIN)/python benchmarks/bench_throughput.py
 
 bench-dub: setup
 	$(BIN)/python benchmarks/bench_dub.py $(if $(DEVICE),--device $(DEVICE))
@@ -59,6 +60,9 @@ bench-long-audio: setup
 
 bench-runtimes: setup
 	$(BIN)/python benchmarks/bench_runtimes.py
+
+bench-throughput: setup
+	$(BIN)/python benchmarks/bench_throughput.py $(if $(BASELINE),--baseline $(BASELINE))
 
 bench-renderer: setup
 	$(BIN)/python benchmarks/bench_renderer.py $(if $(DEVICE),--device $(DEVICE))

@@ -54,13 +54,15 @@ def free_cores(
     return max(1, min(cores, int(idle + 0.5)))
 
 
-def use_free_cores() -> int:
-    """Set torch's thread count to the free cores (``OMP_NUM_THREADS``, when set, wins); returns the count."""
+def use_free_cores(reserve: int = 0) -> int:
+    """Set torch's thread count to the free cores less ``reserve`` (at least 1; ``OMP_NUM_THREADS``, when set,
+    wins); returns the count. A dub whose stages overlap reserves a core for decoding and encoding."""
     import torch
 
     if os.environ.get("OMP_NUM_THREADS"):
         return torch.get_num_threads()
-    threads = free_cores()
+    free = free_cores()
+    threads = max(1, free - reserve)
     torch.set_num_threads(threads)
-    log.info("torch uses %d thread(s): %d of %d usable cores free", threads, threads, usable_cores())
+    log.info("torch uses %d thread(s): %d of %d usable cores free", threads, free, usable_cores())
     return threads

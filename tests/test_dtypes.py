@@ -132,3 +132,13 @@ def test_a_model_copied_to_half_precision_keeps_float32_positions():
     assert {b.dtype for b in unet.buffers()} == {torch.float32}
     out = renderer(crops, lmk, refs, ref_lmk, steps=1, seed=0)
     assert out.dtype == torch.float32 and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_on_the_cpu_is_bfloat16_only_where_the_cpu_has_it(monkeypatch, native):
+    from dubber.pipeline import options
+
+    assert isinstance(options.native_bfloat16(), bool)  # the probe answers on any CPU
+    monkeypatch.setattr(options, "native_bfloat16", lambda: native)
+    assert options.resolve_dtype("auto", "cpu") == (torch.bfloat16 if native else torch.float32)
+    assert options.resolve_dtype("float32", "cpu") == torch.float32

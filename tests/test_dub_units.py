@@ -11,13 +11,15 @@ import torch
 from dubber.audio.features import AudioFeatures
 from dubber.errors import InputError
 from dubber.face.aligner import Similarity, apply_affine, invert_affine
+from dubber.media.video_reader import VideoReader
 from dubber.models import LandmarkCompleter, LandmarkCompleterConfig
 from dubber.models.landmark_sequence import predict_sequence
 from dubber.pipeline import DubOptions, Timeline
 from dubber.pipeline.compositor import CompositeOptions, Compositor
-from dubber.pipeline.frame_source import FrameSpool
+from dubber.pipeline.frame_source import FrameSpool, frames_in_order
 from dubber.pipeline.motion import MotionPlanner
 from dubber.render.face_mask import LOWER_FACE_POLYGON, lower_face_mask
+from tests.media_factory import make_video
 
 
 # -- timeline -------------------------------------------------------------------------------------------------------
@@ -116,16 +118,50 @@ def test_chunked_motion_equals_the_whole_sequence():
 
 
 # -- spool and options ----------------------------------------------------------------------------------------------
-def test_frame_spool_reads_frames_back_by_index(tmp_path):
-    spool = FrameSpool(6, 4, 3, folder=tmp_path)
+def test_frame_spool_keeps_the_wanted_frames_and_reads_them_back_by_index(tmp_path):
+    spool = FrameSpool(6, 4, [2, 0], folder=tmp_path)
     frames = [np.full((4, 6, 3), i * 40, np.uint8) + np.arange(6, dtype=np.uint8)[None, :, None] for i in range(3)]
-    for f in frames:
-        spool.append(f)
-    for i in (2, 0, 1, 2):
+    for i, f in enumerate(frames):
+        spool.offer(i, f)
+    assert spool.holds([0, 2]) and not spool.holds([1])
+    for i in (2, 0, 2):
         np.testing.assert_array_equal(spool.read(i), frames[i])
     with pytest.raises(IndexError):
-        spool.read(3)
+        spool.read(1)
     spool.close()
+
+
+@pytest.mark.parametrize(
+    ("fit", "dub", "expected"),
+    [
+        ("pingpong", 6, []),  # equal length: one forward pass
+        ("pingpong", 8, [3, 4]),  # two frames longer: the way back
+        ("pingpong", 40, [0, 1, 2, 3, 4, 5]),
+        ("loop", 8, [0, 1]),
+        ("freeze", 40, []),
+    ],
+)
+def test_timeline_revisits_only_what_a_forward_decode_cannot_give(fit, dub, expected):
+    timeline = Timeline(6, dub, fit)
+    assert timeline.revisited() == expected
+    # every frame the output shows after a later one is among them
+    order = timeline.source_indices()
+    late = {s for k, s in enumerate(order) if s < max(order[: k + 1])}
+    assert late <= set(expected)
+
+
+def test_frames_in_order_decodes_forward_and_reads_the_spool_only_for_revisits(tmp_path):
+    video = make_video(tmp_path / "v.mp4", frames=6, width=32, height=24)
+    timeline = Timeline(6, 9, "pingpong")
+    decoded = [f.image for f in VideoReader(video)]
+    spool = FrameSpool(32, 24, timeline.revisited(), folder=tmp_path)
+    for i, image in enumerate(decoded):
+        spool.offer(i, image)
+    got = list(frames_in_order(VideoReader(video), timeline.source_indices(), spool))
+    for image, s in zip(got, timeline.source_indices(), strict=True):
+        np.testing.assert_array_equal(image, decoded[s])
+    with pytest.raises(ValueError, match="without a spool"):
+        list(frames_in_order(VideoReader(video), timeline.source_indices(), None))
 
 
 def test_dub_options_validate_in_one_line():

@@ -53,6 +53,7 @@ def batch_command(
     crf: int = o.CRF,
     preset: str = o.PRESET,
     overwrite: bool = o.OVERWRITE,
+    overlap: bool = o.OVERLAP,
     json_out: bool = typer.Option(False, "--json", help="One JSON line per item, then a summary line, on stdout."),
     ray_address: str | None = typer.Option(
         None,
@@ -94,6 +95,7 @@ def batch_command(
         cache_dir=cache_dir,
         face_backend=face_backend,
         face_models=face_models,
+        overlap=overlap,
     )
     counts = {"ok": 0, "skipped": 0, "failed": 0}
 

@@ -20,6 +20,7 @@ def bench_command(
     runtime: str = o.RUNTIME,
     steps: int | None = o.STEPS,
     batch_size: int = o.BATCH,
+    overlap: bool = o.OVERLAP,
     json_out: bool = o.JSON_OUT,
 ) -> None:
     """Measure the dub's speed per stage and its peak memory, against a plain decode + encode of the same clip."""
@@ -37,6 +38,7 @@ def bench_command(
         crf=18,
         preset="medium",
         overwrite=True,
+        overlap=overlap,
     )
     pipe = o.load_pipeline(weights, device, dtype, options, runtime)
     o.threads_for(pipe)
@@ -59,6 +61,7 @@ def bench_command(
     stderr.print(t)
     gpu = f", GPU peak {report.peak_gpu_mb:.0f} MiB" if report.peak_gpu_mb is not None else ""
     stderr.print(
-        f"{report.slowdown_vs_reencode:.1f}x the time of a plain re-encode; peak memory "
+        f"{report.slowdown_vs_reencode:.1f}x the time of a plain re-encode; stages busy {report.overlap:.2f}x the "
+        f"wall time ({report.wall_seconds:.1f} s); peak memory "
         f"{report.peak_rss_mb:.0f} MiB{gpu}"
     )

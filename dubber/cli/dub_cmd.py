@@ -44,6 +44,7 @@ def dub_command(
     crf: int = o.CRF,
     preset: str = o.PRESET,
     overwrite: bool = o.OVERWRITE,
+    overlap: bool = o.OVERLAP,
     json_out: bool = o.JSON_OUT,
     verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More logging (-vv: debug)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Errors only."),
@@ -70,6 +71,7 @@ def dub_command(
         cache_dir=cache_dir,
         face_backend=face_backend,
         face_models=face_models,
+        overlap=overlap,
     )
     pipe = o.load_pipeline(weights, device, dtype, options, runtime)
     o.threads_for(pipe)

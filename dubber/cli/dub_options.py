@@ -21,7 +21,8 @@ RUNTIME = typer.Option(
 DTYPE = typer.Option(
     "auto",
     "--dtype",
-    help="The models' precision: auto (float16 on CUDA, float32 on the CPU), float32, float16 (CUDA) or bfloat16.",
+    help="The models' precision: auto (float16 on CUDA; bfloat16 on a CPU that has it natively, else float32), "
+    "float32, float16 (CUDA) or bfloat16.",
 )
 STEPS = typer.Option(
     None,
@@ -78,6 +79,11 @@ KEEP_ORIGINAL = typer.Option(False, "--keep-original-audio", help="Add the sourc
 CRF = typer.Option(18, "--crf", min=0, max=51, help="x264 quality (lower: better and bigger).")
 PRESET = typer.Option("medium", "--preset", help="x264 preset: ultrafast ... veryslow.")
 OVERWRITE = typer.Option(False, "--overwrite", help="Replace an existing output file.")
+OVERLAP = typer.Option(
+    True,
+    "--overlap/--no-overlap",
+    help="Decode, run the models and encode at once, in threads (the same output bytes either way).",
+)
 JSON_OUT = typer.Option(False, "--json", help="Print the result as JSON on stdout.")
 
 
@@ -101,6 +107,7 @@ def dub_options(
     cache_dir=None,
     face_backend="mediapipe",
     face_models=None,
+    overlap=True,
 ):
     from dubber.pipeline.options import DubOptions
 
@@ -123,6 +130,7 @@ def dub_options(
         cache_dir=None if cache_dir is None else str(cache_dir),
         face_backend=face_backend,
         face_models=None if face_models is None else str(face_models),
+        overlap=overlap,
     )
 
 
@@ -133,11 +141,12 @@ def load_pipeline(weights: str, device: str, dtype: str, options, runtime: str =
 
 
 def threads_for(pipe) -> None:
-    """On the CPU, torch's threads follow the cores free now (``dubber.cpu_threads``)."""
+    """On the CPU, torch's threads follow the cores free now (``dubber.cpu_threads``), one left to decoding and
+    encoding when the dub's stages overlap."""
     if pipe.device.type == "cpu":
         from dubber.cpu_threads import use_free_cores
 
-        use_free_cores()
+        use_free_cores(reserve=1 if pipe.options.overlap else 0)
 
 
 class DubProgress:

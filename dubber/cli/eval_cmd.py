@@ -29,6 +29,9 @@ def eval_dub_command(
     per_speaker: int = typer.Option(0, "--per-speaker", min=0, help="At most this many clips per speaker (0: all)."),
     steps: int | None = typer.Option(None, "--steps", min=1, help="Denoising steps (default: the weights' own)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    dtype: str = typer.Option(
+        "float32", "--dtype", help="The models' precision (float32 by default, so scores do not depend on the CPU)."
+    ),
     preset: str = typer.Option("veryfast", "--preset", help="x264 preset of the scored outputs (CRF 18)."),
     protocol: str = typer.Option(
         "reconstruction",
@@ -78,11 +81,12 @@ def eval_dub_command(
                 kept.append(c)
         clips = kept
     options = DubOptions(steps=steps, preset=preset, adapt=adapt if protocol == "split" else "off")
-    pipe = DubbingPipeline.from_pretrained(weights, device=device, options=options)
+    pipe = DubbingPipeline.from_pretrained(weights, device=device, dtype=dtype, options=options)
     settings = {
         "weights": weights,
         "steps": steps or pipe.renderer.default_steps,
         "device": str(pipe.device),
+        "dtype": str(pipe.renderer.dtype).removeprefix("torch."),
         "split": chosen,
         "per_speaker": per_speaker,
         "crf": 18,

@@ -190,14 +190,39 @@ class LandmarkCompleter(nn.Module):
         dtype: the networks read them in their weights' dtype.
         """
         b, t = audio.shape[:2]
-        r = refs.shape[1]
+        audio_tok, pose_tok = self.encode_frames(audio.reshape(b * t, *audio.shape[2:]), pose.reshape(b * t, N_POSE, 2))
         d = self.config.d_model
-        ref_tok = self.ref_encoder(refs.reshape(b * r, N_POINTS, 2)).reshape(b, r, d) + self.modality[0]
+        return self.decode(
+            self.encode_references(refs), audio_tok.reshape(b, t, d), pose_tok.reshape(b, t, d), refs, pose
+        )
+
+    def encode_references(self, refs: torch.Tensor) -> torch.Tensor:
+        """(B, R, 131, 2) reference point sets -> (B, R, d) tokens."""
+        b, r = refs.shape[:2]
+        return self.ref_encoder(refs.reshape(b * r, N_POINTS, 2)).reshape(b, r, -1) + self.modality[0]
+
+    def encode_frames(self, audio: torch.Tensor, pose: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per frame, (N, steps, features) audio windows and (N, 74, 2) pose points -> (N, d) audio and pose
+        tokens (before the window's time position is added). Each frame's tokens depend on that frame alone, so a
+        sequence's overlapping windows can share them (``dubber.models.landmark_sequence``)."""
+        audio_tok = self.mel_encoder(audio.to(self.modality.dtype)) + self.modality[1]
+        pose_tok = self.pose_encoder(pose) + self.modality[2]
+        return audio_tok, pose_tok
+
+    def decode(
+        self,
+        ref_tok: torch.Tensor,
+        audio_tok: torch.Tensor,
+        pose_tok: torch.Tensor,
+        refs: torch.Tensor,
+        pose: torch.Tensor,
+    ) -> torch.Tensor:
+        """Windows of tokens, ref_tok (B, R, d), audio_tok and pose_tok (B, T, d), with their refs (B, R, 131, 2)
+        and pose (B, T, 74, 2) -> content (B, T, 57, 2), float32."""
+        b, t = audio_tok.shape[:2]
+        r = ref_tok.shape[1]
         pos = self.time_pos[:t]
-        audio = audio.to(self.modality.dtype)
-        audio_tok = self.mel_encoder(audio.reshape(b * t, *audio.shape[2:])).reshape(b, t, d) + self.modality[1] + pos
-        pose_tok = self.pose_encoder(pose.reshape(b * t, N_POSE, 2)).reshape(b, t, d) + self.modality[2] + pos
-        x = self.norm(self.encoder(torch.cat([ref_tok, audio_tok, pose_tok], dim=1)))
+        x = self.norm(self.encoder(torch.cat([ref_tok, audio_tok + pos, pose_tok + pos], dim=1)))
         lips = self.lip_head(x[:, r : r + t]).reshape(b, t, N_LIPS, 2)
         jaw = self.jaw_head(x[:, r + t :]).reshape(b, t, N_JAW, 2)
         # The base and the sum stay float32 whatever the weights' precision: only the learned offsets, a few

@@ -43,14 +43,29 @@ def predict_sequence(
     acc = np.zeros((total, N_CONTENT, 2), np.float64)
     hits = np.zeros(total, np.float64)
     refs_t = torch.as_tensor(refs, dtype=torch.float32, device=device)[None]
+    pose_t = torch.as_tensor(pos, dtype=torch.float32, device=device)
+    shared = isinstance(model, LandmarkCompleter)  # not an onnxruntime stand-in, which runs whole windows
+    if shared:
+        # Each frame's audio and pose tokens, and the references' tokens, once: the T windows covering a frame
+        # share them (5 x fewer encoder passes at T = 5; the 15 references once per sequence, not per window).
+        pose_t = torch.as_tensor(pos, dtype=torch.float32, device=device)
+        ref_tok = model.encode_references(refs_t)
+        audio_tok, pose_tok = model.encode_frames(torch.as_tensor(audio, dtype=torch.float32, device=device), pose_t)
     for i in range(0, len(starts), batch_size):
         chunk = starts[i : i + batch_size]
         idx = np.asarray(chunk)[:, None] + np.arange(t)[None]
-        out = model(
-            torch.as_tensor(audio[idx], dtype=torch.float32, device=device),
-            torch.as_tensor(pos[idx], dtype=torch.float32, device=device),
-            refs_t.expand(len(chunk), -1, -1, -1),
-        )
+        b = len(chunk)
+        if shared:
+            rows = torch.as_tensor(idx, device=device)
+            out = model.decode(
+                ref_tok.expand(b, -1, -1), audio_tok[rows], pose_tok[rows], refs_t.expand(b, -1, -1, -1), pose_t[rows]
+            )
+        else:
+            out = model(
+                torch.as_tensor(audio[idx], dtype=torch.float32, device=device),
+                torch.as_tensor(pos[idx], dtype=torch.float32, device=device),
+                refs_t.expand(b, -1, -1, -1),
+            )
         out_np = out.float().cpu().numpy()
         np.add.at(acc, idx.reshape(-1), out_np.reshape(-1, N_CONTENT, 2))
         np.add.at(hits, idx.reshape(-1), 1.0)

@@ -8,7 +8,8 @@ renderer's references are chosen once the whole video has been seen.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -18,9 +19,10 @@ from dubber.face.aligner import FaceAligner
 from dubber.face.landmarks import ALL_INDICES, mouth_opening
 from dubber.face.tracker import FaceTracker, TrackedFace
 from dubber.media.heap import HeapTrimmer
-from dubber.media.video_reader import VideoReader
+from dubber.media.video_reader import Frame, VideoReader
 from dubber.models.reference_choice import spread_references
 from dubber.pipeline.frame_source import FrameSpool
+from dubber.pipeline.overlap import Prefetcher
 
 _ALL = np.asarray(ALL_INDICES)
 # Frames turned further than this are tracked and dubbed, but not used as references (the frontal crop is poor).
@@ -108,21 +110,36 @@ def analyse_video(
     *,
     spool: FrameSpool | None = None,
     progress: Callable[[int], None] | None = None,
+    overlap: bool = False,
 ) -> VideoTrack:
-    rows = _FrameRows(reader.frame_count)
-    pool = ReferencePool()
-    decode_s = track_s = 0.0
-    frames = iter(reader)
-    trim = HeapTrimmer()
+    """Track the face in every frame of ``reader``; ``overlap``: decode in a thread ahead of the tracker."""
+    seconds = {"decode": 0.0, "track": 0.0}
+    with ExitStack() as stack:
+        frames = _timed(reader, seconds)
+        if overlap:
+            frames = stack.enter_context(Prefetcher(frames, depth=4, name="analyse-decode"))
+        return _track_frames(frames, reader.frame_count, tracker, aligner, spool, progress, seconds)
+
+
+def _timed(frames: Iterable[Frame], seconds: dict[str, float]) -> Iterator[Frame]:
+    it = iter(frames)
     while True:
         t0 = time.perf_counter()
-        frame = next(frames, None)
-        t1 = time.perf_counter()
-        decode_s += t1 - t0
+        frame = next(it, None)
+        seconds["decode"] += time.perf_counter() - t0
         if frame is None:
-            break
+            return
+        yield frame
+
+
+def _track_frames(frames, expected, tracker, aligner, spool, progress, seconds) -> VideoTrack:
+    rows = _FrameRows(expected)
+    pool = ReferencePool()
+    trim = HeapTrimmer()
+    for frame in frames:
+        t0 = time.perf_counter()
         if spool is not None:
-            spool.append(frame.image)
+            spool.offer(frame.index, frame.image)
         face: TrackedFace | None = tracker.step(frame).face
         if face is None:
             rows.add(frame.time, None, None, np.nan, False)
@@ -136,10 +153,10 @@ def analyse_video(
             crop = partial(aligner.crop, frame.image, face.transform)  # made only if the pool keeps the frame
             pool.offer(frame.index, o, turn, crop, unit)
         trim()
-        track_s += time.perf_counter() - t1
+        seconds["track"] += time.perf_counter() - t0
         if progress is not None:
             progress(rows.count)
-    track = rows.track(pool, {"decode": decode_s, "track": track_s})
+    track = rows.track(pool, dict(seconds))
     track.most_faces = tracker.most_faces
     return track
 

@@ -34,7 +34,9 @@ class BenchReport:
     end_to_end_fps: float
     plain_reencode_fps: float
     slowdown_vs_reencode: float  # dub seconds / plain decode+encode seconds
-    stage_seconds: dict[str, float] = field(default_factory=dict)
+    wall_seconds: float = 0.0  # the dub, end to end
+    overlap: float = 0.0  # the stages' busy seconds over the wall time: above 1 where stages ran at once
+    stage_seconds: dict[str, float] = field(default_factory=dict)  # each stage's busy time
     stage_fps: dict[str, float] = field(default_factory=dict)
     peak_rss_mb: float = 0.0
     peak_gpu_mb: float | None = None
@@ -70,6 +72,8 @@ def benchmark(pipe: DubbingPipeline, video: str | Path, audio: str | Path, **ove
         end_to_end_fps=result.frames / total,
         plain_reencode_fps=plain_frames / plain_s,
         slowdown_vs_reencode=(total / result.frames) / (plain_s / plain_frames),
+        wall_seconds=round(total, 3),
+        overlap=round(sum(stages.values()) / total, 3),
         stage_seconds={k: round(v, 3) for k, v in stages.items()},
         stage_fps={k: round(result.frames / v, 2) for k, v in stages.items() if v > 0},
         peak_rss_mb=round(peak_rss_mb(), 1),

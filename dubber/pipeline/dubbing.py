@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,6 @@ from dubber.face.tracker import FaceTracker, TrackerOptions
 from dubber.log import get_logger
 from dubber.media.atomic import check_output_path
 from dubber.media.encode_options import VideoEncodeOptions, container_format_for
-from dubber.media.heap import HeapTrimmer
 from dubber.media.probe import MediaInfo, probe_media
 from dubber.media.video_reader import VideoReader
 from dubber.media.video_writer import VideoWriter
@@ -42,6 +42,7 @@ from dubber.pipeline.adaptation import MIN_SPEECH_SECONDS, AdaptationSettings, a
 from dubber.pipeline.adaptation_cache import AdaptationCache, entry_key
 from dubber.pipeline.analysis import VideoTrack, analyse_video
 from dubber.pipeline.audio_tracks import output_audio
+from dubber.pipeline.dub_pass import DubPassSettings, write_frames
 from dubber.pipeline.face_redraw import FaceRedrawer, ReferenceSet, add_time
 from dubber.pipeline.frame_source import FrameSpool, frames_in_order
 from dubber.pipeline.motion import MotionPlanner
@@ -238,7 +239,7 @@ class DubbingPipeline:
             job.audio_seconds, job.features = streamed.seconds, streamed.features
             add_time(job.timings, "audio", t0)  # decoding, and the speech encoder where the completer reads it
             job.reader = reader = VideoReader(job.video, info=job.media)
-            # Spool frames in the analysis pass when the output will need them out of order.
+            # Spool, in the analysis pass, the frames the output will show again after later ones.
             estimate = Timeline.plan(
                 max(1, reader.frame_count), job.audio_seconds, float(reader.fps), opts.fit, opts.keep_rest
             )
@@ -247,15 +248,16 @@ class DubbingPipeline:
                 track = analysis  # a spool, when one is needed, is filled below by decoding once more
             else:
                 if not estimate.forward_only:
-                    spool = cleanup.enter_context(closing(FrameSpool(*reader.size, estimate.source_frames)))
+                    spool = cleanup.enter_context(closing(FrameSpool(*reader.size, estimate.revisited())))
                 track = self._analyse(job, spool)
             job.still = track.frames == 1
             job.fps = float(opts.fps) if job.still else float(reader.fps)
             timeline = Timeline.plan(track.frames, job.audio_seconds, job.fps, opts.fit, opts.keep_rest)
-            if not timeline.forward_only and spool is None:  # given an analysis, or the container under-declared
-                spool = cleanup.enter_context(closing(FrameSpool(*reader.size, track.frames)))
+            revisited = timeline.revisited()
+            if revisited and (spool is None or not spool.holds(revisited)):  # given an analysis, or a container
+                spool = cleanup.enter_context(closing(FrameSpool(*reader.size, revisited)))  # that miscounted
                 for frame in reader:
-                    spool.append(frame.image)
+                    spool.offer(frame.index, frame.image)
             return self._write(job, track, timeline, spool, self.adapted_landmarks(job, track))
 
     def adapted_landmarks(self, job: _Job, track: VideoTrack) -> LandmarkCompleter | LandmarkEnsemble:
@@ -351,7 +353,12 @@ class DubbingPipeline:
         try:
             with FaceTracker(backend, TrackerOptions(face_index=job.opts.face_index)) as tracker:
                 track = analyse_video(
-                    job.reader, tracker, FaceAligner(self.renderer.size), spool=spool, progress=report
+                    job.reader,
+                    tracker,
+                    FaceAligner(self.renderer.size),
+                    spool=spool,
+                    progress=report,
+                    overlap=job.opts.overlap,
                 )
         finally:
             if backend is not None:
@@ -410,23 +417,16 @@ class DubbingPipeline:
             audio=output_audio(job.audio, job.media, timeline, job.fps, keep_original=opts.keep_original_audio),
             overwrite=opts.overwrite,
         )
-        faces = 0
-        trim = HeapTrimmer()
         with writer:
-            source = frames_in_order(reader, (timeline.source_index(i) for i in range(timeline.total_frames)), spool)
-            for start in range(0, timeline.total_frames, opts.batch_size):
-                stop = min(start + opts.batch_size, timeline.total_frames)
-                t0 = time.perf_counter()
-                images = [next(source).copy() for _ in range(start, stop)]
-                add_time(timings, "decode", t0)
-                faces += redraw(images, start) if redraw is not None else 0
-                trim(len(images))
-                t0 = time.perf_counter()
-                for image in images:
-                    writer.write(image)
-                add_time(timings, "encode", t0)
-                if job.progress is not None:
-                    job.progress("dub", stop, timeline.total_frames)
+            faces = write_frames(
+                frames_in_order(reader, (timeline.source_index(i) for i in range(timeline.total_frames)), spool),
+                timeline.total_frames,
+                redraw,
+                writer,
+                DubPassSettings(opts.batch_size, opts.overlap),
+                timings,
+                None if job.progress is None else partial(job.progress, "dub"),
+            )
             t0 = time.perf_counter()
         add_time(timings, "encode", t0)  # flushing the encoder and the audio
         timings["total"] = time.perf_counter() - job.started

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 
@@ -18,9 +19,24 @@ from dubber.pipeline.options import DubOptions
 from dubber.pipeline.timeline import Timeline
 from dubber.render.image_tensors import to_model_range, to_uint8
 
+_TIMINGS_LOCK = threading.Lock()  # the stages of a pass run in several threads (dubber.pipeline.overlap)
+
 
 def add_time(timings: dict[str, float], key: str, t0: float) -> None:
-    timings[key] = timings.get(key, 0.0) + time.perf_counter() - t0
+    """Add the seconds since ``t0`` to ``timings[key]``: a stage's busy time."""
+    seconds = time.perf_counter() - t0
+    with _TIMINGS_LOCK:
+        timings[key] = timings.get(key, 0.0) + seconds
+
+
+@dataclass
+class DrawnFaces:
+    """A chunk's redrawn faces, waiting to be pasted into its frames."""
+
+    todo: list[int]  # output frame indices
+    rendered: np.ndarray  # (F, S, S, 3) uint8
+    crops: np.ndarray  # (F, S, S, 3) uint8: what the renderer was given
+    transforms: list[Similarity]
 
 
 @dataclass
@@ -93,11 +109,16 @@ class FaceRedrawer:
 
     def __call__(self, images: list[np.ndarray], start: int) -> int:
         """Redraw output frames ``start..start+len(images)-1`` that are dubbed and show a face; returns how many."""
+        drawn = self.draw(images, start)
+        return self.paste(images, start, drawn)
+
+    def draw(self, images: list[np.ndarray], start: int) -> DrawnFaces | None:
+        """The models' part for output frames ``start..``: target landmarks, aligned crops, the renderer."""
         timeline, opts = self.timeline, self.opts
         stop = min(start + len(images), timeline.dub_frames)
         todo = [i for i in range(start, stop) if self.track.has_face[timeline.source_index(i)]]
         if not todo:
-            return 0
+            return None
         t0 = time.perf_counter()
         targets = torch.from_numpy(self.motion.targets(start, stop)[np.asarray(todo) - start])
         add_time(self.timings, "landmarks", t0)
@@ -127,10 +148,16 @@ class FaceRedrawer:
             scheduler=opts.scheduler,
             blend=opts.reference_blend,
         )
-        rendered = to_uint8(rendered)
+        drawn = DrawnFaces(todo, to_uint8(rendered), crops, transforms)
         add_time(self.timings, "render", t0)
+        return drawn
+
+    def paste(self, images: list[np.ndarray], start: int, drawn: DrawnFaces | None) -> int:
+        """Paste ``drawn`` into the chunk's ``images`` (output frames ``start..``) in place; returns how many."""
+        if drawn is None:
+            return 0
         t0 = time.perf_counter()
-        for k, i in enumerate(todo):
-            self.compositor.paste(images[i - start], rendered[k], crops[k], transforms[k])
+        for k, i in enumerate(drawn.todo):
+            self.compositor.paste(images[i - start], drawn.rendered[k], drawn.crops[k], drawn.transforms[k])
         add_time(self.timings, "composite", t0)
-        return len(todo)
+        return len(drawn.todo)

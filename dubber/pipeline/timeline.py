@@ -50,6 +50,17 @@ class Timeline:
         """Whether source frames are needed in non-decreasing order (one decoding pass is enough)."""
         return not self.extended or self.fit == "freeze" or self.source_frames == 1
 
+    def revisited(self) -> list[int]:
+        """The source frames the output shows after it has shown the last one: a forward decode has passed them."""
+        if self.forward_only:
+            return []
+        seen: set[int] = set()
+        for i in range(self.source_frames, self.total_frames):
+            seen.add(self.source_index(i))
+            if len(seen) == self.source_frames:
+                break
+        return sorted(seen)
+
     def source_index(self, i: int) -> int:
         n = self.source_frames
         if i < n:
