@@ -53,4 +53,23 @@ def test_split_protocol_report(tmp_path, monkeypatch):
     assert no_dub["sharpness"] == 1.0 and no_dub["seam"] == 1.0  # the untouched half against itself
     assert clip["planned_opening_correlation"] is None or -1 <= clip["planned_opening_correlation"] <= 1
     assert "dub eval --protocol split" in (out / "report.md").read_text()
+    assert 20 < clip["face_width"] < 96  # the synthetic face, cheek to cheek, in a 96 px wide frame
     assert run([*args, "halves"]) == 2
+
+
+def test_the_report_groups_the_large_faces():
+    from dubber.evaluation.split_eval import SplitClipReport
+    from dubber.evaluation.split_report import build_split_report
+
+    def clip(name, width, sharpness):
+        methods = {m: {"opening_correlation": 0.5, "sharpness": sharpness} for m in ("dub", "no_dub")}
+        return SplitClipReport(name, name, "dev", 20, methods, face_width=width)
+
+    report = build_split_report(
+        [clip("big", 520.0, 0.6), clip("small", 180.0, 0.9), clip("unknown", None, 0.9)],
+        command="x",
+        settings={},
+        seconds=1.0,
+    )
+    large = report["groups"]["faces >= 400 px"]
+    assert large["clips"] == 1 and large["methods"]["dub"]["sharpness"] == 0.6

@@ -44,6 +44,7 @@ from dubber.pipeline.dubbing import DubbingPipeline
 SPLIT_METHODS = ("dub", "no_adapt", "static_mouth", "no_dub")  # no_adapt: with adaptation on
 _LIPS = np.asarray([ALL_INDICES.index(i) for i in LIP_INDICES])
 _EYES = (ALL_INDICES.index(RIGHT_EYE_OUTER), ALL_INDICES.index(LEFT_EYE_OUTER))
+_CHEEKS = (ALL_INDICES.index(234), ALL_INDICES.index(454))  # the face oval's sides at the eyes' height
 MIN_HALF_FRAMES = 10  # a half shorter than this has no opening worth correlating
 
 
@@ -55,6 +56,7 @@ class SplitClipReport:
     frames: int  # h: frames in each half
     methods: dict[str, dict] = field(default_factory=dict)  # method -> metrics
     planned_opening_correlation: float | None = None  # the completer's own landmarks against the truth
+    face_width: float | None = None  # median width of the face (cheek to cheek) in frame pixels, first half
     seconds: float = 0.0
     error: str = ""
 
@@ -139,6 +141,14 @@ def score_half(output: VideoTrack, output_path: Path, source: VideoTrack, source
     }
 
 
+def face_width(track: VideoTrack) -> float | None:
+    """Median cheek-to-cheek width of the tracked face in frame pixels (None without a face)."""
+    pts = frame_points(track.points, track.transforms)[:, _CHEEKS]
+    width = np.linalg.norm(pts[:, 0] - pts[:, 1], axis=-1)
+    width = width[np.isfinite(width)]
+    return float(np.median(width)) if len(width) else None
+
+
 def evaluate_split_clip(pipe: DubbingPipeline, clip: ClipSource, *, static: DubbingPipeline) -> SplitClipReport:
     started = time.perf_counter()
     report = SplitClipReport(clip.clip_id, clip.speaker, clip.split, 0)
@@ -156,6 +166,7 @@ def evaluate_split_clip(pipe: DubbingPipeline, clip: ClipSource, *, static: Dubb
             "points": frame_points(whole.points[half : 2 * half], whole.transforms[half : 2 * half]),
         }
         source = pipe.analyse(first)  # what the dub sees: the first half alone
+        report.face_width = face_width(source)
         landmarks = pipe.landmarks
         dubs = {"dub": pipe}
         if pipe.options.adapt != "off":  # adapted once, to the first half; the dub and its plan use that model

@@ -10,6 +10,7 @@ import numpy as np
 from dubber.evaluation.split_eval import SplitClipReport
 
 SPLIT_KEYS = ("opening_correlation", "lip_shape_lmd", "articulation", "sharpness", "seam")
+LARGE_FACE = 400  # frame pixels, cheek to cheek: where a 128 px crop is upscaled 3x or more
 
 
 def _mean(values) -> float | None:
@@ -47,6 +48,9 @@ def build_split_report(
     if seen_speakers:
         groups["unseen"] = [r for r in reports if r.speaker not in seen_speakers]
         groups["seen"] = [r for r in reports if r.speaker in seen_speakers]
+    large = [r for r in reports if r.face_width is not None and r.face_width >= LARGE_FACE]
+    if large:
+        groups[f"faces >= {LARGE_FACE} px"] = large
     return {
         "command": command,
         "protocol": "split",
@@ -57,8 +61,8 @@ def build_split_report(
     }
 
 
-def _fmt(v) -> str:
-    return "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
+def _fmt(v, digits: int = 3) -> str:
+    return "-" if v is None else f"{v:.{digits}f}" if isinstance(v, float) else str(v)
 
 
 def split_markdown(report: dict) -> str:
@@ -86,18 +90,18 @@ def split_markdown(report: dict) -> str:
         "",
         "planned corr: the opening of the landmarks the completer planned, before rendering, against the truth.",
         "",
-        "| clip | speaker | frames | " + " | ".join(f"{m} corr" for m in s["methods"]) + " | planned corr | "
+        "| clip | speaker | frames | face px | " + " | ".join(f"{m} corr" for m in s["methods"]) + " | planned corr | "
         "dub articulation | dub sharpness |",
-        "|" + "---|" * (len(s["methods"]) + 6),
+        "|" + "---|" * (len(s["methods"]) + 7),
     ]
     for c in report["clips"]:
         if c["error"]:
-            lines.append(f"| {c['clip']} | {c['speaker']} | {c['frames']} | error: {c['error']} |")
+            lines.append(f"| {c['clip']} | {c['speaker']} | {c['frames']} | | error: {c['error']} |")
             continue
         corr = " | ".join(_fmt(c["methods"].get(m, {}).get("opening_correlation")) for m in s["methods"])
         dub = c["methods"]["dub"]
         lines.append(
-            f"| {c['clip']} | {c['speaker']} | {c['frames']} | {corr} | "
+            f"| {c['clip']} | {c['speaker']} | {c['frames']} | {_fmt(c.get('face_width'), 0)} | {corr} | "
             f"{_fmt(c['planned_opening_correlation'])} | {_fmt(dub['articulation'])} | "
             f"{_fmt(dub['sharpness'])} |"
         )
