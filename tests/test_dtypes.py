@@ -85,7 +85,11 @@ def _compare_dubs(tmp_path, device: str, dtype: str, weights: str) -> None:
     outs = {}
     for name, dev, dt in (("reference", "cpu", "float32"), ("half", device, dtype)):
         pipe = DubbingPipeline.from_pretrained(weights, device=dev, dtype=dt)
-        outs[name] = pipe(clip, speech, tmp_path / f"{name}.mp4", steps=2, crf=0, preset="ultrafast")
+        # Without the source detail, which pulls the redrawn region towards the source: the guard below wants the
+        # networks' drawing compared, not the frame's.
+        outs[name] = pipe(
+            clip, speech, tmp_path / f"{name}.mp4", steps=2, crf=0, preset="ultrafast", source_detail=False
+        )
     assert outs["half"].face_frames == outs["reference"].face_frames == 12
     reference, half, source = frames_of(tmp_path / "reference.mp4"), frames_of(tmp_path / "half.mp4"), frames_of(clip)
     redrawn = 0

@@ -117,6 +117,7 @@ def test_a_seeded_dub_reproduces_byte_for_byte(tmp_path, face_clip, capsys):
         "scheduler": "dpm++",
         "hint_warp": True,
         "face_backend": "mediapipe",
+        "source_detail": True,
         "reference_blend": TINY_BLEND.to_dict(),
     }
     assert settings["network"]["reference_blend"] is None

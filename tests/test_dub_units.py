@@ -264,3 +264,19 @@ def test_a_container_declaring_far_too_many_frames_costs_no_memory():
     assert resident_mb() - before < 100
     assert track.frames == 2 and track.has_face.tolist() == [False, True] and np.isnan(track.points[0]).all()
     assert np.isnan(track.transforms[0]).all() and track.points[1].max() == 0
+
+
+def test_source_detail_returns_the_frames_fine_detail_only_where_the_drawing_agrees():
+    rng = np.random.default_rng(0)
+    size, scale = 32, 3.0  # a crop pixel spans 3 frame pixels: finer detail is the frame's to give
+    comp = Compositor(size, CompositeOptions(detail=15.0))
+    smooth = np.full((96, 96, 3), 120.0, np.float32)
+    fine = rng.normal(0, 12, (96, 96, 1)).astype(np.float32).repeat(3, -1)  # stubble-like texture
+    source = np.clip(smooth + fine, 0, 255).astype(np.uint8)
+    drawing = smooth.copy()
+    drawing[:, 48:] += 80  # the right half drawn differently (the mouth changed there)
+    out = comp.with_source_detail(drawing, source, scale)
+    left, right = (slice(None), slice(8, 40)), (slice(None), slice(56, 88))
+    assert np.abs(out[left] - source[left]).mean() < 0.3 * np.abs(drawing[left] - source[left]).mean()
+    np.testing.assert_allclose(out[right], drawing[right], atol=2.0)
+    assert comp.with_source_detail(drawing, source, 1.0) is drawing  # a face no larger than the crop: unchanged

@@ -53,6 +53,7 @@ def batch_command(
     crf: int = o.CRF,
     preset: str = o.PRESET,
     overwrite: bool = o.OVERWRITE,
+    source_detail: bool = o.SOURCE_DETAIL,
     overlap: bool = o.OVERLAP,
     json_out: bool = typer.Option(False, "--json", help="One JSON line per item, then a summary line, on stdout."),
     ray_address: str | None = typer.Option(
@@ -96,6 +97,7 @@ def batch_command(
         face_backend=face_backend,
         face_models=face_models,
         overlap=overlap,
+        source_detail=source_detail,
     )
     counts = {"ok": 0, "skipped": 0, "failed": 0}
 

@@ -44,6 +44,7 @@ def dub_command(
     crf: int = o.CRF,
     preset: str = o.PRESET,
     overwrite: bool = o.OVERWRITE,
+    source_detail: bool = o.SOURCE_DETAIL,
     overlap: bool = o.OVERLAP,
     json_out: bool = o.JSON_OUT,
     verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More logging (-vv: debug)."),
@@ -72,6 +73,7 @@ def dub_command(
         face_backend=face_backend,
         face_models=face_models,
         overlap=overlap,
+        source_detail=source_detail,
     )
     pipe = o.load_pipeline(weights, device, dtype, options, runtime)
     o.threads_for(pipe)

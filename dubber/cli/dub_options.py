@@ -79,6 +79,11 @@ KEEP_ORIGINAL = typer.Option(False, "--keep-original-audio", help="Add the sourc
 CRF = typer.Option(18, "--crf", min=0, max=51, help="x264 quality (lower: better and bigger).")
 PRESET = typer.Option("medium", "--preset", help="x264 preset: ultrafast ... veryslow.")
 OVERWRITE = typer.Option(False, "--overwrite", help="Replace an existing output file.")
+SOURCE_DETAIL = typer.Option(
+    True,
+    "--source-detail/--no-source-detail",
+    help="On faces larger than the drawing, keep the frame's own fine detail where the drawing agrees with it.",
+)
 OVERLAP = typer.Option(
     True,
     "--overlap/--no-overlap",
@@ -108,6 +113,7 @@ def dub_options(
     face_backend="mediapipe",
     face_models=None,
     overlap=True,
+    source_detail=True,
 ):
     from dubber.pipeline.options import DubOptions
 
@@ -131,6 +137,7 @@ def dub_options(
         face_backend=face_backend,
         face_models=None if face_models is None else str(face_models),
         overlap=overlap,
+        source_detail=source_detail,
     )
 
 

@@ -452,6 +452,7 @@ class DubbingPipeline:
                 "scheduler": opts.scheduler or self.renderer.scheduler_name,
                 "hint_warp": self.renderer.hint_warp,
                 "face_backend": opts.face_backend,
+                "source_detail": opts.source_detail,
                 "reference_blend": self.renderer.reference_blend.to_dict()
                 if opts.reference_blend and self.renderer.reference_blend is not None
                 else None,

@@ -105,7 +105,8 @@ class FaceRedrawer:
         self.renderer, self.track, self.timeline, self.motion, self.refs = renderer, track, timeline, motion, refs
         self.opts, self.timings = opts, timings
         self.aligner = FaceAligner(renderer.size)
-        self.compositor = Compositor(renderer.size, CompositeOptions(colour_match=opts.colour_match))
+        composite = CompositeOptions(colour_match=opts.colour_match, detail=15.0 if opts.source_detail else 0.0)
+        self.compositor = Compositor(renderer.size, composite)
 
     def __call__(self, images: list[np.ndarray], start: int) -> int:
         """Redraw output frames ``start..start+len(images)-1`` that are dubbed and show a face; returns how many."""

@@ -31,6 +31,7 @@ class DubOptions:
     preset: str = "medium"
     overwrite: bool = False
     colour_match: bool = True
+    source_detail: bool = True  # the frame's own fine detail kept where the drawing agrees with it (compositor.py)
     references: str = "nearest"  # renderer references per frame: "nearest" mouth shapes, or one "spread" set
     reference_blend: bool = True  # keep a reference's real mouth where it matches (if the weights carry a blend)
     adapt: str = "off"  # fine-tune the landmark completer on the video's own speech first: "auto", "on" or "off"
