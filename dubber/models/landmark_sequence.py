@@ -48,7 +48,6 @@ def predict_sequence(
     if shared:
         # Each frame's audio and pose tokens, and the references' tokens, once: the T windows covering a frame
         # share them (5 x fewer encoder passes at T = 5; the 15 references once per sequence, not per window).
-        pose_t = torch.as_tensor(pos, dtype=torch.float32, device=device)
         ref_tok = model.encode_references(refs_t)
         audio_tok, pose_tok = model.encode_frames(torch.as_tensor(audio, dtype=torch.float32, device=device), pose_t)
     for i in range(0, len(starts), batch_size):

@@ -132,7 +132,15 @@ def _timed(frames: Iterable[Frame], seconds: dict[str, float]) -> Iterator[Frame
         yield frame
 
 
-def _track_frames(frames, expected, tracker, aligner, spool, progress, seconds) -> VideoTrack:
+def _track_frames(
+    frames: Iterable[Frame],
+    expected: int,
+    tracker: FaceTracker,
+    aligner: FaceAligner,
+    spool: FrameSpool | None,
+    progress: Callable[[int], None] | None,
+    seconds: dict[str, float],
+) -> VideoTrack:
     rows = _FrameRows(expected)
     pool = ReferencePool()
     trim = HeapTrimmer()

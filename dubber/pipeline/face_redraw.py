@@ -90,7 +90,7 @@ class ReferenceSet:
 
 
 class FaceRedrawer:
-    """Redraws the faces of one chunk of output frames in place."""
+    """Redraws the faces of a chunk of output frames: ``draw`` (the models), then ``paste`` (in place)."""
 
     def __init__(
         self,
@@ -107,11 +107,6 @@ class FaceRedrawer:
         self.aligner = FaceAligner(renderer.size)
         composite = CompositeOptions(colour_match=opts.colour_match, detail=15.0 if opts.source_detail else 0.0)
         self.compositor = Compositor(renderer.size, composite)
-
-    def __call__(self, images: list[np.ndarray], start: int) -> int:
-        """Redraw output frames ``start..start+len(images)-1`` that are dubbed and show a face; returns how many."""
-        drawn = self.draw(images, start)
-        return self.paste(images, start, drawn)
 
     def draw(self, images: list[np.ndarray], start: int) -> DrawnFaces | None:
         """The models' part for output frames ``start..``: target landmarks, aligned crops, the renderer."""

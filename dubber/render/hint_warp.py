@@ -14,17 +14,21 @@ from torch.nn import functional as F
 # Added to the kernel's diagonal: lip points nearly coincide on a closed mouth, and an exact interpolation through
 # them would fold the image; this much smoothing (unit-crop units squared) keeps the warp one-to-one.
 _SMOOTHING = 1e-4
-# The crop's corners and edge midpoints, held still: the warp fades out towards the crop's border.
 # Kernel values computed at a time on the CPU (1 MB of float32: the block stays in cache).
 _BLOCK = 1 << 18
 _BLOCK_GPU = 1 << 26  # 256 MB: a GPU wants large kernels
+# The crop's corners and edge midpoints, held still: the warp fades out towards the crop's border.
 _BORDER = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.5, 0.0], [0.5, 1.0], [0.0, 0.5], [1.0, 0.5]])
 
 
 def _kernel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """TPS radial basis U(r) = r^2 log r^2 between (B, N, 2) and (B, M, 2) -> (B, N, M)."""
-    r2 = ((a[:, :, None] - b[:, None]) ** 2).sum(-1)
-    return r2 * torch.log(r2.clamp_min(1e-12))
+    return _radial(((a[:, :, None] - b[:, None]) ** 2).sum(-1))
+
+
+def _radial(r2: torch.Tensor) -> torch.Tensor:
+    """U = r^2 log r^2 from squared distances."""
+    return torch.log(r2.clamp_min(1e-12)).mul_(r2)
 
 
 def _spline_read(ctrl: torch.Tensor, coef: torch.Tensor, size: int) -> torch.Tensor:
@@ -47,7 +51,7 @@ def _spline_read(ctrl: torch.Tensor, coef: torch.Tensor, size: int) -> torch.Ten
     for i in range(0, b, images):
         for y0 in range(0, size, rows):
             r2 = dy2[i : i + images, y0 : y0 + rows, None, :] + dx2[i : i + images, None, :, :]  # (I, rows, S, n)
-            u = torch.log(r2.clamp_min(1e-12)).mul_(r2)
+            u = _radial(r2)
             bend[i : i + images, y0 : y0 + rows] = (u.flatten(1, 2) @ weights[i : i + images]).unflatten(1, (-1, size))
     y, x = torch.meshgrid(axis, axis, indexing="ij")
     grid = torch.stack([x, y], -1)[None]  # (1, S, S, 2) as (x, y)
