@@ -28,7 +28,8 @@ def _clip(frames: int = 200, seed: int = 0) -> tuple[VideoTrack, AudioFeatures]:
     points = mesh[:, list(ALL_INDICES)]
     track = VideoTrack(
         times=times, has_face=np.ones(frames, bool), transforms=np.zeros((frames, 4)), points=points,
-        opening=mouth_opening(mesh).astype(np.float32), frontal=np.ones(frames, bool), pool=ReferencePool(),
+        opening=mouth_opening(mesh).astype(np.float32), frontal=np.ones(frames, bool), yaw=np.zeros(frames, np.float32),
+        pool=ReferencePool(),
     )  # fmt: skip
     return track, AudioFeatures(mel)
 

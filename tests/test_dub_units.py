@@ -72,6 +72,19 @@ def test_compositor_leaves_pixels_outside_the_mask_untouched():
     assert comp.alpha.max() == pytest.approx(1.0, abs=1e-3) and (comp.alpha[lower_face_mask(64) == 0] == 0).all()
 
 
+def test_the_paste_stops_below_the_lower_of_the_two_jaws():
+    comp = Compositor(64)
+    x = np.linspace(0.24, 0.76, 17)
+    source_jaw = np.stack([x, 0.5 + 0.2 * np.sin(np.linspace(0, np.pi, 17))], -1)  # chin at y 0.70
+    target_jaw = source_jaw + [0.0, 0.05]  # the dub's jaw dropped: chin at y 0.75
+    alpha = comp.jaw_alpha(np.stack([source_jaw, target_jaw]))
+    assert (alpha <= comp.alpha + 1e-6).all()  # never beyond the fixed region
+    below = int(64 * (0.75 + comp.options.jaw_margin)) + 6  # past the margin and the feather
+    assert alpha[below:].max() == 0 and comp.alpha[below:].max() > 0.5  # neck and collar: the source's
+    mouth = (slice(None, int(64 * 0.68)), slice(int(64 * 0.4), int(64 * 0.6)))
+    np.testing.assert_allclose(alpha[mouth], comp.alpha[mouth], atol=1e-3)  # the mouth, inside the jaw: drawn
+
+
 def test_colour_matching_removes_a_drift_and_keeps_the_detail():
     rng = np.random.default_rng(1)
     comp = Compositor(64)
@@ -193,7 +206,8 @@ def test_nearest_references_follow_the_target_mouth():
     rng = np.random.default_rng(0)
     pool_points = torch.from_numpy(rng.uniform(0.2, 0.8, (5, 131, 2)).astype(np.float32))
     pool_crops = torch.arange(5, dtype=torch.float32)[:, None, None, None].expand(5, 3, 4, 4)
-    refs = ReferenceSet(np.zeros((1, 131, 2)), pool_crops[:3], pool_points[:3], {}, pool_crops, pool_points)
+    yaw = torch.zeros(5)
+    refs = ReferenceSet(np.zeros((1, 131, 2)), pool_crops[:3], pool_points[:3], {}, pool_crops, pool_points, yaw)
     targets = pool_points[[3, 1]].clone()
     targets[:, :74] = 0.5  # pose does not count: the mouth chooses
     crops, points = refs.nearest(targets, 3)
@@ -206,11 +220,31 @@ def test_nearest_references_follow_the_target_mouth():
     moved[2, 74:] += 0.25  # lips and jaw 0.35 away: lip and jaw distance alone would pick frame 4 (0.22)
     moved[4, 74:91] = pool_points[2, 74:91]
     moved[4, lips] += pool_points[2, lips].mean(0) - moved[4, lips].mean(0)
-    shape = ReferenceSet(refs.landmark_sets, pool_crops[:3], moved[:3], {}, pool_crops, moved)
+    shape = ReferenceSet(refs.landmark_sets, pool_crops[:3], moved[:3], {}, pool_crops, moved, yaw)
     assert shape.nearest_order(pool_points[[2]], 1).item() == 2
-    few = ReferenceSet(refs.landmark_sets, pool_crops[:1], pool_points[:1], {}, pool_crops[:2], pool_points[:2])
+    two = pool_crops[:2], pool_points[:2], yaw[:2]
+    few = ReferenceSet(refs.landmark_sets, pool_crops[:1], pool_points[:1], {}, *two)
     crops, _ = few.nearest(targets, 3)  # fewer pool frames than references: the nearest repeats
     assert crops.shape[1] == 3 and crops[0, 2, 0, 0, 0] == crops[0, 0, 0, 0, 0]
+
+
+def test_a_turned_head_is_hinted_by_a_frame_turned_the_same_way():
+    from dubber.pipeline.face_redraw import ReferenceSet
+
+    rng = np.random.default_rng(1)
+    mouth = torch.from_numpy(rng.uniform(0.2, 0.8, (1, 131, 2)).astype(np.float32))
+    pool_points = mouth.repeat(3, 1, 1)
+    lips = pool_points[:, 74 + 17 :]
+    centre = lips.mean(1, keepdim=True)
+    lips[1] = centre[1] + (lips[1] - centre[1]) * 1.02  # frame 1's mouth a hair wider than the target's ...
+    lips[2] = centre[2] + (lips[2] - centre[2]) * 1.5  # ... and frame 2's much wider
+    yaw = torch.tensor([0.0, 25.0, 25.0])  # ... but frames 1 and 2 are turned as the target is
+    crops = torch.zeros(3, 3, 4, 4)
+    refs = ReferenceSet(np.zeros((1, 131, 2)), crops, pool_points, {}, crops, pool_points, yaw)
+    target = mouth.clone()
+    assert refs.nearest_order(target, 1).item() == 0  # the head's turn unknown: the mouth alone
+    assert refs.nearest_order(target, 1, torch.tensor([0.0])).item() == 0
+    assert refs.nearest_order(target, 1, torch.tensor([25.0])).item() == 1
 
 
 def test_freed_frame_memory_is_trimmed_on_linux(monkeypatch):
@@ -237,7 +271,8 @@ def test_the_track_grows_past_an_under_declared_frame_count_and_fills_faceless_f
     faces = [i not in (0, 1, 17, 18, 19, 39) for i in range(40)]
     for i, face in enumerate(faces):
         p = np.full((131, 2), i, np.float32) if face else None
-        rows.add(i / 25, np.array([1.0, 0, i, 0]) if face else None, p, 0.1 if face else np.nan, face)
+        tf = np.array([1.0, 0, i, 0]) if face else None
+        rows.add(i / 25, tf, p, 0.1 if face else np.nan, face, 0.0 if face else np.nan)
     track = rows.track(ReferencePool(), {})
     assert track.frames == 40 and track.has_face.tolist() == faces
     assert np.isnan(track.points[17]).all() and track.points[16, 0, 0] == 16 and track.transforms[5, 2] == 5
@@ -258,8 +293,8 @@ def test_a_container_declaring_far_too_many_frames_costs_no_memory():
 
     before = resident_mb()
     rows = _FrameRows(expected=10**9)  # capped at 2^20 frames: 1.1 GB of arrays if they were written
-    rows.add(0.0, None, None, np.nan, False)
-    rows.add(0.04, np.array([1.0, 0, 0, 0]), np.zeros((131, 2), np.float32), 0.2, True)
+    rows.add(0.0, None, None, np.nan, False, np.nan)
+    rows.add(0.04, np.array([1.0, 0, 0, 0]), np.zeros((131, 2), np.float32), 0.2, True, 0.0)
     track = rows.track(ReferencePool(), {})
     assert resident_mb() - before < 100
     assert track.frames == 2 and track.has_face.tolist() == [False, True] and np.isnan(track.points[0]).all()

@@ -82,7 +82,8 @@ OVERWRITE = typer.Option(False, "--overwrite", help="Replace an existing output 
 SOURCE_DETAIL = typer.Option(
     True,
     "--source-detail/--no-source-detail",
-    help="On faces larger than the drawing, keep the frame's own fine detail where the drawing agrees with it.",
+    help="On faces larger than the drawing, add the video's own fine detail: the frame's where the drawing agrees "
+    "with it, the hinting reference frame's where the mouth changed.",
 )
 OVERLAP = typer.Option(
     True,

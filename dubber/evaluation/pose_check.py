@@ -1,6 +1,6 @@
 """How a dub holds up as the head turns: per output frame, where the rendered jaw lies against the jaw it was asked
 for, and the edge energy along the redrawn region's border against the source frame's (a doubled or ghosted
-contour adds edges there), with the head's roll; and a clip whose head rolls (the demo's portrait turned in the
+contour adds edges there), with the head's roll and yaw; and a clip whose head rolls (the demo's portrait turned in the
 image plane from -ROLL to +ROLL degrees and back). Used by tests/test_pose_roll.py and ``scripts/pose_sheet.py``."""
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ def make_rolling_clip(path: Path, frames: int = 50, size: int = 256, fps: int = 
 @dataclass
 class PoseCheck:
     roll: np.ndarray  # (F,) degrees, the source frame's head roll (eye line against the horizontal)
+    yaw: np.ndarray  # (F,) degrees, the source frame's head turn (the tracker's)
     jaw_error: np.ndarray  # (F,) mean distance of the output's jaw points from the planned ones, inter-ocular units
     edge_ratio: np.ndarray  # (F,) gradient energy on the redrawn region's border, output over source frame
 
@@ -82,4 +83,4 @@ def check_pose(pipe: DubbingPipeline, video: Path, audio: Path, output: Path) ->
         if np.isfinite(tf).all() and source_edges[idx[i]] > 0:
             ring = face_regions(tf, frame.image.shape[:2])[1]
             ratio[i] = gradient_energy(frame.image, ring) / source_edges[idx[i]]
-    return PoseCheck(roll, jaw, ratio)
+    return PoseCheck(roll, source.yaw[idx], jaw, ratio)

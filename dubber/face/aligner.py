@@ -117,6 +117,15 @@ class FaceAligner:
         """The S x S RGB crop (area-filtered when it shrinks the face, so large faces do not alias)."""
         return warp_to_square(frame, self.matrix(transform), self.size)
 
+    def detail_crop(self, frame: np.ndarray, transform: Similarity, most: int) -> np.ndarray | None:
+        """The same square at the face's own resolution, at most ``most`` pixels a side: None when the face is
+        not larger than the crop by a fifth (the S x S crop holds its detail already)."""
+        side = int(np.ceil(transform.scale))
+        if side <= 1.2 * self.size:
+            return None
+        side = min(side, most)
+        return warp_to_square(frame, transform.to_matrix(side), side)
+
     def uncrop(
         self, crop: np.ndarray, transform: Similarity, frame_shape: tuple[int, ...]
     ) -> tuple[np.ndarray, np.ndarray]:

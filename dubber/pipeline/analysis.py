@@ -27,34 +27,75 @@ from dubber.pipeline.overlap import Prefetcher
 _ALL = np.asarray(ALL_INDICES)
 # Frames turned further than this are tracked and dubbed, but not used as references (the frontal crop is poor).
 MAX_REFERENCE_YAW, MAX_REFERENCE_PITCH = 40.0, 35.0
+# The side of a reference's detail crop at most: 4x the 128 px crop, a 1080p close-up's face (768 KB a pool entry).
+DETAIL_CROP_MAX = 512
+# The reference pool's head-turn bins: centred on 0, +-15 and +-30 degrees of yaw.
+YAW_STEP, YAW_BINS = 15.0, 2
+
+
+@dataclass
+class PoolEntry:
+    opening: float
+    turn: float  # degrees from the entry's pose bin (lower: kept)
+    index: int  # the source frame
+    yaw: float
+    crop: np.ndarray  # (S, S, 3) uint8
+    points: np.ndarray  # (131, 2) unit crop
+    detail: np.ndarray | None  # the same square at the face's resolution, when larger than the crop
 
 
 @dataclass
 class ReferencePool:
-    """At most one crop per mouth-opening bin: the most frontal frame seen with that opening."""
+    """Reference crops binned by mouth opening and head turn: per bin the frame nearest the bin's turn, with the same
+    square at the face's resolution when the face is larger than the crop (its detail, for the compositor).
 
-    bins: int = 96
+    Turn bins (``YAW_STEP`` degrees wide, centred on frontal) let a turned target be hinted by a frame turned the
+    same way: a frontal hint carried onto a face turned 20-30 degrees folds under the warp (docs/RENDERER.md
+    "Pose")."""
+
+    bins: int = 96  # opening bins per turn bin
     max_opening: float = 0.72
-    entries: dict[int, tuple[float, float, int, np.ndarray, np.ndarray]] = field(default_factory=dict)
+    entries: dict[tuple[int, int], PoolEntry] = field(default_factory=dict)
 
-    def offer(self, index: int, opening: float, turn: float, crop: Callable[[], np.ndarray], points: np.ndarray):
-        b = int(np.clip(opening / self.max_opening * self.bins, 0, self.bins - 1))
-        held = self.entries.get(b)
-        if held is None or turn < held[1]:
-            self.entries[b] = (opening, turn, index, crop(), points)
+    def offer(
+        self,
+        index: int,
+        opening: float,
+        angles: tuple[float, float],
+        usable: bool,
+        crop: Callable[[], np.ndarray],
+        points: np.ndarray,
+        detail: Callable[[], np.ndarray | None] | None = None,
+    ) -> None:
+        """Frame ``index`` with its (yaw, pitch); ``usable``: within the reference head-turn limits (others only
+        fill a bin nothing else fills). ``crop`` and ``detail`` are called only if the frame is kept."""
+        yaw, pitch = angles
+        pose = int(np.clip(round(yaw / YAW_STEP), -YAW_BINS, YAW_BINS))
+        key = (pose, int(np.clip(opening / self.max_opening * self.bins, 0, self.bins - 1)))
+        turn = abs(yaw - pose * YAW_STEP) + abs(pitch) + (0.0 if usable else 1000.0)
+        held = self.entries.get(key)
+        if held is None or turn < held.turn:
+            image = detail() if detail is not None else None
+            self.entries[key] = PoolEntry(opening, turn, index, float(yaw), crop(), points, image)
 
     def __len__(self) -> int:
         return len(self.entries)
 
+    def held(self) -> list[PoolEntry]:
+        """Every entry, frontal first, each pose by opening."""
+        return [self.entries[k] for k in sorted(self.entries, key=lambda k: (abs(k[0]), k))]
+
     def choose(self, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(crops (K, S, S, 3) uint8, points (K, 131, 2), frame indices) spread over the opening range."""
-        held = [self.entries[b] for b in sorted(self.entries)]
-        opening = np.array([h[0] for h in held], np.float32)
-        pick = spread_references(opening, np.arange(len(held)), count, None)
+        """(crops (K, S, S, 3) uint8, points (K, 131, 2), frame indices) spread over the opening range, from the
+        frontal entries when there are any."""
+        held = [e for e in self.held() if e.turn < 1000.0]
+        frontal = [e for e in held if abs(e.yaw) < YAW_STEP / 2] or held or self.held()
+        opening = np.array([e.opening for e in frontal], np.float32)
+        pick = spread_references(opening, np.arange(len(frontal)), count, None)
         return (
-            np.stack([held[i][3] for i in pick]),
-            np.stack([held[i][4] for i in pick]),
-            np.array([held[i][2] for i in pick]),
+            np.stack([frontal[i].crop for i in pick]),
+            np.stack([frontal[i].points for i in pick]),
+            np.array([frontal[i].index for i in pick]),
         )
 
 
@@ -68,6 +109,7 @@ class VideoTrack:
     points: np.ndarray  # (N, 131, 2) unit-crop model points (NaN without a face)
     opening: np.ndarray  # (N,) mouth opening (NaN without a face)
     frontal: np.ndarray  # (N,) a face within the reference head-turn limits
+    yaw: np.ndarray  # (N,) degrees, the head turned left or right (NaN without a face)
     pool: ReferencePool
     seconds: dict[str, float] = field(default_factory=dict)  # decode, track
     most_faces: int = 0  # the most faces found in one frame (detection runs where the face is not being tracked)
@@ -150,16 +192,17 @@ def _track_frames(
             spool.offer(frame.index, frame.image)
         face: TrackedFace | None = tracker.step(frame).face
         if face is None:
-            rows.add(frame.time, None, None, np.nan, False)
+            rows.add(frame.time, None, None, np.nan, False, np.nan)
         else:
             unit = aligner.to_crop(face.points[_ALL], face.transform)
             yaw, pitch, _ = face.angles
             ok = abs(yaw) <= MAX_REFERENCE_YAW and abs(pitch) <= MAX_REFERENCE_PITCH
             o = float(mouth_opening(face.points))
-            rows.add(frame.time, face.transform.as_vector(), unit, o, ok)
-            turn = abs(yaw) + abs(pitch) + (0.0 if ok else 1000.0)  # turned frames only where nothing else is
-            crop = partial(aligner.crop, frame.image, face.transform)  # made only if the pool keeps the frame
-            pool.offer(frame.index, o, turn, crop, unit)
+            rows.add(frame.time, face.transform.as_vector(), unit, o, ok, yaw)
+            # Made only if the pool keeps the frame.
+            crop = partial(aligner.crop, frame.image, face.transform)
+            detail = partial(aligner.detail_crop, frame.image, face.transform, DETAIL_CROP_MAX)
+            pool.offer(frame.index, o, (yaw, pitch), ok, crop, unit, detail)
         trim()
         seconds["track"] += time.perf_counter() - t0
         if progress is not None:
@@ -191,10 +234,17 @@ class _FrameRows:
             "points": np.empty((n, len(_ALL), 2), np.float32),
             "opening": np.empty(n, np.float32),
             "frontal": np.empty(n, bool),
+            "yaw": np.empty(n, np.float32),
         }
 
     def add(
-        self, time: float, transform: np.ndarray | None, points: np.ndarray | None, opening: float, frontal: bool
+        self,
+        time: float,
+        transform: np.ndarray | None,
+        points: np.ndarray | None,
+        opening: float,
+        frontal: bool,
+        yaw: float,
     ) -> None:
         i, a = self.count, self.arrays
         if i == len(a["times"]):
@@ -203,6 +253,7 @@ class _FrameRows:
                 grown[k][:i] = v
             self.arrays = a = grown
         a["times"][i], a["opening"][i], a["frontal"][i], a["has_face"][i] = time, opening, frontal, points is not None
+        a["yaw"][i] = yaw
         a["transforms"][i] = np.nan if transform is None else transform
         a["points"][i] = np.nan if points is None else points
         self.count += 1

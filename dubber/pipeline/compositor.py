@@ -23,15 +23,52 @@ from dubber.render.face_mask import LOWER_FACE_POLYGON, lower_face_mask
 
 
 @dataclass(frozen=True)
+class ReferenceDetail:
+    """A reference frame's detail for one drawn frame: the hint's frame at the face's resolution, and where each
+    pixel of the crop drawn on the target's landmarks reads it (the hint warp's spline, dubber/render/hint_warp.py)."""
+
+    image: np.ndarray  # (D, D, 3) uint8, the same square as the S x S crop
+    read: np.ndarray  # (s, s, 2) float32 unit crop coordinates, at the pixel centres of an s x s grid
+
+    def in_region(self, transform: Similarity, x0: int, y0: int, size: tuple[int, int]) -> np.ndarray:
+        """(h, w, 3) float32: the reference carried onto the target's landmarks, in the frame region at (x0, y0)
+        of ``size``: one resampling of the detail crop (the spline's read map is smooth: interpolated)."""
+        m = transform.to_matrix(1)  # frame -> unit crop
+        xs = np.arange(x0, x0 + size[0], dtype=np.float32)
+        ys = np.arange(y0, y0 + size[1], dtype=np.float32)[:, None]
+        s = self.read.shape[0]
+        ux = ((m[0, 0] * xs + m[0, 1] * ys + m[0, 2]) * s).astype(np.float32)
+        uy = ((m[1, 0] * xs + m[1, 1] * ys + m[1, 2]) * s).astype(np.float32)
+        read = cv2.remap(self.read, ux, uy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE) * self.image.shape[0]
+        image = cv2.remap(self.image, read[..., 0], read[..., 1], cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+        return image.astype(np.float32)
+
+
+@dataclass(frozen=True)
 class CompositeOptions:
     feather: float = 1 / 24  # width of the soft edge, as a fraction of the crop side
     colour_band: float = 1 / 24  # width of the band that measures the colour drift
     colour_sigma: float = 1 / 8  # smoothness of the correction field
     colour_match: bool = True
+    jaw_margin: float = 1 / 32  # kept drawn below the lower of the two jaws (source, target), a fraction of the side
     # Source detail: where the upscaled drawing agrees with the frame at the crop's resolution, the frame's own finer
     # detail is added back; agreement falls as exp(-difference / detail), the difference in levels of 255 of the two
     # images blurred to the crop's pixel size. 0: off. Only where a crop pixel spans more than 1.2 frame pixels.
     detail: float = 15.0
+    # The reference's detail (``Compositor.with_source_detail``): none on faces of up to ``reference_from`` frame
+    # pixels per crop pixel, all of it from ``reference_full``; its finest band only, below a Gaussian of
+    # ``reference_band`` crop pixels.
+    reference_from: float = 2.0
+    reference_full: float = 4.0
+    reference_band: float = 0.7
+
+
+def _mixed(a: np.ndarray, wa: np.ndarray, b: np.ndarray, wb: np.ndarray) -> np.ndarray:
+    """``a + b`` (two textures already weighted by ``wa`` and ``wb``) rescaled so that where both count the mix is as
+    strong as either texture at weight ``wa + wb``: a plain weighted sum of two unrelated textures is weaker than
+    either (at half and half, 0.71 of one), which reads as blur (variance-preserving blending, as in texture
+    synthesis)."""
+    return (a + b) * ((wa + wb) / np.sqrt(wa * wa + wb * wb + 1e-12))
 
 
 def _odd(n: float) -> int:
@@ -58,6 +95,23 @@ class Compositor:
     def _smooth(self, image: np.ndarray) -> np.ndarray:
         return cv2.GaussianBlur(image, (0, 0), sigmaX=self.options.colour_sigma * self.size)
 
+    def jaw_alpha(self, jaws: np.ndarray) -> np.ndarray:
+        """The paste's alpha cut off below the jaw: (K, 17, 2) unit-crop jaw contours, ear to ear (the source frame's
+        and the drawn one's); the region above any of them, widened by ``jaw_margin``, stays drawn. Below both jaws
+        lie neck, collar and background, which the drawing can only get wrong (a reference's collar from another
+        pose, carried in by the hint)."""
+        s = self.size
+        mask = np.zeros((s, s), np.uint8)
+        for jaw in jaws * s:
+            poly = np.concatenate([jaw, [[jaw[-1, 0], 0.0], [jaw[0, 0], 0.0]]])
+            cv2.fillPoly(mask, [np.round(poly).astype(np.int32)], 1)
+        m = max(1, int(round(self.options.jaw_margin * s)))
+        mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * m + 1, 2 * m + 1)))
+        f = max(1.0, self.options.feather * s)
+        soft = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), sigmaX=f / 2)
+        soft[soft < 1e-3] = 0.0  # the Gaussian's far tail: those pixels stay exactly the frame's
+        return self.alpha * soft
+
     def colour_matched(self, rendered: np.ndarray, original: np.ndarray) -> np.ndarray:
         """``rendered`` (S, S, 3) uint8 shifted so its skin along the border matches ``original``'s."""
         out = rendered.astype(np.float32)
@@ -67,17 +121,39 @@ class Compositor:
         field = self._smooth(diff) / np.maximum(self._band_weight, 1e-4)[..., None]
         return out + field
 
-    def with_source_detail(self, image: np.ndarray, roi: np.ndarray, frame_per_crop: float) -> np.ndarray:
+    def with_source_detail(
+        self,
+        image: np.ndarray,
+        roi: np.ndarray,
+        frame_per_crop: float,
+        reference: np.ndarray | None = None,
+    ) -> np.ndarray:
         """``image`` (the drawing warped into the frame region ``roi``, float32) plus the frame's detail finer than a
         crop pixel where the two agree at the crop's resolution: skin, stubble and lip texture the 128 px drawing
-        cannot hold; not where the mouth changed (there they disagree)."""
+        cannot hold; not where the mouth changed (there they disagree).
+
+        Where they disagree, ``reference`` (the hint's frame at the face's resolution carried onto the target's
+        landmarks, in ``roi``) gives its detail instead, where the drawing agrees with it: the changed lips and teeth
+        from a frame that shows them. On faces of up to ``reference_from`` frame pixels per crop pixel the drawing
+        holds nearly all the detail there is (a reference's would double it), from ``reference_full`` on all of it.
+        The two details are mixed so that the mix keeps one texture's strength (``_mixed``)."""
         if frame_per_crop <= 1.2:
             return image
+        o = self.options
         source = roi.astype(np.float32)
         coarse_source = cv2.GaussianBlur(source, (0, 0), sigmaX=frame_per_crop)
         coarse_image = cv2.GaussianBlur(image, (0, 0), sigmaX=frame_per_crop)
-        agree = np.exp(-np.abs(coarse_image - coarse_source).mean(-1, keepdims=True) / self.options.detail)
-        return image + agree * (source - coarse_source)
+        agree = np.exp(-np.abs(coarse_image - coarse_source).mean(-1, keepdims=True) / o.detail)
+        own = agree * (source - coarse_source)
+        ramp = (frame_per_crop - o.reference_from) / (o.reference_full - o.reference_from)
+        if reference is None or ramp <= 0:
+            return image + own
+        coarse_ref = cv2.GaussianBlur(reference, (0, 0), sigmaX=frame_per_crop)
+        agree_ref = np.exp(-np.abs(coarse_image - coarse_ref).mean(-1, keepdims=True) / o.detail)
+        weight = (1.0 - agree) * agree_ref * min(ramp, 1.0)
+        # Only the reference's finest detail: its coarser detail is the drawing's to give.
+        fine = reference - cv2.GaussianBlur(reference, (0, 0), sigmaX=o.reference_band * frame_per_crop)
+        return image + _mixed(own, agree, weight * fine, weight)
 
     def region(self, transform: Similarity, frame_shape: tuple[int, ...]) -> tuple[int, int, int, int]:
         """(x0, y0, x1, y1) in the frame holding the polygon (clipped; empty when it lies outside)."""
@@ -87,8 +163,17 @@ class Compositor:
         x1, y1 = np.ceil(corners.max(0)).astype(int) + 3
         return max(0, x0), max(0, y0), min(w, x1), min(h, y1)
 
-    def paste(self, frame: np.ndarray, rendered: np.ndarray, original: np.ndarray, transform: Similarity) -> None:
-        """Blend ``rendered`` into ``frame`` in place; ``original`` is the crop the renderer was given."""
+    def paste(
+        self,
+        frame: np.ndarray,
+        rendered: np.ndarray,
+        original: np.ndarray,
+        transform: Similarity,
+        reference: ReferenceDetail | None = None,
+        jaws: np.ndarray | None = None,
+    ) -> None:
+        """Blend ``rendered`` into ``frame`` in place; ``original`` is the crop the renderer was given; ``reference``
+        the hint's detail (``with_source_detail``)."""
         x0, y0, x1, y1 = self.region(transform, frame.shape)
         if x1 <= x0 or y1 <= y0:
             return
@@ -99,9 +184,14 @@ class Compositor:
         image = cv2.warpAffine(
             crop, m, size, flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE
         )
-        alpha = cv2.warpAffine(self.alpha, m, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)[..., None]
+        alpha = self.alpha if jaws is None else self.jaw_alpha(jaws)
+        alpha = cv2.warpAffine(alpha, m, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)[..., None]
         roi = frame[y0:y1, x0:x1]
         if self.options.detail > 0:
-            image = self.with_source_detail(image, roi, transform.scale / self.size)
+            frame_per_crop = transform.scale / self.size
+            ref = None
+            if reference is not None and frame_per_crop > self.options.reference_from:
+                ref = reference.in_region(transform, x0, y0, size)
+            image = self.with_source_detail(image, roi, frame_per_crop, ref)
         blended = roi.astype(np.float32) * (1.0 - alpha) + image * alpha
         np.copyto(roi, np.clip(np.rint(blended), 0, 255).astype(np.uint8), where=alpha > 0)

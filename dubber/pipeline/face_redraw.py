@@ -11,14 +11,20 @@ import numpy as np
 import torch
 
 from dubber.face.aligner import FaceAligner, Similarity
+from dubber.face.landmarks import JAW, N_POSE
 from dubber.models.reference_choice import mouth_shape_distance
-from dubber.pipeline.analysis import VideoTrack
-from dubber.pipeline.compositor import CompositeOptions, Compositor
+from dubber.pipeline.analysis import YAW_STEP, VideoTrack
+from dubber.pipeline.compositor import CompositeOptions, Compositor, ReferenceDetail
 from dubber.pipeline.motion import MotionPlanner
 from dubber.pipeline.options import DubOptions
 from dubber.pipeline.timeline import Timeline
+from dubber.render.hint_warp import thin_plate_read
 from dubber.render.image_tensors import to_model_range, to_uint8
 
+_JAW = slice(N_POSE, N_POSE + len(JAW))  # the model points' jaw contour, ear to ear
+# A pool frame turned YAW_STEP degrees further from the target than YAW_FREE costs this much mouth-shape distance
+# (unit crop): within YAW_FREE the mouth alone chooses (the dev split's frontal clips: unchanged).
+YAW_COST, YAW_FREE = 0.05, 10.0
 _TIMINGS_LOCK = threading.Lock()  # the stages of a pass run in several threads (dubber.pipeline.overlap)
 
 
@@ -37,6 +43,8 @@ class DrawnFaces:
     rendered: np.ndarray  # (F, S, S, 3) uint8
     crops: np.ndarray  # (F, S, S, 3) uint8: what the renderer was given
     transforms: list[Similarity]
+    targets: torch.Tensor  # (F, 131, 2) the landmarks drawn
+    hints: torch.Tensor | None = None  # (F,) per frame the pool frame the renderer was hinted with
 
 
 @dataclass
@@ -47,17 +55,20 @@ class ReferenceSet:
     crops: torch.Tensor  # (K, 3, S, S) in [-1, 1]: closed, half-open, open ("spread")
     points: torch.Tensor  # (K, 131, 2)
     tokens: dict  # the renderer's encoding of ``crops``, computed once
-    pool_crops: torch.Tensor  # (P, 3, S, S): one frame per mouth-opening bin
+    pool_crops: torch.Tensor  # (P, 3, S, S): one frame per mouth-opening and head-turn bin
     pool_points: torch.Tensor  # (P, 131, 2)
+    pool_yaw: torch.Tensor  # (P,) degrees
     pool_tokens: dict | None = None  # the renderer's encoding of each pool frame, for per-frame references
+    pool_details: list[np.ndarray | None] | None = None  # each pool frame at the face's resolution, if larger
 
     @classmethod
     def from_track(cls, track: VideoTrack, renderer, landmark_sets: int, *, per_frame: bool = True) -> ReferenceSet:
         """``per_frame``: also encode the pool once, for references chosen per frame (``nearest``)."""
         crops, points, _ = track.pool.choose(renderer.n_refs)
         crops_t, points_t = to_model_range(crops), torch.from_numpy(points)
-        pool_crops, pool_points, _ = track.pool.choose(len(track.pool))
-        pool_crops_t, pool_points_t = to_model_range(pool_crops), torch.from_numpy(pool_points)
+        held = track.pool.held()
+        pool_crops_t = to_model_range(np.stack([e.crop for e in held]))
+        pool_points_t = torch.from_numpy(np.stack([e.points for e in held]))
         pool_tokens = renderer.encode_reference_pool(pool_crops_t, pool_points_t) if per_frame else None
         return cls(
             track.landmark_references(landmark_sets),
@@ -66,10 +77,12 @@ class ReferenceSet:
             renderer.encode_references(crops_t, points_t),
             pool_crops_t,
             pool_points_t,
+            torch.tensor([e.yaw for e in held], dtype=torch.float32),
             pool_tokens,
+            [e.detail for e in held],
         )
 
-    def nearest_order(self, targets: torch.Tensor, count: int) -> torch.Tensor:
+    def nearest_order(self, targets: torch.Tensor, count: int, yaw: torch.Tensor | None = None) -> torch.Tensor:
         """Per frame, the indices of the ``count`` pool frames whose mouth shape is nearest the target's, nearest
         first: (B, K). The renderer takes the first as its hint.
 
@@ -78,14 +91,19 @@ class ReferenceSet:
         first reference's opening then followed the target's at 0.22 (0.45 by shape) (docs/DUBBING.md).
         """
         d = mouth_shape_distance(self.pool_points[None], targets)  # (B, P)
+        if yaw is not None:  # the target's head turn: a pool frame turned otherwise folds under the hint's warp
+            turned = ((self.pool_yaw[None] - yaw[:, None]).abs() - YAW_FREE).clamp_min(0.0)
+            d = d + YAW_COST * turned / YAW_STEP
         order = d.argsort(dim=1)[:, :count]
         if order.shape[1] < count:  # fewer bins than references: repeat the nearest
             order = torch.cat([order, order[:, :1].expand(-1, count - order.shape[1])], dim=1)
         return order
 
-    def nearest(self, targets: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def nearest(
+        self, targets: torch.Tensor, count: int, yaw: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per frame, the ``count`` pool frames whose lips and jaw are nearest the target's: (B, K, ...)."""
-        order = self.nearest_order(targets, count)
+        order = self.nearest_order(targets, count, yaw)
         return self.pool_crops[order], self.pool_points[order]
 
 
@@ -123,8 +141,11 @@ class FaceRedrawer:
         crops = np.stack([self.aligner.crop(images[i - start], tf) for i, tf in zip(todo, transforms, strict=True)])
         add_time(self.timings, "composite", t0)
         t0 = time.perf_counter()
+        hints = None
         if opts.references == "nearest":
-            order = self.refs.nearest_order(targets, self.renderer.n_refs)
+            yaw = torch.from_numpy(np.nan_to_num(self.track.yaw[[timeline.source_index(i) for i in todo]]))
+            order = self.refs.nearest_order(targets, self.renderer.n_refs, yaw)
+            hints = order[:, 0]
             ref_crops, ref_points = self.refs.pool_crops[order], self.refs.pool_points[order]
             if self.refs.pool_tokens is None:
                 tokens = self.renderer.encode_references(ref_crops, ref_points)
@@ -144,16 +165,37 @@ class FaceRedrawer:
             scheduler=opts.scheduler,
             blend=opts.reference_blend,
         )
-        drawn = DrawnFaces(todo, to_uint8(rendered), crops, transforms)
+        drawn = DrawnFaces(todo, to_uint8(rendered), crops, transforms, targets, hints)
         add_time(self.timings, "render", t0)
         return drawn
+
+    def reference_details(self, drawn: DrawnFaces) -> list[ReferenceDetail | None]:
+        """Per drawn frame, its hint's detail crop and where the crop on the target's landmarks reads it (the hint
+        warp's spline), or None: no detail crop, or a face too small for the compositor to use it."""
+        details: list[ReferenceDetail | None] = [None] * len(drawn.todo)
+        pool, options = self.refs.pool_details, self.compositor.options
+        if drawn.hints is None or pool is None or options.detail <= 0:
+            return details
+        least = options.reference_from * self.renderer.size  # crop side in frame pixels
+        hints = drawn.hints.tolist()
+        ks = [k for k, h in enumerate(hints) if pool[h] is not None and drawn.transforms[k].scale > least]
+        if not ks:
+            return details
+        reads = thin_plate_read(self.refs.pool_points[drawn.hints[ks]], drawn.targets[ks], self.renderer.size)
+        for k, read in zip(ks, reads.numpy(), strict=True):
+            details[k] = ReferenceDetail(pool[hints[k]], read)
+        return details
 
     def paste(self, images: list[np.ndarray], start: int, drawn: DrawnFaces | None) -> int:
         """Paste ``drawn`` into the chunk's ``images`` (output frames ``start..``) in place; returns how many."""
         if drawn is None:
             return 0
         t0 = time.perf_counter()
+        details = self.reference_details(drawn)
         for k, i in enumerate(drawn.todo):
-            self.compositor.paste(images[i - start], drawn.rendered[k], drawn.crops[k], drawn.transforms[k])
+            jaws = np.stack([self.track.points[self.timeline.source_index(i), _JAW], drawn.targets[k, _JAW].numpy()])
+            self.compositor.paste(
+                images[i - start], drawn.rendered[k], drawn.crops[k], drawn.transforms[k], details[k], jaws
+            )
         add_time(self.timings, "composite", t0)
         return len(drawn.todo)

@@ -59,13 +59,10 @@ def _spline_read(ctrl: torch.Tensor, coef: torch.Tensor, size: int) -> torch.Ten
     return grid + bend + lin[..., 0, :] + grid[..., :1] * lin[..., 1, :] + grid[..., 1:] * lin[..., 2, :]
 
 
-def thin_plate_warp(images: torch.Tensor, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Warp (B, C, S, S) ``images`` so that their (B, N, 2) ``source`` points (unit crop) land on ``target``.
-
-    Backward mapping: a spline through the target points gives, at every output pixel, where to read the image.
-    """
-    b, _, size, _ = images.shape
-    dtype = images.dtype
+def thin_plate_read(source: torch.Tensor, target: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, S, S, 2): where each pixel of an S x S output reads its image (unit crop coordinates) so that the
+    (B, N, 2) ``source`` points land on ``target``: a spline through the target points (backward mapping)."""
+    b = source.shape[0]
     source, target = source.float(), target.float()
     corners = _BORDER.to(source.device).expand(b, -1, -1)
     ctrl = torch.cat([target, corners], 1)  # where the spline is pinned, in output coordinates
@@ -77,10 +74,17 @@ def thin_plate_warp(images: torch.Tensor, source: torch.Tensor, target: torch.Te
     system[:, :n, :n], system[:, :n, n:], system[:, n:, :n] = k, p, p.transpose(1, 2)
     rhs = torch.cat([shift, torch.zeros(b, 3, 2, device=ctrl.device)], 1)
     coef = torch.linalg.solve(system, rhs)  # (B, n + 3, 2)
-    read = _spline_read(ctrl, coef, size)
-    normalised = read * 2 - 1 + 1 / size  # grid_sample's -1 is a pixel's outer edge
-    # Bicubic, not bilinear: the hint is the drawing's detail (split protocol sharpness 0.46 -> 0.53, docs/RENDERER.md);
-    # its overshoot at edges is clipped to the images' range.
+    return _spline_read(ctrl, coef, size)
+
+
+def thin_plate_warp(images: torch.Tensor, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Warp (B, C, S, S) ``images`` so that their (B, N, 2) ``source`` points (unit crop) land on ``target``.
+
+    Bicubic, not bilinear: the hint is the drawing's detail (split protocol sharpness 0.46 -> 0.53, docs/RENDERER.md).
+    """
+    size = images.shape[-1]
+    normalised = thin_plate_read(source, target, size) * 2 - 1 + 1 / size  # grid_sample's -1 is a pixel's outer edge
+    # Its overshoot at edges is clipped to the images' range.
     lo, hi = images.amin(), images.amax()
     warped = F.grid_sample(images.float(), normalised, mode="bicubic", padding_mode="border", align_corners=False)
-    return warped.clamp(float(lo), float(hi)).to(dtype)
+    return warped.clamp(float(lo), float(hi)).to(images.dtype)
