@@ -102,6 +102,21 @@ def test_colour_matching_removes_a_drift_and_keeps_the_detail():
 
 
 # -- landmark motion in chunks ----------------------------------------------------------------------------------------
+def test_the_planned_jaw_ends_where_the_source_frames_jaw_ends():
+    from dubber.pipeline.motion import anchored_jaw
+
+    rng = np.random.default_rng(0)
+    content = rng.uniform(0.2, 0.8, (3, 57, 2)).astype(np.float32)
+    source_jaw = rng.uniform(0.2, 0.8, (3, 17, 2)).astype(np.float32)
+    out = anchored_jaw(content, source_jaw)
+    np.testing.assert_allclose(out[:, [0, 16]], source_jaw[:, [0, 16]], atol=1e-6)  # by the ears: the pose's
+    np.testing.assert_array_equal(out[:, 8], content[:, 8])  # the chin: the speech's
+    np.testing.assert_array_equal(out[:, 17:], content[:, 17:])  # the lips untouched
+    halfway = content[:, 4] + 0.5 * (source_jaw[:, 0] - content[:, 0])
+    np.testing.assert_allclose(out[:, 4], halfway, atol=1e-6)  # the move fades along the contour
+    assert not np.shares_memory(out, content)
+
+
 def test_chunked_motion_equals_the_whole_sequence():
     torch.manual_seed(0)
     model = LandmarkCompleter(LandmarkCompleterConfig.named("tiny")).eval()

@@ -12,7 +12,7 @@ import numpy as np
 
 from dubber.audio.features import AudioFeatures
 from dubber.audio.speech import MelAndSpeechFeatures, SpeechFeatures
-from dubber.face.landmarks import N_POSE
+from dubber.face.landmarks import JAW, N_POSE
 from dubber.models.landmark_completer import LandmarkCompleter, LandmarkCompleterConfig
 from dubber.models.landmark_ensemble import LandmarkEnsemble
 from dubber.models.landmark_sequence import predict_sequence
@@ -97,5 +97,24 @@ class MotionPlanner:
         return out[start - lo : stop - lo]
 
     def targets(self, start: int, stop: int) -> np.ndarray:
-        """(stop - start, 131, 2): pose from the source frames, content from the audio."""
-        return np.concatenate([self.pose(start, stop), self.content(start, stop)], axis=1).astype(np.float32)
+        """(stop - start, 131, 2): pose from the source frames, content from the audio (the jaw's ends from the
+        source frames too: ``anchored_jaw``)."""
+        idx = self.timeline.source_indices(start, stop)
+        source_jaw = self.source_points[self.fill[idx], N_POSE : N_POSE + len(JAW)]
+        content = anchored_jaw(self.content(start, stop), source_jaw)
+        return np.concatenate([self.pose(start, stop), content], axis=1).astype(np.float32)
+
+
+def anchored_jaw(content: np.ndarray, source_jaw: np.ndarray) -> np.ndarray:
+    """``content`` (N, 57, 2) with its jaw (the first 17, ear to ear) moved so its two ends lie on ``source_jaw``'s
+    (N, 17, 2), the move fading to none at the chin. The jaw's ends sit by the ears, where the mandible turns: speech
+    hardly moves them, the head's pose does, and the completer places them as if the head were frontal when it
+    is turned (docs/RENDERER.md "Pose")."""
+    n = len(JAW)
+    half = (n - 1) / 2
+    fade = np.clip((half - np.arange(n)) / half, 0.0, 1.0)  # 1 at the first end, 0 from the chin on
+    out = content.copy()
+    jaw = out[:, :n]
+    jaw += fade[None, :, None] * (source_jaw[:, :1] - jaw[:, :1])
+    jaw += fade[::-1][None, :, None] * (source_jaw[:, -1:] - jaw[:, -1:])
+    return out
