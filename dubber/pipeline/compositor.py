@@ -2,12 +2,13 @@
 
 All blending is decided in crop space, where the region is fixed (``LOWER_FACE_POLYGON``):
 - the alpha is the polygon eroded and feathered *inside* itself, so every pixel outside the polygon keeps its
-  decoded value exactly;
+  decoded value exactly, and cut off below the source's and the drawn jaw (``Compositor.jaw_alpha``);
 - colour matching: the renderer's small colour and brightness drift is measured along a thin band just inside the
   border (skin in the rendered and in the original crop) and removed with a smooth correction field (a normalised
   convolution of that band's differences), so the redrawn skin meets the original skin at the border;
 - source detail: on a face larger than the crop, the frame's own detail finer than a crop pixel is added back where
-  the drawing agrees with the frame at the crop's resolution (``Compositor.with_source_detail``).
+  the drawing agrees with the frame at the crop's resolution, and where the mouth changed the hinting reference
+  frame's, carried onto the target's landmarks (``Compositor.with_source_detail``, ``ReferenceDetail``).
 The corrected crop and its alpha are warped back (inverse similarity) over the face's bounding box only.
 """
 
