@@ -104,3 +104,32 @@ def test_where_the_mouth_changed_the_reference_gives_its_detail_at_the_frames_st
     assert 0.85 < np.std(added[half]) / 12 < 1.15
     untouched = comp.with_source_detail(drawing, source, 1.0, reference)
     assert untouched is drawing  # a face no larger than the crop: unchanged
+
+
+def test_a_large_face_is_dubbed_with_its_references_detail_and_nothing_outside_changes(tmp_path, monkeypatch):
+    from dubber.media.encode_options import VideoEncodeOptions
+    from dubber.media.transcode import reencode
+    from dubber.pipeline import DubbingPipeline, face_redraw
+    from tests.dub_checks import frames_of, outside_mask
+    from tests.media_factory import make_audio, make_face_video, psnr
+
+    monkeypatch.delenv("DUB_WEIGHTS", raising=False)
+    video = make_face_video(tmp_path / "close-up.mp4", frames=12, size=640)  # about 4.5 frame px a crop px
+    audio = make_audio(tmp_path / "speech.wav", seconds=12 / 25, freqs=(220.0,))
+    given: list[bool] = []
+    details = face_redraw.FaceRedrawer.reference_details
+
+    def counted(self, drawn):
+        out = details(self, drawn)
+        given.extend(d is not None for d in out)
+        return out
+
+    monkeypatch.setattr(face_redraw.FaceRedrawer, "reference_details", counted)
+    pipe = DubbingPipeline.from_pretrained("default", device="cpu")
+    result = pipe(video, audio, tmp_path / "out.mp4")
+    assert result.dubbed_frames == 12 and len(given) == 12 and all(given)
+    reencode(video, tmp_path / "plain.mp4", options=VideoEncodeOptions())
+    dubbed, plain = frames_of(tmp_path / "out.mp4"), frames_of(tmp_path / "plain.mp4")
+    masks = outside_mask(video, 640, dilate=16)  # one H.264 macroblock: the encoder spreads changes that far
+    for i, keep in enumerate(masks):
+        assert keep is not None and psnr(dubbed[i][keep], plain[i][keep]) > 40, f"frame {i} changed outside the face"
