@@ -9,7 +9,7 @@ import torch
 from dubber.evaluation.blend_fit import blended_psnr, fit_reference_blend
 from dubber.evaluation.image_metrics import psnr
 from dubber.face.landmarks import ALL_INDICES, LEFT_EYE_OUTER, RIGHT_EYE_OUTER
-from dubber.models.renderer_unet import nearest_reference
+from dubber.models.renderer_unet import nearest_reference, nearest_reference_index
 from dubber.render import FaceRenderer, lower_face_mask
 from dubber.render.reference_blend import ReferenceBlend, blend_with_paste, edge_ramp, reference_mismatch
 from tests.test_renderer import TINY, inputs, randomise, tiny_unet
@@ -69,6 +69,19 @@ def test_a_blend_moves_the_output_between_the_network_and_the_paste():
     torch.testing.assert_close(blend_with_paste(network, paste, m, half), render(half))
     outside = mask == 0
     assert torch.equal(render(half)[:, :, outside], crops[:, :, outside])
+
+
+def test_the_caller_can_name_each_frames_hint():
+    unet = randomise(tiny_unet())
+    crops, lmk, refs, ref_lmk = inputs()
+    mask = torch.from_numpy(lower_face_mask(TINY).copy())
+    paste_only = FaceRenderer(unet, reference_blend=ReferenceBlend(10.0, 10.0, edge=0.0))  # the hint, pasted
+    nearest = nearest_reference_index(ref_lmk[None].expand(3, -1, -1, -1), lmk)
+    other = 1 - nearest  # two references: the one the mouth alone would not choose
+    out = paste_only(crops, lmk, refs, ref_lmk, steps=1, hint_index=other)
+    torch.testing.assert_close(out, crops * (1 - mask) + mask * refs[other])
+    default = paste_only(crops, lmk, refs, ref_lmk, steps=1)
+    torch.testing.assert_close(default, crops * (1 - mask) + mask * refs[nearest])
 
 
 def test_the_blend_is_saved_with_the_weights_and_needs_a_hint(tmp_path):

@@ -164,6 +164,8 @@ class FaceRedrawer:
             guidance=opts.guidance,
             scheduler=opts.scheduler,
             blend=opts.reference_blend,
+            # The first of each frame's references: the pool frame nearest its mouth and its head's turn.
+            hint_index=None if hints is None else torch.zeros(len(todo), dtype=torch.long),
         )
         drawn = DrawnFaces(todo, to_uint8(rendered), crops, transforms, targets, hints)
         add_time(self.timings, "render", t0)

@@ -127,6 +127,7 @@ class FaceRenderer:
         guidance: float = 1.0,
         scheduler: str | None = None,
         blend: bool = True,
+        hint_index: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Redraw the lower face of ``crops`` (B, 3, S, S) to follow ``landmarks`` (B, 131, 2, unit crop).
 
@@ -134,6 +135,8 @@ class FaceRenderer:
         references' tokens may come precomputed (``reference_tokens``), the crops are still needed for the
         per-frame reference hint. Pixels outside the mask are returned as given. ``steps`` denoising steps.
         ``blend=False`` returns the network's drawing without the reference blend (for evaluating the network).
+        ``hint_index`` (B,): which reference is each frame's hint, when the caller chose it (default: the one whose
+        mouth shape is nearest the target's).
         """
         b = crops.shape[0]
         device, dtype = self.device, self.dtype
@@ -149,7 +152,11 @@ class FaceRenderer:
                 raise ValueError("this renderer needs the reference crops and landmarks (refs, ref_landmarks)")
             if refs.dim() == 4:
                 refs, ref_landmarks = refs[None].expand(b, -1, -1, -1, -1), ref_landmarks[None].expand(b, -1, -1, -1)
-            pick = nearest_reference_index(ref_landmarks.to(device), landmarks)  # the hint, and the blend's paste
+            pick = (  # the hint, and the blend's paste
+                nearest_reference_index(ref_landmarks.to(device), landmarks)
+                if hint_index is None
+                else hint_index.to(device)
+            )
             rows = torch.arange(b, device=device)
             hint, ref_landmarks = refs.to(device, dtype)[rows, pick], ref_landmarks.to(device)[rows, pick][:, None]
             if self.hint_warp:  # the paste moves with it; the blend still weighs how far the hint had to move
