@@ -20,7 +20,7 @@ from dubber.media.transcode import reencode
 from dubber.pipeline.timeline import Timeline
 from tests.dub_checks import frames_of, no_partials, outside_mask
 from tests.media_factory import make_audio, make_face_video, make_video, psnr
-from tests.tiny_bundle import TINY_BLEND, TINY_BUNDLE, make_tiny_weights
+from tests.tiny_bundle import TINY_BLEND, TINY_BUNDLE, TINY_GUARD, make_tiny_weights
 
 LOSSLESS = ["--crf", "0", "--preset", "ultrafast"]
 
@@ -119,8 +119,9 @@ def test_a_seeded_dub_reproduces_byte_for_byte(tmp_path, face_clip, capsys):
         "face_backend": "mediapipe",
         "source_detail": True,
         "reference_blend": TINY_BLEND.to_dict(),
+        "mouth_guard": TINY_GUARD.to_dict(),
     }
-    assert settings["network"]["reference_blend"] is None
+    assert settings["network"]["reference_blend"] is None and settings["network"]["mouth_guard"] is None
     assert settings["spread"]["references"] == "spread" and settings["spread"]["seed"] == 3
 
 

@@ -12,11 +12,13 @@ from dubber.models.landmark_ensemble import LandmarkEnsemble
 from dubber.models.renderer_unet import RendererUNet, renderer_config
 from dubber.models.speech_encoder import SpeechEncoder, SpeechEncoderConfig
 from dubber.render import FaceRenderer
+from dubber.render.mouth_guard import MouthGuard
 from dubber.render.reference_blend import ReferenceBlend
 from dubber.weights import register_model
 
 TINY_BUNDLE = "tiny"
 TINY_BLEND = ReferenceBlend(0.0, 0.05)  # partial: both the network and the paste show
+TINY_GUARD = MouthGuard()  # as the shipped weights carry it
 
 
 def make_tiny_speech_encoder(root: Path, seed: int = 0) -> SpeechEncoder:
@@ -60,6 +62,8 @@ def make_tiny_weights(
     landmarks.save_pretrained(root / name / "landmarks")
     register_model(f"{name}/landmarks", root / name / "landmarks", info, root)
     # A reference blend and a hint warp like the shipped renderer's, so the pipeline's tests run those paths too.
-    FaceRenderer(unet, reference_blend=TINY_BLEND, hint_warp=True).save_pretrained(root / name / "renderer")
+    FaceRenderer(unet, reference_blend=TINY_BLEND, hint_warp=True, mouth_guard=TINY_GUARD).save_pretrained(
+        root / name / "renderer"
+    )
     register_model(f"{name}/renderer", root / name / "renderer", info, root)
     return root

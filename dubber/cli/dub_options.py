@@ -41,8 +41,9 @@ REFERENCES = typer.Option(
 REFERENCE_BLEND = typer.Option(
     True,
     "--reference-blend/--no-reference-blend",
-    help="Keep a reference frame's real mouth where its landmarks already match the target's (weights that carry a "
-    "blend, as the shipped ones do); --no-reference-blend shows the network's drawing everywhere.",
+    help="Keep a reference frame's real mouth where its landmarks already match the target's, and its face around "
+    "the mouth (weights that carry a blend and a mouth guard, as the shipped ones do); --no-reference-blend shows "
+    "the network's drawing everywhere.",
 )
 ADAPT = typer.Option(
     "off",

@@ -43,6 +43,7 @@ class StaticMouthRenderer:
         self.scheduler_name = "none"
         self.reference_blend = None
         self.hint_warp = False
+        self.mouth_guard = None
 
     def encode_references(self, refs: torch.Tensor, ref_landmarks: torch.Tensor) -> dict:
         return {}

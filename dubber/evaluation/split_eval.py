@@ -12,8 +12,9 @@ Scored against the second half's tracked mouth (MediaPipe on the output, as ``du
 - articulation: the std of the output's opening over the std of the truth's (1: as much motion as the speaker);
 - sharpness: variance of the Laplacian in the mouth box, output frame over the source frame it was drawn on;
 - seam: gradient energy across the redrawn region's border, output over source (1: no edge added).
-Also the landmarks the completer planned (before rendering): their opening's correlation with the truth, so a gap
-says whether the landmarks or the rendering lose the sync. Baselines in the same run: the static mouth and "no
+Also the landmarks the completer planned (before rendering): their opening's correlation with the truth, and the
+dub's opening's correlation with theirs (how closely the rendering follows its plan), so a gap says whether the
+landmarks or the rendering lose the sync. Baselines in the same run: the static mouth and "no
 dub" (the untouched first half, scored the same way: what chance alone gives).
 """
 
@@ -56,6 +57,7 @@ class SplitClipReport:
     frames: int  # h: frames in each half
     methods: dict[str, dict] = field(default_factory=dict)  # method -> metrics
     planned_opening_correlation: float | None = None  # the completer's own landmarks against the truth
+    follows_plan: float | None = None  # the dub's opening against the planned landmarks' (the rendering's fidelity)
     face_width: float | None = None  # median width of the face (cheek to cheek) in frame pixels, first half
     seconds: float = 0.0
     error: str = ""
@@ -173,14 +175,17 @@ def evaluate_split_clip(pipe: DubbingPipeline, clip: ClipSource, *, static: Dubb
             landmarks = pipe.adapt(first, source)
             dubs = {"dub": pipe.with_landmarks(landmarks), "no_adapt": pipe.with_landmarks(pipe.landmarks)}
         dubs["static_mouth"] = static
+        outputs = {}
         for name, dubber in dubs.items():
             path = folder / f"{name}.mp4"
             dubber(first, speech, path, overwrite=True, analysis=source)
-            report.methods[name] = score_half(pipe.analyse(path), path, source, first, truth)
+            outputs[name] = pipe.analyse(path)
+            report.methods[name] = score_half(outputs[name], path, source, first, truth)
         report.methods["no_dub"] = score_half(source, first, source, first, truth)
         planned = content_opening(pipe.planned_landmarks(source, speech, landmarks)[:, N_POSE:])
-        n = min(len(planned), half)
+        n = min(len(planned), half, outputs["dub"].frames)
         report.planned_opening_correlation = correlation(planned[:n], truth["opening"][:n])
+        report.follows_plan = correlation(outputs["dub"].opening[:n], planned[:n])
     report.seconds = time.perf_counter() - started
     return report
 

@@ -430,6 +430,7 @@ class DubbingPipeline:
             t0 = time.perf_counter()
         add_time(timings, "encode", t0)  # flushing the encoder and the audio
         timings["total"] = time.perf_counter() - job.started
+        guard = self.renderer.mouth_guard
         return DubResult(
             output=job.output,
             frames=timeline.total_frames,
@@ -456,5 +457,6 @@ class DubbingPipeline:
                 "reference_blend": self.renderer.reference_blend.to_dict()
                 if opts.reference_blend and self.renderer.reference_blend is not None
                 else None,
+                "mouth_guard": guard.to_dict() if opts.reference_blend and guard is not None else None,
             },
         )

@@ -45,6 +45,7 @@ class DrawnFaces:
     transforms: list[Similarity]
     targets: torch.Tensor  # (F, 131, 2) the landmarks drawn
     hints: torch.Tensor | None = None  # (F,) per frame the pool frame the renderer was hinted with
+    reads: torch.Tensor | None = None  # (F, S, S, 2) where the crop on the target's landmarks reads its hint
 
 
 @dataclass
@@ -141,11 +142,14 @@ class FaceRedrawer:
         crops = np.stack([self.aligner.crop(images[i - start], tf) for i, tf in zip(todo, transforms, strict=True)])
         add_time(self.timings, "composite", t0)
         t0 = time.perf_counter()
-        hints = None
+        hints = reads = None
         if opts.references == "nearest":
             yaw = torch.from_numpy(np.nan_to_num(self.track.yaw[[timeline.source_index(i) for i in todo]]))
             order = self.refs.nearest_order(targets, self.renderer.n_refs, yaw)
             hints = order[:, 0]
+            if self.renderer.hint_warp:  # the hint warp's spline, computed once for the renderer and the compositor
+                device = self.renderer.device
+                reads = thin_plate_read(self.refs.pool_points[hints].to(device), targets.to(device), self.renderer.size)
             ref_crops, ref_points = self.refs.pool_crops[order], self.refs.pool_points[order]
             if self.refs.pool_tokens is None:
                 tokens = self.renderer.encode_references(ref_crops, ref_points)
@@ -166,8 +170,9 @@ class FaceRedrawer:
             blend=opts.reference_blend,
             # The first of each frame's references: the pool frame nearest its mouth and its head's turn.
             hint_index=None if hints is None else torch.zeros(len(todo), dtype=torch.long),
+            hint_read=reads,
         )
-        drawn = DrawnFaces(todo, to_uint8(rendered), crops, transforms, targets, hints)
+        drawn = DrawnFaces(todo, to_uint8(rendered), crops, transforms, targets, hints, reads)
         add_time(self.timings, "render", t0)
         return drawn
 
@@ -183,7 +188,10 @@ class FaceRedrawer:
         ks = [k for k, h in enumerate(hints) if pool[h] is not None and drawn.transforms[k].scale > least]
         if not ks:
             return details
-        reads = thin_plate_read(self.refs.pool_points[drawn.hints[ks]], drawn.targets[ks], self.renderer.size)
+        if drawn.reads is not None:
+            reads = drawn.reads[ks].cpu()
+        else:
+            reads = thin_plate_read(self.refs.pool_points[drawn.hints[ks]], drawn.targets[ks], self.renderer.size)
         for k, read in zip(ks, reads.numpy(), strict=True):
             details[k] = ReferenceDetail(pool[hints[k]], read)
         return details

@@ -77,13 +77,18 @@ def thin_plate_read(source: torch.Tensor, target: torch.Tensor, size: int) -> to
     return _spline_read(ctrl, coef, size)
 
 
-def thin_plate_warp(images: torch.Tensor, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Warp (B, C, S, S) ``images`` so that their (B, N, 2) ``source`` points (unit crop) land on ``target``.
+def thin_plate_warp(
+    images: torch.Tensor, source: torch.Tensor, target: torch.Tensor, read: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Warp (B, C, S, S) ``images`` so that their (B, N, 2) ``source`` points (unit crop) land on ``target``;
+    ``read``: their ``thin_plate_read`` at S, when the caller has it already.
 
     Bicubic, not bilinear: the hint is the drawing's detail (split protocol sharpness 0.46 -> 0.53, docs/RENDERER.md).
     """
     size = images.shape[-1]
-    normalised = thin_plate_read(source, target, size) * 2 - 1 + 1 / size  # grid_sample's -1 is a pixel's outer edge
+    if read is None:
+        read = thin_plate_read(source, target, size)
+    normalised = read.to(images.device) * 2 - 1 + 1 / size  # grid_sample's -1 is a pixel's outer edge
     # Its overshoot at edges is clipped to the images' range.
     lo, hi = images.amin(), images.amax()
     warped = F.grid_sample(images.float(), normalised, mode="bicubic", padding_mode="border", align_corners=False)

@@ -7,9 +7,10 @@ flicker. Classifier-free guidance (``guidance > 1``) runs the landmark-free bran
 carry a reference blend (renderer.json ``reference_blend``) keep the nearest reference's real lower face where its
 landmarks already match the target's (dubber/render/reference_blend.py); frames the blend gives to that reference
 alone are not drawn. Weights that say so (renderer.json ``hint_warp``) get their hint carried onto the target's
-landmarks by a thin-plate spline first (dubber/render/hint_warp.py). The denoiser's conditioning (cross-attention keys
-and values, the input conv's share of the masked crop) is computed once per batch and reused at every step
-(``RendererUNet.condition`` / ``denoise``).
+landmarks by a thin-plate spline first (dubber/render/hint_warp.py); weights with a mouth guard (renderer.json
+``mouth_guard``) keep the drawing to the mouth and the hint's shading elsewhere (dubber/render/mouth_guard.py). The
+denoiser's conditioning (cross-attention keys and values, the input conv's share of the masked crop) is computed once
+per batch and reused at every step (``RendererUNet.condition`` / ``denoise``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 from dubber.models.renderer_unet import RendererUNet, nearest_reference_index
 from dubber.render.face_mask import lower_face_mask
 from dubber.render.hint_warp import thin_plate_warp
+from dubber.render.mouth_guard import MouthGuard
 from dubber.render.reference_blend import ReferenceBlend, blend_with_paste, reference_mismatch
 
 SCHEDULERS = ("ddim", "dpm++")
@@ -63,6 +65,7 @@ class FaceRenderer:
         default_steps: int = 8,
         reference_blend: ReferenceBlend | None = None,
         hint_warp: bool = False,
+        mouth_guard: MouthGuard | None = None,
     ) -> None:
         self.unet = unet.eval()
         self.scheduler_name = scheduler
@@ -74,6 +77,9 @@ class FaceRenderer:
         if hint_warp and not unet.config.reference_hint:
             raise ValueError("a hint warp needs a renderer that takes the reference hint")
         self.hint_warp = bool(hint_warp)
+        if mouth_guard is not None and not unet.config.reference_hint:
+            raise ValueError("a mouth guard needs a renderer that takes the reference hint")
+        self.mouth_guard = mouth_guard
         make_scheduler(scheduler)  # validate now, not at the first frame
 
     @property
@@ -128,15 +134,19 @@ class FaceRenderer:
         scheduler: str | None = None,
         blend: bool = True,
         hint_index: torch.Tensor | None = None,
+        hint_read: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Redraw the lower face of ``crops`` (B, 3, S, S) to follow ``landmarks`` (B, 131, 2, unit crop).
 
         ``refs`` (K, 3, S, S) shared by the batch, or (B, K, 3, S, S) per frame, with their landmarks; the
         references' tokens may come precomputed (``reference_tokens``), the crops are still needed for the
         per-frame reference hint. Pixels outside the mask are returned as given. ``steps`` denoising steps.
-        ``blend=False`` returns the network's drawing without the reference blend (for evaluating the network).
+        ``blend=False`` returns the network's drawing without the reference blend or the mouth guard (for evaluating
+        the network).
         ``hint_index`` (B,): which reference is each frame's hint, when the caller chose it (default: the one whose
-        mouth shape is nearest the target's).
+        mouth shape is nearest the target's). ``hint_read`` (B, S, S, 2): with ``hint_index``, the hint warp's
+        ``thin_plate_read`` from each hint's landmarks to the target's, when the caller computed it (the compositor
+        reads the hint's full-resolution frame with it too).
         """
         b = crops.shape[0]
         device, dtype = self.device, self.dtype
@@ -160,7 +170,7 @@ class FaceRenderer:
             rows = torch.arange(b, device=device)
             hint, ref_landmarks = refs.to(device, dtype)[rows, pick], ref_landmarks.to(device)[rows, pick][:, None]
             if self.hint_warp:  # the paste moves with it; the blend still weighs how far the hint had to move
-                hint = thin_plate_warp(hint, ref_landmarks[:, 0], landmarks)
+                hint = thin_plate_warp(hint, ref_landmarks[:, 0], landmarks, None if hint_index is None else hint_read)
         mismatch = drawn = None
         if blend and self.reference_blend is not None and hint is not None:
             mismatch = reference_mismatch(ref_landmarks, landmarks)
@@ -179,6 +189,8 @@ class FaceRenderer:
                 )
         if mismatch is not None:
             x = blend_with_paste(x, hint, mismatch, self.reference_blend)
+        if blend and self.mouth_guard is not None and hint is not None:
+            x = self.mouth_guard(x, hint, landmarks)
         return (masked + mask * x).float()
 
     def _sample(
@@ -230,6 +242,8 @@ class FaceRenderer:
             settings["reference_blend"] = self.reference_blend.to_dict()
         if self.hint_warp:
             settings["hint_warp"] = True
+        if self.mouth_guard is not None:
+            settings["mouth_guard"] = self.mouth_guard.to_dict()
         (folder / PIPELINE_CONFIG).write_text(json.dumps(settings, indent=1) + "\n")
 
     @classmethod
@@ -243,11 +257,12 @@ class FaceRenderer:
     def with_settings(cls, unet: RendererUNet, folder: str | Path) -> FaceRenderer:
         """``unet`` (or another runtime's stand-in for it) with the sampler settings of ``folder``'s renderer.json."""
         settings = json.loads((Path(folder) / PIPELINE_CONFIG).read_text())
-        blend = settings.get("reference_blend")
+        blend, guard = settings.get("reference_blend"), settings.get("mouth_guard")
         return cls(
             unet,
             settings.get("scheduler", "dpm++"),
             int(settings.get("steps", 8)),
             ReferenceBlend.from_dict(blend) if blend is not None else None,
             bool(settings.get("hint_warp", False)),
+            MouthGuard.from_dict(guard) if guard is not None else None,
         )
