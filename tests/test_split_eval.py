@@ -66,7 +66,7 @@ def test_the_report_groups_the_large_faces():
 
     def clip(name, width, sharpness):
         methods = {m: {"opening_correlation": 0.5, "sharpness": sharpness} for m in ("dub", "no_dub")}
-        return SplitClipReport(name, name, "dev", 20, methods, face_width=width)
+        return SplitClipReport(name, name, "dev", 20, methods, face_width=width, follows_plan=sharpness)
 
     report = build_split_report(
         [clip("big", 520.0, 0.6), clip("small", 180.0, 0.9), clip("unknown", None, 0.9)],
@@ -76,3 +76,4 @@ def test_the_report_groups_the_large_faces():
     )
     large = report["groups"]["faces >= 400 px"]
     assert large["clips"] == 1 and large["methods"]["dub"]["sharpness"] == 0.6
+    assert large["follows_plan"] == 0.6 and report["groups"]["all"]["follows_plan"] == 0.8  # the rendering's fidelity

@@ -190,7 +190,10 @@ class FaceRenderer:
         if mismatch is not None:
             x = blend_with_paste(x, hint, mismatch, self.reference_blend)
         if blend and self.mouth_guard is not None and hint is not None:
-            x = self.mouth_guard(x, hint, landmarks)
+            if drawn is None:
+                x = self.mouth_guard(x, hint, landmarks)
+            elif len(drawn):  # the frames pasted alone are the hint already: nothing to guard
+                x[drawn] = self.mouth_guard(x[drawn], hint[drawn], landmarks[drawn])
         return (masked + mask * x).float()
 
     def _sample(
