@@ -53,9 +53,10 @@ def test_split_protocol_report(tmp_path, monkeypatch):
     assert no_dub["sharpness"] == 1.0 and no_dub["seam"] == 1.0  # the untouched half against itself
     assert clip["planned_opening_correlation"] is None or -1 <= clip["planned_opening_correlation"] <= 1
     assert clip["follows_plan"] is None or -1 <= clip["follows_plan"] <= 1  # the dub's opening against the plan's
-    assert "follows_plan" in report["groups"]["all"]
+    assert "follows_plan" in report["groups"]["all"] and "planned_articulation" in report["groups"]["all"]
+    assert clip["planned_articulation"] is None or clip["planned_articulation"] >= 0  # planned std over the truth's
     markdown = (out / "report.md").read_text()
-    assert "dub eval --protocol split" in markdown and "follows plan" in markdown
+    assert "dub eval --protocol split" in markdown and "follows plan" in markdown and "planned articulation" in markdown
     assert 20 < clip["face_width"] < 96  # the synthetic face, cheek to cheek, in a 96 px wide frame
     assert run([*args, "halves"]) == 2
 

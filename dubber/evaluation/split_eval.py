@@ -58,6 +58,7 @@ class SplitClipReport:
     methods: dict[str, dict] = field(default_factory=dict)  # method -> metrics
     planned_opening_correlation: float | None = None  # the completer's own landmarks against the truth
     follows_plan: float | None = None  # the dub's opening against the planned landmarks' (the rendering's fidelity)
+    planned_articulation: float | None = None  # the std of the planned opening over the truth's
     face_width: float | None = None  # median width of the face (cheek to cheek) in frame pixels, first half
     seconds: float = 0.0
     error: str = ""
@@ -109,6 +110,13 @@ def mouth_sharpness(image: np.ndarray, points: np.ndarray) -> float | None:
     return float(cv2.Laplacian(cv2.cvtColor(box, cv2.COLOR_RGB2GRAY), cv2.CV_64F).var())
 
 
+def std_ratio(values: np.ndarray, truth: np.ndarray) -> float | None:
+    """The std of ``values`` over the std of ``truth``, on the frames where both are known (articulation)."""
+    both = np.isfinite(values) & np.isfinite(truth)
+    true_std = float(np.std(truth[both])) if both.sum() > 1 else 0.0
+    return float(np.std(values[both]) / true_std) if true_std > 0 else None
+
+
 def score_half(output: VideoTrack, output_path: Path, source: VideoTrack, source_path: Path, truth: dict) -> dict:
     """One output (frames i < h) against the truth (the second half's mouth, ``truth``), and against the source
     frames it was drawn on for sharpness and seam."""
@@ -118,7 +126,6 @@ def score_half(output: VideoTrack, output_path: Path, source: VideoTrack, source
     ok = np.isfinite(found).all(axis=(1, 2)) & np.isfinite(truth["points"][:n]).all(axis=(1, 2))
     shape_error = np.linalg.norm(lip_shape(found[ok]) - lip_shape(truth["points"][:n][ok]), axis=-1).mean(-1)
     opening, true_opening = output.opening[:n], truth["opening"][:n]
-    both = np.isfinite(opening) & np.isfinite(true_opening)
     sharp, seams = [], []
     for i, (out_frame, src_frame) in enumerate(zip(VideoReader(output_path), VideoReader(source_path), strict=False)):
         if i >= n:
@@ -132,11 +139,10 @@ def score_half(output: VideoTrack, output_path: Path, source: VideoTrack, source
             reference = gradient_energy(src_frame.image, ring)
             if reference > 0:
                 seams.append(gradient_energy(out_frame.image, ring) / reference)
-    true_std = float(np.std(true_opening[both])) if both.sum() > 1 else 0.0
     return {
         "opening_correlation": correlation(opening, true_opening),
         "lip_shape_lmd": float(shape_error.mean()) if len(shape_error) else None,
-        "articulation": float(np.std(opening[both]) / true_std) if true_std > 0 else None,
+        "articulation": std_ratio(opening, true_opening),
         "sharpness": float(np.median(sharp)) if sharp else None,
         "seam": float(np.mean(seams)) if seams else None,
         "frames": int(n),
@@ -186,6 +192,7 @@ def evaluate_split_clip(pipe: DubbingPipeline, clip: ClipSource, *, static: Dubb
         n = min(len(planned), half, outputs["dub"].frames)
         report.planned_opening_correlation = correlation(planned[:n], truth["opening"][:n])
         report.follows_plan = correlation(outputs["dub"].opening[:n], planned[:n])
+        report.planned_articulation = std_ratio(planned[:n], truth["opening"][:n])
     report.seconds = time.perf_counter() - started
     return report
 

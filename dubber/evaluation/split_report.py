@@ -28,6 +28,7 @@ def summarise_split(reports: list[SplitClipReport]) -> dict:
         "methods": {m: {k: _mean(r.methods.get(m, {}).get(k) for r in ok) for k in SPLIT_KEYS} for m in methods},
         "planned_opening_correlation": _mean(r.planned_opening_correlation for r in ok),
         "follows_plan": _mean(r.follows_plan for r in ok),
+        "planned_articulation": _mean(r.planned_articulation for r in ok),
         "dub_above_no_dub": sum(
             1
             for r in ok
@@ -76,28 +77,31 @@ def split_markdown(report: dict) -> str:
         f"{s['clips']} clips ({s['failed']} failed), {s['frames']} frames per half in all, {report['seconds']:.0f} s. "
         "Each clip's first half dubbed with its second half's speech, scored against the second half's mouth.",
         "",
-        "| speakers | method | " + " | ".join(SPLIT_KEYS) + " | planned corr | follows plan | dub above no dub |",
-        "|" + "---|" * (len(SPLIT_KEYS) + 5),
+        "| speakers | method | "
+        + " | ".join(SPLIT_KEYS)
+        + " | planned corr | planned articulation | follows plan | dub above no dub |",
+        "|" + "---|" * (len(SPLIT_KEYS) + 6),
     ]
     for group, g in report["groups"].items():
         for m, row in g["methods"].items():
             extra = (
-                f"{_fmt(g['planned_opening_correlation'])} | {_fmt(g.get('follows_plan'))} | "
-                f"{g['dub_above_no_dub']} of {g['clips']}"
+                f"{_fmt(g['planned_opening_correlation'])} | {_fmt(g.get('planned_articulation'))} | "
+                f"{_fmt(g.get('follows_plan'))} | {g['dub_above_no_dub']} of {g['clips']}"
             )
             lines.append(
                 f"| {group} | {m} | "
                 + " | ".join(_fmt(row[k]) for k in SPLIT_KEYS)
-                + (f" | {extra} |" if m == "dub" else " | | | |")
+                + (f" | {extra} |" if m == "dub" else " | | | | |")
             )
     lines += [
         "",
         "planned corr: the opening of the landmarks the completer planned, before rendering, against the truth; "
-        "follows plan: the dub's opening against the planned one (how closely the rendering follows its plan).",
+        "planned articulation: the std of that opening over the truth's; follows plan: the dub's opening against the "
+        "planned one (how closely the rendering follows its plan).",
         "",
         "| clip | speaker | frames | face px | " + " | ".join(f"{m} corr" for m in s["methods"]) + " | planned corr | "
-        "follows plan | dub articulation | dub sharpness |",
-        "|" + "---|" * (len(s["methods"]) + 8),
+        "planned articulation | follows plan | dub articulation | dub sharpness |",
+        "|" + "---|" * (len(s["methods"]) + 9),
     ]
     for c in report["clips"]:
         if c["error"]:
@@ -107,7 +111,8 @@ def split_markdown(report: dict) -> str:
         dub = c["methods"]["dub"]
         lines.append(
             f"| {c['clip']} | {c['speaker']} | {c['frames']} | {_fmt(c.get('face_width'), 0)} | {corr} | "
-            f"{_fmt(c['planned_opening_correlation'])} | {_fmt(c.get('follows_plan'))} | {_fmt(dub['articulation'])} | "
+            f"{_fmt(c['planned_opening_correlation'])} | {_fmt(c.get('planned_articulation'))} | "
+            f"{_fmt(c.get('follows_plan'))} | {_fmt(dub['articulation'])} | "
             f"{_fmt(dub['sharpness'])} |"
         )
     return "\n".join(lines) + "\n"
