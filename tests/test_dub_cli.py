@@ -227,6 +227,9 @@ def test_every_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
         assert len(err.splitlines()) == 1 and expected in err, f"{name}: {err!r}"
     assert run(["video", str(tmp_path / "v.mp4"), "--audio", str(tmp_path / "s.wav"), "--weights", "nothing"]) == 2
     assert "no weights named 'nothing'" in capsys.readouterr().err
+    # The files are checked before the weights load: a bad one is named even where the weights would fail too.
+    assert run(["video", str(tmp_path / "v.mp4"), "--audio", str(tmp_path / "silent.mp4"), "--weights", "nothing"]) == 2
+    assert "silent.mp4: no audio stream" in capsys.readouterr().err
     assert not (tmp_path / "o.mp4").exists() and no_partials(tmp_path)
 
 

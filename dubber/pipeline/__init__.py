@@ -1,6 +1,7 @@
 """The dub itself: analysis pass, timeline, landmark motion, rendering, compositing, writing."""
 
-from dubber.pipeline.dubbing import DubbingPipeline, ProgressCallback, default_output
+from dubber.media.dub_inputs import default_output
+from dubber.pipeline.dubbing import DubbingPipeline, ProgressCallback
 from dubber.pipeline.options import DubOptions, DubResult
 from dubber.pipeline.timeline import FIT_MODES, Timeline
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from dubber.errors import DubberError, InputError, OutputError
 from dubber.log import get_logger
-from dubber.pipeline.dubbing import DubbingPipeline, default_output
+from dubber.media.dub_inputs import default_output
+from dubber.pipeline.dubbing import DubbingPipeline
 
 log = get_logger("batch")
 

@@ -24,14 +24,14 @@ import torch
 from dubber.audio.features import AudioFeatures
 from dubber.audio.speech import MelAndSpeechFeatures, SpeechFeatures
 from dubber.audio.streaming import StreamedFeatures, stream_features
-from dubber.errors import InputError, OutputError
+from dubber.errors import InputError
 from dubber.face.aligner import FaceAligner
 from dubber.face.backend import FaceBackend
 from dubber.face.backends import make_backend
 from dubber.face.tracker import FaceTracker, TrackerOptions
 from dubber.log import get_logger
-from dubber.media.atomic import check_output_path
-from dubber.media.encode_options import VideoEncodeOptions, container_format_for
+from dubber.media.dub_inputs import check_dub_inputs
+from dubber.media.encode_options import VideoEncodeOptions
 from dubber.media.probe import MediaInfo, probe_media
 from dubber.media.video_reader import VideoReader
 from dubber.media.video_writer import VideoWriter
@@ -57,12 +57,6 @@ SMALLEST_CLEAR_FACE = 48
 
 # progress(stage, done, total): stage "analyse" (first pass) or "dub" (second pass), counts in frames.
 ProgressCallback = Callable[[str, int, int], None]
-
-
-def default_output(video: str | Path) -> Path:
-    """``<stem>.dubbed.mp4`` beside the input."""
-    p = Path(video)
-    return p.with_name(f"{p.stem}.dubbed.mp4")
 
 
 @dataclass
@@ -219,19 +213,9 @@ class DubbingPipeline:
         several audios while tracking it once.
         """
         opts = (options or self.options).updated(**overrides)
-        job = _Job(
-            video=Path(video),
-            audio=Path(audio),
-            opts=opts,
-            progress=progress,
-            started=time.perf_counter(),
-            output=default_output(video) if output is None else Path(output),
-        )
-        if job.output.exists() and job.output.resolve() in (job.video.resolve(), job.audio.resolve()):
-            raise OutputError(job.output, "is one of the inputs; choose another output name")
-        check_output_path(job.output, overwrite=opts.overwrite)  # a folder is named as one, before its suffix
-        container_format_for(job.output)
-        job.media = probe_media(job.video, require_video=True)
+        started = time.perf_counter()
+        output, media = check_dub_inputs(video, audio, output, overwrite=opts.overwrite)
+        job = _Job(Path(video), Path(audio), output, opts, progress=progress, started=started, media=media)
         with ExitStack() as cleanup:
             t0 = time.perf_counter()
             streamed = self._audio_features(job.audio)
