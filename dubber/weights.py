@@ -169,11 +169,25 @@ def load_renderer(path: str | Path | None = None, *, device: str = "cpu", dtype=
     folder = verified_folder(RENDERER_MODEL) if path is None else Path(path)
     if not (folder / PIPELINE_CONFIG).is_file():
         raise InputError(folder, f"not a renderer folder (no {PIPELINE_CONFIG})")
-    check_safetensors(folder / UNET_WEIGHTS)
+    for file in unet_weight_files(folder / UNET_WEIGHTS):
+        check_safetensors(file)
     try:
         return FaceRenderer.from_pretrained(folder, device=device, dtype=dtype or torch.float32)
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         raise WeightsError(f"{folder}: cannot load the renderer ({exc})") from None
+
+
+def unet_weight_files(single: Path) -> list[Path]:
+    """The UNet's weight files: ``single``, or the shards its index lists beside it (a renderer saved in shards,
+    ``FaceRenderer.save_pretrained(max_shard_mib=...)``)."""
+    index = single.with_name(single.name + ".index.json")
+    if not single.is_file() and index.is_file():
+        try:
+            names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        except (OSError, ValueError, KeyError, AttributeError) as exc:
+            raise WeightsError(f"{index}: not a readable shard index ({exc})") from None
+        return [single.with_name(n) for n in names]
+    return [single]
 
 
 def verify_folder(folder: Path) -> bool:

@@ -236,10 +236,17 @@ class FaceRenderer:
             x = sched.step(out, t, x).prev_sample
         return x.clamp(-1, 1)
 
-    def save_pretrained(self, folder: str | Path, *, dtype: torch.dtype | None = None) -> None:
+    def save_pretrained(
+        self, folder: str | Path, *, dtype: torch.dtype | None = None, max_shard_mib: float | None = None
+    ) -> None:
+        """``max_shard_mib``: the weights in files of at most that size (diffusers' shards and their index), for
+        a channel that carries files only so large (docs/GPU.md)."""
         folder = Path(folder)
         unet = self.unet if dtype is None else copy.deepcopy(self.unet).to(dtype)  # .to() is in place
-        unet.save_pretrained(folder / "unet", safe_serialization=True)
+        # The limit counts tensor bytes; a shard's file adds its header (names, shapes: a few KiB).
+        limit = 0 if max_shard_mib is None else int(max_shard_mib * (1 << 20))
+        shard = {"max_shard_size": max(limit - (64 << 10), limit // 2)} if limit else {}
+        unet.save_pretrained(folder / "unet", safe_serialization=True, **shard)
         settings = {"scheduler": self.scheduler_name, "steps": self.default_steps}
         if self.reference_blend is not None:
             settings["reference_blend"] = self.reference_blend.to_dict()

@@ -172,10 +172,16 @@ def train_renderer(
 
 
 def initial_weights(path: Path) -> dict:
-    """A state dict from a renderer folder (``unet/``), a UNet folder, or a ``.safetensors`` file."""
+    """A state dict from a renderer folder (``unet/``), a UNet folder, or a ``.safetensors`` file; a folder's
+    weights may be in shards (``FaceRenderer.save_pretrained(max_shard_mib=...)``)."""
     from safetensors.torch import load_file
 
     unet_file = "diffusion_pytorch_model.safetensors"
+    for folder in (path / "unet", path):
+        index = folder / (unet_file + ".index.json")
+        if index.is_file():
+            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+            return {k: v for shard in shards for k, v in load_file(folder / shard).items()}
     for candidate in (path / "unet" / unet_file, path / unet_file, path / "model.safetensors", path):
         if candidate.is_file():
             return load_file(candidate)
