@@ -281,6 +281,30 @@ def test_batch_pairs_folders_by_stem_and_keeps_subfolders(tmp_path, capsys):
     assert "either a manifest" in capsys.readouterr().err
 
 
+def test_batch_tracks_a_video_once_for_the_audios_that_follow_it(tmp_path, face_clip, capsys, monkeypatch):
+    """One video into several languages: the items in a row that dub it share one face track, and each output is
+    the bytes a dub of its own gives (ping-pong extension included: the reused track's frames are spooled anew)."""
+    short, long_ = make_audio(tmp_path / "en.wav", seconds=0.4), make_audio(tmp_path / "fr.wav", seconds=1.2)
+    other = make_face_video(tmp_path / "other.mp4", frames=8)
+    manifest = tmp_path / "jobs.csv"
+    manifest.write_text(
+        f"video,audio,output\n{face_clip},{short},a.mp4\n{face_clip},{long_},b.mp4\n{other},{short},c.mp4\n"
+    )
+    tracked = []
+    analyse = DubbingPipeline.analyse
+    monkeypatch.setattr(DubbingPipeline, "analyse", lambda self, v, **k: tracked.append(v) or analyse(self, v, **k))
+    out = tmp_path / "out"
+    assert run(["batch", str(manifest), "-o", str(out), "--json", "--weights", TINY_BUNDLE, "--crf", "0"]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert tracked == [face_clip]  # the third item, a video of its own, is tracked inside its dub as before
+    assert [x["result"].get("track_reused") for x in lines[:3]] == [False, True, None]
+    assert lines[0]["result"]["timings"]["track"] > 0 and "track" not in lines[1]["result"]["timings"]
+    for name, audio in (("a", short), ("b", long_)):
+        alone = tmp_path / f"{name}-alone.mp4"
+        assert dub(face_clip, "--audio", audio, "-o", alone, "--crf", "0") == 0
+        assert (out / f"{name}.mp4").read_bytes() == alone.read_bytes(), name
+
+
 # -- Python API, chunking, bench ---------------------------------------------------------------------------------
 def test_python_api_reports_progress_and_chunks_do_not_show(tmp_path, face_clip):
     from dubber import DubbingPipeline

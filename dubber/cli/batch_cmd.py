@@ -70,7 +70,7 @@ def batch_command(
     retries: int = typer.Option(1, "--retries", min=0, max=10, help="With --ray: attempts after a worker died."),
 ) -> None:
     """Dub many videos: from a manifest, or --videos DIR --audio DIR paired by file stem."""
-    from dubber.pipeline.batch import items_from_folders, items_from_manifest, run_item
+    from dubber.pipeline.batch import LastAnalysis, items_from_folders, items_from_manifest, run_item, shares_video
 
     if (manifest is None) == (videos is None) or (videos is None) != (audio is None):
         raise InputError(None, "give either a manifest, or --videos DIR together with --audio DIR")
@@ -129,10 +129,19 @@ def batch_command(
         else:
             pipe = o.load_pipeline(weights, device, dtype, options, runtime)
             show = stderr.is_terminal and not is_quiet()
+            analyses = LastAnalysis()  # items in a row that dub one video track it once
             for n, item in enumerate(items, 1):
+                reuse = analyses if shares_video(items, n - 1) else None
                 o.threads_for(pipe)  # per item: what else holds the cores changes over a batch
                 with o.DubProgress(f"[{n}/{len(items)}] {item.video.name}", enabled=show) as progress:
-                    outcome = run_item(pipe, item, skip_existing=skip_existing, overwrite=overwrite, progress=progress)
+                    outcome = run_item(
+                        pipe,
+                        item,
+                        skip_existing=skip_existing,
+                        overwrite=overwrite,
+                        progress=progress,
+                        analyses=reuse,
+                    )
                 report(n, outcome)
     except KeyboardInterrupt:  # Ctrl-C, SIGTERM, SIGHUP: the finished outputs stay; say what was done
         _summary(counts, len(items), json_out, interrupted=True)

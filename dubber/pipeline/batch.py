@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from dubber.errors import DubberError, InputError, OutputError
 from dubber.log import get_logger
-from dubber.media.dub_inputs import default_output
+from dubber.media.dub_inputs import check_dub_inputs, default_output
+from dubber.pipeline.analysis import VideoTrack
 from dubber.pipeline.dubbing import DubbingPipeline
 
 log = get_logger("batch")
@@ -141,10 +143,52 @@ def _make_folder(output: Path) -> None:
         raise OutputError(output, f"cannot make its folder ({exc.strerror or exc})") from None
 
 
+class LastAnalysis:
+    """The face track of the last video a batch dubbed, kept while the items that follow dub the same file (one
+    video into several languages): tracking it again would give the same track. The file is known by its resolved
+    path, size and modification time; one track is kept at a time."""
+
+    def __init__(self) -> None:
+        self._key: tuple | None = None
+        self._track: VideoTrack | None = None
+        self.tracked = 0  # videos tracked (for tests and logs)
+        self.seconds = 0.0  # the last call's tracking time: 0 when it reused the track
+
+    def track(self, pipe: DubbingPipeline, video: Path, progress=None) -> VideoTrack:
+        try:
+            st = video.stat()
+            key = (str(video.resolve()), st.st_size, st.st_mtime_ns)
+        except OSError:
+            key = None  # the dub names the problem
+        self.seconds = 0.0
+        if key is None or key != self._key:
+            self._key = self._track = None  # the old track is freed before the new one is made
+            t0 = time.perf_counter()
+            track = pipe.analyse(video, progress=progress)
+            self.seconds = time.perf_counter() - t0
+            self.tracked += 1
+            self._key, self._track = key, track
+        return self._track
+
+
+def shares_video(items: list[BatchItem], i: int) -> bool:
+    """Whether item ``i`` dubs the same video as the item before or after it: only then is its track worth keeping
+    (a dub that tracks its video itself spools the frames a ping-pong shows again in the same pass)."""
+    here = items[i].video.resolve()
+    return any(0 <= j < len(items) and items[j].video.resolve() == here for j in (i - 1, i + 1))
+
+
 def run_item(
-    pipe: DubbingPipeline, item: BatchItem, *, skip_existing: bool = False, overwrite: bool = False, progress=None
+    pipe: DubbingPipeline,
+    item: BatchItem,
+    *,
+    skip_existing: bool = False,
+    overwrite: bool = False,
+    progress=None,
+    analyses: LastAnalysis | None = None,
 ) -> ItemResult:
-    """Dub one item; every failure becomes ``status="failed"`` with a one-line error (Ctrl-C still stops)."""
+    """Dub one item; every failure becomes ``status="failed"`` with a one-line error (Ctrl-C still stops).
+    ``analyses``: the last video's track, reused when this item dubs the same video."""
     if item.audio is None:
         outcome = ItemResult(item, "failed", f"{item.video}: {item.problem}")
     elif skip_existing and item.output.exists():
@@ -152,8 +196,20 @@ def run_item(
     else:
         try:
             _make_folder(item.output)
-            result = pipe(item.video, item.audio, item.output, overwrite=overwrite, progress=progress)
-            return ItemResult(item, "ok", result=result.to_dict())
+            analysis = None
+            if analyses is not None:
+                check_dub_inputs(item.video, item.audio, item.output, overwrite=overwrite)  # before tracking
+                analysis = analyses.track(pipe, item.video, progress)
+            result = pipe(
+                item.video, item.audio, item.output, overwrite=overwrite, progress=progress, analysis=analysis
+            )
+            if analysis is not None and analyses.seconds:  # the tracking counts where it was done: its video's first
+                result.timings.update(analysis.seconds)
+                result.timings["total"] = result.timings.get("total", 0.0) + analyses.seconds
+            done = result.to_dict()
+            if analysis is not None:
+                done["track_reused"] = not analyses.seconds
+            return ItemResult(item, "ok", result=done)
         except DubberError as exc:
             outcome = ItemResult(item, "failed", str(exc))
         except (KeyboardInterrupt, MemoryError):

@@ -295,14 +295,17 @@ class DubbingPipeline:
         job.still, job.fps = analysis.frames == 1, analysis.frame_rate()
         return self.adapted_landmarks(job, analysis)
 
-    def analyse(self, video: str | Path, *, options: DubOptions | None = None) -> VideoTrack:
-        """The first pass alone (face track, reference pool), reusable by several dubs of ``video``."""
+    def analyse(
+        self, video: str | Path, *, options: DubOptions | None = None, progress: ProgressCallback | None = None
+    ) -> VideoTrack:
+        """The first pass alone (face track, reference pool), reusable by several dubs of ``video``; ``progress``
+        hears its "analyse" stage."""
         job = _Job(
             video=Path(video),
             audio=Path(video),
             output=Path(video),
             opts=options or self.options,
-            progress=None,
+            progress=progress,
             started=time.perf_counter(),
         )
         job.reader = VideoReader(job.video)
