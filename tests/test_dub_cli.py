@@ -113,6 +113,7 @@ def test_a_seeded_dub_reproduces_byte_for_byte(tmp_path, face_clip, capsys):
         "steps": 2,
         "seed": 0,
         "references": "nearest",
+        "batch_size": 8,  # auto, on the CPU
         "guidance": 1.0,
         "scheduler": "dpm++",
         "hint_warp": True,
@@ -216,6 +217,7 @@ def _bad_cases(tmp: Path) -> dict[str, tuple[list[str], str]]:
         "bad dtype": ([video, "--audio", speech, "-o", out, "--dtype", "int8"], "--dtype"),
         "no --audio": ([video, "-o", out], "Missing option"),
         "bad steps": ([video, "--audio", speech, "-o", out, "--steps", "0"], "--steps"),
+        "bad batch size": ([video, "--audio", speech, "-o", out, "--batch-size", "many"], "--batch-size 'many'"),
         "bad references": ([video, "--audio", speech, "-o", out, "--references", "closest"], "references='closest'"),
     }
 

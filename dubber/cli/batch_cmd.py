@@ -42,7 +42,7 @@ def batch_command(
     adapt_seconds: float = o.ADAPT_SECONDS,
     cache_dir: Path | None = o.CACHE_DIR,
     seed: int = o.SEED,
-    batch_size: int = o.BATCH,
+    batch_size: str = o.BATCH,
     fit: str = o.FIT,
     keep_rest: bool = o.KEEP_REST,
     face: int = o.FACE,

@@ -19,7 +19,7 @@ def bench_command(
     dtype: str = o.DTYPE,
     runtime: str = o.RUNTIME,
     steps: int | None = o.STEPS,
-    batch_size: int = o.BATCH,
+    batch_size: str = o.BATCH,
     overlap: bool = o.OVERLAP,
     json_out: bool = o.JSON_OUT,
 ) -> None:

@@ -59,7 +59,12 @@ CACHE_DIR = typer.Option(
     show_default=False,
 )
 SEED = typer.Option(0, "--seed", help="Seed of the one initial noise every frame shares.")
-BATCH = typer.Option(8, "--batch-size", min=1, help="Frames rendered together.")
+BATCH = typer.Option(
+    "auto",
+    "--batch-size",
+    help="Frames rendered together: a number, or auto (8 on the CPU; on a GPU as many as its free memory and the "
+    "host's allow, up to 64).",
+)
 FIT = typer.Option("pingpong", "--fit", help="Extend a video shorter than the audio: pingpong, loop or freeze.")
 KEEP_REST = typer.Option(False, "--keep-rest", help="Keep the rest of a longer video (its frames and audio).")
 FACE = typer.Option(0, "--face", min=0, help="Which face to dub: 0 the largest, 1 the next, ...")
@@ -94,6 +99,22 @@ OVERLAP = typer.Option(
 JSON_OUT = typer.Option(False, "--json", help="Print the result as JSON on stdout.")
 
 
+def parse_batch_size(value: str | int | None) -> int | None:
+    """``--batch-size``: a whole number of frames, or "auto" (None: the pipeline chooses for its device)."""
+    from dubber.errors import InputError
+
+    text = str(value if value is not None else "auto").strip().lower()
+    if text == "auto":
+        return None
+    try:
+        number = int(text)
+    except ValueError:
+        raise InputError(None, f"--batch-size {value!r}: give a whole number of frames or auto") from None
+    if number < 1:
+        raise InputError(None, f"--batch-size {number}: at least 1 frame")
+    return number
+
+
 def dub_options(
     *,
     steps,
@@ -122,7 +143,7 @@ def dub_options(
     return DubOptions(
         steps=steps,
         seed=seed,
-        batch_size=batch_size,
+        batch_size=parse_batch_size(batch_size),
         fit=fit,
         keep_rest=keep_rest,
         face_index=face,

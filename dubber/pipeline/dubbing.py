@@ -42,6 +42,7 @@ from dubber.pipeline.adaptation import MIN_SPEECH_SECONDS, AdaptationSettings, a
 from dubber.pipeline.adaptation_cache import AdaptationCache, entry_key
 from dubber.pipeline.analysis import VideoTrack, analyse_video
 from dubber.pipeline.audio_tracks import output_audio
+from dubber.pipeline.auto_batch import auto_batch_size
 from dubber.pipeline.dub_pass import DubPassSettings, write_frames
 from dubber.pipeline.face_redraw import FaceRedrawer, ReferenceSet, add_time
 from dubber.pipeline.frame_source import FrameSpool, frames_in_order
@@ -75,6 +76,7 @@ class _Job:
     audio_seconds: float = 0.0
     still: bool = False
     fps: float = 25.0
+    batch_size: int = 8
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -394,6 +396,7 @@ class DubbingPipeline:
             redraw = FaceRedrawer(self.renderer, track, timeline, motion, refs, opts, timings)
         add_time(timings, "landmarks", t0)
         width, height = reader.size
+        job.batch_size = opts.batch_size or auto_batch_size(self.device, reader.size)
         writer = VideoWriter(
             job.output,
             width=width,
@@ -410,7 +413,7 @@ class DubbingPipeline:
                 timeline.total_frames,
                 redraw,
                 writer,
-                DubPassSettings(opts.batch_size, opts.overlap),
+                DubPassSettings(job.batch_size, opts.overlap),
                 timings,
                 None if job.progress is None else partial(job.progress, "dub"),
             )
@@ -436,6 +439,7 @@ class DubbingPipeline:
                 "steps": opts.steps or self.renderer.default_steps,
                 "seed": opts.seed,
                 "references": opts.references,
+                "batch_size": job.batch_size,
                 "guidance": opts.guidance,
                 "scheduler": opts.scheduler or self.renderer.scheduler_name,
                 "hint_warp": self.renderer.hint_warp,

@@ -21,7 +21,7 @@ class DubOptions:
     seed: int = 0  # one initial noise for every frame of the video
     guidance: float = 1.0  # classifier-free guidance on the landmarks (1 = off, one model call per step)
     scheduler: str | None = None  # "ddim" or "dpm++"; None: the weights' own
-    batch_size: int = 8  # frames rendered together
+    batch_size: int | None = None  # frames rendered together; None: chosen for the device (auto_batch.py)
     fit: str = "pingpong"  # how a video shorter than the audio is extended
     keep_rest: bool = False  # a video longer than the audio goes on with its own frames and audio
     face_index: int = 0  # which face to dub: 0 the largest
@@ -47,7 +47,7 @@ class DubOptions:
         problems = []
         if self.steps is not None and self.steps < 1:
             problems.append(f"steps={self.steps} must be at least 1")
-        if self.batch_size < 1:
+        if self.batch_size is not None and self.batch_size < 1:
             problems.append(f"batch_size={self.batch_size} must be at least 1")
         if self.fit not in FIT_MODES:
             problems.append(f"fit={self.fit!r} is not one of {', '.join(FIT_MODES)}")
