@@ -1,10 +1,11 @@
 """``--batch-size auto`` (the default): how many output frames a dub decodes, renders and encodes together.
 
 On the CPU, 8: the renderer runs 17.7, 20.0 and 20.3 crops a second at batch 4, 8 and 16 (one thread,
-``benchmarks/bench_renderer.py``, docs/DUBBING.md), and a larger chunk only holds more frames in memory. On a GPU the renderer
-is faster the larger its batch, so the chunk is as large as the GPU's free memory and the host's allow, up to
-``GPU_MOST``: every chunk in flight holds its frames in host memory (``CHUNKS_IN_FLIGHT``: the decode queue, the
-chunk being drawn and the encode queue, dubber/pipeline/dub_pass.py), and each crop the renderer's activations.
+``benchmarks/bench_renderer.py``, docs/DUBBING.md), and a larger chunk only holds more frames in memory. On a GPU
+the renderer is faster the larger its batch, so the chunk is as large as the GPU's free memory and the host's
+allow, up to ``GPU_MOST``: every chunk in flight holds its frames in host memory (``CHUNKS_IN_FLIGHT``: the decode
+queue, the chunk being drawn and the encode queue, dubber/pipeline/dub_pass.py), and each crop the renderer's
+activations.
 """
 
 from __future__ import annotations

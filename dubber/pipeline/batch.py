@@ -204,8 +204,8 @@ def run_item(
                 item.video, item.audio, item.output, overwrite=overwrite, progress=progress, analysis=analysis
             )
             if analysis is not None and analyses.seconds:  # the tracking counts where it was done: its video's first
-                result.timings.update(analysis.seconds)
-                result.timings["total"] = result.timings.get("total", 0.0) + analyses.seconds
+                for stage, seconds in {**analysis.seconds, "total": analyses.seconds}.items():
+                    result.timings[stage] = result.timings.get(stage, 0.0) + seconds
             done = result.to_dict()
             if analysis is not None:
                 done["track_reused"] = not analyses.seconds
