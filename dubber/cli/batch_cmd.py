@@ -132,6 +132,8 @@ def batch_command(
             analyses = LastAnalysis()  # items in a row that dub one video track it once
             for n, item in enumerate(items, 1):
                 reuse = analyses if shares_video(items, n - 1) else None
+                if reuse is None:
+                    analyses.forget()
                 o.threads_for(pipe)  # per item: what else holds the cores changes over a batch
                 with o.DubProgress(f"[{n}/{len(items)}] {item.video.name}", enabled=show) as progress:
                     outcome = run_item(

@@ -154,6 +154,10 @@ class LastAnalysis:
         self.tracked = 0  # videos tracked (for tests and logs)
         self.seconds = 0.0  # the last call's tracking time: 0 when it reused the track
 
+    def forget(self) -> None:
+        """Let the kept track go (its reference pool holds frames): the items that follow dub other videos."""
+        self._key = self._track = None
+
     def track(self, pipe: DubbingPipeline, video: Path, progress=None) -> VideoTrack:
         try:
             st = video.stat()
