@@ -8,6 +8,7 @@ from pathlib import Path
 
 from dubber.errors import NoAudioStreamError, OutputError
 from dubber.media.atomic import check_output_path
+from dubber.media.container import open_input
 from dubber.media.encode_options import container_format_for
 from dubber.media.probe import MediaInfo, probe_media
 
@@ -31,6 +32,7 @@ def check_dub_inputs(
     check_output_path(output, overwrite=overwrite)  # a folder is named as one, before its suffix
     container_format_for(output)
     media = probe_media(video, require_video=True)
-    if probe_media(audio).audio is None:
-        raise NoAudioStreamError(audio, "no audio stream")
+    with open_input(audio) as container:  # its streams only: probing would read through a long video's packets
+        if not container.streams.audio:
+            raise NoAudioStreamError(audio, "no audio stream")
     return output, media
