@@ -37,6 +37,16 @@ def test_a_gpu_takes_what_its_memory_and_the_hosts_allow():
     assert auto_batch_size("cuda", HD, free_gpu=140 * GB, free_host=None) == GPU_MOST  # a host that cannot say
 
 
+def test_a_gpu_that_cannot_say_gets_the_cpus_size(monkeypatch):
+    import torch
+
+    def no_answer(device=None):
+        raise RuntimeError("CUDA driver error")
+
+    monkeypatch.setattr(torch.cuda, "mem_get_info", no_answer)
+    assert auto_batch_size("cuda", HD, free_host=100 * GB) == 8
+
+
 def test_the_host_says_what_it_has():
     free = available_host_bytes()
     assert free is None or free > 0

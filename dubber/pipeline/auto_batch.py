@@ -51,7 +51,10 @@ def auto_batch_size(
     if device.type != "cuda":
         return CPU_BATCH
     if free_gpu is None:
-        free_gpu = torch.cuda.mem_get_info(device)[0]
+        try:
+            free_gpu = torch.cuda.mem_get_info(device)[0]
+        except (RuntimeError, AssertionError):  # a driver that cannot say: the CPU's size is safe anywhere
+            return CPU_BATCH
     if free_host is None:
         free_host = available_host_bytes()
     most = min(GPU_MOST, int(free_gpu * GPU_SHARE) // GPU_BYTES_PER_CROP)
