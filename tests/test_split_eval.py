@@ -78,3 +78,22 @@ def test_the_report_groups_the_large_faces():
     large = report["groups"]["faces >= 400 px"]
     assert large["clips"] == 1 and large["methods"]["dub"]["sharpness"] == 0.6
     assert large["follows_plan"] == 0.6 and report["groups"]["all"]["follows_plan"] == 0.8  # the rendering's fidelity
+
+
+def test_the_report_gives_the_dubs_lead_over_each_baseline_with_its_standard_error():
+    from dubber.evaluation.split_eval import SplitClipReport
+    from dubber.evaluation.split_report import SPLIT_KEYS, build_split_report, split_markdown
+
+    def clip(name, dub, no_adapt, no_dub):
+        corr = {"dub": dub, "no_adapt": no_adapt, "no_dub": no_dub}
+        methods = {m: {**dict.fromkeys(SPLIT_KEYS), "opening_correlation": c} for m, c in corr.items()}
+        return SplitClipReport(name, name, "dev", 20, methods)
+
+    clips = [clip("a", 0.5, 0.4, 0.0), clip("b", 0.7, 0.5, 0.1), clip("c", 0.3, 0.4, None)]
+    report = build_split_report(clips, command="x", settings={}, seconds=1.0)
+    g = report["groups"]["all"]
+    # Clip by clip: 0.1, 0.2, -0.1 -> mean 0.0667, standard error std(ddof=1) / sqrt(3) = 0.0882.
+    assert g["dub_minus"]["no_adapt"] == {"mean": 0.0667, "se": 0.0882}
+    assert g["dub_minus"]["no_dub"] == {"mean": 0.55, "se": 0.05}  # clip c has no no-dub score: left out
+    assert g["opening_correlation_se"]["dub"] == 0.1155
+    assert "- all: no_adapt 0.067 +- 0.088; no_dub 0.550 +- 0.050" in split_markdown(report)

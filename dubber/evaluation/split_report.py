@@ -18,14 +18,36 @@ def _mean(values) -> float | None:
     return round(float(np.mean(vals)), 4) if vals else None
 
 
+def _standard_error(values) -> float | None:
+    """The standard error of the mean of ``values`` (None, NaN left out): the spread a mean over these clips has."""
+    vals = [v for v in values if v is not None and np.isfinite(v)]
+    return round(float(np.std(vals, ddof=1) / np.sqrt(len(vals))), 4) if len(vals) > 1 else None
+
+
+def _correlation(report: SplitClipReport, method: str) -> float | None:
+    return report.methods.get(method, {}).get("opening_correlation")
+
+
 def summarise_split(reports: list[SplitClipReport]) -> dict:
     ok = [r for r in reports if not r.error]
     methods = sorted({m for r in ok for m in r.methods}, key=lambda m: (m != "dub", m))
+    # The dub against each baseline clip by clip: a difference of means is only worth its standard error.
+    paired = {
+        m: [
+            _correlation(r, "dub") - _correlation(r, m)
+            for r in ok
+            if _correlation(r, "dub") is not None and _correlation(r, m) is not None
+        ]
+        for m in methods
+        if m != "dub"
+    }
     return {
         "clips": len(ok),
         "failed": len(reports) - len(ok),
         "frames": sum(r.frames for r in ok),
         "methods": {m: {k: _mean(r.methods.get(m, {}).get(k) for r in ok) for k in SPLIT_KEYS} for m in methods},
+        "opening_correlation_se": {m: _standard_error(_correlation(r, m) for r in ok) for m in methods},
+        "dub_minus": {m: {"mean": _mean(d), "se": _standard_error(d)} for m, d in paired.items()},
         "planned_opening_correlation": _mean(r.planned_opening_correlation for r in ok),
         "follows_plan": _mean(r.follows_plan for r in ok),
         "planned_articulation": _mean(r.planned_articulation for r in ok),
@@ -93,6 +115,10 @@ def split_markdown(report: dict) -> str:
                 + " | ".join(_fmt(row[k]) for k in SPLIT_KEYS)
                 + (f" | {extra} |" if m == "dub" else " | | | | |")
             )
+    lines += ["", "The dub's opening correlation minus each baseline's, clip by clip (mean +- standard error):", ""]
+    for group, g in report["groups"].items():
+        diffs = [f"{m} {_fmt(d['mean'])} +- {_fmt(d['se'])}" for m, d in g.get("dub_minus", {}).items()]
+        lines.append(f"- {group}: {'; '.join(diffs)}")
     lines += [
         "",
         "planned corr: the opening of the landmarks the completer planned, before rendering, against the truth; "
