@@ -28,9 +28,8 @@ def main() -> None:
         raise SystemExit(f"{args.out}: exists already")
     renderer = FaceRenderer.from_pretrained(args.model)
     renderer.save_pretrained(args.out, dtype=getattr(torch, args.dtype), max_shard_mib=args.shard_mib)
-    for extra in ("training.json",):
-        if (args.model / extra).is_file():
-            shutil.copy2(args.model / extra, args.out / extra)
+    if (args.model / "training.json").is_file():  # how it was trained, beside the weights
+        shutil.copy2(args.model / "training.json", args.out / "training.json")
     for f in sorted(args.out.rglob("*")):
         if f.is_file():
             print(f"{f.stat().st_size / (1 << 20):7.2f} MiB  {f.relative_to(args.out)}")

@@ -53,10 +53,10 @@ def dub_command(
     """Dub one video (or a still image) so the speaker's mouth says the new audio."""
     if verbose or quiet:
         configure_logging(-1 if quiet else verbose)
-    from dubber.media.dub_inputs import check_dub_inputs
+    from dubber.media.dub_inputs import check_dub_files
 
     # A bad file is named in a second, before torch and the models load.
-    check_dub_inputs(video, audio, output, overwrite=overwrite)
+    check_dub_files(video, audio, output, overwrite=overwrite)
     options = o.dub_options(
         steps=steps,
         seed=seed,

@@ -1,12 +1,12 @@
 """The checks a dub makes on its files before anything heavy runs: the output's name and folder, the video, the
-audio. The CLI makes them before it loads the models, so a bad file is named in a second, not after the weights
-have loaded; the pipeline makes them again for callers of the library."""
+audio. The CLI (and ``dub batch`` before it tracks a video) makes the cheap ones before the heavy work, so a bad file
+is named in a second, not after the weights have loaded; the pipeline makes them all for callers of the library."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from dubber.errors import NoAudioStreamError, OutputError
+from dubber.errors import NoAudioStreamError, NoVideoStreamError, OutputError
 from dubber.media.atomic import check_output_path
 from dubber.media.container import open_input
 from dubber.media.encode_options import container_format_for
@@ -19,20 +19,31 @@ def default_output(video: str | Path) -> Path:
     return p.with_name(f"{p.stem}.dubbed.mp4")
 
 
-def check_dub_inputs(
+def check_dub_files(
     video: str | Path, audio: str | Path, output: str | Path | None = None, *, overwrite: bool = False
-) -> tuple[Path, MediaInfo]:
-    """The output path (``default_output`` when None) and the video's description, once the output can be
-    written there and both inputs are readable: a video (or still image) with a picture, an audio with sound.
-    Raises :class:`dubber.errors.InputError` subclasses naming the file."""
+) -> Path:
+    """The output path (``default_output`` when None), once it can be written there and both inputs open: a video
+    (or still image) with a picture stream, an audio with a sound stream. Only the containers' headers are read
+    (probing reads through every packet of the video, which the dub does once, later). Raises
+    :class:`dubber.errors.InputError` subclasses naming the file."""
     video, audio = Path(video), Path(audio)
     output = default_output(video) if output is None else Path(output)
     if output.exists() and output.resolve() in (video.resolve(), audio.resolve()):
         raise OutputError(output, "is one of the inputs; choose another output name")
     check_output_path(output, overwrite=overwrite)  # a folder is named as one, before its suffix
     container_format_for(output)
-    media = probe_media(video, require_video=True)
-    with open_input(audio) as container:  # its streams only: probing would read through a long video's packets
-        if not container.streams.audio:
-            raise NoAudioStreamError(audio, "no audio stream")
-    return output, media
+    for path, kind in ((video, "video"), (audio, "audio")):
+        with open_input(path) as container:
+            if kind == "video" and not container.streams.video:
+                raise NoVideoStreamError(path, "no video stream (an audio-only or data file?)")
+            if kind == "audio" and not container.streams.audio:
+                raise NoAudioStreamError(path, "no audio stream")
+    return output
+
+
+def check_dub_inputs(
+    video: str | Path, audio: str | Path, output: str | Path | None = None, *, overwrite: bool = False
+) -> tuple[Path, MediaInfo]:
+    """``check_dub_files``, and the video's description (``probe_media``: a truncated or empty video is named)."""
+    output = check_dub_files(video, audio, output, overwrite=overwrite)
+    return output, probe_media(video, require_video=True)

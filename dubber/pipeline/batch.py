@@ -11,7 +11,7 @@ from pathlib import Path
 
 from dubber.errors import DubberError, InputError, OutputError
 from dubber.log import get_logger
-from dubber.media.dub_inputs import check_dub_inputs, default_output
+from dubber.media.dub_inputs import check_dub_files, default_output
 from dubber.pipeline.analysis import VideoTrack
 from dubber.pipeline.dubbing import DubbingPipeline
 
@@ -151,7 +151,6 @@ class LastAnalysis:
     def __init__(self) -> None:
         self._key: tuple | None = None
         self._track: VideoTrack | None = None
-        self.tracked = 0  # videos tracked (for tests and logs)
         self.seconds = 0.0  # the last call's tracking time: 0 when it reused the track
 
     def forget(self) -> None:
@@ -170,7 +169,6 @@ class LastAnalysis:
             t0 = time.perf_counter()
             track = pipe.analyse(video, progress=progress)
             self.seconds = time.perf_counter() - t0
-            self.tracked += 1
             self._key, self._track = key, track
         return self._track
 
@@ -202,7 +200,7 @@ def run_item(
             _make_folder(item.output)
             analysis = None
             if analyses is not None:
-                check_dub_inputs(item.video, item.audio, item.output, overwrite=overwrite)  # before tracking
+                check_dub_files(item.video, item.audio, item.output, overwrite=overwrite)  # before tracking
                 analysis = analyses.track(pipe, item.video, progress)
             result = pipe(
                 item.video, item.audio, item.output, overwrite=overwrite, progress=progress, analysis=analysis

@@ -176,15 +176,13 @@ def initial_weights(path: Path) -> dict:
     weights may be in shards (``FaceRenderer.save_pretrained(max_shard_mib=...)``)."""
     from safetensors.torch import load_file
 
+    from dubber.weights import unet_weight_files
+
     unet_file = "diffusion_pytorch_model.safetensors"
-    for folder in (path / "unet", path):
-        index = folder / (unet_file + ".index.json")
-        if index.is_file():
-            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-            return {k: v for shard in shards for k, v in load_file(folder / shard).items()}
     for candidate in (path / "unet" / unet_file, path / unet_file, path / "model.safetensors", path):
-        if candidate.is_file():
-            return load_file(candidate)
+        files = unet_weight_files(candidate)
+        if all(f.is_file() for f in files):
+            return {k: v for f in files for k, v in load_file(f).items()}
     raise InputError(path, "no renderer weights to start from")
 
 
