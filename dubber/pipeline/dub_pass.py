@@ -7,13 +7,19 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
+from dubber.media.encode_options import VideoEncodeOptions
 from dubber.media.heap import HeapTrimmer
 from dubber.media.video_writer import VideoWriter
+from dubber.pipeline.audio_tracks import output_audio
 from dubber.pipeline.face_redraw import DrawnFaces, FaceRedrawer, add_time
+from dubber.pipeline.frame_source import FrameSpool, frames_in_order
+from dubber.pipeline.job import DubJob
 from dubber.pipeline.overlap import Consumer, Prefetcher
+from dubber.pipeline.timeline import Timeline
 
 Chunk = tuple[int, list[np.ndarray]]
 
@@ -74,4 +80,34 @@ def write_frames(
         except BaseException:
             encoder.close()
             raise
+    return faces
+
+
+def encode_dub(job: DubJob, timeline: Timeline, spool: FrameSpool | None, redraw: FaceRedrawer | None) -> int:
+    """The output video of ``job`` along ``timeline``: its frames read again (or from ``spool``), redrawn where
+    ``redraw`` has a face, encoded with the new audio muxed; the frames whose face was redrawn."""
+    opts, reader, timings = job.opts, job.reader, job.timings
+    width, height = reader.size
+    writer = VideoWriter(
+        job.output,
+        width=width,
+        height=height,
+        fps=opts.fps if job.still else reader.fps,
+        time_base=None if job.still else reader.info.time_base,
+        options=VideoEncodeOptions(crf=opts.crf, preset=opts.preset),
+        audio=output_audio(job.audio, job.media, timeline, job.fps, keep_original=opts.keep_original_audio),
+        overwrite=opts.overwrite,
+    )
+    with writer:
+        faces = write_frames(
+            frames_in_order(reader, (timeline.source_index(i) for i in range(timeline.total_frames)), spool),
+            timeline.total_frames,
+            redraw,
+            writer,
+            DubPassSettings(job.batch_size, opts.overlap),
+            timings,
+            None if job.progress is None else partial(job.progress, "dub"),
+        )
+        t0 = time.perf_counter()
+    add_time(timings, "encode", t0)  # flushing the encoder and the audio
     return faces

@@ -14,70 +14,34 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from contextlib import ExitStack, closing
-from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from dubber.audio.features import AudioFeatures
-from dubber.audio.speech import MelAndSpeechFeatures, SpeechFeatures
 from dubber.audio.streaming import StreamedFeatures, stream_features
-from dubber.errors import InputError
-from dubber.face.aligner import FaceAligner
 from dubber.face.backend import FaceBackend
-from dubber.face.backends import make_backend
-from dubber.face.tracker import FaceTracker, TrackerOptions
-from dubber.log import get_logger
 from dubber.media.dub_inputs import check_dub_inputs
-from dubber.media.encode_options import VideoEncodeOptions
-from dubber.media.probe import MediaInfo, probe_media
+from dubber.media.probe import probe_media
 from dubber.media.video_reader import VideoReader
-from dubber.media.video_writer import VideoWriter
 from dubber.models.landmark_completer import LandmarkCompleter
 from dubber.models.landmark_ensemble import LandmarkEnsemble
 from dubber.models.speech_encoder import SpeechEncoder
-from dubber.pipeline.adaptation import MIN_SPEECH_SECONDS, AdaptationSettings, adapt_completer, speech_frames
-from dubber.pipeline.adaptation_cache import AdaptationCache, entry_key
-from dubber.pipeline.analysis import VideoTrack, analyse_video
-from dubber.pipeline.audio_tracks import output_audio
+from dubber.pipeline.analysis import VideoTrack
 from dubber.pipeline.auto_batch import auto_batch_size
-from dubber.pipeline.dub_pass import DubPassSettings, write_frames
+from dubber.pipeline.dub_pass import encode_dub
+from dubber.pipeline.face_pass import track_faces
 from dubber.pipeline.face_redraw import FaceRedrawer, ReferenceSet, add_time
-from dubber.pipeline.frame_source import FrameSpool, frames_in_order
+from dubber.pipeline.frame_source import FrameSpool
+from dubber.pipeline.job import DubJob, ProgressCallback
+from dubber.pipeline.model_loading import load_models
 from dubber.pipeline.motion import MotionPlanner
-from dubber.pipeline.options import DubOptions, DubResult, resolve_device, resolve_dtype
+from dubber.pipeline.options import DubOptions, DubResult
 from dubber.pipeline.timeline import Timeline
+from dubber.pipeline.video_adaptation import completer_for_video
 from dubber.render.renderer_pipeline import FaceRenderer
 
-log = get_logger("pipeline")
-
-# The face crop's side in frame pixels under which a redrawn mouth spans only a few pixels (about a third of it).
-SMALLEST_CLEAR_FACE = 48
-
-# progress(stage, done, total): stage "analyse" (first pass) or "dub" (second pass), counts in frames.
-ProgressCallback = Callable[[str, int, int], None]
-
-
-@dataclass
-class _Job:
-    """One call's inputs and the state its stages share."""
-
-    video: Path
-    audio: Path
-    output: Path
-    opts: DubOptions
-    progress: ProgressCallback | None
-    started: float
-    media: MediaInfo | None = None
-    reader: VideoReader | None = None
-    features: AudioFeatures | SpeechFeatures | MelAndSpeechFeatures | None = None
-    audio_seconds: float = 0.0
-    still: bool = False
-    fps: float = 25.0
-    batch_size: int = 8
-    timings: dict[str, float] = field(default_factory=dict)
+__all__ = ["DubbingPipeline", "ProgressCallback"]
 
 
 class DubbingPipeline:
@@ -127,48 +91,15 @@ class DubbingPipeline:
         completer, its speech encoder, the renderer and its reference encoder). ``runtime`` "onnx": the models run
         with onnxruntime, from an export of ``dub export onnx`` or from these weights exported once into the cache
         folder (``dubber.runtime.onnx_bundle``)."""
-        from dubber.weights import load_landmark_model, load_renderer, resolve_bundle
-
-        if runtime == "onnx":
-            return cls._from_onnx(path_or_name, device, dtype, options, backend_factory)
-        if runtime != "torch":
-            raise InputError(None, f"unknown runtime {runtime!r}; choose from torch, onnx")
-        dev = resolve_device(device)
-        precision = resolve_dtype(dtype, dev)
-        bundle = resolve_bundle(path_or_name)
-        landmarks = load_landmark_model(bundle.landmarks, device=dev, dtype=precision)
-        renderer = load_renderer(bundle.renderer, device=dev, dtype=precision)
-        return cls(landmarks, renderer, options=options, backend_factory=backend_factory, name=bundle.name)
-
-    @classmethod
-    def _from_onnx(cls, weights, device: str, dtype: str, options, backend_factory) -> DubbingPipeline:
-        from dubber.pipeline.adaptation_cache import default_cache_dir
-        from dubber.runtime.onnx_bundle import load_onnx_models, onnx_export_for, providers, require_onnxruntime
-
-        require_onnxruntime()
-        if (dtype or "auto") not in ("auto", "float32"):
-            raise InputError(None, f"--dtype {dtype}: the ONNX graphs are float32 (--runtime torch for other dtypes)")
-        device = (device or "auto").strip().lower()
-        if device not in ("auto", "cpu", "cuda"):
-            raise InputError(None, f"--device {device}: with --runtime onnx give auto, cpu or cuda")
-        chosen = ["CPUExecutionProvider"] if device == "cpu" else providers()
-        if device == "cuda" and "CUDAExecutionProvider" not in chosen:
-            raise InputError(
-                None, "--device cuda: this onnxruntime has no CUDA provider (pip install 'dubber[onnx-gpu]')"
-            )
-        opts = options or DubOptions()
-        cache = Path(opts.cache_dir) if opts.cache_dir else default_cache_dir()
-        folder = onnx_export_for(weights, cache)
-        landmarks, renderer, speech = load_onnx_models(folder, chosen)
-        name = str(weights)
+        m = load_models(path_or_name, device, dtype, runtime, options)
         return cls(
-            landmarks,
-            renderer,
-            options=opts,
+            m.landmarks,
+            m.renderer,
+            options=options,
             backend_factory=backend_factory,
-            name=name,
-            speech_encoder=speech,
-            runtime="onnx",
+            name=m.name,
+            speech_encoder=m.speech_encoder,
+            runtime=m.runtime,
         )
 
     def with_landmarks(self, landmarks: LandmarkCompleter | LandmarkEnsemble) -> DubbingPipeline:
@@ -217,7 +148,7 @@ class DubbingPipeline:
         opts = (options or self.options).updated(**overrides)
         started = time.perf_counter()
         output, media = check_dub_inputs(video, audio, output, overwrite=opts.overwrite)
-        job = _Job(Path(video), Path(audio), output, opts, progress=progress, started=started, media=media)
+        job = DubJob(Path(video), Path(audio), output, opts, progress=progress, started=started, media=media)
         with ExitStack() as cleanup:
             t0 = time.perf_counter()
             streamed = self._audio_features(job.audio)
@@ -244,48 +175,14 @@ class DubbingPipeline:
                 spool = cleanup.enter_context(closing(FrameSpool(*reader.size, revisited)))  # that miscounted
                 for frame in reader:
                     spool.offer(frame.index, frame.image)
-            return self._write(job, track, timeline, spool, self.adapted_landmarks(job, track))
-
-    def adapted_landmarks(self, job: _Job, track: VideoTrack) -> LandmarkCompleter | LandmarkEnsemble:
-        """The completer fine-tuned on the video's own speech (``adapt``), or the loaded one where that is off or
-        the video cannot teach it (a still image, no audio, too few frames with a face)."""
-        mode = job.opts.adapt
-        if mode == "off":
-            return self.landmarks
-        problem = None
-        if self.runtime != "torch":
-            problem = f"the {self.runtime} runtime's exported graphs do not train (adapt with --runtime torch)"
-        elif job.still:
-            problem = "a still image has no speech to learn from"
-        elif job.media.audio is None:
-            problem = "the video has no audio"
-        elif speech_frames(track) < MIN_SPEECH_SECONDS * job.fps:
-            problem = f"fewer than {MIN_SPEECH_SECONDS:g} s of frames with a face"
-        if problem is not None:
-            (log.warning if mode == "on" else log.info)("%s: not adapted to the speaker: %s", job.video, problem)
-            return self.landmarks
-        t0 = time.perf_counter()
-        settings = AdaptationSettings(seconds=job.opts.adapt_seconds, seed=job.opts.seed)
-        cache = AdaptationCache(Path(job.opts.cache_dir) if job.opts.cache_dir else None)
-        key = entry_key(job.video, self.landmarks, settings)
-        model = cache.load(key, self.landmarks)
-        if model is not None:
-            log.info("%s: the completer adapted to it before, from %s", job.video, cache.root / key)
-        else:
-            with closing(self._audio_features(job.video)) as own:
-                refs = track.landmark_references(self.landmarks.config.n_refs)
-                model, report = adapt_completer(self.landmarks, track, own.features, refs, settings)
-            if report is not None:
-                cache.store(key, model, job.video, report.seconds)
-        add_time(job.timings, "adapt", t0)
-        return model
+            return self._write(job, track, timeline, spool, self._completer(job, track))
 
     def adapt(self, video: str | Path, analysis: VideoTrack, *, options: DubOptions | None = None):
         """The completer adapted to ``video`` (its :meth:`analyse` result) as a dub with ``options`` would adapt it
         (``adapt`` "auto" unless the options say "on"), for evaluating it or for several dubs of one video."""
         opts = options or self.options
         opts = opts.updated(adapt="on" if opts.adapt == "on" else "auto")
-        job = _Job(
+        job = DubJob(
             video=Path(video),
             audio=Path(video),
             output=Path(video),
@@ -295,14 +192,14 @@ class DubbingPipeline:
             media=probe_media(video, require_video=True),
         )
         job.still, job.fps = analysis.frames == 1, analysis.frame_rate()
-        return self.adapted_landmarks(job, analysis)
+        return self._completer(job, analysis)
 
     def analyse(
         self, video: str | Path, *, options: DubOptions | None = None, progress: ProgressCallback | None = None
     ) -> VideoTrack:
         """The first pass alone (face track, reference pool), reusable by several dubs of ``video``; ``progress``
         hears its "analyse" stage."""
-        job = _Job(
+        job = DubJob(
             video=Path(video),
             audio=Path(video),
             output=Path(video),
@@ -334,50 +231,15 @@ class DubbingPipeline:
             )
             return motion.targets(0, timeline.dub_frames)
 
-    def _analyse(self, job: _Job, spool: FrameSpool | None) -> VideoTrack:
-        factory = self.backend_factory
-        backend = factory() if factory is not None else make_backend(job.opts.face_backend, job.opts.face_models)
-        total = job.reader.frame_count
-        report = (lambda n: job.progress("analyse", n, total)) if job.progress else None
-        try:
-            with FaceTracker(backend, TrackerOptions(face_index=job.opts.face_index)) as tracker:
-                track = analyse_video(
-                    job.reader,
-                    tracker,
-                    FaceAligner(self.renderer.size),
-                    spool=spool,
-                    progress=report,
-                    overlap=job.opts.overlap,
-                )
-        finally:
-            if backend is not None:
-                backend.close()
-        job.timings.update(track.seconds)
-        wanted = job.opts.face_index
-        if wanted > 0 and not track.has_face.any():
-            shows = f"at most {track.most_faces}" if track.most_faces else "none"
-            raise InputError(
-                job.video,
-                f"--face {wanted} needs {wanted + 1} faces in a frame and the video shows "
-                f"{shows} (--face 0 is the largest face)",
-            )
-        if track.has_face.any():
-            side = float(np.median(track.transforms[track.has_face, 2]))  # frame pixels per crop side
-            if side < SMALLEST_CLEAR_FACE:
-                log.warning(
-                    "%s: the face is about %d px across; a mouth this small barely changes when redrawn (faces of "
-                    "%d px or more dub visibly)",
-                    job.video,
-                    round(side),
-                    SMALLEST_CLEAR_FACE,
-                )
-        else:
-            log.warning("%s: no face found in any frame; the video is kept as it is, with the new audio", job.video)
-        return track
+    def _completer(self, job: DubJob, track: VideoTrack) -> LandmarkCompleter | LandmarkEnsemble:
+        return completer_for_video(job, track, self.landmarks, self.runtime, self._audio_features)
+
+    def _analyse(self, job: DubJob, spool: FrameSpool | None) -> VideoTrack:
+        return track_faces(job, self.renderer.size, spool, self.backend_factory)
 
     def _write(
         self,
-        job: _Job,
+        job: DubJob,
         track: VideoTrack,
         timeline: Timeline,
         spool: FrameSpool | None,
@@ -397,30 +259,8 @@ class DubbingPipeline:
         add_time(timings, "landmarks", t0)
         width, height = reader.size
         job.batch_size = opts.batch_size or auto_batch_size(self.device, reader.size)
-        writer = VideoWriter(
-            job.output,
-            width=width,
-            height=height,
-            fps=opts.fps if job.still else reader.fps,
-            time_base=None if job.still else reader.info.time_base,
-            options=VideoEncodeOptions(crf=opts.crf, preset=opts.preset),
-            audio=output_audio(job.audio, job.media, timeline, job.fps, keep_original=opts.keep_original_audio),
-            overwrite=opts.overwrite,
-        )
-        with writer:
-            faces = write_frames(
-                frames_in_order(reader, (timeline.source_index(i) for i in range(timeline.total_frames)), spool),
-                timeline.total_frames,
-                redraw,
-                writer,
-                DubPassSettings(job.batch_size, opts.overlap),
-                timings,
-                None if job.progress is None else partial(job.progress, "dub"),
-            )
-            t0 = time.perf_counter()
-        add_time(timings, "encode", t0)  # flushing the encoder and the audio
+        faces = encode_dub(job, timeline, spool, redraw)
         timings["total"] = time.perf_counter() - job.started
-        guard = self.renderer.mouth_guard
         return DubResult(
             output=job.output,
             frames=timeline.total_frames,
@@ -433,21 +273,24 @@ class DubbingPipeline:
             source_frames=track.frames,
             still_image=job.still,
             timings=timings,
-            settings={
-                "weights": self.name,
-                "runtime": self.runtime,
-                "steps": opts.steps or self.renderer.default_steps,
-                "seed": opts.seed,
-                "references": opts.references,
-                "batch_size": job.batch_size,
-                "guidance": opts.guidance,
-                "scheduler": opts.scheduler or self.renderer.scheduler_name,
-                "hint_warp": self.renderer.hint_warp,
-                "face_backend": opts.face_backend,
-                "source_detail": opts.source_detail,
-                "reference_blend": self.renderer.reference_blend.to_dict()
-                if opts.reference_blend and self.renderer.reference_blend is not None
-                else None,
-                "mouth_guard": guard.to_dict() if opts.reference_blend and guard is not None else None,
-            },
+            settings=self._settings(opts, job.batch_size),
         )
+
+    def _settings(self, opts: DubOptions, batch_size: int) -> dict:
+        """What made the frames (``DubResult.settings``)."""
+        blend, guard = self.renderer.reference_blend, self.renderer.mouth_guard
+        return {
+            "weights": self.name,
+            "runtime": self.runtime,
+            "steps": opts.steps or self.renderer.default_steps,
+            "seed": opts.seed,
+            "references": opts.references,
+            "batch_size": batch_size,
+            "guidance": opts.guidance,
+            "scheduler": opts.scheduler or self.renderer.scheduler_name,
+            "hint_warp": self.renderer.hint_warp,
+            "face_backend": opts.face_backend,
+            "source_detail": opts.source_detail,
+            "reference_blend": blend.to_dict() if opts.reference_blend and blend is not None else None,
+            "mouth_guard": guard.to_dict() if opts.reference_blend and guard is not None else None,
+        }

@@ -1,0 +1,77 @@
+"""The dub's first pass: the face tracked through the video (``analyse_video``), with the problems a user should
+hear about (a ``--face`` the video does not show, a face too small to dub visibly, no face at all)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from dubber.errors import InputError
+from dubber.face.aligner import FaceAligner
+from dubber.face.backend import FaceBackend
+from dubber.face.backends import make_backend
+from dubber.face.tracker import FaceTracker, TrackerOptions
+from dubber.log import get_logger
+from dubber.pipeline.analysis import VideoTrack, analyse_video
+from dubber.pipeline.frame_source import FrameSpool
+from dubber.pipeline.job import DubJob
+
+log = get_logger("pipeline")
+
+# The face crop's side in frame pixels under which a redrawn mouth spans only a few pixels (about a third of it).
+SMALLEST_CLEAR_FACE = 48
+
+
+def track_faces(
+    job: DubJob,
+    crop_size: int,
+    spool: FrameSpool | None,
+    backend_factory: Callable[[], FaceBackend] | None = None,
+) -> VideoTrack:
+    """Track ``job``'s video (its reader) into crops of ``crop_size``; its timings join the job's."""
+    if backend_factory is not None:
+        backend = backend_factory()
+    else:
+        backend = make_backend(job.opts.face_backend, job.opts.face_models)
+    total = job.reader.frame_count
+    report = (lambda n: job.progress("analyse", n, total)) if job.progress else None
+    try:
+        with FaceTracker(backend, TrackerOptions(face_index=job.opts.face_index)) as tracker:
+            track = analyse_video(
+                job.reader,
+                tracker,
+                FaceAligner(crop_size),
+                spool=spool,
+                progress=report,
+                overlap=job.opts.overlap,
+            )
+    finally:
+        if backend is not None:
+            backend.close()
+    job.timings.update(track.seconds)
+    _check_faces(job, track)
+    return track
+
+
+def _check_faces(job: DubJob, track: VideoTrack) -> None:
+    wanted = job.opts.face_index
+    if wanted > 0 and not track.has_face.any():
+        shows = f"at most {track.most_faces}" if track.most_faces else "none"
+        raise InputError(
+            job.video,
+            f"--face {wanted} needs {wanted + 1} faces in a frame and the video shows "
+            f"{shows} (--face 0 is the largest face)",
+        )
+    if not track.has_face.any():
+        log.warning("%s: no face found in any frame; the video is kept as it is, with the new audio", job.video)
+        return
+    side = float(np.median(track.transforms[track.has_face, 2]))  # frame pixels per crop side
+    if side < SMALLEST_CLEAR_FACE:
+        log.warning(
+            "%s: the face is about %d px across; a mouth this small barely changes when redrawn (faces of "
+            "%d px or more dub visibly)",
+            job.video,
+            round(side),
+            SMALLEST_CLEAR_FACE,
+        )
