@@ -48,7 +48,7 @@ def test_split_protocol_report(tmp_path, monkeypatch):
     report = json.loads((out / "report.json").read_text())
     clip = report["clips"][0]
     assert not clip["error"] and clip["frames"] == 20 and report["protocol"] == "split"
-    assert set(clip["methods"]) == {"dub", "static_mouth", "no_dub"}
+    assert set(clip["methods"]) == {"dub", "true_landmarks", "static_mouth", "no_dub"}
     no_dub = clip["methods"]["no_dub"]
     assert no_dub["sharpness"] == 1.0 and no_dub["seam"] == 1.0  # the untouched half against itself
     assert clip["planned_opening_correlation"] is None or -1 <= clip["planned_opening_correlation"] <= 1
@@ -59,6 +59,33 @@ def test_split_protocol_report(tmp_path, monkeypatch):
     assert "dub eval --protocol split" in markdown and "follows plan" in markdown and "planned articulation" in markdown
     assert 20 < clip["face_width"] < 96  # the synthetic face, cheek to cheek, in a 96 px wide frame
     assert run([*args, "halves"]) == 2
+
+
+def test_true_landmarks_are_the_truths_lips_and_jaw_carried_to_each_frames_pose():
+    from dubber.evaluation.truth_motion import TruthMotion
+    from dubber.face.landmarks import N_POSE
+    from dubber.pipeline.timeline import Timeline
+
+    rng = np.random.default_rng(0)
+    truth = (0.3 + 0.4 * rng.random((6, 131, 2))).astype(np.float32)
+    truth[2] = np.nan  # no face tracked there: its neighbour stands in
+
+    class Track:  # the dub's source: the truth's own frames, shifted, scaled and sheared by a head pose
+        points = truth[[0, 1, 3, 3, 4, 5]] @ np.array([[1.1, 0.05], [0.0, 0.9]], np.float32) + 0.02
+
+        def filled_index(self):
+            return np.arange(6)
+
+    motion = TruthMotion(Track(), Timeline.plan(6, 6 / 25, 25.0, "pingpong", False), truth)
+    targets = motion.targets(0, 6)
+    assert targets.shape == (6, 131, 2) and np.isfinite(targets).all()
+    np.testing.assert_array_equal(targets[:, :N_POSE], Track.points[:, :N_POSE])  # the source frames' pose
+    # An affine change of pose carries the truth's lips and jaw exactly.
+    for i in (0, 1, 3, 4, 5):
+        np.testing.assert_allclose(targets[i, N_POSE:], Track.points[i, N_POSE:], atol=1e-4)
+    stand_in = truth.copy()
+    stand_in[2] = truth[1]  # the untracked frame reads its nearest tracked one
+    np.testing.assert_allclose(TruthMotion(Track(), motion.timeline, stand_in).targets(0, 6), targets, atol=1e-6)
 
 
 def test_the_report_groups_the_large_faces():

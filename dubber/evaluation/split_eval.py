@@ -14,8 +14,10 @@ Scored against the second half's tracked mouth (MediaPipe on the output, as ``du
 - seam: gradient energy across the redrawn region's border, output over source (1: no edge added).
 Also the landmarks the completer planned (before rendering): their opening's correlation with the truth, and the
 dub's opening's correlation with theirs (how closely the rendering follows its plan), so a gap says whether the
-landmarks or the rendering lose the sync. Baselines in the same run: the static mouth and "no
-dub" (the untouched first half, scored the same way: what chance alone gives).
+landmarks or the rendering lose the sync; and the first half drawn from the second half's tracked lips and jaw
+("true_landmarks", ``dubber.evaluation.truth_motion``): what the rendering and the measure allow a perfect plan.
+Baselines in the same run: the static mouth and "no dub" (the untouched first half, scored the same way: what
+chance alone gives).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from dubber.data.sources import ClipSource
 from dubber.evaluation.dub_eval import score_each
 from dubber.evaluation.dub_metrics import face_regions, frame_points, gradient_energy
 from dubber.evaluation.metrics import correlation
+from dubber.evaluation.truth_motion import TruthLandmarksPipeline
 from dubber.face.landmarks import ALL_INDICES, LEFT_EYE_OUTER, LIP_INDICES, N_POSE, RIGHT_EYE_OUTER
 from dubber.media.audio import decode_audio, write_wav
 from dubber.media.audio_feed import AudioFromFile
@@ -42,7 +45,7 @@ from dubber.media.video_writer import VideoWriter
 from dubber.pipeline.analysis import VideoTrack
 from dubber.pipeline.dubbing import DubbingPipeline
 
-SPLIT_METHODS = ("dub", "no_adapt", "static_mouth", "no_dub")  # no_adapt: with adaptation on
+SPLIT_METHODS = ("dub", "no_adapt", "true_landmarks", "static_mouth", "no_dub")  # no_adapt: with adaptation on
 _LIPS = np.asarray([ALL_INDICES.index(i) for i in LIP_INDICES])
 _EYES = (ALL_INDICES.index(RIGHT_EYE_OUTER), ALL_INDICES.index(LEFT_EYE_OUTER))
 _CHEEKS = (ALL_INDICES.index(234), ALL_INDICES.index(454))  # the face oval's sides at the eyes' height
@@ -180,6 +183,7 @@ def evaluate_split_clip(pipe: DubbingPipeline, clip: ClipSource, *, static: Dubb
         if pipe.options.adapt != "off":  # adapted once, to the first half; the dub and its plan use that model
             landmarks = pipe.adapt(first, source)
             dubs = {"dub": pipe.with_landmarks(landmarks), "no_adapt": pipe.with_landmarks(pipe.landmarks)}
+        dubs["true_landmarks"] = TruthLandmarksPipeline(pipe, whole.points[half : 2 * half])
         dubs["static_mouth"] = static
         outputs = {}
         for name, dubber in dubs.items():

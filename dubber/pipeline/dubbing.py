@@ -237,6 +237,18 @@ class DubbingPipeline:
     def _analyse(self, job: DubJob, spool: FrameSpool | None) -> VideoTrack:
         return track_faces(job, self.renderer.size, spool, self.backend_factory)
 
+    def _motion(
+        self,
+        job: DubJob,
+        track: VideoTrack,
+        timeline: Timeline,
+        landmarks: LandmarkCompleter | LandmarkEnsemble,
+        references: np.ndarray,
+    ) -> MotionPlanner:
+        """What gives each dubbed frame its target landmarks (``targets(start, stop)``): the completer hearing the
+        new audio (evaluation draws from other targets: ``dubber.evaluation.truth_motion``)."""
+        return MotionPlanner(landmarks, job.features, job.fps, timeline, track.points, track.filled_index(), references)
+
     def _write(
         self,
         job: DubJob,
@@ -252,9 +264,7 @@ class DubbingPipeline:
             refs = ReferenceSet.from_track(
                 track, self.renderer, landmarks.config.n_refs, per_frame=opts.references == "nearest"
             )
-            motion = MotionPlanner(
-                landmarks, job.features, job.fps, timeline, track.points, track.filled_index(), refs.landmark_sets
-            )
+            motion = self._motion(job, track, timeline, landmarks, refs.landmark_sets)
             redraw = FaceRedrawer(self.renderer, track, timeline, motion, refs, opts, timings)
         add_time(timings, "landmarks", t0)
         width, height = reader.size
