@@ -54,6 +54,7 @@ def batch_command(
     preset: str = o.PRESET,
     overwrite: bool = o.OVERWRITE,
     source_detail: bool = o.SOURCE_DETAIL,
+    articulation: bool = o.ARTICULATION,
     overlap: bool = o.OVERLAP,
     json_out: bool = typer.Option(False, "--json", help="One JSON line per item, then a summary line, on stdout."),
     ray_address: str | None = typer.Option(
@@ -98,6 +99,7 @@ def batch_command(
         face_models=face_models,
         overlap=overlap,
         source_detail=source_detail,
+        articulation=articulation,
     )
     counts = {"ok": 0, "skipped": 0, "failed": 0}
 

@@ -45,6 +45,7 @@ def dub_command(
     preset: str = o.PRESET,
     overwrite: bool = o.OVERWRITE,
     source_detail: bool = o.SOURCE_DETAIL,
+    articulation: bool = o.ARTICULATION,
     overlap: bool = o.OVERLAP,
     json_out: bool = o.JSON_OUT,
     verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More logging (-vv: debug)."),
@@ -78,6 +79,7 @@ def dub_command(
         face_models=face_models,
         overlap=overlap,
         source_detail=source_detail,
+        articulation=articulation,
     )
     pipe = o.load_pipeline(weights, device, dtype, options, runtime)
     o.threads_for(pipe)

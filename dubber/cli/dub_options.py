@@ -91,6 +91,12 @@ SOURCE_DETAIL = typer.Option(
     help="On faces larger than the drawing, add the video's own fine detail: the frame's where the drawing agrees "
     "with it, the hinting reference frame's where the mouth changed.",
 )
+ARTICULATION = typer.Option(
+    True,
+    "--articulation/--no-articulation",
+    help="Widen the planned mouth movement to the speaker's own range, read from the video's own speech (up to 1.5 "
+    'times; docs/DUBBING.md "Articulation").',
+)
 OVERLAP = typer.Option(
     True,
     "--overlap/--no-overlap",
@@ -137,6 +143,7 @@ def dub_options(
     face_models=None,
     overlap=True,
     source_detail=True,
+    articulation=True,
 ):
     from dubber.pipeline.options import DubOptions
 
@@ -161,6 +168,7 @@ def dub_options(
         face_models=None if face_models is None else str(face_models),
         overlap=overlap,
         source_detail=source_detail,
+        articulation=articulation,
     )
 
 

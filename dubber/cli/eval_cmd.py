@@ -92,6 +92,7 @@ def eval_dub_command(
         "crf": 18,
         "preset": preset,
         "adapt": options.adapt,
+        "articulation": options.articulation,
     }
     if protocol == "split":
         seen = {c.speaker for c in read_sources(data) if c.split == "train"} if data.is_file() else set()

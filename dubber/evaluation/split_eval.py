@@ -192,7 +192,8 @@ def evaluate_split_clip(pipe: DubbingPipeline, clip: ClipSource, *, static: Dubb
             outputs[name] = pipe.analyse(path)
             report.methods[name] = score_half(outputs[name], path, source, first, truth)
         report.methods["no_dub"] = score_half(source, first, source, first, truth)
-        planned = content_opening(pipe.planned_landmarks(source, speech, landmarks)[:, N_POSE:])
+        spread = pipe.articulation(first, source, landmarks) if pipe.options.articulation else None
+        planned = content_opening(pipe.planned_landmarks(source, speech, landmarks, spread=spread)[:, N_POSE:])
         n = min(len(planned), half, outputs["dub"].frames)
         report.planned_opening_correlation = correlation(planned[:n], truth["opening"][:n])
         report.follows_plan = correlation(outputs["dub"].opening[:n], planned[:n])

@@ -28,14 +28,15 @@ from dubber.models.landmark_completer import LandmarkCompleter
 from dubber.models.landmark_ensemble import LandmarkEnsemble
 from dubber.models.speech_encoder import SpeechEncoder
 from dubber.pipeline.analysis import VideoTrack
+from dubber.pipeline.articulation import own_speech_spread
 from dubber.pipeline.auto_batch import auto_batch_size
 from dubber.pipeline.dub_pass import encode_dub
 from dubber.pipeline.face_pass import track_faces
 from dubber.pipeline.face_redraw import FaceRedrawer, ReferenceSet, add_time
 from dubber.pipeline.frame_source import FrameSpool
-from dubber.pipeline.job import DubJob, ProgressCallback
+from dubber.pipeline.job import DubJob, ProgressCallback, dub_settings
 from dubber.pipeline.model_loading import load_models
-from dubber.pipeline.motion import MotionPlanner
+from dubber.pipeline.motion import MotionPlanner, Spread
 from dubber.pipeline.options import DubOptions, DubResult
 from dubber.pipeline.timeline import Timeline
 from dubber.pipeline.video_adaptation import completer_for_video
@@ -211,24 +212,22 @@ class DubbingPipeline:
         return self._analyse(job, None)
 
     def planned_landmarks(
-        self, analysis: VideoTrack, audio: str | Path, landmarks: LandmarkCompleter | LandmarkEnsemble | None = None
+        self,
+        analysis: VideoTrack,
+        audio: str | Path,
+        landmarks: LandmarkCompleter | LandmarkEnsemble | None = None,
+        *,
+        spread: Spread | None = None,
     ) -> np.ndarray:
         """(frames, 131, 2) the target landmarks a dub of the analysed video with ``audio`` draws (unit crop: the
         video's pose points, lips and jaw from the audio), one per dubbed frame (the video extended by ping-pong
-        where the audio is longer); for evaluation."""
+        where the audio is longer), the lips and jaw spread by ``spread`` (:meth:`articulation`); for evaluation."""
         fps = analysis.frame_rate(float(self.options.fps))
         with closing(self._audio_features(Path(audio))) as streamed:
             timeline = Timeline.plan(analysis.frames, streamed.seconds, fps, "pingpong", False)
             refs = analysis.landmark_references(self.landmarks.config.n_refs)
-            motion = MotionPlanner(
-                landmarks or self.landmarks,
-                streamed.features,
-                fps,
-                timeline,
-                analysis.points,
-                analysis.filled_index(),
-                refs,
-            )
+            model, points, fill = landmarks or self.landmarks, analysis.points, analysis.filled_index()
+            motion = MotionPlanner(model, streamed.features, fps, timeline, points, fill, refs, spread=spread)
             return motion.targets(0, timeline.dub_frames)
 
     def _completer(self, job: DubJob, track: VideoTrack) -> LandmarkCompleter | LandmarkEnsemble:
@@ -247,7 +246,24 @@ class DubbingPipeline:
     ) -> MotionPlanner:
         """What gives each dubbed frame its target landmarks (``targets(start, stop)``): the completer hearing the
         new audio (evaluation draws from other targets: ``dubber.evaluation.truth_motion``)."""
-        return MotionPlanner(landmarks, job.features, job.fps, timeline, track.points, track.filled_index(), references)
+        spread = None
+        if job.opts.articulation and not job.still and job.media.audio is not None:
+            spread = self.articulation(job.video, track, landmarks)
+        job.articulation_gain = 1.0 if spread is None else spread.gain
+        points, fill = track.points, track.filled_index()
+        return MotionPlanner(landmarks, job.features, job.fps, timeline, points, fill, references, spread=spread)
+
+    def articulation(
+        self, video: str | Path, analysis: VideoTrack, landmarks: LandmarkCompleter | LandmarkEnsemble | None = None
+    ) -> Spread | None:
+        """How a dub of ``video`` (its :meth:`analyse` result) spreads the planned lips and jaw: to the speaker's
+        own range, read against the plan of the video's own speech (dubber/pipeline/articulation.py); None: not."""
+        if analysis.frames == 1:
+            return None
+        model = landmarks or self.landmarks
+        refs = analysis.landmark_references(model.config.n_refs)
+        fps = analysis.frame_rate(float(self.options.fps))
+        return own_speech_spread(model, self._audio_features(Path(video)), analysis, fps, refs)
 
     def _write(
         self,
@@ -283,24 +299,5 @@ class DubbingPipeline:
             source_frames=track.frames,
             still_image=job.still,
             timings=timings,
-            settings=self._settings(opts, job.batch_size),
+            settings=dub_settings(self.name, self.runtime, self.renderer, job),
         )
-
-    def _settings(self, opts: DubOptions, batch_size: int) -> dict:
-        """What made the frames (``DubResult.settings``)."""
-        blend, guard = self.renderer.reference_blend, self.renderer.mouth_guard
-        return {
-            "weights": self.name,
-            "runtime": self.runtime,
-            "steps": opts.steps or self.renderer.default_steps,
-            "seed": opts.seed,
-            "references": opts.references,
-            "batch_size": batch_size,
-            "guidance": opts.guidance,
-            "scheduler": opts.scheduler or self.renderer.scheduler_name,
-            "hint_warp": self.renderer.hint_warp,
-            "face_backend": opts.face_backend,
-            "source_detail": opts.source_detail,
-            "reference_blend": blend.to_dict() if opts.reference_blend and blend is not None else None,
-            "mouth_guard": guard.to_dict() if opts.reference_blend and guard is not None else None,
-        }

@@ -31,4 +31,27 @@ class DubJob:
     still: bool = False
     fps: float = 25.0
     batch_size: int = 8
+    articulation_gain: float = 1.0  # the plan's spread (dubber/pipeline/articulation.py)
     timings: dict[str, float] = field(default_factory=dict)
+
+
+def dub_settings(weights: str, runtime: str, renderer, job: DubJob) -> dict:
+    """What made a dub's frames (``DubResult.settings``): the weights, the renderer's and the job's settings."""
+    opts = job.opts
+    blend, guard = renderer.reference_blend, renderer.mouth_guard
+    return {
+        "weights": weights,
+        "runtime": runtime,
+        "steps": opts.steps or renderer.default_steps,
+        "seed": opts.seed,
+        "references": opts.references,
+        "batch_size": job.batch_size,
+        "articulation_gain": round(job.articulation_gain, 4),
+        "guidance": opts.guidance,
+        "scheduler": opts.scheduler or renderer.scheduler_name,
+        "hint_warp": renderer.hint_warp,
+        "face_backend": opts.face_backend,
+        "source_detail": opts.source_detail,
+        "reference_blend": blend.to_dict() if opts.reference_blend and blend is not None else None,
+        "mouth_guard": guard.to_dict() if opts.reference_blend and guard is not None else None,
+    }

@@ -8,6 +8,8 @@ boundaries cannot show. The features of the new audio are read per chunk from a 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from dubber.audio.features import AudioFeatures
@@ -60,9 +62,11 @@ class MotionPlanner:
         source_points: np.ndarray,
         fill: np.ndarray,
         references: np.ndarray,
+        spread: Spread | None = None,
     ) -> None:
         """``source_points`` (N_source, 131, 2) with NaN where a frame has no face; ``fill`` (N_source,) the frame
-        whose points stand in for each (``VideoTrack.filled_index``)."""
+        whose points stand in for each (``VideoTrack.filled_index``); ``spread`` widens the planned movement
+        (dubber/pipeline/articulation.py)."""
         self.model = model
         self.features = features
         self.fps = float(fps)
@@ -70,6 +74,7 @@ class MotionPlanner:
         self.source_points = source_points
         self.fill = fill
         self.references = references.astype(np.float32)
+        self.spread = spread
         self.context = model.config.window - 1
         self._block: tuple[int, int, np.ndarray] | None = None  # the last predicted range and its points
 
@@ -94,7 +99,8 @@ class MotionPlanner:
         lo, hi = max(0, start - self.context), min(self.timeline.dub_frames, stop + self.context)
         times = np.arange(lo, hi) / self.fps
         out = predict_from_features(self.model, self.features, times, self.pose(lo, hi), self.references)
-        return out[start - lo : stop - lo]
+        out = out[start - lo : stop - lo]
+        return out if self.spread is None else self.spread(out)
 
     def targets(self, start: int, stop: int) -> np.ndarray:
         """(stop - start, 131, 2): pose from the source frames, content from the audio (the jaw's ends from the
@@ -103,6 +109,18 @@ class MotionPlanner:
         source_jaw = self.source_points[self.fill[idx], N_POSE : N_POSE + len(JAW)]
         content = anchored_jaw(self.content(start, stop), source_jaw)
         return np.concatenate([self.pose(start, stop), content], axis=1).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Spread:
+    """The planned lips and jaw moved ``gain`` times as far from ``centre`` (57, 2): the mean of this speaker's plan
+    (dubber/pipeline/articulation.py chooses both)."""
+
+    gain: float
+    centre: np.ndarray
+
+    def __call__(self, content: np.ndarray) -> np.ndarray:
+        return (self.centre + self.gain * (content - self.centre)).astype(content.dtype)
 
 
 def anchored_jaw(content: np.ndarray, source_jaw: np.ndarray) -> np.ndarray:

@@ -34,6 +34,9 @@ class DubOptions:
     source_detail: bool = True  # the frame's own fine detail kept where the drawing agrees with it (compositor.py)
     references: str = "nearest"  # renderer references per frame: "nearest" mouth shapes, or one "spread" set
     reference_blend: bool = True  # keep a reference's real mouth where it matches (if the weights carry a blend)
+    # Spread the planned lips and jaw to the speaker's own range, measured on the video's own speech
+    # (dubber/pipeline/articulation.py).
+    articulation: bool = True
     adapt: str = "off"  # fine-tune the landmark completer on the video's own speech first: "auto", "on" or "off"
     adapt_seconds: float = 30.0  # its time budget
     cache_dir: str | None = None  # where adapted models are kept (None: DUB_CACHE or the user's cache folder)

@@ -1,0 +1,65 @@
+"""The speaker's own range of movement: how far the planned lips and jaw spread about the plan's mean.
+
+The completer is a regression: on a voice it never heard it plans a mouth that moves less than the speaker's
+(planned articulation 0.74 of the truth's on the dev split's unseen speakers). The input video shows how much this
+speaker moves: the completer plans the video's own speech, its planned opening is compared with the opening tracked
+on the same frames, and the dub's plan is spread by the square root of their std ratio (a shrunk estimate from a
+few seconds of one speaker), between 1 and ``MAX_GAIN``, about the mean of that own-speech plan (the speaker's
+planned mouth at rest and in speech, at this video's poses). Computed once per dub from the source alone, so the
+new audio's chunks cannot change it. Measured: docs/QUALITY.md "Articulation from the video's own speech".
+"""
+
+from __future__ import annotations
+
+from contextlib import closing
+
+import numpy as np
+
+from dubber.audio.streaming import StreamedFeatures
+from dubber.data.clip_arrays import content_opening
+from dubber.pipeline.analysis import VideoTrack
+from dubber.pipeline.motion import MotionPlanner, Spread
+from dubber.pipeline.timeline import Timeline
+
+MAX_GAIN = 1.5
+POWER = 0.5  # of the std ratio: the gain's shrinkage towards 1
+MIN_FRAMES = 25  # frames with a face and a plan: fewer say nothing about the speaker's range
+MAX_SECONDS = 30.0  # of the video's own speech read: the range is the speaker's, not the video length's
+_BLOCK = 256
+
+
+def gain_from_openings(planned: np.ndarray, tracked: np.ndarray) -> float:
+    """The spread for a plan whose opening on the video's own speech was ``planned`` where ``tracked`` was seen
+    (NaN where either is missing)."""
+    ok = np.isfinite(planned) & np.isfinite(tracked)
+    if ok.sum() < MIN_FRAMES:
+        return 1.0
+    spread = float(np.std(planned[ok]))
+    if spread < 1e-6:
+        return 1.0
+    return float(np.clip((float(np.std(tracked[ok])) / spread) ** POWER, 1.0, MAX_GAIN))
+
+
+def own_speech_spread(
+    model, own: StreamedFeatures, track: VideoTrack, fps: float, references: np.ndarray
+) -> Spread | None:
+    """How a dub of ``track``'s video spreads its plan, from the video's own speech ``own`` (the completer's
+    features of its audio), planned in blocks so nothing grows with the video's length; None: not at all."""
+    with closing(own):
+        timeline = Timeline.plan(track.frames, own.seconds, fps, "pingpong", False)
+        frames = min(timeline.dub_frames, track.frames, int(MAX_SECONDS * fps))
+        motion = MotionPlanner(model, own.features, fps, timeline, track.points, track.filled_index(), references)
+        total, count, openings = 0.0, 0, []
+        for start in range(0, frames, _BLOCK):
+            content = motion.content(start, min(frames, start + _BLOCK))
+            seen = track.has_face[start : start + len(content)]
+            total = total + content[seen].sum(0, dtype=np.float64)
+            count += int(seen.sum())
+            openings.append(content_opening(content))
+    if not openings or count == 0:
+        return None
+    tracked = np.where(track.has_face[:frames], track.opening[:frames], np.nan)
+    gain = gain_from_openings(np.concatenate(openings), tracked)
+    if gain == 1.0:
+        return None
+    return Spread(gain, (total / count).astype(np.float32))

@@ -1,0 +1,107 @@
+"""The plan spread to the speaker's own range: the gain read from the video's own speech, the spread about the
+speaker's mean mouth, and a dub that reports it."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from dubber.audio.features import AudioFeatures
+from dubber.models import LandmarkCompleter, LandmarkCompleterConfig
+from dubber.pipeline import Timeline
+from dubber.pipeline.articulation import MAX_GAIN, MIN_FRAMES, gain_from_openings
+from dubber.pipeline.motion import MotionPlanner, Spread
+
+
+def test_the_gain_is_the_square_root_of_the_speakers_range_over_the_plans_within_its_bounds():
+    rng = np.random.default_rng(0)
+    planned = rng.normal(0.2, 0.05, 200)
+    assert abs(gain_from_openings(planned, 0.3 + 2.0 * (planned - 0.2)) - np.sqrt(2.0)) < 1e-6
+    assert gain_from_openings(planned, 0.3 + 9.0 * planned) == MAX_GAIN  # at most
+    assert gain_from_openings(planned, 0.3 + 0.5 * planned) == 1.0  # a plan that moves more is not shrunk
+    few = np.full(200, np.nan)
+    few[: MIN_FRAMES - 1] = planned[: MIN_FRAMES - 1]
+    assert gain_from_openings(few, 3.0 * planned) == 1.0  # too few frames seen: no evidence
+    gaps = 0.3 + 2.0 * (planned - 0.2)
+    gaps[::3] = np.nan  # frames without a face are left out
+    assert abs(gain_from_openings(planned, gaps) - np.sqrt(2.0)) < 1e-6
+    assert gain_from_openings(np.full(200, 0.2), planned) == 1.0  # a plan that never moves
+
+
+def test_the_planner_spreads_every_chunk_alike():
+    torch.manual_seed(0)
+    model = LandmarkCompleter(LandmarkCompleterConfig.named("tiny")).eval()
+    rng = np.random.default_rng(0)
+    frames = 23
+    mel = AudioFeatures(rng.normal(size=(int(frames / 25 * 80) + 20, 80)).astype(np.float32))
+    points = rng.uniform(0.2, 0.8, (frames, 131, 2)).astype(np.float32)
+    refs = rng.uniform(0.2, 0.8, (4, 131, 2)).astype(np.float32)
+    timeline = Timeline(frames, frames, "pingpong")
+    plain = MotionPlanner(model, mel, 25.0, timeline, points, np.arange(frames), refs)
+    centre = rng.uniform(0.3, 0.7, (57, 2)).astype(np.float32)
+    spread = MotionPlanner(model, mel, 25.0, timeline, points, np.arange(frames), refs, spread=Spread(1.3, centre))
+    expected = centre + 1.3 * (plain.content(0, frames) - centre)
+    for chunk in (1, 5, 23):
+        parts = np.concatenate([spread.content(s, min(s + chunk, frames)) for s in range(0, frames, chunk)])
+        np.testing.assert_allclose(parts, expected, atol=1e-5)
+
+
+def test_the_spread_is_read_from_the_videos_own_speech_against_its_tracked_mouth():
+    from types import SimpleNamespace
+
+    from dubber.audio.streaming import StreamedFeatures
+    from dubber.data.clip_arrays import content_opening
+    from dubber.pipeline.articulation import own_speech_spread
+
+    torch.manual_seed(0)
+    model = LandmarkCompleter(LandmarkCompleterConfig.named("tiny")).eval()
+    with torch.no_grad():  # a head whose plan moves
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    rng = np.random.default_rng(0)
+    frames = 60
+    mel = AudioFeatures(rng.normal(size=(int(frames / 25 * 80) + 20, 80)).astype(np.float32))
+    points = rng.uniform(0.2, 0.8, (frames, 131, 2)).astype(np.float32)
+    refs = rng.uniform(0.2, 0.8, (4, 131, 2)).astype(np.float32)
+    has_face = np.ones(frames, bool)
+    has_face[10:15] = False
+    track = SimpleNamespace(frames=frames, points=points, has_face=has_face, filled_index=lambda: np.arange(frames))
+    own = MotionPlanner(model, mel, 25.0, Timeline(frames, frames, "pingpong"), points, np.arange(frames), refs)
+    content = own.content(0, frames)
+    planned = content_opening(content)
+    assert planned.std() > 1e-3
+
+    def spread_for(scale):
+        track.opening = planned.mean() + scale * (planned - planned.mean())  # the speaker moves `scale` times as much
+        streamed = StreamedFeatures(mel, frames / 25.0, ())
+        return own_speech_spread(model, streamed, track, 25.0, refs)
+
+    spread = spread_for(2.0)
+    assert abs(spread.gain - np.sqrt(2.0)) < 1e-4
+    np.testing.assert_allclose(spread.centre, content[has_face].mean(0), atol=1e-5)  # the plan's mean, face frames
+    assert spread_for(9.0).gain == MAX_GAIN
+    assert spread_for(0.7) is None  # a plan that moves as much as the speaker or more is left alone
+
+
+def test_a_dub_draws_the_spread_plan_and_reports_its_gain(tmp_path, monkeypatch):
+    from dubber import DubbingPipeline
+    from tests.media_factory import make_audio, make_face_video
+    from tests.tiny_bundle import TINY_BUNDLE, make_tiny_weights
+
+    monkeypatch.setenv("DUB_WEIGHTS", str(make_tiny_weights(tmp_path / "weights")))
+    video = make_face_video(tmp_path / "talk.mp4", frames=30, audio_rate=16000)
+    speech = make_audio(tmp_path / "speech.wav", seconds=1.2)
+    pipe = DubbingPipeline.from_pretrained(TINY_BUNDLE, device="cpu")
+    analysis = pipe.analyse(video)
+    plain = pipe.planned_landmarks(analysis, speech)
+    centre = plain[:, 74:].mean(0)
+    spread = Spread(1.5, centre)
+    monkeypatch.setattr(pipe, "articulation", lambda *args: spread)
+    wide = pipe(video, speech, tmp_path / "wide.mp4", crf=0, preset="ultrafast")
+    flat = pipe(video, speech, tmp_path / "flat.mp4", crf=0, preset="ultrafast", articulation=False)
+    assert wide.settings["articulation_gain"] == 1.5 and flat.settings["articulation_gain"] == 1.0
+    assert wide.output.read_bytes() != flat.output.read_bytes()  # the spread plan drew other mouths
+    planned = pipe.planned_landmarks(analysis, speech, spread=spread)
+    np.testing.assert_allclose(planned[:, 74 + 17 :], (centre + 1.5 * (plain[:, 74:] - centre))[:, 17:], atol=1e-5)
+    still = make_face_video(tmp_path / "still.mp4", frames=1)
+    assert DubbingPipeline.articulation(pipe, still, pipe.analyse(still)) is None  # a still has no speech to read
