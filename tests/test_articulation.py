@@ -96,11 +96,17 @@ def test_a_dub_draws_the_spread_plan_and_reports_its_gain(tmp_path, monkeypatch)
     plain = pipe.planned_landmarks(analysis, speech)
     centre = plain[:, 74:].mean(0)
     spread = Spread(1.5, centre)
-    monkeypatch.setattr(pipe, "articulation", lambda *args: spread)
-    wide = pipe(video, speech, tmp_path / "wide.mp4", crf=0, preset="ultrafast")
+    reads = []
+    monkeypatch.setattr(pipe, "articulation", lambda *args: reads.append(args) or spread)
+    wide = pipe(video, speech, tmp_path / "wide.mp4", crf=0, preset="ultrafast", analysis=analysis)
+    again = pipe(video, speech, tmp_path / "again.mp4", crf=0, preset="ultrafast", analysis=analysis)
+    assert len(reads) == 1  # dubs of one analysed video read its speech once
+    assert again.output.read_bytes() == wide.output.read_bytes()
     flat = pipe(video, speech, tmp_path / "flat.mp4", crf=0, preset="ultrafast", articulation=False)
     assert wide.settings["articulation_gain"] == 1.5 and flat.settings["articulation_gain"] == 1.0
     assert wide.output.read_bytes() != flat.output.read_bytes()  # the spread plan drew other mouths
+    pipe(video, speech, tmp_path / "fresh.mp4", crf=0, preset="ultrafast")
+    assert len(reads) == 2  # another analysis of the video: read again
     planned = pipe.planned_landmarks(analysis, speech, spread=spread)
     np.testing.assert_allclose(planned[:, 74 + 17 :], (centre + 1.5 * (plain[:, 74:] - centre))[:, 17:], atol=1e-5)
     still = make_face_video(tmp_path / "still.mp4", frames=1)

@@ -11,6 +11,8 @@ new audio's chunks cannot change it. Measured: docs/QUALITY.md "Articulation fro
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Callable
 from contextlib import closing
 
 import numpy as np
@@ -63,3 +65,19 @@ def own_speech_spread(
     if gain == 1.0:
         return None
     return Spread(gain, (total / count).astype(np.float32))
+
+
+class LastSpread:
+    """The last spread and the track and completer it was read with, held weakly (a dub must not keep its track
+    alive): several dubs of one analysed video with one completer (``dub batch``) read the video's speech once."""
+
+    def __init__(self) -> None:
+        self._last: tuple[weakref.ref, weakref.ref, Spread | None] | None = None
+
+    def get(self, track: VideoTrack, model, read: Callable[[], Spread | None]) -> Spread | None:
+        last = self._last
+        if last is not None and last[0]() is track and last[1]() is model:
+            return last[2]
+        spread = read()
+        self._last = (weakref.ref(track), weakref.ref(model), spread)
+        return spread

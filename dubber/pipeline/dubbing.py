@@ -28,7 +28,7 @@ from dubber.models.landmark_completer import LandmarkCompleter
 from dubber.models.landmark_ensemble import LandmarkEnsemble
 from dubber.models.speech_encoder import SpeechEncoder
 from dubber.pipeline.analysis import VideoTrack
-from dubber.pipeline.articulation import own_speech_spread
+from dubber.pipeline.articulation import LastSpread, own_speech_spread
 from dubber.pipeline.auto_batch import auto_batch_size
 from dubber.pipeline.dub_pass import encode_dub
 from dubber.pipeline.face_pass import track_faces
@@ -75,6 +75,7 @@ class DubbingPipeline:
         self.options = options or DubOptions()
         self.backend_factory = backend_factory
         self.name = name
+        self._last_spread = LastSpread()  # several dubs of one analysed video (dub batch) read its speech once
 
     @classmethod
     def from_pretrained(
@@ -248,7 +249,7 @@ class DubbingPipeline:
         new audio (evaluation draws from other targets: ``dubber.evaluation.truth_motion``)."""
         spread = None
         if job.opts.articulation and not job.still and job.media.audio is not None:
-            spread = self.articulation(job.video, track, landmarks)
+            spread = self._last_spread.get(track, landmarks, lambda: self.articulation(job.video, track, landmarks))
         job.articulation_gain = 1.0 if spread is None else spread.gain
         points, fill = track.points, track.filled_index()
         return MotionPlanner(landmarks, job.features, job.fps, timeline, points, fill, references, spread=spread)
