@@ -36,8 +36,10 @@ BUSY_LOOP = "import time\nend = time.time() + 3600\nwhile time.time() < end:\n  
 
 
 def scale_to_720p(src: Path, dest: Path) -> Path:
-    """``src``'s frames resized to 1280x720 (the aspect kept by padding), at its frame rate, without audio."""
+    """``src``'s frames resized to 1280x720 (the aspect kept by padding), at its frame rate, with its own audio (a
+    dub reads the video's own speech: the articulation spread)."""
     from dubber.media import VideoReader, VideoWriter
+    from dubber.media.audio_feed import AudioFromFile
     from dubber.media.encode_options import VideoEncodeOptions
 
     reader = VideoReader(src)
@@ -46,7 +48,12 @@ def scale_to_720p(src: Path, dest: Path) -> Path:
     size = (round(w * scale) // 2 * 2, round(h * scale) // 2 * 2)
     x0, y0 = (1280 - size[0]) // 2, (720 - size[1]) // 2
     with VideoWriter(
-        dest, width=1280, height=720, fps=Fraction(reader.fps), options=VideoEncodeOptions(crf=16, preset="veryfast")
+        dest,
+        width=1280,
+        height=720,
+        fps=Fraction(reader.fps),
+        options=VideoEncodeOptions(crf=16, preset="veryfast"),
+        audio=AudioFromFile(src),
     ) as writer:
         for frame in reader:
             canvas = cv2.copyMakeBorder(

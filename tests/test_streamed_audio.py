@@ -114,6 +114,19 @@ def test_streamed_features_of_a_file_equal_the_whole_clip_ones(tmp_path, kind):
     assert not list(tmp_path.glob("dubber-rows-*"))
 
 
+def test_streamed_features_of_a_files_start_equal_those_of_the_start_alone(tmp_path):
+    rng = np.random.default_rng(3)
+    samples = (0.2 * rng.standard_normal(16000 * 5 + 77)).clip(-1, 1)
+    whole = write_wav(tmp_path / "whole.wav", samples, 16000)
+    start = write_wav(tmp_path / "start.wav", samples[: round(2.3 * 16000)], 16000)
+    got = stream_features(whole, "mel", max_seconds=2.3, folder=tmp_path)
+    want = stream_features(start, "mel", folder=tmp_path)
+    assert got.seconds == want.seconds == 2.3  # decoding stopped there
+    times = np.arange(0, 2.3, 0.04)
+    np.testing.assert_array_equal(got.features.windows(times), want.features.windows(times))
+    got.close(), want.close()
+
+
 def test_streamed_features_fail_typed_and_leave_nothing(tmp_path):
     from tests.media_factory import make_video
 

@@ -162,9 +162,11 @@ def stream_features(
     layer: int = 0,
     mel_config: MelConfig = MelConfig(),
     folder: str | Path | None = None,
+    max_seconds: float | None = None,
 ) -> StreamedFeatures:
     """Decode ``audio`` once and compute the completer's input: ``kind`` "mel", "speech" or "mel+speech" (a speech
-    kind needs ``encoder``). Raises the decoder's typed errors; nothing is left on disk when it does."""
+    kind needs ``encoder``); only its first ``max_seconds`` when given. Raises the decoder's typed errors; nothing is
+    left on disk when it does."""
     if kind not in ("mel", "speech", "mel+speech"):
         raise ValueError(f"unknown audio input {kind!r}")
     if kind != "mel" and encoder is None:
@@ -191,14 +193,19 @@ def stream_features(
                 speech.push(mono)
             held.clear()
 
+        most = None if max_seconds is None else max(1, round(max_seconds * mel_config.sample_rate))
         with AudioReader(audio, sample_rate=mel_config.sample_rate, mono=True) as reader:
             for block in reader.blocks():  # decoder frames (~1k samples) fed a second at a time: less overhead
+                if most is not None:
+                    block = block[:, : most - samples]
                 held.append(block[0])
                 held_count += block.shape[1]
                 samples += block.shape[1]
                 if held_count >= mel_config.sample_rate:
                     feed()
                     held_count = 0
+                if most is not None and samples >= most:
+                    break
         if held:
             feed()
         if mel is not None:

@@ -28,7 +28,7 @@ from dubber.models.landmark_completer import LandmarkCompleter
 from dubber.models.landmark_ensemble import LandmarkEnsemble
 from dubber.models.speech_encoder import SpeechEncoder
 from dubber.pipeline.analysis import VideoTrack
-from dubber.pipeline.articulation import LastSpread, own_speech_spread
+from dubber.pipeline.articulation import MAX_SECONDS, LastSpread, own_speech_spread
 from dubber.pipeline.auto_batch import auto_batch_size
 from dubber.pipeline.dub_pass import encode_dub
 from dubber.pipeline.face_pass import track_faces
@@ -120,14 +120,15 @@ class DubbingPipeline:
     def device(self) -> torch.device:
         return self.renderer.device
 
-    def _audio_features(self, audio: Path) -> StreamedFeatures:
+    def _audio_features(self, audio: Path, max_seconds: float | None = None) -> StreamedFeatures:
         """The completer's input from ``audio``, decoded and computed block by block, the rows kept on disk."""
         kind = self.landmarks.config.audio_input
         if self.speech_encoder is None:
             kind = "mel"
         elif kind != "speech":  # an ensemble's members may read either: compute both
             kind = "mel+speech"
-        return stream_features(audio, kind, self.speech_encoder, layer=self.landmarks.config.speech_layer)
+        layer = self.landmarks.config.speech_layer
+        return stream_features(audio, kind, self.speech_encoder, layer=layer, max_seconds=max_seconds)
 
     # -- one dub ---------------------------------------------------------------------------------------------------
     def __call__(
@@ -264,7 +265,8 @@ class DubbingPipeline:
         model = landmarks or self.landmarks
         refs = analysis.landmark_references(model.config.n_refs)
         fps = analysis.frame_rate(float(self.options.fps))
-        return own_speech_spread(model, self._audio_features(Path(video)), analysis, fps, refs)
+        own = self._audio_features(Path(video), max_seconds=MAX_SECONDS + 1.0)  # the windows' context past the end
+        return own_speech_spread(model, own, analysis, fps, refs)
 
     def _write(
         self,
