@@ -21,6 +21,7 @@ import torch
 
 from dubber.audio.streaming import StreamedFeatures, stream_features
 from dubber.face.backend import FaceBackend
+from dubber.log import get_logger
 from dubber.media.dub_inputs import check_dub_inputs
 from dubber.media.probe import probe_media
 from dubber.media.video_reader import VideoReader
@@ -43,6 +44,8 @@ from dubber.pipeline.video_adaptation import completer_for_video
 from dubber.render.renderer_pipeline import FaceRenderer
 
 __all__ = ["DubbingPipeline", "ProgressCallback"]
+
+log = get_logger("pipeline")
 
 
 class DubbingPipeline:
@@ -266,7 +269,10 @@ class DubbingPipeline:
         refs = analysis.landmark_references(model.config.n_refs)
         fps = analysis.frame_rate(float(self.options.fps))
         own = self._audio_features(Path(video), max_seconds=MAX_SECONDS + 1.0)  # the windows' context past the end
-        return own_speech_spread(model, own, analysis, fps, refs)
+        spread = own_speech_spread(model, own, analysis, fps, refs)
+        if spread is not None:
+            log.info("%s: the planned mouth movement widened %.2f times (the speaker's range)", video, spread.gain)
+        return spread
 
     def _write(
         self,
