@@ -111,3 +111,25 @@ def test_a_dub_draws_the_spread_plan_and_reports_its_gain(tmp_path, monkeypatch)
     np.testing.assert_allclose(planned[:, 74 + 17 :], (centre + 1.5 * (plain[:, 74:] - centre))[:, 17:], atol=1e-5)
     still = make_face_video(tmp_path / "still.mp4", frames=1)
     assert DubbingPipeline.articulation(pipe, still, pipe.analyse(still)) is None  # a still has no speech to read
+
+
+def test_a_video_whose_own_audio_cannot_be_read_is_dubbed_unwidened(tmp_path, monkeypatch, caplog):
+    from dubber import DubbingPipeline
+    from dubber.errors import MediaDecodeError
+    from tests.media_factory import make_audio, make_face_video
+    from tests.tiny_bundle import TINY_BUNDLE, make_tiny_weights
+
+    monkeypatch.setenv("DUB_WEIGHTS", str(make_tiny_weights(tmp_path / "weights")))
+    video = make_face_video(tmp_path / "talk.mp4", frames=30, audio_rate=16000)
+    speech = make_audio(tmp_path / "speech.wav", seconds=0.6)
+    pipe = DubbingPipeline.from_pretrained(TINY_BUNDLE, device="cpu")
+
+    def unreadable(video, *args):
+        raise MediaDecodeError(video, "corrupt audio packet")
+
+    monkeypatch.setattr(pipe, "articulation", unreadable)
+    broken = pipe(video, speech, tmp_path / "broken.mp4", crf=0, preset="ultrafast")
+    flat = pipe(video, speech, tmp_path / "flat.mp4", crf=0, preset="ultrafast", articulation=False)
+    assert broken.settings["articulation_gain"] == 1.0
+    assert broken.output.read_bytes() == flat.output.read_bytes()
+    assert "its own audio could not be read" in caplog.text

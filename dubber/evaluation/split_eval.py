@@ -45,7 +45,6 @@ from dubber.media.video_writer import VideoWriter
 from dubber.pipeline.analysis import VideoTrack
 from dubber.pipeline.dubbing import DubbingPipeline
 
-SPLIT_METHODS = ("dub", "no_adapt", "true_landmarks", "static_mouth", "no_dub")  # no_adapt: with adaptation on
 _LIPS = np.asarray([ALL_INDICES.index(i) for i in LIP_INDICES])
 _EYES = (ALL_INDICES.index(RIGHT_EYE_OUTER), ALL_INDICES.index(LEFT_EYE_OUTER))
 _CHEEKS = (ALL_INDICES.index(234), ALL_INDICES.index(454))  # the face oval's sides at the eyes' height

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from dubber.audio.streaming import StreamedFeatures, stream_features
+from dubber.errors import InputError
 from dubber.face.backend import FaceBackend
 from dubber.log import get_logger
 from dubber.media.dub_inputs import check_dub_inputs
@@ -253,10 +254,17 @@ class DubbingPipeline:
         new audio (evaluation draws from other targets: ``dubber.evaluation.truth_motion``)."""
         spread = None
         if job.opts.articulation and not job.still and job.media.audio is not None:
-            spread = self._last_spread.get(track, landmarks, lambda: self.articulation(job.video, track, landmarks))
+            spread = self._last_spread.get(track, landmarks, lambda: self._own_spread(job.video, track, landmarks))
         job.articulation_gain = 1.0 if spread is None else spread.gain
         points, fill = track.points, track.filled_index()
         return MotionPlanner(landmarks, job.features, job.fps, timeline, points, fill, references, spread=spread)
+
+    def _own_spread(self, video: Path, track: VideoTrack, landmarks) -> Spread | None:
+        try:
+            return self.articulation(video, track, landmarks)
+        except InputError as error:  # the widening is a refinement: a video whose own audio is unreadable still dubs
+            log.warning("%s: its own audio could not be read, the planned movement is not widened: %s", video, error)
+            return None
 
     def articulation(
         self, video: str | Path, analysis: VideoTrack, landmarks: LandmarkCompleter | LandmarkEnsemble | None = None
