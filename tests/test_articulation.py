@@ -51,7 +51,7 @@ def test_the_spread_is_read_from_the_videos_own_speech_against_its_tracked_mouth
 
     from dubber.audio.streaming import StreamedFeatures
     from dubber.data.clip_arrays import content_opening
-    from dubber.pipeline.articulation import own_speech_spread
+    from dubber.pipeline.articulation import read_own_speech
 
     torch.manual_seed(0)
     model = LandmarkCompleter(LandmarkCompleterConfig.named("tiny")).eval()
@@ -74,17 +74,23 @@ def test_the_spread_is_read_from_the_videos_own_speech_against_its_tracked_mouth
     def spread_for(scale):
         track.opening = planned.mean() + scale * (planned - planned.mean())  # the speaker moves `scale` times as much
         streamed = StreamedFeatures(mel, frames / 25.0, ())
-        return own_speech_spread(model, streamed, track, 25.0, refs)
+        return read_own_speech(model, streamed, track, 25.0, refs).spread
 
     spread = spread_for(2.0)
     assert abs(spread.gain - np.sqrt(2.0)) < 1e-4
     np.testing.assert_allclose(spread.centre, content[has_face].mean(0), atol=1e-5)  # the plan's mean, face frames
     assert spread_for(9.0).gain == MAX_GAIN
     assert spread_for(0.7) is None  # a plan that moves as much as the speaker or more is left alone
+    late = np.full(frames, np.nan, np.float32)
+    late[2:] = planned[:-2]  # the mouth 2 frames behind the sound it was planned from
+    track.opening = late
+    assert read_own_speech(model, StreamedFeatures(mel, frames / 25.0, ()), track, 25.0, refs).lag == 2
 
 
 def test_a_dub_draws_the_spread_plan_and_reports_its_gain(tmp_path, monkeypatch):
     from dubber import DubbingPipeline
+    from dubber.pipeline import dubbing
+    from dubber.pipeline.articulation import OwnSpeech
     from tests.media_factory import make_audio, make_face_video
     from tests.tiny_bundle import TINY_BUNDLE, make_tiny_weights
 
@@ -97,7 +103,7 @@ def test_a_dub_draws_the_spread_plan_and_reports_its_gain(tmp_path, monkeypatch)
     centre = plain[:, 74:].mean(0)
     spread = Spread(1.5, centre)
     reads = []
-    monkeypatch.setattr(pipe, "articulation", lambda *args: reads.append(args) or spread)
+    monkeypatch.setattr(dubbing, "read_own_speech", lambda *args: reads.append(args) or OwnSpeech(spread, None))
     wide = pipe(video, speech, tmp_path / "wide.mp4", crf=0, preset="ultrafast", analysis=analysis)
     again = pipe(video, speech, tmp_path / "again.mp4", crf=0, preset="ultrafast", analysis=analysis)
     assert len(reads) == 1  # dubs of one analysed video read its speech once
@@ -110,12 +116,13 @@ def test_a_dub_draws_the_spread_plan_and_reports_its_gain(tmp_path, monkeypatch)
     planned = pipe.planned_landmarks(analysis, speech, spread=spread)
     np.testing.assert_allclose(planned[:, 74 + 17 :], (centre + 1.5 * (plain[:, 74:] - centre))[:, 17:], atol=1e-5)
     still = make_face_video(tmp_path / "still.mp4", frames=1)
-    assert DubbingPipeline.articulation(pipe, still, pipe.analyse(still)) is None  # a still has no speech to read
+    assert pipe.own_speech(still, pipe.analyse(still)) == OwnSpeech(None, None)  # a still has no speech to read
 
 
 def test_a_video_whose_own_audio_cannot_be_read_is_dubbed_unwidened(tmp_path, monkeypatch, caplog):
     from dubber import DubbingPipeline
     from dubber.errors import MediaDecodeError
+    from dubber.pipeline import dubbing
     from tests.media_factory import make_audio, make_face_video
     from tests.tiny_bundle import TINY_BUNDLE, make_tiny_weights
 
@@ -124,12 +131,34 @@ def test_a_video_whose_own_audio_cannot_be_read_is_dubbed_unwidened(tmp_path, mo
     speech = make_audio(tmp_path / "speech.wav", seconds=0.6)
     pipe = DubbingPipeline.from_pretrained(TINY_BUNDLE, device="cpu")
 
-    def unreadable(video, *args):
+    def unreadable(*args):
         raise MediaDecodeError(video, "corrupt audio packet")
 
-    monkeypatch.setattr(pipe, "articulation", unreadable)
+    monkeypatch.setattr(dubbing, "read_own_speech", unreadable)
     broken = pipe(video, speech, tmp_path / "broken.mp4", crf=0, preset="ultrafast")
     flat = pipe(video, speech, tmp_path / "flat.mp4", crf=0, preset="ultrafast", articulation=False)
     assert broken.settings["articulation_gain"] == 1.0
     assert broken.output.read_bytes() == flat.output.read_bytes()
     assert "its own audio could not be read" in caplog.text
+
+
+def test_the_videos_own_lag_is_logged_and_does_not_move_the_dub(tmp_path, monkeypatch, caplog):
+    import logging
+
+    from dubber import DubbingPipeline
+    from dubber.pipeline import dubbing
+    from dubber.pipeline.articulation import OwnSpeech
+    from tests.media_factory import make_audio, make_face_video
+    from tests.tiny_bundle import TINY_BUNDLE, make_tiny_weights
+
+    monkeypatch.setenv("DUB_WEIGHTS", str(make_tiny_weights(tmp_path / "weights")))
+    video = make_face_video(tmp_path / "talk.mp4", frames=30, audio_rate=16000)
+    speech = make_audio(tmp_path / "speech.wav", seconds=0.6)
+    pipe = DubbingPipeline.from_pretrained(TINY_BUNDLE, device="cpu")
+    monkeypatch.setattr(dubbing, "read_own_speech", lambda *args: OwnSpeech(None, 2))
+    with caplog.at_level(logging.INFO):
+        late = pipe(video, speech, tmp_path / "late.mp4", crf=0, preset="ultrafast")
+    assert "its mouth follows its own sound by 2 frames (80 ms)" in caplog.text
+    monkeypatch.setattr(dubbing, "read_own_speech", lambda *args: OwnSpeech(None, None))
+    timed = pipe(video, speech, tmp_path / "timed.mp4", crf=0, preset="ultrafast")
+    assert late.output.read_bytes() == timed.output.read_bytes()  # the new audio does not carry the source's offset

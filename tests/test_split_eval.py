@@ -55,6 +55,11 @@ def test_split_protocol_report(tmp_path, monkeypatch):
     assert clip["follows_plan"] is None or -1 <= clip["follows_plan"] <= 1  # the dub's opening against the plan's
     assert "follows_plan" in report["groups"]["all"] and "planned_articulation" in report["groups"]["all"]
     assert clip["planned_articulation"] is None or clip["planned_articulation"] >= 0  # planned std over the truth's
+    assert "mouth_lag" in clip and "opening_correlation_at_lag" in clip["methods"]["dub"]
+    if clip["mouth_lag"] in (None, 0):  # not timed, or in time: the score at the lag is the score
+        assert clip["methods"]["dub"]["opening_correlation_at_lag"] == clip["methods"]["dub"]["opening_correlation"]
+    assert "planned_opening_correlation_at_lag" in report["groups"]["all"] and "truth_lag" in clip
+    assert "truth lag" in (out / "report.md").read_text()
     markdown = (out / "report.md").read_text()
     assert "dub eval --protocol split" in markdown and "follows plan" in markdown and "planned articulation" in markdown
     assert 20 < clip["face_width"] < 96  # the synthetic face, cheek to cheek, in a 96 px wide frame

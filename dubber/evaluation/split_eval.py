@@ -17,7 +17,9 @@ dub's opening's correlation with theirs (how closely the rendering follows its p
 landmarks or the rendering lose the sync; and the first half drawn from the second half's tracked lips and jaw
 ("true_landmarks", ``dubber.evaluation.truth_motion``): what the rendering and the measure allow a perfect plan.
 Baselines in the same run: the static mouth and "no dub" (the untouched first half, scored the same way: what
-chance alone gives).
+chance alone gives). The truth carries the recording's own offset between picture and sound, which a dub of the
+speech cannot show: the mouth's lag behind its sound is read on the first half (``dubber.pipeline.mouth_lag``), and
+the dubs driven by the speech are also scored at that lag ("opening_correlation_at_lag").
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from dubber.media.video_reader import VideoReader
 from dubber.media.video_writer import VideoWriter
 from dubber.pipeline.analysis import VideoTrack
 from dubber.pipeline.dubbing import DubbingPipeline
+from dubber.pipeline.mouth_lag import lag_from_openings, lined_up
 
 _LIPS = np.asarray([ALL_INDICES.index(i) for i in LIP_INDICES])
 _EYES = (ALL_INDICES.index(RIGHT_EYE_OUTER), ALL_INDICES.index(LEFT_EYE_OUTER))
@@ -61,6 +64,9 @@ class SplitClipReport:
     planned_opening_correlation: float | None = None  # the completer's own landmarks against the truth
     follows_plan: float | None = None  # the dub's opening against the planned landmarks' (the rendering's fidelity)
     planned_articulation: float | None = None  # the std of the planned opening over the truth's
+    planned_opening_correlation_at_lag: float | None = None  # the same at ``mouth_lag``
+    mouth_lag: int | None = None  # frames the first half's mouth follows its own sound (None: not timed)
+    truth_lag: int | None = None  # the same read between the plan and the truth: a check of mouth_lag, not a score
     face_width: float | None = None  # median width of the face (cheek to cheek) in frame pixels, first half
     seconds: float = 0.0
     error: str = ""
@@ -119,9 +125,12 @@ def std_ratio(values: np.ndarray, truth: np.ndarray) -> float | None:
     return float(np.std(values[both]) / true_std) if true_std > 0 else None
 
 
-def score_half(output: VideoTrack, output_path: Path, source: VideoTrack, source_path: Path, truth: dict) -> dict:
+def score_half(
+    output: VideoTrack, output_path: Path, source: VideoTrack, source_path: Path, truth: dict, lag: int = 0
+) -> dict:
     """One output (frames i < h) against the truth (the second half's mouth, ``truth``), and against the source
-    frames it was drawn on for sharpness and seam."""
+    frames it was drawn on for sharpness and seam; ``lag``: the recording's lag of the mouth behind its sound, at
+    which an output timed by the speech is scored too."""
     n = min(output.frames, len(truth["opening"]))
     found = frame_points(output.points[:n], output.transforms[:n])
     src_points = frame_points(source.points[:n], source.transforms[:n])
@@ -143,6 +152,7 @@ def score_half(output: VideoTrack, output_path: Path, source: VideoTrack, source
                 seams.append(gradient_energy(out_frame.image, ring) / reference)
     return {
         "opening_correlation": correlation(opening, true_opening),
+        "opening_correlation_at_lag": correlation(*lined_up(opening, true_opening, lag)),
         "lip_shape_lmd": float(shape_error.mean()) if len(shape_error) else None,
         "articulation": std_ratio(opening, true_opening),
         "sharpness": float(np.median(sharp)) if sharp else None,
@@ -177,6 +187,9 @@ def evaluate_split_clip(pipe: DubbingPipeline, clip: ClipSource, *, static: Dubb
         }
         source = pipe.analyse(first)  # what the dub sees: the first half alone
         report.face_width = face_width(source)
+        own = pipe.own_speech(first, source)  # the dub reads it too, once: the pipeline keeps the last reading
+        lag = own.lag or 0
+        report.mouth_lag = own.lag
         landmarks = pipe.landmarks
         dubs = {"dub": pipe}
         if pipe.options.adapt != "off":  # adapted once, to the first half; the dub and its plan use that model
@@ -189,12 +202,15 @@ def evaluate_split_clip(pipe: DubbingPipeline, clip: ClipSource, *, static: Dubb
             path = folder / f"{name}.mp4"
             dubber(first, speech, path, overwrite=True, analysis=source)
             outputs[name] = pipe.analyse(path)
-            report.methods[name] = score_half(outputs[name], path, source, first, truth)
+            timed_by_speech = name in ("dub", "no_adapt")
+            report.methods[name] = score_half(outputs[name], path, source, first, truth, lag if timed_by_speech else 0)
         report.methods["no_dub"] = score_half(source, first, source, first, truth)
-        spread = pipe.articulation(first, source, landmarks) if pipe.options.articulation else None
+        spread = pipe.own_speech(first, source, landmarks).spread if pipe.options.articulation else None
         planned = content_opening(pipe.planned_landmarks(source, speech, landmarks, spread=spread)[:, N_POSE:])
         n = min(len(planned), half, outputs["dub"].frames)
         report.planned_opening_correlation = correlation(planned[:n], truth["opening"][:n])
+        report.planned_opening_correlation_at_lag = correlation(*lined_up(planned[:n], truth["opening"][:n], lag))
+        report.truth_lag = lag_from_openings(planned[:n], truth["opening"][:n], source.frame_rate())
         report.follows_plan = correlation(outputs["dub"].opening[:n], planned[:n])
         report.planned_articulation = std_ratio(planned[:n], truth["opening"][:n])
     report.seconds = time.perf_counter() - started

@@ -9,7 +9,7 @@ import numpy as np
 
 from dubber.evaluation.split_eval import SplitClipReport
 
-SPLIT_KEYS = ("opening_correlation", "lip_shape_lmd", "articulation", "sharpness", "seam")
+SPLIT_KEYS = ("opening_correlation", "opening_correlation_at_lag", "lip_shape_lmd", "articulation", "sharpness", "seam")
 LARGE_FACE = 400  # frame pixels, cheek to cheek: where a 128 px crop is upscaled 3x or more
 
 
@@ -24,31 +24,43 @@ def _standard_error(values) -> float | None:
     return round(float(np.std(vals, ddof=1) / np.sqrt(len(vals))), 4) if len(vals) > 1 else None
 
 
-def _correlation(report: SplitClipReport, method: str) -> float | None:
-    return report.methods.get(method, {}).get("opening_correlation")
+def _correlation(report: SplitClipReport, method: str, key: str = "opening_correlation") -> float | None:
+    return report.methods.get(method, {}).get(key)
+
+
+def _paired(ok: list[SplitClipReport], methods: list[str], key: str) -> dict:
+    """The dub against each baseline clip by clip: a difference of means is only worth its standard error."""
+    out = {}
+    for m in methods:
+        if m == "dub":
+            continue
+        d = [
+            _correlation(r, "dub", key) - _correlation(r, m, key)
+            for r in ok
+            if _correlation(r, "dub", key) is not None and _correlation(r, m, key) is not None
+        ]
+        out[m] = {"mean": _mean(d), "se": _standard_error(d)}
+    return out
 
 
 def summarise_split(reports: list[SplitClipReport]) -> dict:
     ok = [r for r in reports if not r.error]
     methods = sorted({m for r in ok for m in r.methods}, key=lambda m: (m != "dub", m))
-    # The dub against each baseline clip by clip: a difference of means is only worth its standard error.
-    paired = {
-        m: [
-            _correlation(r, "dub") - _correlation(r, m)
-            for r in ok
-            if _correlation(r, "dub") is not None and _correlation(r, m) is not None
-        ]
-        for m in methods
-        if m != "dub"
-    }
     return {
         "clips": len(ok),
         "failed": len(reports) - len(ok),
         "frames": sum(r.frames for r in ok),
         "methods": {m: {k: _mean(r.methods.get(m, {}).get(k) for r in ok) for k in SPLIT_KEYS} for m in methods},
         "opening_correlation_se": {m: _standard_error(_correlation(r, m) for r in ok) for m in methods},
-        "dub_minus": {m: {"mean": _mean(d), "se": _standard_error(d)} for m, d in paired.items()},
+        "dub_minus": _paired(ok, methods, "opening_correlation"),
+        "dub_minus_at_lag": _paired(ok, methods, "opening_correlation_at_lag"),
         "planned_opening_correlation": _mean(r.planned_opening_correlation for r in ok),
+        "planned_opening_correlation_at_lag": _mean(r.planned_opening_correlation_at_lag for r in ok),
+        "mouth_lag_timed": sum(1 for r in ok if r.mouth_lag is not None),
+        # How often the lag read on the first half is, within a frame, the one that lines the plan up with the truth
+        "mouth_lag_agrees": sum(
+            1 for r in ok if r.mouth_lag is not None and r.truth_lag is not None and abs(r.mouth_lag - r.truth_lag) <= 1
+        ),
         "follows_plan": _mean(r.follows_plan for r in ok),
         "planned_articulation": _mean(r.planned_articulation for r in ok),
         "dub_above_no_dub": sum(
@@ -117,17 +129,25 @@ def split_markdown(report: dict) -> str:
             )
     lines += ["", "The dub's opening correlation minus each baseline's, clip by clip (mean +- standard error):", ""]
     for group, g in report["groups"].items():
-        diffs = [f"{m} {_fmt(d['mean'])} +- {_fmt(d['se'])}" for m, d in g.get("dub_minus", {}).items()]
-        lines.append(f"- {group}: {'; '.join(diffs)}")
+        for key, label in (("dub_minus", ""), ("dub_minus_at_lag", " (at lag)")):
+            diffs = [f"{m} {_fmt(d['mean'])} +- {_fmt(d['se'])}" for m, d in g.get(key, {}).items()]
+            lines.append(f"- {group}{label}: {'; '.join(diffs)}")
     lines += [
         "",
         "planned corr: the opening of the landmarks the completer planned, before rendering, against the truth; "
         "planned articulation: the std of that opening over the truth's; follows plan: the dub's opening against the "
-        "planned one (how closely the rendering follows its plan).",
+        "planned one (how closely the rendering follows its plan). At lag: the dubs timed by the speech against the "
+        "truth moved by the lag of the first half's mouth behind its own sound (the recording's offset, which the "
+        "truth carries and a dub of the speech cannot show); the other methods as they are. "
+        f"Planned corr at lag: {_fmt(s.get('planned_opening_correlation_at_lag'))}; "
+        f"{s.get('mouth_lag_timed', 0)} of {s['clips']} first halves timed; on {s.get('mouth_lag_agrees', 0)} of them "
+        "the lag is within a frame of the one that lines the plan up with the truth (truth lag).",
         "",
-        "| clip | speaker | frames | face px | " + " | ".join(f"{m} corr" for m in s["methods"]) + " | planned corr | "
-        "planned articulation | follows plan | dub articulation | dub sharpness |",
-        "|" + "---|" * (len(s["methods"]) + 9),
+        "| clip | speaker | frames | face px | lag | truth lag | "
+        + " | ".join(f"{m} corr" for m in s["methods"])
+        + " | dub corr at lag | planned corr | planned articulation | follows plan | dub articulation | "
+        "dub sharpness |",
+        "|" + "---|" * (len(s["methods"]) + 12),
     ]
     for c in report["clips"]:
         if c["error"]:
@@ -136,7 +156,9 @@ def split_markdown(report: dict) -> str:
         corr = " | ".join(_fmt(c["methods"].get(m, {}).get("opening_correlation")) for m in s["methods"])
         dub = c["methods"]["dub"]
         lines.append(
-            f"| {c['clip']} | {c['speaker']} | {c['frames']} | {_fmt(c.get('face_width'), 0)} | {corr} | "
+            f"| {c['clip']} | {c['speaker']} | {c['frames']} | {_fmt(c.get('face_width'), 0)} | "
+            f"{_fmt(c.get('mouth_lag'))} | {_fmt(c.get('truth_lag'))} | {corr} | "
+            f"{_fmt(dub.get('opening_correlation_at_lag'))} | "
             f"{_fmt(c['planned_opening_correlation'])} | {_fmt(c.get('planned_articulation'))} | "
             f"{_fmt(c.get('follows_plan'))} | {_fmt(dub['articulation'])} | "
             f"{_fmt(dub['sharpness'])} |"

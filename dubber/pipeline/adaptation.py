@@ -6,7 +6,9 @@ windows of its own audio features at those frames' times, their pose points, and
 them as targets, with the reference landmark sets the dub itself uses. The last fifth of the windows (in time) is
 held out; training stops at the time budget and keeps the weights at the lowest held-out loss (the model as it came,
 if no step improved on it), averaged in weight space with the original: a short video's held-out fifth is too
-little to stop overfitting on its own (docs/DUBBING.md "Adaptation").
+little to stop overfitting on its own (docs/DUBBING.md "Adaptation"). Each frame's mouth is paired with the sound it
+belongs to: the video's audio moved by the lag of its mouth behind its sound (``dubber.pipeline.mouth_lag``), so
+the adapted completer does not learn the recording's offset, which the new audio does not have.
 """
 
 from __future__ import annotations
@@ -70,9 +72,11 @@ def adapt_completer(
     features: Features,
     references: np.ndarray,
     settings: AdaptationSettings | None = None,
+    lag: int = 0,
 ) -> tuple[LandmarkCompleter | LandmarkEnsemble, AdaptationReport | None]:
     """A copy of ``model`` fine-tuned on the video ``track`` heard through ``features`` (its own audio), with the
-    dub's ``references`` (R, 131, 2); ``model`` itself and None when the video has no window to learn from."""
+    dub's ``references`` (R, 131, 2); ``model`` itself and None when the video has no window to learn from.
+    ``lag``: frames the video's mouth follows its own sound; frame i learns from the sound at frame i - lag."""
     settings = settings or AdaptationSettings()
     started = time.perf_counter()
     window = model.config.window
@@ -87,8 +91,9 @@ def adapt_completer(
     budget = settings.seconds / len(members)
     adapted, report = {}, AdaptationReport(len(starts), {}, {}, {}, {}, 0.0)
     points = track.filled_points()
+    heard = track.times - lag / track.frame_rate()
     for name, member in members.items():
-        windows = member_windows(member.config, features, track.times).astype(np.float32)
+        windows = member_windows(member.config, features, heard).astype(np.float32)
         data = _WindowData(windows, points[:, :N_POSE], points[:, N_POSE:], references, window)
         adapted[name], (steps, best, before, after) = _fine_tune(member, data, train, dev, settings, budget)
         report.steps[name], report.best_step[name] = steps, best

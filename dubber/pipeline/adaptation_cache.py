@@ -1,9 +1,9 @@
 """Adapted landmark completers kept on disk, so that dubbing one video with many audios adapts it once.
 
-An entry is keyed by what made it: the video's bytes, the loaded completer's weights, and the adaptation's settings
-(its time budget aside: the steps decide the result). ``CACHE/<key>/`` holds the adapted model folder and
-``entry.json`` (the video, when, the settings); it is written under a temporary name and renamed, so a half-written
-entry is never read. ``dub cache list|clear`` shows and empties it.
+An entry is keyed by what made it: the video's bytes, the loaded completer's weights, the adaptation's settings
+(its time budget aside: the steps decide the result) and the recipe's version. ``CACHE/<key>/`` holds the adapted
+model folder and ``entry.json`` (the video, when, the settings); it is written under a temporary name and renamed,
+so a half-written entry is never read. ``dub cache list|clear`` shows and empties it.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ log = get_logger("pipeline")
 
 ENTRY = "entry.json"
 MODEL = "model"
+RECIPE = 2  # of what adaptation does beyond its settings: 2 lines the video's sound up with its mouth first
 
 
 def default_cache_dir() -> Path:
@@ -50,7 +51,8 @@ def model_digest(model: torch.nn.Module) -> str:
 
 def entry_key(video: Path, model: torch.nn.Module, settings: AdaptationSettings) -> str:
     parts = {k: v for k, v in asdict(settings).items() if k != "seconds"}
-    text = json.dumps({"video": sha256_of(video), "model": model_digest(model), "settings": parts}, sort_keys=True)
+    key = {"video": sha256_of(video), "model": model_digest(model), "settings": parts, "recipe": RECIPE}
+    text = json.dumps(key, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 

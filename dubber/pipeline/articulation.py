@@ -6,7 +6,8 @@ speaker moves: the completer plans the video's own speech, its planned opening i
 on the same frames, and the dub's plan is spread by the square root of their std ratio (a shrunk estimate from a
 few seconds of one speaker), between 1 and ``MAX_GAIN``, about the mean of that own-speech plan (the speaker's
 planned mouth at rest and in speech, at this video's poses). Computed once per dub from the source alone, so the
-new audio's chunks cannot change it. Measured: docs/QUALITY.md "Articulation from the video's own speech".
+new audio's chunks cannot change it. Measured: docs/QUALITY.md "Articulation from the video's own speech". The same
+reading of the video's own speech also times its mouth against its sound (``dubber.pipeline.mouth_lag``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Callable
 from contextlib import closing
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -21,6 +23,7 @@ from dubber.audio.streaming import StreamedFeatures
 from dubber.data.clip_arrays import content_opening
 from dubber.pipeline.analysis import VideoTrack
 from dubber.pipeline.motion import MotionPlanner, Spread
+from dubber.pipeline.mouth_lag import lag_from_openings
 from dubber.pipeline.timeline import Timeline
 
 MAX_GAIN = 1.5
@@ -42,11 +45,17 @@ def gain_from_openings(planned: np.ndarray, tracked: np.ndarray) -> float:
     return float(np.clip((float(np.std(tracked[ok])) / spread) ** POWER, 1.0, MAX_GAIN))
 
 
-def own_speech_spread(
-    model, own: StreamedFeatures, track: VideoTrack, fps: float, references: np.ndarray
-) -> Spread | None:
-    """How a dub of ``track``'s video spreads its plan, from the video's own speech ``own`` (the completer's
-    features of its audio), planned in blocks so nothing grows with the video's length; None: not at all."""
+@dataclass(frozen=True)
+class OwnSpeech:
+    """What the video's own speech, planned and set against the mouth tracked on the same frames, says."""
+
+    spread: Spread | None  # how a dub spreads its plan (None: not at all)
+    lag: int | None  # frames the video's mouth follows its own sound (``mouth_lag``; None: it cannot be timed)
+
+
+def read_own_speech(model, own: StreamedFeatures, track: VideoTrack, fps: float, references: np.ndarray) -> OwnSpeech:
+    """The reading of ``track``'s video through its own speech ``own`` (the completer's features of its audio),
+    planned in blocks so nothing grows with the video's length."""
     with closing(own):
         timeline = Timeline.plan(track.frames, own.seconds, fps, "pingpong", False)
         frames = min(timeline.dub_frames, track.frames, int(MAX_SECONDS * fps))
@@ -59,25 +68,26 @@ def own_speech_spread(
             count += int(seen.sum())
             openings.append(content_opening(content))
     if not openings or count == 0:
-        return None
+        return OwnSpeech(None, None)
+    planned = np.concatenate(openings)
     tracked = np.where(track.has_face[:frames], track.opening[:frames], np.nan)
-    gain = gain_from_openings(np.concatenate(openings), tracked)
-    if gain == 1.0:
-        return None
-    return Spread(gain, (total / count).astype(np.float32))
+    gain = gain_from_openings(planned, tracked)
+    spread = Spread(gain, (total / count).astype(np.float32)) if gain != 1.0 else None
+    return OwnSpeech(spread, lag_from_openings(planned, tracked, fps))
 
 
-class LastSpread:
-    """The last spread and the track and completer it was read with, held weakly (a dub must not keep its track
-    alive): several dubs of one analysed video with one completer (``dub batch``) read the video's speech once."""
+class LastReading:
+    """The last reading of a video's own speech and the track and completer it was read with, held weakly (a dub
+    must not keep its track alive): several dubs of one analysed video with one completer (``dub batch``) read the
+    video's speech once."""
 
     def __init__(self) -> None:
-        self._last: tuple[weakref.ref, weakref.ref, Spread | None] | None = None
+        self._last: tuple[weakref.ref, weakref.ref, OwnSpeech] | None = None
 
-    def get(self, track: VideoTrack, model, read: Callable[[], Spread | None]) -> Spread | None:
+    def get(self, track: VideoTrack, model, read: Callable[[], OwnSpeech]) -> OwnSpeech:
         last = self._last
         if last is not None and last[0]() is track and last[1]() is model:
             return last[2]
-        spread = read()
-        self._last = (weakref.ref(track), weakref.ref(model), spread)
-        return spread
+        reading = read()
+        self._last = (weakref.ref(track), weakref.ref(model), reading)
+        return reading

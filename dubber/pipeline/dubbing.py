@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from contextlib import ExitStack, closing
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,7 @@ from dubber.models.landmark_completer import LandmarkCompleter
 from dubber.models.landmark_ensemble import LandmarkEnsemble
 from dubber.models.speech_encoder import SpeechEncoder
 from dubber.pipeline.analysis import VideoTrack
-from dubber.pipeline.articulation import MAX_SECONDS, LastSpread, own_speech_spread
+from dubber.pipeline.articulation import MAX_SECONDS, LastReading, OwnSpeech, read_own_speech
 from dubber.pipeline.auto_batch import auto_batch_size
 from dubber.pipeline.dub_pass import encode_dub
 from dubber.pipeline.face_pass import track_faces
@@ -79,7 +80,7 @@ class DubbingPipeline:
         self.options = options or DubOptions()
         self.backend_factory = backend_factory
         self.name = name
-        self._last_spread = LastSpread()  # several dubs of one analysed video (dub batch) read its speech once
+        self._last_reading = LastReading()  # several dubs of one analysed video (dub batch) read its speech once
 
     @classmethod
     def from_pretrained(
@@ -227,7 +228,7 @@ class DubbingPipeline:
     ) -> np.ndarray:
         """(frames, 131, 2) the target landmarks a dub of the analysed video with ``audio`` draws (unit crop: the
         video's pose points, lips and jaw from the audio), one per dubbed frame (the video extended by ping-pong
-        where the audio is longer), the lips and jaw spread by ``spread`` (:meth:`articulation`); for evaluation."""
+        where the audio is longer), the lips and jaw spread by ``spread`` (:meth:`own_speech`); for evaluation."""
         fps = analysis.frame_rate(float(self.options.fps))
         with closing(self._audio_features(Path(audio))) as streamed:
             timeline = Timeline.plan(analysis.frames, streamed.seconds, fps, "pingpong", False)
@@ -237,7 +238,11 @@ class DubbingPipeline:
             return motion.targets(0, timeline.dub_frames)
 
     def _completer(self, job: DubJob, track: VideoTrack) -> LandmarkCompleter | LandmarkEnsemble:
-        return completer_for_video(job, track, self.landmarks, self.runtime, self._audio_features)
+        lag = partial(self._mouth_lag, job.video, track)
+        return completer_for_video(job, track, self.landmarks, self.runtime, self._audio_features, lag)
+
+    def _mouth_lag(self, video: Path, track: VideoTrack) -> int | None:
+        return self._read_own_speech(video, track, self.landmarks).lag
 
     def _analyse(self, job: DubJob, spool: FrameSpool | None) -> VideoTrack:
         return track_faces(job, self.renderer.size, spool, self.backend_factory)
@@ -254,33 +259,46 @@ class DubbingPipeline:
         new audio (evaluation draws from other targets: ``dubber.evaluation.truth_motion``)."""
         spread = None
         if job.opts.articulation and not job.still and job.media.audio is not None:
-            spread = self._last_spread.get(track, landmarks, lambda: self._own_spread(job.video, track, landmarks))
+            spread = self._read_own_speech(job.video, track, landmarks).spread
         job.articulation_gain = 1.0 if spread is None else spread.gain
         points, fill = track.points, track.filled_index()
         return MotionPlanner(landmarks, job.features, job.fps, timeline, points, fill, references, spread=spread)
 
-    def _own_spread(self, video: Path, track: VideoTrack, landmarks) -> Spread | None:
+    def _read_own_speech(self, video: Path, track: VideoTrack, landmarks) -> OwnSpeech:
         try:
-            return self.articulation(video, track, landmarks)
+            return self.own_speech(video, track, landmarks)
         except InputError as error:  # the widening is a refinement: a video whose own audio is unreadable still dubs
             log.warning("%s: its own audio could not be read, the planned movement is not widened: %s", video, error)
-            return None
+            return OwnSpeech(None, None)
 
-    def articulation(
+    def own_speech(
         self, video: str | Path, analysis: VideoTrack, landmarks: LandmarkCompleter | LandmarkEnsemble | None = None
-    ) -> Spread | None:
-        """How a dub of ``video`` (its :meth:`analyse` result) spreads the planned lips and jaw: to the speaker's
-        own range, read against the plan of the video's own speech (dubber/pipeline/articulation.py); None: not."""
-        if analysis.frames == 1:
-            return None
+    ) -> OwnSpeech:
+        """What ``video``'s own speech, planned by ``landmarks`` (the pipeline's completer by default) and set
+        against the mouth tracked on it (its :meth:`analyse` result), says: the articulation spread and the lag of
+        its mouth behind its sound (dubber/pipeline/mouth_lag.py). Read once for several dubs of one analysis."""
         model = landmarks or self.landmarks
+        return self._last_reading.get(analysis, model, partial(self._read, Path(video), analysis, model))
+
+    def _read(self, video: Path, analysis: VideoTrack, model) -> OwnSpeech:
+        if analysis.frames == 1:
+            return OwnSpeech(None, None)
         refs = analysis.landmark_references(model.config.n_refs)
         fps = analysis.frame_rate(float(self.options.fps))
-        own = self._audio_features(Path(video), max_seconds=MAX_SECONDS + 1.0)  # the windows' context past the end
-        spread = own_speech_spread(model, own, analysis, fps, refs)
-        if spread is not None:
-            log.info("%s: the planned mouth movement widened %.2f times (the speaker's range)", video, spread.gain)
-        return spread
+        own = self._audio_features(video, max_seconds=MAX_SECONDS + 1.0)  # the windows' context past the end
+        reading = read_own_speech(model, own, analysis, fps, refs)
+        if reading.spread is not None:
+            log.info(
+                "%s: the planned mouth movement widened %.2f times (the speaker's range)", video, reading.spread.gain
+            )
+        if reading.lag:
+            log.info(
+                "%s: its mouth follows its own sound by %d frames (%.0f ms)",
+                video,
+                reading.lag,
+                reading.lag / fps * 1e3,
+            )
+        return reading
 
     def _write(
         self,

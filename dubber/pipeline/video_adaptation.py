@@ -41,10 +41,12 @@ def completer_for_video(
     landmarks: Completer,
     runtime: str,
     audio_features: Callable[[Path], StreamedFeatures],
+    mouth_lag: Callable[[], int | None],
 ) -> Completer:
     """``landmarks`` fine-tuned on the video's own speech (``job.opts.adapt``), from the cache when it was before;
     ``landmarks`` itself where adaptation is off or the video cannot teach it (a still image, no audio, too few
-    frames with a face). ``audio_features`` computes the completer's input from a file."""
+    frames with a face). ``audio_features`` computes the completer's input from a file; ``mouth_lag`` reads how
+    many frames the video's mouth follows its sound (dubber/pipeline/mouth_lag.py)."""
     mode = job.opts.adapt
     if mode == "off":
         return landmarks
@@ -60,9 +62,10 @@ def completer_for_video(
     if model is not None:
         log.info("%s: the completer adapted to it before, from %s", job.video, cache.root / key)
     else:
+        lag = mouth_lag() or 0
         with closing(audio_features(job.video)) as own:
             refs = track.landmark_references(landmarks.config.n_refs)
-            model, report = adapt_completer(landmarks, track, own.features, refs, settings)
+            model, report = adapt_completer(landmarks, track, own.features, refs, settings, lag=lag)
         if report is not None:
             cache.store(key, model, job.video, report.seconds)
     add_time(job.timings, "adapt", t0)
