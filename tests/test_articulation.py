@@ -156,7 +156,8 @@ def test_the_videos_own_lag_is_logged_and_does_not_move_the_dub(tmp_path, monkey
     speech = make_audio(tmp_path / "speech.wav", seconds=0.6)
     pipe = DubbingPipeline.from_pretrained(TINY_BUNDLE, device="cpu")
     monkeypatch.setattr(dubbing, "read_own_speech", lambda *args: OwnSpeech(None, 2))
-    with caplog.at_level(logging.INFO):
+    monkeypatch.setattr(logging.getLogger("dubber"), "propagate", True)  # the CLI's tests leave it to their handler
+    with caplog.at_level(logging.INFO, logger="dubber"):  # ...and at warnings
         late = pipe(video, speech, tmp_path / "late.mp4", crf=0, preset="ultrafast")
     assert "its mouth follows its own sound by 2 frames (80 ms)" in caplog.text
     monkeypatch.setattr(dubbing, "read_own_speech", lambda *args: OwnSpeech(None, None))
