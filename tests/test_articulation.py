@@ -159,7 +159,7 @@ def test_the_videos_own_lag_is_logged_and_does_not_move_the_dub(tmp_path, monkey
     monkeypatch.setattr(logging.getLogger("dubber"), "propagate", True)  # the CLI's tests leave it to their handler
     with caplog.at_level(logging.INFO, logger="dubber"):  # ...and at warnings
         late = pipe(video, speech, tmp_path / "late.mp4", crf=0, preset="ultrafast")
-    assert "its mouth follows its own sound by 2 frames (80 ms)" in caplog.text
+    assert "its picture runs 2 frames (80 ms) behind its own sound" in caplog.text
     monkeypatch.setattr(dubbing, "read_own_speech", lambda *args: OwnSpeech(None, None))
     timed = pipe(video, speech, tmp_path / "timed.mp4", crf=0, preset="ultrafast")
     assert late.output.read_bytes() == timed.output.read_bytes()  # the new audio does not carry the source's offset

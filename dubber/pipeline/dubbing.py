@@ -292,12 +292,9 @@ class DubbingPipeline:
                 "%s: the planned mouth movement widened %.2f times (the speaker's range)", video, reading.spread.gain
             )
         if reading.lag:
-            log.info(
-                "%s: its mouth follows its own sound by %d frames (%.0f ms)",
-                video,
-                reading.lag,
-                reading.lag / fps * 1e3,
-            )
+            side = "behind" if reading.lag > 0 else "ahead of"
+            ms = abs(reading.lag) / fps * 1e3
+            log.info("%s: its picture runs %d frames (%.0f ms) %s its own sound", video, abs(reading.lag), ms, side)
         return reading
 
     def _write(
