@@ -54,6 +54,7 @@ def test_split_protocol_report(tmp_path, monkeypatch):
     assert clip["planned_opening_correlation"] is None or -1 <= clip["planned_opening_correlation"] <= 1
     assert clip["follows_plan"] is None or -1 <= clip["follows_plan"] <= 1  # the dub's opening against the plan's
     assert "follows_plan" in report["groups"]["all"] and "planned_articulation" in report["groups"]["all"]
+    assert "follows_plan_fast" in report["groups"]["all"]
     assert clip["planned_articulation"] is None or clip["planned_articulation"] >= 0  # planned std over the truth's
     assert "mouth_lag" in clip and "opening_correlation_at_lag" in clip["methods"]["dub"]
     if clip["mouth_lag"] in (None, 0):  # not timed, or in time: the score at the lag is the score
@@ -129,3 +130,18 @@ def test_the_report_gives_the_dubs_lead_over_each_baseline_with_its_standard_err
     assert g["dub_minus"]["no_dub"] == {"mean": 0.55, "se": 0.05}  # clip c has no no-dub score: left out
     assert g["opening_correlation_se"]["dub"] == 0.1155
     assert "- all: no_adapt 0.067 +- 0.088; no_dub 0.550 +- 0.050" in split_markdown(report)
+
+
+def test_the_fast_part_keeps_the_syllable_rate_movement_and_drops_the_phrase_level_one():
+    from dubber.evaluation.split_eval import fast_part
+
+    t = np.arange(250) / 25.0
+    slow, fast = 0.2 * np.sin(2 * np.pi * 0.3 * t), 0.05 * np.sin(2 * np.pi * 4.0 * t)  # a phrase, syllables
+    part = fast_part(slow + fast, 25.0)
+    inner = slice(10, -10)
+    assert np.corrcoef(part[inner], fast[inner])[0, 1] > 0.95
+    assert abs(np.corrcoef(part[inner], slow[inner])[0, 1]) < 0.2
+    gappy = slow + fast
+    gappy[100:104] = np.nan
+    part = fast_part(gappy, 25.0)
+    assert np.isnan(part[100:104]).all() and np.isfinite(part[:100]).all() and np.isfinite(part[104:]).all()

@@ -13,9 +13,10 @@ Scored against the second half's tracked mouth (MediaPipe on the output, as ``du
 - sharpness: variance of the Laplacian in the mouth box, output frame over the source frame it was drawn on;
 - seam: gradient energy across the redrawn region's border, output over source (1: no edge added).
 Also the landmarks the completer planned (before rendering): their opening's correlation with the truth, and the
-dub's opening's correlation with theirs (how closely the rendering follows its plan), so a gap says whether the
-landmarks or the rendering lose the sync; and the first half drawn from the second half's tracked lips and jaw
-("true_landmarks", ``dubber.evaluation.truth_motion``): what the rendering and the measure allow a perfect plan.
+dub's opening's correlation with theirs (how closely the rendering follows its plan; also for the syllable-rate
+movement alone, ``fast_part``), so a gap says whether the landmarks or the rendering lose the sync; and the first
+half drawn from the second half's tracked lips and jaw ("true_landmarks", ``dubber.evaluation.truth_motion``): what
+the rendering and the measure allow a perfect plan.
 Baselines in the same run: the static mouth and "no dub" (the untouched first half, scored the same way: what
 chance alone gives). The truth carries the recording's own offset between picture and sound, which a dub of the
 speech cannot show: the mouth's lag behind its sound is read on the first half (``dubber.pipeline.mouth_lag``), and
@@ -52,6 +53,7 @@ _LIPS = np.asarray([ALL_INDICES.index(i) for i in LIP_INDICES])
 _EYES = (ALL_INDICES.index(RIGHT_EYE_OUTER), ALL_INDICES.index(LEFT_EYE_OUTER))
 _CHEEKS = (ALL_INDICES.index(234), ALL_INDICES.index(454))  # the face oval's sides at the eyes' height
 MIN_HALF_FRAMES = 10  # a half shorter than this has no opening worth correlating
+FAST_SECONDS = 0.28  # the moving mean a syllable-rate movement is measured about (about two syllables)
 
 
 @dataclass
@@ -63,6 +65,7 @@ class SplitClipReport:
     methods: dict[str, dict] = field(default_factory=dict)  # method -> metrics
     planned_opening_correlation: float | None = None  # the completer's own landmarks against the truth
     follows_plan: float | None = None  # the dub's opening against the planned landmarks' (the rendering's fidelity)
+    follows_plan_fast: float | None = None  # the same for their syllable-rate parts (``fast_part``)
     planned_articulation: float | None = None  # the std of the planned opening over the truth's
     planned_opening_correlation_at_lag: float | None = None  # the same at ``mouth_lag``
     mouth_lag: int | None = None  # frames the first half's mouth follows its own sound (None: not timed)
@@ -161,6 +164,18 @@ def score_half(
     }
 
 
+def fast_part(opening: np.ndarray, fps: float, seconds: float = FAST_SECONDS) -> np.ndarray:
+    """``opening`` less its moving mean over ``seconds``: the syllable-rate movement without the phrase-level
+    rise and fall (NaN where ``opening`` is)."""
+    width = max(3, int(round(seconds * fps)) | 1)
+    known = np.isfinite(opening)
+    values = np.where(known, opening, 0.0).astype(np.float64)
+    kernel = np.ones(width)
+    count = np.convolve(known.astype(np.float64), kernel, mode="same")
+    mean = np.convolve(values, kernel, mode="same") / np.maximum(count, 1.0)
+    return np.where(known, opening - mean, np.nan)
+
+
 def face_width(track: VideoTrack) -> float | None:
     """Median cheek-to-cheek width of the tracked face in frame pixels (None without a face)."""
     pts = frame_points(track.points, track.transforms)[:, _CHEEKS]
@@ -212,6 +227,8 @@ def evaluate_split_clip(pipe: DubbingPipeline, clip: ClipSource, *, static: Dubb
         report.planned_opening_correlation_at_lag = correlation(*lined_up(planned[:n], truth["opening"][:n], lag))
         report.truth_lag = lag_from_openings(planned[:n], truth["opening"][:n], source.frame_rate())
         report.follows_plan = correlation(outputs["dub"].opening[:n], planned[:n])
+        fps = source.frame_rate()
+        report.follows_plan_fast = correlation(fast_part(outputs["dub"].opening[:n], fps), fast_part(planned[:n], fps))
         report.planned_articulation = std_ratio(planned[:n], truth["opening"][:n])
     report.seconds = time.perf_counter() - started
     return report

@@ -62,6 +62,7 @@ def summarise_split(reports: list[SplitClipReport]) -> dict:
             1 for r in ok if r.mouth_lag is not None and r.truth_lag is not None and abs(r.mouth_lag - r.truth_lag) <= 1
         ),
         "follows_plan": _mean(r.follows_plan for r in ok),
+        "follows_plan_fast": _mean(r.follows_plan_fast for r in ok),
         "planned_articulation": _mean(r.planned_articulation for r in ok),
         "dub_above_no_dub": sum(
             1
@@ -136,7 +137,9 @@ def split_markdown(report: dict) -> str:
         "",
         "planned corr: the opening of the landmarks the completer planned, before rendering, against the truth; "
         "planned articulation: the std of that opening over the truth's; follows plan: the dub's opening against the "
-        "planned one (how closely the rendering follows its plan). At lag: the dubs timed by the speech against the "
+        "planned one (how closely the rendering follows its plan); follows plan, fast: the same for the openings less "
+        "their moving mean over 0.28 s (the syllable-rate movement alone). "
+        f"Follows plan, fast: {_fmt(s.get('follows_plan_fast'))}. At lag: the dubs timed by the speech against the "
         "truth moved by the lag of the first half's mouth behind its own sound (the recording's offset, which the "
         "truth carries and a dub of the speech cannot show); the other methods as they are. "
         f"Planned corr at lag: {_fmt(s.get('planned_opening_correlation_at_lag'))}; "
