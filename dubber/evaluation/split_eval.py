@@ -225,9 +225,9 @@ def evaluate_split_clip(pipe: DubbingPipeline, clip: ClipSource, *, static: Dubb
         n = min(len(planned), half, outputs["dub"].frames)
         report.planned_opening_correlation = correlation(planned[:n], truth["opening"][:n])
         report.planned_opening_correlation_at_lag = correlation(*lined_up(planned[:n], truth["opening"][:n], lag))
-        report.truth_lag = lag_from_openings(planned[:n], truth["opening"][:n], source.frame_rate())
-        report.follows_plan = correlation(outputs["dub"].opening[:n], planned[:n])
         fps = source.frame_rate()
+        report.truth_lag = lag_from_openings(planned[:n], truth["opening"][:n], fps)
+        report.follows_plan = correlation(outputs["dub"].opening[:n], planned[:n])
         report.follows_plan_fast = correlation(fast_part(outputs["dub"].opening[:n], fps), fast_part(planned[:n], fps))
         report.planned_articulation = std_ratio(planned[:n], truth["opening"][:n])
     report.seconds = time.perf_counter() - started
