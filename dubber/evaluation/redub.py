@@ -44,6 +44,7 @@ class StaticMouthRenderer:
         self.reference_blend = None
         self.hint_warp = False
         self.mouth_guard = None
+        self.reference_key_side = None
 
     def encode_references(self, refs: torch.Tensor, ref_landmarks: torch.Tensor) -> dict:
         return {}

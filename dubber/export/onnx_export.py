@@ -253,18 +253,27 @@ def _export_renderer(renderer, torch_folder: Path, out: Path, opset: int, gen: t
     drop = torch.tensor([False, True])
     cond = ConditionGraph(unet)
     cond_args = (masked, mask, landmarks, *hint, drop, *tokens)
-    graphs["renderer/condition"] = _export_graph(
-        cond, cond_args, out, "renderer/condition.onnx", _batch_axes([*cond.inputs, *cond.outputs]), opset
-    )
+    # The references' tokens, and the keys and values made of them, are as many as the weights pool them to
+    # (reference_key_side): a dynamic axis, like the batch.
+    axes = _batch_axes([*cond.inputs, *cond.outputs])
+    for name in cond.inputs:
+        if name.startswith("tokens_"):
+            axes[name][1] = f"n_{name}"
+    for name in cond.outputs:
+        if name.startswith("kv_"):
+            axes[name][2] = f"n_{name}"
+    graphs["renderer/condition"] = _export_graph(cond, cond_args, out, "renderer/condition.onnx", axes, opset)
     with torch.no_grad():
         conditioned = cond(*cond_args)
     den = DenoiseGraph(unet)
     sample = torch.randn(b, 3, s, s, generator=gen)
     timestep = torch.tensor([999.0, 999.0])
     den_args = (sample, timestep, conditioned[0], masked, mask, *hint, *conditioned[1:])
-    graphs["renderer/denoise"] = _export_graph(
-        den, den_args, out, "renderer/denoise.onnx", _batch_axes([*den.inputs, *den.outputs]), opset
-    )
+    axes = _batch_axes([*den.inputs, *den.outputs])
+    for name in den.inputs:
+        if name.startswith("kv_"):
+            axes[name][2] = f"n_{name}"
+    graphs["renderer/denoise"] = _export_graph(den, den_args, out, "renderer/denoise.onnx", axes, opset)
     return graphs
 
 

@@ -54,4 +54,5 @@ def dub_settings(weights: str, runtime: str, renderer, job: DubJob) -> dict:
         "source_detail": opts.source_detail,
         "reference_blend": blend.to_dict() if opts.reference_blend and blend is not None else None,
         "mouth_guard": guard.to_dict() if opts.reference_blend and guard is not None else None,
+        "reference_key_side": renderer.reference_key_side,
     }

@@ -8,8 +8,10 @@ carry a reference blend (renderer.json ``reference_blend``) keep the nearest ref
 landmarks already match the target's (dubber/render/reference_blend.py); frames the blend gives to that reference
 alone are not drawn. Weights that say so (renderer.json ``hint_warp``) get their hint carried onto the target's
 landmarks by a thin-plate spline first (dubber/render/hint_warp.py); weights with a mouth guard (renderer.json
-``mouth_guard``) keep the drawing to the mouth and the hint's shading elsewhere (dubber/render/mouth_guard.py). The
-denoiser's conditioning (cross-attention keys and values, the input conv's share of the masked crop) is computed once
+``mouth_guard``) keep the drawing to the mouth and the hint's shading elsewhere (dubber/render/mouth_guard.py);
+weights with ``reference_key_side`` pool each reference's tokens to that side before the attention reads them
+(dubber/render/reference_keys.py). The denoiser's conditioning (cross-attention keys and values, the input conv's
+share of the masked crop) is computed once
 per batch and reused at every step (``RendererUNet.condition`` / ``denoise``).
 """
 
@@ -27,6 +29,7 @@ from dubber.render.face_mask import lower_face_mask
 from dubber.render.hint_warp import thin_plate_warp
 from dubber.render.mouth_guard import MouthGuard
 from dubber.render.reference_blend import ReferenceBlend, blend_with_paste, reference_mismatch
+from dubber.render.reference_keys import pool_reference_tokens
 
 SCHEDULERS = ("ddim", "dpm++")
 TRAIN_SCHEDULE = dict(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", clip_sample=False)
@@ -66,6 +69,7 @@ class FaceRenderer:
         reference_blend: ReferenceBlend | None = None,
         hint_warp: bool = False,
         mouth_guard: MouthGuard | None = None,
+        reference_key_side: int | None = None,
     ) -> None:
         self.unet = unet.eval()
         self.scheduler_name = scheduler
@@ -80,6 +84,10 @@ class FaceRenderer:
         if mouth_guard is not None and not unet.config.reference_hint:
             raise ValueError("a mouth guard needs a renderer that takes the reference hint")
         self.mouth_guard = mouth_guard
+        if reference_key_side is not None and reference_key_side < 1:
+            raise ValueError(f"reference_key_side must be at least 1, got {reference_key_side}")
+        # Each reference's tokens averaged down to this many a side before the attention reads them (reference_keys.py)
+        self.reference_key_side = reference_key_side
         make_scheduler(scheduler)  # validate now, not at the first frame
 
     @property
@@ -108,12 +116,19 @@ class FaceRenderer:
         chunk and pass to ``__call__`` as ``reference_tokens``."""
         if refs.dim() == 4:
             refs, ref_landmarks = refs[None], ref_landmarks[None]
-        return self.unet.encode_references(refs.to(self.device, self.dtype), ref_landmarks.to(self.device))
+        tokens = self.unet.encode_references(refs.to(self.device, self.dtype), ref_landmarks.to(self.device))
+        return self._pooled(tokens, refs.shape[1])
 
     @torch.no_grad()
     def encode_reference_pool(self, crops: torch.Tensor, landmarks: torch.Tensor) -> dict:
         """(P, 3, S, S) candidate references encoded once per video; pick per frame with ``gather_references``."""
-        return self.unet.encode_reference_pool(crops.to(self.device, self.dtype), landmarks.to(self.device))
+        tokens = self.unet.encode_reference_pool(crops.to(self.device, self.dtype), landmarks.to(self.device))
+        return self._pooled(tokens, 1)
+
+    def _pooled(self, tokens: dict, refs_per_item: int) -> dict:
+        if self.reference_key_side is None:
+            return tokens
+        return pool_reference_tokens(tokens, refs_per_item, self.reference_key_side)
 
     def gather_references(self, pool_tokens: dict, order: torch.Tensor) -> dict:
         """Reference tokens for (B, K) indices into the pool: the same as encoding those crops per frame."""
@@ -254,6 +269,8 @@ class FaceRenderer:
             settings["hint_warp"] = True
         if self.mouth_guard is not None:
             settings["mouth_guard"] = self.mouth_guard.to_dict()
+        if self.reference_key_side is not None:
+            settings["reference_key_side"] = self.reference_key_side
         (folder / PIPELINE_CONFIG).write_text(json.dumps(settings, indent=1) + "\n")
 
     @classmethod
@@ -275,4 +292,5 @@ class FaceRenderer:
             ReferenceBlend.from_dict(blend) if blend is not None else None,
             bool(settings.get("hint_warp", False)),
             MouthGuard.from_dict(guard) if guard is not None else None,
+            int(settings["reference_key_side"]) if settings.get("reference_key_side") is not None else None,
         )
