@@ -32,6 +32,7 @@ def lined_up(driven: np.ndarray, mouth: np.ndarray, lag: int) -> tuple[np.ndarra
     return driven[-lag:n], mouth[: n + lag]
 
 
+# Not dubber.evaluation.metrics.correlation: the pipeline may not import the evaluation layer (tests/test_layers.py).
 def _correlation(a: np.ndarray, b: np.ndarray, least: int) -> float | None:
     ok = np.isfinite(a) & np.isfinite(b)
     if ok.sum() < least:
