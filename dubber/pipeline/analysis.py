@@ -78,6 +78,14 @@ class ReferencePool:
             image = detail() if detail is not None else None
             self.entries[key] = PoolEntry(opening, turn, index, float(yaw), crop(), points, image)
 
+    def merge(self, later: ReferencePool) -> None:
+        """Take ``later``'s entries, a pool of frames that all come after this one's: the same pool as one offered
+        every frame in order (a bin keeps its first frame of least turn)."""
+        for key, entry in later.entries.items():
+            held = self.entries.get(key)
+            if held is None or entry.turn < held.turn:
+                self.entries[key] = entry
+
     def __len__(self) -> int:
         return len(self.entries)
 
@@ -190,19 +198,7 @@ def _track_frames(
         t0 = time.perf_counter()
         if spool is not None:
             spool.offer(frame.index, frame.image)
-        face: TrackedFace | None = tracker.step(frame).face
-        if face is None:
-            rows.add(frame.time, None, None, np.nan, False, np.nan)
-        else:
-            unit = aligner.to_crop(face.points[_ALL], face.transform)
-            yaw, pitch, _ = face.angles
-            ok = abs(yaw) <= MAX_REFERENCE_YAW and abs(pitch) <= MAX_REFERENCE_PITCH
-            o = float(mouth_opening(face.points))
-            rows.add(frame.time, face.transform.as_vector(), unit, o, ok, yaw)
-            # Made only if the pool keeps the frame.
-            crop = partial(aligner.crop, frame.image, face.transform)
-            detail = partial(aligner.detail_crop, frame.image, face.transform, DETAIL_CROP_MAX)
-            pool.offer(frame.index, o, (yaw, pitch), ok, crop, unit, detail)
+        rows.add(*observe(frame, tracker.step(frame).face, aligner, pool))
         trim()
         seconds["track"] += time.perf_counter() - t0
         if progress is not None:
@@ -210,6 +206,24 @@ def _track_frames(
     track = rows.track(pool, dict(seconds))
     track.most_faces = tracker.most_faces
     return track
+
+
+Row = tuple[float, np.ndarray | None, np.ndarray | None, float, bool, float]
+
+
+def observe(frame: Frame, face: TrackedFace | None, aligner: FaceAligner, pool: ReferencePool) -> Row:
+    """What the track keeps of one frame (``_FrameRows.add``'s arguments); the frame is offered to ``pool``."""
+    if face is None:
+        return frame.time, None, None, np.nan, False, np.nan
+    unit = aligner.to_crop(face.points[_ALL], face.transform)
+    yaw, pitch, _ = face.angles
+    ok = abs(yaw) <= MAX_REFERENCE_YAW and abs(pitch) <= MAX_REFERENCE_PITCH
+    o = float(mouth_opening(face.points))
+    # Made only if the pool keeps the frame.
+    crop = partial(aligner.crop, frame.image, face.transform)
+    detail = partial(aligner.detail_crop, frame.image, face.transform, DETAIL_CROP_MAX)
+    pool.offer(frame.index, o, (yaw, pitch), ok, crop, unit, detail)
+    return frame.time, face.transform.as_vector(), unit, o, ok, yaw
 
 
 class _FrameRows:

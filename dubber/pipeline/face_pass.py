@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from dubber.cpu_threads import usable_cores
 from dubber.errors import InputError
 from dubber.face.aligner import FaceAligner
 from dubber.face.backend import FaceBackend
@@ -16,6 +17,7 @@ from dubber.log import get_logger
 from dubber.pipeline.analysis import VideoTrack, analyse_video
 from dubber.pipeline.frame_source import FrameSpool
 from dubber.pipeline.job import DubJob
+from dubber.pipeline.parallel_tracking import analyse_in_segments, tracking_workers
 
 log = get_logger("pipeline")
 
@@ -30,24 +32,37 @@ def track_faces(
     backend_factory: Callable[[], FaceBackend] | None = None,
 ) -> VideoTrack:
     """Track ``job``'s video (its reader) into crops of ``crop_size``; its timings join the job's."""
-    if backend_factory is not None:
-        backend = backend_factory()
-    else:
-        backend = make_backend(job.opts.face_backend, job.opts.face_models)
     total = job.reader.frame_count
     report = (lambda n: job.progress("analyse", n, total)) if job.progress else None
+    workers = 1 if job.still or not job.opts.overlap else tracking_workers(usable_cores(), total, float(job.reader.fps))
+    backends: list[FaceBackend] = []
+
+    def make_tracker() -> FaceTracker:
+        if backend_factory is not None:
+            backend = backend_factory()
+        else:
+            backend = make_backend(job.opts.face_backend, job.opts.face_models)
+        backends.append(backend)
+        return FaceTracker(backend, TrackerOptions(face_index=job.opts.face_index))
+
     try:
-        with FaceTracker(backend, TrackerOptions(face_index=job.opts.face_index)) as tracker:
-            track = analyse_video(
-                job.reader,
-                tracker,
-                FaceAligner(crop_size),
-                spool=spool,
-                progress=report,
-                overlap=job.opts.overlap,
+        if workers > 1:
+            log.info("%s: tracking in %d segments at once", job.video, workers)
+            track = analyse_in_segments(
+                job.reader, make_tracker, FaceAligner(crop_size), workers, spool=spool, progress=report
             )
+        else:
+            with make_tracker() as tracker:
+                track = analyse_video(
+                    job.reader,
+                    tracker,
+                    FaceAligner(crop_size),
+                    spool=spool,
+                    progress=report,
+                    overlap=job.opts.overlap,
+                )
     finally:
-        if backend is not None:
+        for backend in backends:
             backend.close()
     job.timings.update(track.seconds)
     _check_faces(job, track)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -39,6 +40,7 @@ class FrameSpool:
             )
         self._file = tempfile.TemporaryFile(dir=where)
         self._held = np.zeros(len(self.wanted), bool)
+        self._lock = threading.Lock()
 
     def _slot(self, index: int) -> int | None:
         k = int(np.searchsorted(self.wanted, index))
@@ -49,9 +51,11 @@ class FrameSpool:
         k = self._slot(index)
         if k is None:
             return
-        self._file.seek(k * self.frame_bytes)
-        self._file.write(np.ascontiguousarray(image, dtype=np.uint8).tobytes())
-        self._held[k] = True
+        data = np.ascontiguousarray(image, dtype=np.uint8).tobytes()
+        with self._lock:  # pass 1 may track segments in several threads (parallel_tracking.py)
+            self._file.seek(k * self.frame_bytes)
+            self._file.write(data)
+            self._held[k] = True
 
     def holds(self, indices: Iterable[int]) -> bool:
         """Whether every frame of ``indices`` was kept."""
