@@ -8,7 +8,8 @@
    same clip, measured in the same run);
 2. memory: the same kind of clip at each length in ``--memory-seconds``, each dubbed in a fresh process (peak RSS is
    per process), at ``--memory-steps`` (the step count changes time, not memory).
-Results go to stdout and to benchmarks/results/dub_<device>.json.
+``--height 1080`` makes the speed clip 1920x1080 (the portrait 1.5 times larger). Results go to stdout and to
+benchmarks/results/dub_<device>.json (dub_<device>_1080p.json at 1080).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -29,29 +31,32 @@ ROOT = Path(__file__).resolve().parents[1]
 W, H, FPS = 1280, 720, 25
 
 
-def make_clip(path: Path, seconds: float) -> Path:
-    """The astronaut's head and shoulders, 330 px tall, swaying and drifting across a 720p frame."""
+def make_clip(path: Path, seconds: float, height: int = H) -> Path:
+    """The astronaut's head and shoulders, 330 px tall, swaying and drifting across a 720p frame (at ``height``
+    1080, everything 1.5 times larger)."""
     from skimage import data
 
     from dubber.media import VideoWriter
     from dubber.media.encode_options import VideoEncodeOptions
 
-    portrait = cv2.resize(data.astronaut(), (330, 330), interpolation=cv2.INTER_AREA)
-    canvas = np.full((H, W, 3), (96, 110, 128), np.uint8)
+    k = height / H
+    width, side = int(round(W * k)) // 2 * 2, int(round(330 * k))
+    portrait = cv2.resize(data.astronaut(), (side, side), interpolation=cv2.INTER_AREA)
+    canvas = np.full((height, width, 3), (96, 110, 128), np.uint8)
     n = int(round(seconds * FPS))
     with VideoWriter(
         path,
-        width=W,
-        height=H,
+        width=width,
+        height=height,
         fps=Fraction(FPS),
         options=VideoEncodeOptions(crf=16, preset="veryfast"),
         overwrite=True,
     ) as writer:
         for i in range(n):
             t = i / FPS
-            m = cv2.getRotationMatrix2D((165.0, 120.0), 4.0 * np.sin(t * 1.3), 1.0)
-            m[:, 2] += (475 + 60 * np.sin(t * 0.4), 200 + 15 * np.sin(t * 0.9))
-            frame = cv2.warpAffine(portrait, m, (W, H), dst=canvas.copy(), borderMode=cv2.BORDER_TRANSPARENT)
+            m = cv2.getRotationMatrix2D((165.0 * k, 120.0 * k), 4.0 * np.sin(t * 1.3), 1.0)
+            m[:, 2] += ((475 + 60 * np.sin(t * 0.4)) * k, (200 + 15 * np.sin(t * 0.9)) * k)
+            frame = cv2.warpAffine(portrait, m, (width, height), dst=canvas.copy(), borderMode=cv2.BORDER_TRANSPARENT)
             writer.write(frame)
     return path
 
@@ -94,12 +99,16 @@ def main() -> None:
     ap.add_argument("--memory-steps", type=int, default=1)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--weights", default="default")
+    ap.add_argument("--height", type=int, default=H, help="the speed clip's height: 720 or 1080")
+    ap.add_argument("--clip-out", type=Path, default=None, help="also keep the speed clip here")
     args = ap.parse_args()
-    report: dict = {"machine": platform.processor() or platform.machine(), "device": args.device}
+    report: dict = {"machine": platform.processor() or platform.machine(), "device": args.device, "height": args.height}
     with tempfile.TemporaryDirectory(prefix="bench-dub-") as tmp:
         tmp = Path(tmp)
-        clip = make_clip(tmp / "speed.mp4", args.speed_seconds)
+        clip = make_clip(tmp / "speed.mp4", args.speed_seconds, args.height)
         speech = make_speech(tmp / "speed.wav", args.speed_seconds)
+        if args.clip_out is not None:
+            shutil.copyfile(clip, args.clip_out)
         report["speed"] = dub_bench(clip, speech, args.steps, args.device, args.weights)
         print(json.dumps({"speed": report["speed"]}))
         memory = {}
@@ -117,7 +126,8 @@ def main() -> None:
             peaks = [m["peak_rss_mb"] for m in memory.values()]
             memory["longest_over_shortest"] = round(peaks[-1] / peaks[0], 4)
         report["memory"] = memory
-    out = ROOT / "benchmarks" / "results" / f"dub_{args.device.split(':')[0]}.json"
+    size = "" if args.height == H else f"_{args.height}p"
+    out = ROOT / "benchmarks" / "results" / f"dub_{args.device.split(':')[0]}{size}.json"
     out.write_text(json.dumps(report, indent=1) + "\n")
     print(json.dumps(report, indent=1))
 

@@ -5,9 +5,11 @@ MediaPipe, with an install script (docs/GPU.md says how a run is carried there).
 
 Writes under --out (ignored by git): ``wheels/`` (av, diffusers, protobuf 4, typer and pydantic with what they
 import, at the versions installed here, for the machine's Python and manylinux), ``mediapipe.tgz`` (mediapipe
-without the models of hands, pose, holistic, objectron, palm and selfie segmentation: 17 MB of its 35.6 MB wheel)
-and ``install.sh`` (installs both into a folder outside the tree). Checks that the pack, with the tree's tracked
-files but without ``weights/``, fits the limit of what one call carries, and says so. Needs PyPI.
+without the models of hands, pose, holistic, objectron, palm and selfie segmentation: 17 MB of its 35.6 MB wheel),
+``skimage-shim/`` (scikit-image's astronaut portrait behind ``skimage.data.astronaut()``, which the test media and
+the benchmarks' clips draw; 0.5 MB instead of scikit-image's wheels) and ``install.sh`` (installs them into a folder
+outside the tree). Checks that the pack, with the tree's tracked files but without ``weights/``, fits the limit of
+what one call carries, and says so. Needs PyPI.
 """
 
 from __future__ import annotations
@@ -56,8 +58,37 @@ SITE=${SITE:-/root/dubber-site}
 mkdir -p "$SITE"
 python3 -m pip install -q --no-index --no-deps --target "$SITE" "$HERE"/wheels/*.whl
 tar xzf "$HERE/mediapipe.tgz" -C "$SITE"
+# The test media and the benchmarks' clips draw scikit-image's astronaut: without scikit-image, a stand-in module.
+if [ -d "$HERE/skimage-shim" ] && ! python3 -c "import skimage" 2>/dev/null; then
+    cp -r "$HERE/skimage-shim/skimage" "$SITE/"
+fi
 echo "installed into $SITE: export PYTHONPATH=$PWD:$SITE"
 """
+SHIM_DATA = '''"""A stand-in for scikit-image's ``data.astronaut()`` on a GPU machine without scikit-image (docs/GPU.md): the same
+public-domain portrait, written here by scripts/pack_gpu.py."""
+
+from pathlib import Path
+
+import cv2
+
+
+def astronaut():
+    image = cv2.imread(str(Path(__file__).with_name("astronaut.png")), cv2.IMREAD_COLOR)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+'''
+
+
+def write_skimage_shim(dest: Path) -> Path:
+    """``dest/skimage``: a package whose ``data.astronaut()`` returns scikit-image's portrait, pixel for pixel."""
+    import cv2
+    from skimage import data
+
+    package = dest / "skimage"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text('"""scikit-image stand-in: only data.astronaut() (scripts/pack_gpu.py)."""\n')
+    (package / "data.py").write_text(SHIM_DATA)
+    cv2.imwrite(str(package / "astronaut.png"), cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))
+    return dest
 
 
 def pinned(names: tuple[str, ...]) -> list[str]:
@@ -114,6 +145,7 @@ def main() -> None:
         download(pinned(("mediapipe",)), Path(tmp), args.python_version)
         (wheel,) = Path(tmp).glob("mediapipe-*.whl")
         strip_mediapipe(wheel, out / "mediapipe.tgz")
+    write_skimage_shim(out / "skimage-shim")
     (out / "install.sh").write_text(INSTALL_SH)
     pack, tree = folder_bytes(out), tracked_bytes()
     mib = 2**20

@@ -11,6 +11,8 @@ import tarfile
 import zipfile
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -67,3 +69,15 @@ def test_the_install_script_installs_the_packs_wheels_and_mediapipe(tmp_path):
     subprocess.run(["sh", str(out / "install.sh")], check=True, capture_output=True, env=env, cwd=tmp_path)
     assert (site / "tinypkg" / "__init__.py").read_text() == "VALUE = 7\n"
     assert (site / "mediapipe" / "__init__.py").is_file()
+
+
+def test_the_skimage_stand_in_draws_the_same_portrait(tmp_path):
+    from skimage import data
+
+    pack = _script()
+    shim = pack.write_skimage_shim(tmp_path / "skimage-shim")
+    spec = importlib.util.spec_from_file_location("shim_data", shim / "skimage" / "data.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert (shim / "skimage" / "astronaut.png").stat().st_size < 1 << 20
+    assert np.array_equal(module.astronaut(), data.astronaut())
