@@ -64,8 +64,8 @@ if [ -d "$HERE/skimage-shim" ] && ! python3 -c "import skimage" 2>/dev/null; the
 fi
 echo "installed into $SITE: export PYTHONPATH=$PWD:$SITE"
 """
-SHIM_DATA = '''"""A stand-in for scikit-image's ``data.astronaut()`` on a GPU machine without scikit-image (docs/GPU.md): the same
-public-domain portrait, written here by scripts/pack_gpu.py."""
+SHIM_DATA = '''"""A stand-in for scikit-image's ``data.astronaut()`` on a GPU machine without scikit-image
+(docs/GPU.md): the same public-domain portrait, written here by scripts/pack_gpu.py."""
 
 from pathlib import Path
 
