@@ -123,6 +123,8 @@ def test_a_seeded_dub_reproduces_byte_for_byte(tmp_path, face_clip, capsys):
         "reference_blend": TINY_BLEND.to_dict(),
         "mouth_guard": TINY_GUARD.to_dict(),
         "reference_key_side": None,  # the tiny weights attend to every reference token
+        "tracking_segments": 1,  # one tracker below 8 cores
+        "paste": "opencv",
     }
     assert settings["network"]["reference_blend"] is None and settings["network"]["mouth_guard"] is None
     assert settings["spread"]["references"] == "spread" and settings["spread"]["seed"] == 3

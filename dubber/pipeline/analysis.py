@@ -121,6 +121,7 @@ class VideoTrack:
     pool: ReferencePool
     seconds: dict[str, float] = field(default_factory=dict)  # decode, track
     most_faces: int = 0  # the most faces found in one frame (detection runs where the face is not being tracked)
+    segments: int = 1  # trackers that ran at once, each on its segment of the video (parallel_tracking.py)
 
     @property
     def frames(self) -> int:

@@ -176,6 +176,7 @@ class DubbingPipeline:
                     spool = cleanup.enter_context(closing(FrameSpool(*reader.size, estimate.revisited())))
                 track = self._analyse(job, spool)
             job.still = track.frames == 1
+            job.tracking_segments = track.segments
             job.fps = float(opts.fps) if job.still else float(reader.fps)
             timeline = Timeline.plan(track.frames, job.audio_seconds, job.fps, opts.fit, opts.keep_rest)
             revisited = timeline.revisited()

@@ -32,6 +32,7 @@ class DubJob:
     fps: float = 25.0
     batch_size: int = 8
     articulation_gain: float = 1.0  # the plan's spread (dubber/pipeline/articulation.py)
+    tracking_segments: int = 1  # pass 1's trackers at once (dubber/pipeline/parallel_tracking.py)
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -55,4 +56,7 @@ def dub_settings(weights: str, runtime: str, renderer, job: DubJob) -> dict:
         "reference_blend": blend.to_dict() if opts.reference_blend and blend is not None else None,
         "mouth_guard": guard.to_dict() if opts.reference_blend and guard is not None else None,
         "reference_key_side": renderer.reference_key_side,
+        "tracking_segments": job.tracking_segments,
+        # Where the paste's pixel work ran: torch on the models' GPU, else OpenCV (pipeline/face_redraw.py).
+        "paste": "torch" if renderer.device.type == "cuda" else "opencv",
     }

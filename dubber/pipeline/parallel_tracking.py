@@ -133,4 +133,5 @@ def analyse_in_segments(
             seconds[k] += v
     track = rows.track(pool, seconds)
     track.most_faces = max(r[3] for r in results)
+    track.segments = workers
     return track
