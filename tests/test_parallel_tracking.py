@@ -85,3 +85,14 @@ def test_a_dub_tracked_in_segments_is_a_whole_dub(tmp_path, monkeypatch):
     monkeypatch.setattr(face_pass, "tracking_workers", lambda cores, frames, fps: calls.append(frames) or 2)
     result = pipe(clip, speech, tmp_path / "out.mp4", steps=1)
     assert calls == [30] and result.frames == 50 and result.face_frames == 50
+
+
+def test_a_large_host_counts_the_cores_idle_now_and_a_small_one_does_not_sample(monkeypatch):
+    from dubber.pipeline import face_pass
+
+    sampled = []
+    monkeypatch.setattr(face_pass, "free_cores", lambda: sampled.append(1) or 5)
+    monkeypatch.setattr(face_pass, "usable_cores", lambda: 16)
+    assert face_pass.idle_cores() == 5 and sampled == [1]  # a batch's other workers hold the rest
+    monkeypatch.setattr(face_pass, "usable_cores", lambda: 2)
+    assert face_pass.idle_cores() == 2 and sampled == [1]  # no 0.1 s sample where segments never run

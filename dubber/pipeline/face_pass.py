@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from dubber.cpu_threads import usable_cores
+from dubber.cpu_threads import free_cores, usable_cores
 from dubber.errors import InputError
 from dubber.face.aligner import FaceAligner
 from dubber.face.backend import FaceBackend
@@ -17,12 +17,19 @@ from dubber.log import get_logger
 from dubber.pipeline.analysis import VideoTrack, analyse_video
 from dubber.pipeline.frame_source import FrameSpool
 from dubber.pipeline.job import DubJob
-from dubber.pipeline.parallel_tracking import analyse_in_segments, tracking_workers
+from dubber.pipeline.parallel_tracking import CORES_PER_TRACKER, analyse_in_segments, tracking_workers
 
 log = get_logger("pipeline")
 
 # The face crop's side in frame pixels under which a redrawn mouth spans only a few pixels (about a third of it).
 SMALLEST_CLEAR_FACE = 48
+
+
+def idle_cores() -> int:
+    """The cores pass 1 may take: on a host large enough to track in segments, the ones idle now (the workers of a
+    batch share the host); elsewhere the usable ones, without sampling."""
+    cores = usable_cores()
+    return free_cores() if cores >= 2 * CORES_PER_TRACKER else cores
 
 
 def track_faces(
@@ -34,7 +41,7 @@ def track_faces(
     """Track ``job``'s video (its reader) into crops of ``crop_size``; its timings join the job's."""
     total = job.reader.frame_count
     report = (lambda n: job.progress("analyse", n, total)) if job.progress else None
-    workers = 1 if job.still or not job.opts.overlap else tracking_workers(usable_cores(), total, float(job.reader.fps))
+    workers = 1 if job.still or not job.opts.overlap else tracking_workers(idle_cores(), total, float(job.reader.fps))
     backends: list[FaceBackend] = []
 
     def make_tracker() -> FaceTracker:
