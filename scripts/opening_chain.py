@@ -7,6 +7,7 @@ the pasted output, and (d) the source crops against the source frames (the measu
 resolutions). Correlations over time are printed per clip and as means:
 
     .venv/bin/python scripts/opening_chain.py ../shared/data/manifest.csv --split dev [--no-source-detail]
+        [--no-reference-blend]
 
 ``crop_vs_target`` is what the renderer keeps of its landmarks, ``out_vs_crop`` what the paste keeps of the
 drawing, ``out_vs_truth`` the split protocol's ``true_landmarks`` score.
@@ -99,8 +100,9 @@ def main() -> None:
     ap.add_argument("manifest", type=Path)
     ap.add_argument("--split", default="dev")
     ap.add_argument("--no-source-detail", action="store_true")
+    ap.add_argument("--no-reference-blend", action="store_true", help="the network's drawing everywhere")
     args = ap.parse_args()
-    options = DubOptions(source_detail=not args.no_source_detail)
+    options = DubOptions(source_detail=not args.no_source_detail, reference_blend=not args.no_reference_blend)
     pipe = DubbingPipeline.from_pretrained("default", dtype="float32", options=options)
     seen: set[str] = set()
     rows = []
