@@ -1,7 +1,8 @@
 #!/bin/sh
 # The GPU checks of one call (docs/GPU.md "2. Two calls"): run from the tree's root, weights/ in the tree, after
-# .gpu/install.sh ran on the same machine. Every result goes under $OUT; each step has its own time limit, and a
-# step that fails or runs out of time does not stop the next. About 8 minutes on an H100 at most.
+# .gpu/install.sh ran on the same machine. Every result goes under $OUT, in five files (a call returns at most
+# eight): summary.txt, logs.txt and the benchmarks' JSON. Each step has its own time limit, and a step that fails
+# or runs out of time does not stop the next. About 8 minutes on an H100 at most.
 #
 #     OUT=/some/folder sh scripts/gpu_checks.sh
 set -u
@@ -11,18 +12,21 @@ OUT=${OUT:?set OUT to the folder the results go to}
 mkdir -p "$OUT"
 CLIP="$OUT/astronaut_1080p.mp4"
 
-step() {  # step NAME SECONDS COMMAND...: its output in $OUT/NAME.log, its exit status in $OUT/summary.txt
+step() {  # step NAME SECONDS COMMAND...: its output appended to $OUT/logs.txt, its exit status to summary.txt
     name=$1
     limit=$2
     shift 2
     start=$(date +%s)
-    timeout "$limit" "$@" >"$OUT/$name.log" 2>&1
+    echo "===== $name: $*" >>"$OUT/logs.txt"
+    timeout "$limit" "$@" >>"$OUT/logs.txt" 2>&1
     status=$?
     echo "$name: exit $status in $(($(date +%s) - start)) s" | tee -a "$OUT/summary.txt"
 }
 
-nvidia-smi >"$OUT/nvidia-smi.txt" 2>&1
-nproc >"$OUT/cores.txt"
+{
+    echo "cores: $(nproc)"
+    nvidia-smi 2>&1
+} >"$OUT/summary.txt"
 # The CUDA tests: every model and a whole dub in float16 and bfloat16, the torch paste against OpenCV's.
 step pytest_gpu 240 python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_dtypes.py tests/test_torch_compositor.py
 # 1080p at the defaults (float16 on CUDA, 1 step), against a plain re-encode at the same preset in the same run.

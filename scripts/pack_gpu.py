@@ -4,12 +4,12 @@ MediaPipe, with an install script (docs/GPU.md says how a run is carried there).
     .venv/bin/python scripts/pack_gpu.py [--out .gpu] [--python-version 3.12] [--limit-mib 64]
 
 Writes under --out (ignored by git): ``wheels/`` (av, diffusers, protobuf 4, typer and pydantic with what they
-import, at the versions installed here, for the machine's Python and manylinux), ``mediapipe.tgz`` (mediapipe
-without the models of hands, pose, holistic, objectron, palm and selfie segmentation: 17 MB of its 35.6 MB wheel),
-``skimage-shim/`` (scikit-image's astronaut portrait behind ``skimage.data.astronaut()``, which the test media and
-the benchmarks' clips draw; 0.5 MB instead of scikit-image's wheels) and ``install.sh`` (installs them into a folder
-outside the tree). Checks that the pack, with the tree's tracked files but without ``weights/``, fits the limit of
-what one call carries, and says so. Needs PyPI.
+import, pytest for the CUDA tests, at the versions installed here, for the machine's Python and manylinux),
+``mediapipe.tgz`` (mediapipe without the models of hands, pose, holistic, objectron, palm and selfie segmentation:
+17 MB of its 35.6 MB wheel), ``skimage-shim/`` (scikit-image's astronaut portrait behind
+``skimage.data.astronaut()``, which the test media and the benchmarks' clips draw; 0.5 MB instead of scikit-image's
+wheels) and ``install.sh`` (installs them into a folder outside the tree). Checks that the pack, with the tree's
+tracked files but without ``weights/``, fits the limit of what one call carries, and says so. Needs PyPI.
 """
 
 from __future__ import annotations
@@ -37,6 +37,10 @@ WHEELS = (
     "annotated-types",
     "typing-inspection",
     "importlib_metadata",
+    # The CUDA tests (scripts/gpu_checks.sh).
+    "pytest",
+    "pluggy",
+    "iniconfig",
 )
 PLATFORMS = ("manylinux_2_28_x86_64", "manylinux2014_x86_64", "manylinux_2_17_x86_64")
 # MediaPipe's solutions a dub never runs; their .py files stay (``import mediapipe`` imports every solution).
