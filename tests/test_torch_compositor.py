@@ -71,6 +71,26 @@ def test_the_torch_paste_is_opencvs_to_a_level(options: CompositeOptions, centre
     assert diff[~changed].max() <= 1
 
 
+@pytest.mark.parametrize(
+    "transform",
+    [
+        Similarity(210.0, 150.0, 90.0, 0.1),  # the crop enlarges the face: no area filter
+        Similarity(210.0, 150.0, 230.0, -0.2),  # 1.8 frame pixels a crop pixel: reduced by 1 (no whole factor)
+        Similarity(210.0, 150.0, 290.0, 0.0),  # 2.3: reduced by 2 first
+        Similarity(20.0, 290.0, 160.0, 0.3),  # half outside the frame: borders replicated
+    ],
+)
+def test_the_torch_crop_is_opencvs_to_a_level(transform: Similarity):
+    frame = cv2.GaussianBlur(np.random.default_rng(2).integers(0, 256, (300, 420, 3), dtype=np.uint8), (0, 0), 1.5)
+    expected = Compositor(S).crop(frame, transform)
+    got = TorchCompositor(S).crop(frame, transform)
+    assert got.shape == expected.shape == (S, S, 3) and got.dtype == np.uint8
+    diff = np.abs(got.astype(int) - expected.astype(int))
+    # OpenCV's area filter weighs a region's last, partial block in; the block means leave it out: the crop's
+    # outer pixels may differ by a few levels, its inside by rounding (on this frame's fine noise).
+    assert diff[3:-3, 3:-3].max() <= 2 and diff.max() <= 5 and diff.mean() < 0.7
+
+
 def test_the_paste_runs_where_the_models_run():
     assert type(compositor_for(torch.device("cpu"), S, CompositeOptions())) is Compositor
 
@@ -87,6 +107,9 @@ def test_the_paste_on_cuda_is_opencvs_to_a_level():
     on_gpu.paste(gpu, **scene)
     diff = np.abs(cpu.astype(int) - gpu.astype(int))
     assert diff.max() <= 3 and diff.mean() < 0.1
+    transform = Similarity(210.0, 150.0, 290.0, 0.1)
+    crop_diff = np.abs(on_gpu.crop(frame, transform).astype(int) - Compositor(S).crop(frame, transform).astype(int))
+    assert crop_diff[3:-3, 3:-3].max() <= 2 and crop_diff.max() <= 5
 
 
 def test_a_dub_pasted_by_torch_is_the_opencv_dub_to_a_level(tmp_path, monkeypatch):

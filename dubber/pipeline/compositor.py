@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from dubber.face.aligner import Similarity, apply_affine, invert_affine
+from dubber.face.warp import warp_to_square
 from dubber.render.face_mask import LOWER_FACE_POLYGON, lower_face_mask
 
 
@@ -155,6 +156,11 @@ class Compositor:
         # Only the reference's finest detail: its coarser detail is the drawing's to give.
         fine = reference - cv2.GaussianBlur(reference, (0, 0), sigmaX=o.reference_band * frame_per_crop)
         return image + _mixed(own, agree, weight * fine, weight)
+
+    def crop(self, frame: np.ndarray, transform: Similarity) -> np.ndarray:
+        """The S x S crop of ``frame`` the renderer redraws (``FaceAligner.crop``): the other direction of the
+        pixel work, here so that a GPU compositor does both."""
+        return warp_to_square(frame, transform.to_matrix(self.size), self.size)
 
     def region(self, transform: Similarity, frame_shape: tuple[int, ...]) -> tuple[int, int, int, int]:
         """(x0, y0, x1, y1) in the frame holding the polygon (clipped; empty when it lies outside)."""

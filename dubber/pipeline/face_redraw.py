@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from dubber.face.aligner import FaceAligner, Similarity
+from dubber.face.aligner import Similarity
 from dubber.face.landmarks import JAW, N_POSE
 from dubber.models.reference_choice import mouth_shape_distance
 from dubber.pipeline.analysis import YAW_STEP, VideoTrack
@@ -132,7 +132,6 @@ class FaceRedrawer:
     ) -> None:
         self.renderer, self.track, self.timeline, self.motion, self.refs = renderer, track, timeline, motion, refs
         self.opts, self.timings = opts, timings
-        self.aligner = FaceAligner(renderer.size)
         composite = CompositeOptions(colour_match=opts.colour_match, detail=15.0 if opts.source_detail else 0.0)
         self.compositor = compositor_for(renderer.device, renderer.size, composite)
 
@@ -148,7 +147,8 @@ class FaceRedrawer:
         add_time(self.timings, "landmarks", t0)
         t0 = time.perf_counter()
         transforms = [Similarity(*self.track.transforms[timeline.source_index(i)]) for i in todo]
-        crops = np.stack([self.aligner.crop(images[i - start], tf) for i, tf in zip(todo, transforms, strict=True)])
+        crop = self.compositor.crop
+        crops = np.stack([crop(images[i - start], tf) for i, tf in zip(todo, transforms, strict=True)])
         add_time(self.timings, "composite", t0)
         t0 = time.perf_counter()
         hints = reads = None

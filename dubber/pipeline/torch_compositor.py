@@ -79,6 +79,33 @@ class TorchCompositor(Compositor):
         self._band = torch.from_numpy(self.band).to(self.device)
         self._band_weight_t = torch.from_numpy(np.maximum(self._band_weight, 1e-4)).to(self.device)
 
+    def crop(self, frame: np.ndarray, transform: Similarity) -> np.ndarray:
+        """``Compositor.crop`` (``dubber.face.warp.warp_to_square``) on the device: the face's region goes up as
+        uint8, is reduced by whole-pixel block means when the crop shrinks it more than 1.5 times (OpenCV's area
+        filter at a whole factor), and is resampled bicubic; the S x S crop comes back as uint8."""
+        s = self.size
+        m = transform.to_matrix(s)
+        inv = cv2.invertAffineTransform(m)
+        corners = np.array([[0, 0], [s, 0], [s, s], [0, s]], dtype=np.float64) @ inv[:, :2].T + inv[:, 2]
+        h, w = frame.shape[:2]
+        x0 = int(np.clip(np.floor(corners[:, 0].min()) - 2, 0, w - 1))
+        y0 = int(np.clip(np.floor(corners[:, 1].min()) - 2, 0, h - 1))
+        x1 = int(np.clip(np.ceil(corners[:, 0].max()) + 3, x0 + 1, w))
+        y1 = int(np.clip(np.ceil(corners[:, 1].max()) + 3, y0 + 1, h))
+        region = _channels_first(frame[y0:y1, x0:x1], self.device)
+        m = m @ np.array([[1.0, 0, x0], [0, 1.0, y0], [0, 0, 1.0]])  # region pixel -> crop pixel
+        shrink = 1.0 / np.sqrt(abs(np.linalg.det(m[:, :2])))
+        if shrink > 1.5:
+            k = int(np.floor(shrink))
+            rows, cols = region.shape[1] // k * k, region.shape[2] // k * k
+            if rows and cols:
+                region = F.avg_pool2d(region[None, :, :rows, :cols], k)[0]
+                # Pixel centres of the reduced region back to the region's own coordinates.
+                m = m @ np.array([[k, 0, 0.5 * k - 0.5], [0, k, 0.5 * k - 0.5], [0, 0, 1.0]])
+        x, y = _affine_coordinates(cv2.invertAffineTransform(m), (s, s), self.device)
+        out = _sample(region, x, y, "bicubic", "border").round().clamp(0, 255).to(torch.uint8)
+        return out.permute(1, 2, 0).cpu().numpy()
+
     def colour_matched_tensor(self, rendered: np.ndarray, original: np.ndarray) -> torch.Tensor:
         """``Compositor.colour_matched`` as a float32 (3, S, S) tensor on the device."""
         out = _channels_first(rendered, self.device)
