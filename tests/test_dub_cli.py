@@ -347,3 +347,4 @@ def test_bench_reports_stages_memory_and_the_reencode_ratio(tmp_path, face_clip,
     assert report["slowdown_vs_reencode"] > 1 and report["peak_rss_mb"] > 50
     assert report["overlap"] > 0.5 and report["wall_seconds"] > 0
     assert {"render", "track", "encode"} <= set(report["stage_fps"])
+    assert report["settings"]["paste"] == "opencv" and report["settings"]["tracking_segments"] == 1

@@ -40,6 +40,7 @@ class BenchReport:
     stage_fps: dict[str, float] = field(default_factory=dict)
     peak_rss_mb: float = 0.0
     peak_gpu_mb: float | None = None
+    settings: dict = field(default_factory=dict)  # the dub's (``DubResult.settings``): batch size, paste, segments...
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -78,4 +79,5 @@ def benchmark(pipe: DubbingPipeline, video: str | Path, audio: str | Path, **ove
         stage_fps={k: round(result.frames / v, 2) for k, v in stages.items() if v > 0},
         peak_rss_mb=round(peak_rss_mb(), 1),
         peak_gpu_mb=round(torch.cuda.max_memory_allocated(pipe.device) / 2**20, 1) if cuda else None,
+        settings=result.settings,
     )
