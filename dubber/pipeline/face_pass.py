@@ -41,7 +41,8 @@ def track_faces(
     """Track ``job``'s video (its reader) into crops of ``crop_size``; its timings join the job's."""
     total = job.reader.frame_count
     report = (lambda n: job.progress("analyse", n, total)) if job.progress else None
-    workers = 1 if job.still or not job.opts.overlap else tracking_workers(idle_cores(), total, float(job.reader.fps))
+    # A still image is one frame: one tracker (tracking_workers counts segments by length).
+    workers = tracking_workers(idle_cores(), total, float(job.reader.fps)) if job.opts.overlap else 1
     backends: list[FaceBackend] = []
 
     def make_tracker() -> FaceTracker:
