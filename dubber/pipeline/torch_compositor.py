@@ -21,6 +21,7 @@ import torch
 from torch.nn import functional as F
 
 from dubber.face.aligner import Similarity
+from dubber.face.warp import square_source
 from dubber.pipeline.compositor import CompositeOptions, Compositor, ReferenceDetail
 
 
@@ -85,13 +86,7 @@ class TorchCompositor(Compositor):
         filter at a whole factor), and is resampled bicubic; the S x S crop comes back as uint8."""
         s = self.size
         m = transform.to_matrix(s)
-        inv = cv2.invertAffineTransform(m)
-        corners = np.array([[0, 0], [s, 0], [s, s], [0, s]], dtype=np.float64) @ inv[:, :2].T + inv[:, 2]
-        h, w = frame.shape[:2]
-        x0 = int(np.clip(np.floor(corners[:, 0].min()) - 2, 0, w - 1))
-        y0 = int(np.clip(np.floor(corners[:, 1].min()) - 2, 0, h - 1))
-        x1 = int(np.clip(np.ceil(corners[:, 0].max()) + 3, x0 + 1, w))
-        y1 = int(np.clip(np.ceil(corners[:, 1].max()) + 3, y0 + 1, h))
+        x0, y0, x1, y1 = square_source(m, s, frame.shape)
         region = _channels_first(frame[y0:y1, x0:x1], self.device)
         m = m @ np.array([[1.0, 0, x0], [0, 1.0, y0], [0, 0, 1.0]])  # region pixel -> crop pixel
         shrink = 1.0 / np.sqrt(abs(np.linalg.det(m[:, :2])))
