@@ -10,7 +10,7 @@ import torch
 
 from dubber.models import LandmarkCompleter, LandmarkCompleterConfig
 from dubber.pipeline.adaptation import AdaptationSettings, adapt_completer
-from dubber.pipeline.mouth_lag import MIN_SECONDS, lag_from_openings, lined_up
+from dubber.pipeline.mouth_lag import MIN_CORRELATION, MIN_SECONDS, best_lag, lag_from_openings, lined_up
 from tests.test_adaptation import _clip, _error
 
 
@@ -50,6 +50,9 @@ def test_the_lag_is_the_shift_that_lines_the_plan_up_with_the_tracked_mouth():
     assert np.isfinite(tracked).sum() < MIN_SECONDS * 25 and lag_from_openings(planned, tracked, 25.0) is None
     unrelated = _speech_like(200, seed=7)
     assert lag_from_openings(planned, unrelated, 25.0) is None  # a plan that does not follow this mouth cannot time it
+    assert abs(best_lag(planned, unrelated, 25.0)[1]) < MIN_CORRELATION  # ... and says how little it follows it
+    lag, match = best_lag(planned, np.roll(planned, 2) * 1.7 + 0.3, 25.0)
+    assert lag == 2 and match > 0.9
 
 
 def test_adaptation_learns_each_mouth_from_the_sound_it_belongs_to():

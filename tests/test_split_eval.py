@@ -56,7 +56,7 @@ def test_split_protocol_report(tmp_path, monkeypatch):
     assert "follows_plan" in report["groups"]["all"] and "planned_articulation" in report["groups"]["all"]
     assert "follows_plan_fast" in report["groups"]["all"]
     assert clip["planned_articulation"] is None or clip["planned_articulation"] >= 0  # planned std over the truth's
-    assert "mouth_lag" in clip and "opening_correlation_at_lag" in clip["methods"]["dub"]
+    assert "mouth_lag" in clip and "own_speech_match" in clip and "opening_correlation_at_lag" in clip["methods"]["dub"]
     if clip["mouth_lag"] in (None, 0):  # not timed, or in time: the score at the lag is the score
         assert clip["methods"]["dub"]["opening_correlation_at_lag"] == clip["methods"]["dub"]["opening_correlation"]
     assert "planned_opening_correlation_at_lag" in report["groups"]["all"] and "truth_lag" in clip
@@ -96,7 +96,7 @@ def test_true_landmarks_are_the_truths_lips_and_jaw_carried_to_each_frames_pose(
 
 def test_the_report_groups_the_large_faces():
     from dubber.evaluation.split_eval import SplitClipReport
-    from dubber.evaluation.split_report import build_split_report
+    from dubber.evaluation.split_report import OWN_SPEECH_GROUP, build_split_report
 
     def clip(name, width, sharpness):
         methods = {m: {"opening_correlation": 0.5, "sharpness": sharpness} for m in ("dub", "no_dub")}
@@ -111,6 +111,22 @@ def test_the_report_groups_the_large_faces():
     large = report["groups"]["faces >= 400 px"]
     assert large["clips"] == 1 and large["methods"]["dub"]["sharpness"] == 0.6
     assert large["follows_plan"] == 0.6 and report["groups"]["all"]["follows_plan"] == 0.8  # the rendering's fidelity
+    assert OWN_SPEECH_GROUP not in report["groups"]  # no clip was read as not following its own sound
+
+
+def test_the_report_groups_the_clips_whose_mouth_follows_their_own_sound():
+    from dubber.evaluation.split_eval import SplitClipReport
+    from dubber.evaluation.split_report import OWN_SPEECH_GROUP, build_split_report
+
+    def clip(name, match, score):
+        methods = {m: {"opening_correlation": score} for m in ("dub", "no_dub")}
+        return SplitClipReport(name, name, "wild", 20, methods, own_speech_match=match)
+
+    clips = [clip("own voice", 0.6, 0.5), clip("voice-over", 0.05, -0.1), clip("too short", None, 0.2)]
+    report = build_split_report(clips, command="x", settings={}, seconds=1.0)
+    matched = report["groups"][OWN_SPEECH_GROUP]
+    assert matched["clips"] == 1 and matched["methods"]["dub"]["opening_correlation"] == 0.5
+    assert report["clips"][1]["own_speech_match"] == 0.05
 
 
 def test_the_report_gives_the_dubs_lead_over_each_baseline_with_its_standard_error():

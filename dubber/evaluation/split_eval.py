@@ -69,6 +69,9 @@ class SplitClipReport:
     planned_articulation: float | None = None  # the std of the planned opening over the truth's
     planned_opening_correlation_at_lag: float | None = None  # the same at ``mouth_lag``
     mouth_lag: int | None = None  # frames the first half's mouth follows its own sound (None: not timed)
+    # How well the first half's mouth follows its own sound at all (the plan of it against the tracked opening, at the
+    # best shift): a clip whose sound is not its face's (a voice-over) cannot score sync.
+    own_speech_match: float | None = None
     truth_lag: int | None = None  # the same read between the plan and the truth: a check of mouth_lag, not a score
     face_width: float | None = None  # median width of the face (cheek to cheek) in frame pixels, first half
     seconds: float = 0.0
@@ -205,6 +208,7 @@ def evaluate_split_clip(pipe: DubbingPipeline, clip: ClipSource, *, static: Dubb
         own = pipe.own_speech(first, source)  # the dub reads it too, once: the pipeline keeps the last reading
         lag = own.lag or 0
         report.mouth_lag = own.lag
+        report.own_speech_match = own.match
         landmarks = pipe.landmarks
         dubs = {"dub": pipe}
         if pipe.options.adapt != "off":  # adapted once, to the first half; the dub and its plan use that model

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from dubber.evaluation.split_eval import SplitClipReport
+from dubber.pipeline.mouth_lag import MIN_CORRELATION
 
 SPLIT_KEYS = ("opening_correlation", "opening_correlation_at_lag", "lip_shape_lmd", "articulation", "sharpness", "seam")
 LARGE_FACE = 400  # frame pixels, cheek to cheek: where a 128 px crop is upscaled 3x or more
@@ -72,6 +73,9 @@ def summarise_split(reports: list[SplitClipReport]) -> dict:
     }
 
 
+OWN_SPEECH_GROUP = f"mouth follows own sound (>= {MIN_CORRELATION})"
+
+
 def build_split_report(
     reports: list[SplitClipReport],
     *,
@@ -88,6 +92,11 @@ def build_split_report(
     large = [r for r in reports if r.face_width is not None and r.face_width >= LARGE_FACE]
     if large:
         groups[f"faces >= {LARGE_FACE} px"] = large
+    # Clips whose first half's mouth was seen to follow its own sound: where some were not (a voice-over, music),
+    # these are the ones whose sync score means something.
+    matched = [r for r in reports if r.own_speech_match is not None and r.own_speech_match >= MIN_CORRELATION]
+    if len(matched) < len(reports) and matched:
+        groups[OWN_SPEECH_GROUP] = matched
     return {
         "command": command,
         "protocol": "split",

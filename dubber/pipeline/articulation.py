@@ -23,7 +23,7 @@ from dubber.audio.streaming import StreamedFeatures
 from dubber.data.clip_arrays import content_opening
 from dubber.pipeline.analysis import VideoTrack
 from dubber.pipeline.motion import MotionPlanner, Spread
-from dubber.pipeline.mouth_lag import lag_from_openings
+from dubber.pipeline.mouth_lag import MIN_CORRELATION, best_lag
 from dubber.pipeline.timeline import Timeline
 
 MAX_GAIN = 1.5
@@ -51,6 +51,9 @@ class OwnSpeech:
 
     spread: Spread | None  # how a dub spreads its plan (None: not at all)
     lag: int | None  # frames the video's mouth follows its own sound (``mouth_lag``; None: it cannot be timed)
+    # The plan's opening against the tracked one at the best shift (``mouth_lag.best_lag``): how well the video's
+    # mouth follows its own sound at all; None with too few frames.
+    match: float | None = None
 
 
 def read_own_speech(model, own: StreamedFeatures, track: VideoTrack, fps: float, references: np.ndarray) -> OwnSpeech:
@@ -73,7 +76,9 @@ def read_own_speech(model, own: StreamedFeatures, track: VideoTrack, fps: float,
     tracked = np.where(track.has_face[:frames], track.opening[:frames], np.nan)
     gain = gain_from_openings(planned, tracked)
     spread = Spread(gain, (total / count).astype(np.float32)) if gain != 1.0 else None
-    return OwnSpeech(spread, lag_from_openings(planned, tracked, fps))
+    found = best_lag(planned, tracked, fps)
+    lag = found[0] if found is not None and found[1] >= MIN_CORRELATION else None
+    return OwnSpeech(spread, lag, None if found is None else found[1])
 
 
 class LastReading:

@@ -40,6 +40,7 @@ from dubber.pipeline.frame_source import FrameSpool
 from dubber.pipeline.job import DubJob, ProgressCallback, dub_settings
 from dubber.pipeline.model_loading import load_models
 from dubber.pipeline.motion import MotionPlanner, Spread
+from dubber.pipeline.mouth_lag import MIN_CORRELATION
 from dubber.pipeline.options import DubOptions, DubResult
 from dubber.pipeline.timeline import Timeline
 from dubber.pipeline.video_adaptation import completer_for_video
@@ -296,6 +297,8 @@ class DubbingPipeline:
             side = "behind" if reading.lag > 0 else "ahead of"
             ms = abs(reading.lag) / fps * 1e3
             log.info("%s: its picture runs %d frames (%.0f ms) %s its own sound", video, abs(reading.lag), ms, side)
+        if reading.match is not None and reading.match < MIN_CORRELATION:
+            log.info("%s: its mouth hardly follows its own sound (%.2f): a voice-over or music?", video, reading.match)
         return reading
 
     def _write(

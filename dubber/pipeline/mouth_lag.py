@@ -43,9 +43,10 @@ def _correlation(a: np.ndarray, b: np.ndarray, least: int) -> float | None:
     return float((a * b).sum() / scale) if scale > 1e-12 else None
 
 
-def lag_from_openings(planned: np.ndarray, tracked: np.ndarray, fps: float) -> int | None:
-    """The lag (frames) of the mouth ``tracked`` on a video behind the opening ``planned`` from its own sound (NaN
-    where either is missing); None when the two cannot time each other (too few frames, too weak a match)."""
+def best_lag(planned: np.ndarray, tracked: np.ndarray, fps: float) -> tuple[int, float] | None:
+    """(lag, correlation): the shift within ``MAX_LAG_SECONDS`` at which the opening ``planned`` from a video's own
+    sound follows the mouth ``tracked`` on it best (NaN where either is missing), and how well; None with too few
+    frames. The correlation says whether the sound is the face's at all (a voice-over or music: near 0)."""
     most = max(1, int(round(MAX_LAG_SECONDS * fps)))
     least = max(3, int(round(MIN_SECONDS * fps)))
     scores = {}
@@ -56,4 +57,11 @@ def lag_from_openings(planned: np.ndarray, tracked: np.ndarray, fps: float) -> i
     if not scores:
         return None
     best = max(scores, key=lambda lag: (scores[lag], -abs(lag)))
-    return best if scores[best] >= MIN_CORRELATION else None
+    return best, scores[best]
+
+
+def lag_from_openings(planned: np.ndarray, tracked: np.ndarray, fps: float) -> int | None:
+    """The lag (frames) of the mouth ``tracked`` on a video behind the opening ``planned`` from its own sound (NaN
+    where either is missing); None when the two cannot time each other (too few frames, too weak a match)."""
+    found = best_lag(planned, tracked, fps)
+    return found[0] if found is not None and found[1] >= MIN_CORRELATION else None
