@@ -11,6 +11,7 @@ from dubber.models import LandmarkCompleter, LandmarkCompleterConfig
 from dubber.pipeline import Timeline
 from dubber.pipeline.articulation import MAX_GAIN, MIN_FRAMES, gain_from_openings
 from dubber.pipeline.motion import MotionPlanner, Spread
+from dubber.pipeline.mouth_lag import MIN_CORRELATION
 
 
 def test_the_gain_is_the_square_root_of_the_speakers_range_over_the_plans_within_its_bounds():
@@ -84,7 +85,13 @@ def test_the_spread_is_read_from_the_videos_own_speech_against_its_tracked_mouth
     late = np.full(frames, np.nan, np.float32)
     late[2:] = planned[:-2]  # the mouth 2 frames behind the sound it was planned from
     track.opening = late
-    assert read_own_speech(model, StreamedFeatures(mel, frames / 25.0, ()), track, 25.0, refs).lag == 2
+    reading = read_own_speech(model, StreamedFeatures(mel, frames / 25.0, ()), track, 25.0, refs)
+    assert reading.lag == 2 and reading.match > 0.99
+    # A mouth that does not follow the video's sound (a voice-over): read as such, and not spread by it.
+    other = rng.permutation(planned)
+    track.opening = planned.mean() + 3.0 * (other - planned.mean())
+    reading = read_own_speech(model, StreamedFeatures(mel, frames / 25.0, ()), track, 25.0, refs)
+    assert reading.match < MIN_CORRELATION and reading.lag is None and reading.spread is None
 
 
 def test_a_dub_draws_the_spread_plan_and_reports_its_gain(tmp_path, monkeypatch):

@@ -74,10 +74,13 @@ def read_own_speech(model, own: StreamedFeatures, track: VideoTrack, fps: float,
         return OwnSpeech(None, None)
     planned = np.concatenate(openings)
     tracked = np.where(track.has_face[:frames], track.opening[:frames], np.nan)
-    gain = gain_from_openings(planned, tracked)
-    spread = Spread(gain, (total / count).astype(np.float32)) if gain != 1.0 else None
     found = best_lag(planned, tracked, fps)
-    lag = found[0] if found is not None and found[1] >= MIN_CORRELATION else None
+    follows = found is None or found[1] >= MIN_CORRELATION  # None: too short to tell, read as before
+    # A mouth that does not follow the video's sound (a voice-over, music) says nothing of how far the plan of a
+    # voice falls short of this speaker: no spread.
+    gain = gain_from_openings(planned, tracked) if follows else 1.0
+    spread = Spread(gain, (total / count).astype(np.float32)) if gain != 1.0 else None
+    lag = found[0] if found is not None and follows else None
     return OwnSpeech(spread, lag, None if found is None else found[1])
 
 

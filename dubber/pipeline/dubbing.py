@@ -298,7 +298,12 @@ class DubbingPipeline:
             ms = abs(reading.lag) / fps * 1e3
             log.info("%s: its picture runs %d frames (%.0f ms) %s its own sound", video, abs(reading.lag), ms, side)
         if reading.match is not None and reading.match < MIN_CORRELATION:
-            log.info("%s: its mouth hardly follows its own sound (%.2f): a voice-over or music?", video, reading.match)
+            log.info(
+                "%s: its mouth hardly follows its own sound (%.2f): a voice-over or music? The planned movement is "
+                "not widened",
+                video,
+                reading.match,
+            )
         return reading
 
     def _write(
