@@ -96,3 +96,13 @@ def test_a_large_host_counts_the_cores_idle_now_and_a_small_one_does_not_sample(
     assert face_pass.idle_cores() == 5 and sampled == [1]  # a batch's other workers hold the rest
     monkeypatch.setattr(face_pass, "usable_cores", lambda: 2)
     assert face_pass.idle_cores() == 2 and sampled == [1]  # no 0.1 s sample where segments never run
+
+
+def test_a_video_too_short_for_two_segments_does_not_wait_to_count_idle_cores(monkeypatch):
+    from dubber.pipeline import face_pass
+
+    sampled = []
+    monkeypatch.setattr(face_pass, "free_cores", lambda: sampled.append(1) or 5)
+    monkeypatch.setattr(face_pass, "usable_cores", lambda: 16)
+    assert face_pass.idle_cores(90, 25.0) == 16 and sampled == []  # 3.6 s: one tracker whatever the cores
+    assert face_pass.idle_cores(250, 25.0) == 5 and sampled == [1]

@@ -17,7 +17,12 @@ from dubber.log import get_logger
 from dubber.pipeline.analysis import VideoTrack, analyse_video
 from dubber.pipeline.frame_source import FrameSpool
 from dubber.pipeline.job import DubJob
-from dubber.pipeline.parallel_tracking import CORES_PER_TRACKER, analyse_in_segments, tracking_workers
+from dubber.pipeline.parallel_tracking import (
+    CORES_PER_TRACKER,
+    MIN_SEGMENT_SECONDS,
+    analyse_in_segments,
+    tracking_workers,
+)
 
 log = get_logger("pipeline")
 
@@ -25,11 +30,13 @@ log = get_logger("pipeline")
 SMALLEST_CLEAR_FACE = 48
 
 
-def idle_cores() -> int:
+def idle_cores(frames: int | None = None, fps: float = 25.0) -> int:
     """The cores pass 1 may take: on a host large enough to track in segments, the ones idle now (the workers of a
-    batch share the host); elsewhere the usable ones, without sampling."""
+    batch share the host); elsewhere, or for a video of ``frames`` too short for two segments, the usable ones,
+    without sampling (a 0.1 s wait)."""
     cores = usable_cores()
-    return free_cores() if cores >= 2 * CORES_PER_TRACKER else cores
+    short = frames is not None and frames < 2 * MIN_SEGMENT_SECONDS * max(fps, 1.0)
+    return free_cores() if cores >= 2 * CORES_PER_TRACKER and not short else cores
 
 
 def track_faces(
@@ -41,8 +48,9 @@ def track_faces(
     """Track ``job``'s video (its reader) into crops of ``crop_size``; its timings join the job's."""
     total = job.reader.frame_count
     report = (lambda n: job.progress("analyse", n, total)) if job.progress else None
+    fps = float(job.reader.fps)
     # A still image is one frame: one tracker (tracking_workers counts segments by length).
-    workers = tracking_workers(idle_cores(), total, float(job.reader.fps)) if job.opts.overlap else 1
+    workers = tracking_workers(idle_cores(total, fps), total, fps) if job.opts.overlap else 1
     backends: list[FaceBackend] = []
 
     def make_tracker() -> FaceTracker:
