@@ -10,7 +10,7 @@ from diffusers.models.resnet import Upsample2D
 from torch.nn import functional as F
 
 from dubber.models.renderer_unet import RendererUNet, nearest_reference
-from dubber.models.talkformer import TalkFormerBlock, cross_attend, split_key_value
+from dubber.models.talkformer import TalkFormerBlock, TanhGELU, cross_attend, split_key_value
 from dubber.models.upsample import phase_kernels, supports, upsample_conv
 from dubber.render import FaceRenderer, lower_face_mask, make_scheduler
 from dubber.render.reference_blend import ReferenceBlend, reference_mismatch
@@ -197,3 +197,30 @@ def test_frames_the_blend_pastes_are_not_drawn():
     batches.clear()  # nothing to draw: no network call at all
     FaceRenderer(unet, reference_blend=ReferenceBlend(10.0, 10.0))(crops, lmk, refs, ref_lmk, steps=2)
     assert batches == []
+
+
+def test_upsample_conv_reuses_its_kernels_until_the_weight_changes():
+    torch.manual_seed(0)
+    up = Upsample2D(6, use_conv=True, out_channels=4)
+    x = torch.randn(2, 6, 5, 5)
+    with torch.no_grad():
+        first = upsample_conv(up, x)
+        assert torch.equal(upsample_conv(up, x), first)
+        up.conv.weight.mul_(2)  # an in-place update (an optimiser step)
+        assert torch.allclose(upsample_conv(up, x), up(x), atol=1e-5)
+        up.to(torch.float64)  # new data under the same parameter
+        assert torch.allclose(upsample_conv(up, x.double()), up(x.double()), atol=1e-9)
+    # training: the gradient reaches the weight through the kernels
+    up.float()
+    upsample_conv(up, x).sum().backward()
+    assert up.conv.weight.grad is not None and up.conv.weight.grad.abs().sum() > 0
+
+
+def test_tanh_gelu_is_the_tanh_form_and_in_half_precision_within_its_rounding():
+    x = torch.linspace(-6, 6, 4001)
+    assert torch.equal(TanhGELU()(x), torch.nn.GELU(approximate="tanh")(x))
+    exact = torch.nn.GELU(approximate="tanh")(x.double())
+    half = x.bfloat16()
+    ours = (TanhGELU()(half).double() - exact).abs().max()
+    torchs = (torch.nn.GELU(approximate="tanh")(half).double() - exact).abs().max()
+    assert ours <= 1.5 * torchs  # as near the trained function as bfloat16's own tanh form is

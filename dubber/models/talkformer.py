@@ -17,6 +17,16 @@ from torch import nn
 from torch.nn import functional as F
 
 
+class TanhGELU(nn.Module):
+    """``nn.GELU(approximate="tanh")``, the blocks' trained activation; in half precision the exact (erf) GELU instead,
+    which lies within that precision's own rounding of the tanh form (bfloat16: both 8e-3 from the tanh form in
+    float64; the forms differ by at most 5e-4) and which torch computes about 5 times faster on a CPU (2.0 -> 0.4 ms
+    for the 32-side block's 8 x 1024 x 128 activations in bfloat16)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.gelu(x, approximate="none" if x.dtype in (torch.bfloat16, torch.float16) else "tanh")
+
+
 class LandmarkTokens(nn.Module):
     """(B, N, 2) unit-crop coordinates -> (B, N, dim) tokens."""
 
@@ -144,9 +154,7 @@ class TalkFormerBlock(nn.Module):
         self.norm_ref = nn.LayerNorm(channels)
         self.ref_attn = Attention(channels, cross_attention_dim=channels, heads=heads, dim_head=dim_head)
         self.norm_ff = nn.LayerNorm(channels)
-        self.ff = nn.Sequential(
-            nn.Linear(channels, 2 * channels), nn.GELU(approximate="tanh"), nn.Linear(2 * channels, channels)
-        )
+        self.ff = nn.Sequential(nn.Linear(channels, 2 * channels), TanhGELU(), nn.Linear(2 * channels, channels))
         self.proj_out = nn.Linear(channels, channels)
         nn.init.zeros_(self.proj_out.weight)
         nn.init.zeros_(self.proj_out.bias)
