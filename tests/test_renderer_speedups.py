@@ -205,7 +205,9 @@ def test_upsample_conv_reuses_its_kernels_until_the_weight_changes():
     x = torch.randn(2, 6, 5, 5)
     with torch.no_grad():
         first = upsample_conv(up, x)
+        held = up.conv.__dict__["_phase_kernels"][1]
         assert torch.equal(upsample_conv(up, x), first)
+        assert up.conv.__dict__["_phase_kernels"][1] is held  # reused, not rebuilt
         up.conv.weight.mul_(2)  # an in-place update (an optimiser step)
         assert torch.allclose(upsample_conv(up, x), up(x), atol=1e-5)
         up.to(torch.float64)  # new data under the same parameter
