@@ -66,7 +66,9 @@ def test_the_torch_paste_is_opencvs_to_a_level(options: CompositeOptions, centre
     changed = (cpu != frame).any(-1)
     assert changed.sum() > 500  # the corner scene's face lies half outside the frame
     diff = np.abs(cpu.astype(int) - tensors.astype(int))
-    assert diff.max() <= 3 and diff[changed].mean() < 0.3
+    # OpenCV rounds its warp coordinates to 1/32 of a pixel; on this noisy drawing that moves a few pasted pixels
+    # by up to 4 levels (where the face meets the frame's corner), 0.24-0.37 on average.
+    assert diff.max() <= 4 and diff[changed].mean() < 0.4
     # Nothing outside the OpenCV paste's pixels moves, but for the polygon's rounding (a level at most there).
     assert diff[~changed].max() <= 1
 

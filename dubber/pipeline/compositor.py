@@ -48,7 +48,7 @@ class ReferenceDetail:
 
 @dataclass(frozen=True)
 class CompositeOptions:
-    feather: float = 1 / 24  # width of the soft edge, as a fraction of the crop side
+    feather: float = 1 / 96  # width of the soft edge, as a fraction of the crop side
     colour_band: float = 1 / 24  # width of the band that measures the colour drift
     colour_sigma: float = 1 / 8  # smoothness of the correction field
     colour_match: bool = True

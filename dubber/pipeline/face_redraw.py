@@ -17,6 +17,7 @@ from dubber.pipeline.analysis import YAW_STEP, VideoTrack
 from dubber.pipeline.compositor import CompositeOptions, Compositor, ReferenceDetail
 from dubber.pipeline.motion import MotionPlanner
 from dubber.pipeline.options import DubOptions
+from dubber.pipeline.render_shift import mouth_shift, shifted_crops, shifted_points, shifted_transform
 from dubber.pipeline.timeline import Timeline
 from dubber.pipeline.torch_compositor import TorchCompositor
 from dubber.render.hint_warp import thin_plate_read
@@ -62,15 +63,19 @@ class ReferenceSet:
     pool_yaw: torch.Tensor  # (P,) degrees
     pool_tokens: dict | None = None  # the renderer's encoding of each pool frame, for per-frame references
     pool_details: list[np.ndarray | None] | None = None  # each pool frame at the face's resolution, if larger
+    # The renderer's crop lies this far (unit crop) below the tracked one (``render_shift``): ``crops``, ``points``
+    # and the pool are in the renderer's crop, ``landmark_sets`` and ``pool_details`` in the tracked one.
+    shift: float = 0.0
 
     @classmethod
     def from_track(cls, track: VideoTrack, renderer, landmark_sets: int, *, per_frame: bool = True) -> ReferenceSet:
         """``per_frame``: also encode the pool once, for references chosen per frame (``nearest``)."""
+        dy = mouth_shift(track.points, renderer.size)
         crops, points, _ = track.pool.choose(renderer.n_refs)
-        crops_t, points_t = to_model_range(crops), torch.from_numpy(points)
+        crops_t, points_t = to_model_range(shifted_crops(crops, dy)), torch.from_numpy(shifted_points(points, dy))
         held = track.pool.held()
-        pool_crops_t = to_model_range(np.stack([e.crop for e in held]))
-        pool_points_t = torch.from_numpy(np.stack([e.points for e in held]))
+        pool_crops_t = to_model_range(shifted_crops(np.stack([e.crop for e in held]), dy))
+        pool_points_t = torch.from_numpy(shifted_points(np.stack([e.points for e in held]), dy))
         pool_tokens = renderer.encode_reference_pool(pool_crops_t, pool_points_t) if per_frame else None
         return cls(
             track.landmark_references(landmark_sets),
@@ -82,6 +87,7 @@ class ReferenceSet:
             torch.tensor([e.yaw for e in held], dtype=torch.float32),
             pool_tokens,
             [e.detail for e in held],
+            dy,
         )
 
     def nearest_order(self, targets: torch.Tensor, count: int, yaw: torch.Tensor | None = None) -> torch.Tensor:
@@ -143,10 +149,12 @@ class FaceRedrawer:
         if not todo:
             return None
         t0 = time.perf_counter()
-        targets = torch.from_numpy(self.motion.targets(start, stop)[np.asarray(todo) - start])
+        planned = torch.from_numpy(self.motion.targets(start, stop)[np.asarray(todo) - start])
         add_time(self.timings, "landmarks", t0)
         t0 = time.perf_counter()
-        transforms = [Similarity(*self.track.transforms[timeline.source_index(i)]) for i in todo]
+        dy = self.refs.shift  # the renderer's crop, below the tracked one
+        targets = shifted_points(planned, dy)
+        transforms = [shifted_transform(Similarity(*self.track.transforms[timeline.source_index(i)]), dy) for i in todo]
         crop = self.compositor.crop
         crops = np.stack([crop(images[i - start], tf) for i, tf in zip(todo, transforms, strict=True)])
         add_time(self.timings, "composite", t0)
@@ -201,7 +209,10 @@ class FaceRedrawer:
             reads = drawn.reads[ks].cpu()
         else:
             reads = thin_plate_read(self.refs.pool_points[drawn.hints[ks]], drawn.targets[ks], self.renderer.size)
-        for k, read in zip(ks, reads.numpy(), strict=True):
+        reads = reads.numpy()
+        if self.refs.shift:  # the detail crops are the tracked crop's square
+            reads = reads - np.array([0.0, self.refs.shift], reads.dtype)
+        for k, read in zip(ks, reads, strict=True):
             details[k] = ReferenceDetail(pool[hints[k]], read)
         return details
 
@@ -212,7 +223,8 @@ class FaceRedrawer:
         t0 = time.perf_counter()
         details = self.reference_details(drawn)
         for k, i in enumerate(drawn.todo):
-            jaws = np.stack([self.track.points[self.timeline.source_index(i), _JAW], drawn.targets[k, _JAW].numpy()])
+            source_jaw = shifted_points(self.track.points[self.timeline.source_index(i), _JAW], self.refs.shift)
+            jaws = np.stack([source_jaw, drawn.targets[k, _JAW].numpy()])
             self.compositor.paste(
                 images[i - start], drawn.rendered[k], drawn.crops[k], drawn.transforms[k], details[k], jaws
             )

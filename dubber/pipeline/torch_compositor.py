@@ -10,7 +10,7 @@ are computed once or are tiny (the alpha, the jaw cut) stay the parent's.
 The operations are OpenCV's own, re-expressed: the Gaussian kernels are ``cv2.getGaussianKernel`` at the size
 ``cv2.GaussianBlur`` picks, mirrored at the border as it does (``BORDER_REFLECT_101``); the warps sample at the
 same coordinates with the same cubic (A = -0.75, borders replicated) and linear kernels. OpenCV rounds its warp
-coordinates to 1/32 of a pixel, so the two agree within 3 levels of 255, 0.1-0.3 on average
+coordinates to 1/32 of a pixel, so the two agree within 4 levels of 255, 0.2-0.4 on average
 (tests/test_torch_compositor.py). The crop goes the other way the same way (``TorchCompositor.crop``).
 """
 
@@ -73,7 +73,7 @@ def _channels_first(image: np.ndarray, device: torch.device) -> torch.Tensor:
 
 class TorchCompositor(Compositor):
     """``Compositor`` with the crop's and the paste's pixel work on ``device``; the same arguments, the same result
-    within 3 levels of 255."""
+    within 4 levels of 255."""
 
     def __init__(self, size: int, options: CompositeOptions | None = None, device: str | torch.device = "cpu") -> None:
         super().__init__(size, options)
