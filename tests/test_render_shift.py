@@ -4,13 +4,14 @@ alike."""
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import torch
 
-from dubber.face.aligner import Similarity, apply_affine
+from dubber.face.aligner import FaceAligner, Similarity, apply_affine
 from dubber.face.landmarks import JAW, N_POSE, OUTER_LIPS
 from dubber.face.warp import warp_to_square
-from dubber.pipeline.compositor import Compositor
+from dubber.pipeline.compositor import Compositor, ReferenceDetail
 from dubber.pipeline.render_shift import (
     LIP_TOP,
     MOST_SHIFT,
@@ -18,7 +19,9 @@ from dubber.pipeline.render_shift import (
     shifted_crops,
     shifted_points,
     shifted_transform,
+    unshifted_reads,
 )
+from dubber.render.hint_warp import thin_plate_read
 
 _OUTER = slice(N_POSE + len(JAW), N_POSE + len(JAW) + len(OUTER_LIPS))
 
@@ -66,3 +69,23 @@ def test_a_stored_crop_moved_by_the_shift_is_the_crop_of_the_shifted_transform()
     np.testing.assert_array_equal(moved[rows:], fresh[rows:])
     np.testing.assert_array_equal(moved[:rows], np.repeat(stored[:1], rows, axis=0))
     assert shifted_crops(stored[None], 0.0) is not None and shifted_crops(stored[None], 0.0).shape == (1, 128, 128, 3)
+
+
+def test_a_reference_detail_read_in_the_moved_crop_lands_on_the_frame_it_came_from():
+    """The hint warp's read maps are in the moved crop; the stored detail crops hold the tracked crop's square. An
+    unmoved hint (its points the target's) must carry the detail back onto the very frame pixels it was cut from."""
+    rng = np.random.default_rng(2)
+    frame = cv2.GaussianBlur((rng.random((300, 400, 3)) * 255).astype(np.uint8), (0, 0), 3.0)
+    tf = Similarity(cx=200.0, cy=150.0, scale=256.0, angle=0.1)  # 2 frame pixels a crop pixel
+    detail = FaceAligner(128).detail_crop(frame, tf, 512)
+    assert detail is not None
+    dy = 6 / 128
+    points = torch.from_numpy(shifted_points(rng.uniform(0.3, 0.7, (1, 131, 2)).astype(np.float32), dy))
+    read = thin_plate_read(points, points, 64)[0].numpy()  # the hint on the target's own landmarks
+    moved = shifted_transform(tf, dy)
+    x0, y0, size = 140, 110, (120, 90)  # a patch of the lower face
+    carried = ReferenceDetail(detail, unshifted_reads(read, dy)).in_region(moved, x0, y0, size)
+    truth = frame[y0 : y0 + size[1], x0 : x0 + size[0]].astype(np.float32)
+    assert np.abs(carried - truth).mean() < 1.5
+    wrong = ReferenceDetail(detail, read).in_region(moved, x0, y0, size)  # the read taken as the tracked crop's
+    assert np.abs(wrong - truth).mean() > 3 * np.abs(carried - truth).mean()

@@ -17,7 +17,13 @@ from dubber.pipeline.analysis import YAW_STEP, VideoTrack
 from dubber.pipeline.compositor import CompositeOptions, Compositor, ReferenceDetail
 from dubber.pipeline.motion import MotionPlanner
 from dubber.pipeline.options import DubOptions
-from dubber.pipeline.render_shift import mouth_shift, shifted_crops, shifted_points, shifted_transform
+from dubber.pipeline.render_shift import (
+    mouth_shift,
+    shifted_crops,
+    shifted_points,
+    shifted_transform,
+    unshifted_reads,
+)
 from dubber.pipeline.timeline import Timeline
 from dubber.pipeline.torch_compositor import TorchCompositor
 from dubber.render.hint_warp import thin_plate_read
@@ -209,10 +215,7 @@ class FaceRedrawer:
             reads = drawn.reads[ks].cpu()
         else:
             reads = thin_plate_read(self.refs.pool_points[drawn.hints[ks]], drawn.targets[ks], self.renderer.size)
-        reads = reads.numpy()
-        if self.refs.shift:  # the detail crops are the tracked crop's square
-            reads = reads - np.array([0.0, self.refs.shift], reads.dtype)
-        for k, read in zip(ks, reads, strict=True):
+        for k, read in zip(ks, unshifted_reads(reads.numpy(), self.refs.shift), strict=True):
             details[k] = ReferenceDetail(pool[hints[k]], read)
         return details
 

@@ -62,3 +62,11 @@ def shifted_crops(crops: np.ndarray, dy: float) -> np.ndarray:
     if rows <= 0:
         return crops
     return np.concatenate([np.repeat(crops[:, :1], rows, axis=1), crops[:, :-rows]], axis=1)
+
+
+def unshifted_reads(reads: np.ndarray, dy: float) -> np.ndarray:
+    """(..., 2) unit coordinates in a crop moved by ``dy`` (the hint warp's read maps) as coordinates in the
+    tracked crop, whose square the stored detail crops hold."""
+    if dy == 0.0:
+        return reads
+    return reads - np.array([0.0, dy], reads.dtype)
