@@ -346,5 +346,6 @@ def test_bench_reports_stages_memory_and_the_reencode_ratio(tmp_path, face_clip,
     assert report["frames"] == 10 and report["end_to_end_fps"] > 0 and report["plain_reencode_fps"] > 0
     assert report["slowdown_vs_reencode"] > 1 and report["peak_rss_mb"] > 50
     assert report["overlap"] > 0.5 and report["wall_seconds"] > 0
+    assert report["cpu_ms_per_frame"] > report["reencode_cpu_ms_per_frame"] > 0 and report["cores_busy"] > 0.2
     assert {"render", "track", "encode"} <= set(report["stage_fps"])
     assert report["settings"]["paste"] == "opencv" and report["settings"]["tracking_segments"] == 1

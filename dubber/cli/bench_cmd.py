@@ -62,6 +62,7 @@ def bench_command(
     gpu = f", GPU peak {report.peak_gpu_mb:.0f} MiB" if report.peak_gpu_mb is not None else ""
     stderr.print(
         f"{report.slowdown_vs_reencode:.1f}x the time of a plain re-encode; stages busy {report.overlap:.2f}x the "
-        f"wall time ({report.wall_seconds:.1f} s); peak memory "
+        f"wall time ({report.wall_seconds:.1f} s); CPU {report.cpu_ms_per_frame:.0f} ms a frame on "
+        f"{report.cores_busy:.2f} cores (re-encode {report.reencode_cpu_ms_per_frame:.0f} ms); peak memory "
         f"{report.peak_rss_mb:.0f} MiB{gpu}"
     )

@@ -3,6 +3,7 @@ same clip measured in the same run (so the ratio does not depend on the machine)
 
 from __future__ import annotations
 
+import os
 import resource
 import sys
 import tempfile
@@ -14,6 +15,12 @@ from dubber.media.encode_options import VideoEncodeOptions
 from dubber.media.transcode import reencode
 from dubber.pipeline.dubbing import DubbingPipeline
 from dubber.pipeline.options import DubResult
+
+
+def cpu_seconds() -> float:
+    """This process's CPU time so far, user and system, all its threads (the encoder's and decoder's included)."""
+    t = os.times()
+    return t.user + t.system
 
 
 def peak_rss_mb() -> float:
@@ -38,6 +45,11 @@ class BenchReport:
     overlap: float = 0.0  # the stages' busy seconds over the wall time: above 1 where stages ran at once
     stage_seconds: dict[str, float] = field(default_factory=dict)  # each stage's busy time
     stage_fps: dict[str, float] = field(default_factory=dict)
+    # CPU seconds per frame (all threads) of the dub and of the plain re-encode, and the cores the dub kept busy on
+    # average: on a machine whose cores the dub cannot fill, the ratio to a re-encode is bounded by the first two.
+    cpu_ms_per_frame: float = 0.0
+    reencode_cpu_ms_per_frame: float = 0.0
+    cores_busy: float = 0.0
     peak_rss_mb: float = 0.0
     peak_gpu_mb: float | None = None
     settings: dict = field(default_factory=dict)  # the dub's (``DubResult.settings``): batch size, paste, segments...
@@ -54,12 +66,14 @@ def benchmark(pipe: DubbingPipeline, video: str | Path, audio: str | Path, **ove
     if cuda:
         torch.cuda.reset_peak_memory_stats(pipe.device)
     with tempfile.TemporaryDirectory(prefix="dub-bench-") as tmp:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), cpu_seconds()
         plain_frames = reencode(
             video, Path(tmp) / "plain.mp4", options=VideoEncodeOptions(crf=opts.crf, preset=opts.preset)
         )
-        plain_s = time.perf_counter() - t0
+        plain_s, plain_cpu = time.perf_counter() - t0, cpu_seconds() - c0
+        c0 = cpu_seconds()
         result: DubResult = pipe(video, audio, Path(tmp) / "dub.mp4", options=opts, overwrite=True)
+        dub_cpu = cpu_seconds() - c0
     total = result.timings["total"]
     stages = {k: v for k, v in result.timings.items() if k != "total"}
     return BenchReport(
@@ -77,6 +91,9 @@ def benchmark(pipe: DubbingPipeline, video: str | Path, audio: str | Path, **ove
         overlap=round(sum(stages.values()) / total, 3),
         stage_seconds={k: round(v, 3) for k, v in stages.items()},
         stage_fps={k: round(result.frames / v, 2) for k, v in stages.items() if v > 0},
+        cpu_ms_per_frame=round(1e3 * dub_cpu / max(result.frames, 1), 1),
+        reencode_cpu_ms_per_frame=round(1e3 * plain_cpu / max(plain_frames, 1), 1),
+        cores_busy=round(dub_cpu / total, 2),
         peak_rss_mb=round(peak_rss_mb(), 1),
         peak_gpu_mb=round(torch.cuda.max_memory_allocated(pipe.device) / 2**20, 1) if cuda else None,
         settings=result.settings,
