@@ -25,6 +25,8 @@ ALL_INDICES: tuple[int, ...] = POSE_INDICES + CONTENT_INDICES  # the 131 model p
 N_POSE = len(POSE_INDICES)  # 74: the model points' first ones
 N_CONTENT = len(CONTENT_INDICES)  # 57: jaw (17) then outer and inner lips (40)
 N_POINTS = len(ALL_INDICES)  # 131
+# The outer lip contour among the model points (after the pose points and the jaw).
+OUTER_LIP_POINTS = slice(N_POSE + len(JAW), N_POSE + len(JAW) + len(OUTER_LIPS))
 
 # Points that do not move when a person speaks or changes expression: the aligner fits on these alone, so the
 # crop follows the skull and not the jaw. Eye corners, nose bridge and tip, and the face sides at eye height.

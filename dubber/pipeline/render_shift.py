@@ -16,11 +16,8 @@ import numpy as np
 import torch
 
 from dubber.face.aligner import Similarity
-from dubber.face.landmarks import JAW, LIP_INDICES, N_POSE, OUTER_LIPS
+from dubber.face.landmarks import OUTER_LIP_POINTS
 
-# The outer lips among the 131 model points: the upper lip's top is their highest point.
-_OUTER = slice(N_POSE + len(JAW), N_POSE + len(JAW) + len(OUTER_LIPS))
-assert LIP_INDICES[: len(OUTER_LIPS)] == OUTER_LIPS
 LIP_TOP = 0.57  # unit crop y the upper lip's median top is moved down to, at least
 MOST_SHIFT = 0.06  # at most this far (unit crop): beyond it the chin of a wide-open jaw leaves the region
 
@@ -29,7 +26,7 @@ def mouth_shift(points: np.ndarray, size: int) -> float:
     """The downward shift (unit crop, >= 0) for a video whose tracked model points are ``points`` (N, 131, 2),
     NaN where there is no face: 0 when its upper lip already lies at ``LIP_TOP`` or lower. A whole number of
     pixels of the ``size`` crop, so that stored crops move without resampling."""
-    top = points[:, _OUTER, 1].min(axis=1)
+    top = points[:, OUTER_LIP_POINTS, 1].min(axis=1)  # the upper lip's top: the contour's highest point
     top = top[np.isfinite(top)]
     if len(top) == 0:
         return 0.0
@@ -67,6 +64,4 @@ def shifted_crops(crops: np.ndarray, dy: float) -> np.ndarray:
 def unshifted_reads(reads: np.ndarray, dy: float) -> np.ndarray:
     """(..., 2) unit coordinates in a crop moved by ``dy`` (the hint warp's read maps) as coordinates in the
     tracked crop, whose square the stored detail crops hold."""
-    if dy == 0.0:
-        return reads
-    return reads - np.array([0.0, dy], reads.dtype)
+    return shifted_points(reads, -dy)

@@ -19,9 +19,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from dubber.face.landmarks import JAW, N_POSE, OUTER_LIPS
-
-_OUTER_LIPS = slice(N_POSE + len(JAW), N_POSE + len(JAW) + len(OUTER_LIPS))  # the model points' outer lip contour
+from dubber.face.landmarks import OUTER_LIP_POINTS
 
 
 @dataclass(frozen=True)
@@ -48,7 +46,7 @@ class MouthGuard:
 
     def mouth_weight(self, landmarks: torch.Tensor, size: int) -> torch.Tensor:
         """(B, 1, S, S) float32 in [0, 1]: 1 over the (B, 131, 2) targets' lips, widened and feathered."""
-        lips = landmarks[:, _OUTER_LIPS].detach().float().cpu().numpy() * size
+        lips = landmarks[:, OUTER_LIP_POINTS].detach().float().cpu().numpy() * size
         radius = int(round(self.dilate * size))
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
         out = np.empty((len(lips), 1, size, size), np.float32)
