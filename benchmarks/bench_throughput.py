@@ -90,7 +90,17 @@ def contended(video: Path, audio: Path, code: Path | None) -> dict:
 
 
 def summary(r: dict) -> dict:
-    keys = ("end_to_end_fps", "plain_reencode_fps", "speed_vs_reencode", "overlap", "wall_seconds", "stage_seconds")
+    keys = (
+        "end_to_end_fps",
+        "plain_reencode_fps",
+        "speed_vs_reencode",
+        "overlap",
+        "wall_seconds",
+        "stage_seconds",
+        "cpu_ms_per_frame",
+        "reencode_cpu_ms_per_frame",
+        "cores_busy",
+    )
     return {k: r.get(k) for k in keys}
 
 

@@ -40,7 +40,7 @@ def test_redub_leaves_no_seam(short_dev_clip, monkeypatch):
     """Re-dubbed with its own audio: no edge along the redrawn region's border and nothing bled past it.
 
     On this clip, with the shipped weights at 2 steps, a hard paste (no feather, no colour match) scores edge 1.030
-    against the plain re-encode's 0.988, the shipped blend 0.984; nothing reaches the ring outside (39.3 dB against
+    against the plain re-encode's 0.988, the shipped paste 0.986; the ring outside is left alone (39.0 dB against
     the re-encode's 39.4). Lip-sync and
     PSNR against the static mouth are measured in docs/DUBBING.md."""
     monkeypatch.delenv("DUB_WEIGHTS", raising=False)

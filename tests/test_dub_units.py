@@ -72,6 +72,20 @@ def test_compositor_leaves_pixels_outside_the_mask_untouched():
     assert comp.alpha.max() == pytest.approx(1.0, abs=1e-3) and (comp.alpha[lower_face_mask(64) == 0] == 0).all()
 
 
+def test_the_alpha_is_full_over_the_upper_lip_and_soft_across_the_cheeks():
+    """Above the mouth the region's top edge lies just over the upper lip: the alpha must be full by y 0.57 there
+    (the crop is moved so that upper lips start at 0.57 or lower). Across the cheeks a narrow soft edge would show
+    on a large face: there it ramps over several crop pixels."""
+    comp = Compositor(128)
+    centre = comp.alpha[:, 64]
+    assert centre[round(0.57 * 128) : round(0.75 * 128)].min() > 0.99  # down past the lower lip
+    row = comp.alpha[round(0.62 * 128)]  # across the left cheek's edge, the region's side at x 0.17-0.2
+    ramp = np.flatnonzero((row[:40] > 0.02) & (row[:40] < 0.98))
+    assert len(ramp) >= 8, row[:40]
+    narrow = Compositor(128, CompositeOptions(feather=1 / 96)).alpha[round(0.62 * 128)]
+    assert len(np.flatnonzero((narrow[:40] > 0.02) & (narrow[:40] < 0.98))) < len(ramp)
+
+
 def test_the_paste_stops_below_the_lower_of_the_two_jaws():
     comp = Compositor(64)
     x = np.linspace(0.24, 0.76, 17)

@@ -2,7 +2,9 @@
 
 All blending is decided in crop space, where the region is fixed (``LOWER_FACE_POLYGON``):
 - the alpha is the polygon eroded and feathered *inside* itself, so every pixel outside the polygon keeps its
-  decoded value exactly, and cut off below the source's and the drawn jaw (``Compositor.jaw_alpha``);
+  decoded value exactly, and cut off below the source's and the drawn jaw (``Compositor.jaw_alpha``). Its soft
+  edge is narrow where the region's top runs above the mouth (``LIP_ZONE``), so that the whole upper lip is drawn,
+  and wide elsewhere, where a narrow one leaves a visible edge across the cheeks of a large face;
 - colour matching: the renderer's small colour and brightness drift is measured along a thin band just inside the
   border (skin in the rendered and in the original crop) and removed with a smooth correction field (a normalised
   convolution of that band's differences), so the redrawn skin meets the original skin at the border;
@@ -46,9 +48,17 @@ class ReferenceDetail:
         return image.astype(np.float32)
 
 
+# Unit-crop box (x0, x1, y1) over the mouth where the alpha's soft edge is ``lip_feather``: the region's top edge
+# (y 0.49-0.515) runs just above the upper lip there (y 0.52-0.57, or 0.57 and lower once the crop is moved,
+# dubber/pipeline/render_shift.py); mouth corners lie at x 0.35-0.65 in the aligned crop. Feathered by ``_ZONE_SOFT``.
+LIP_ZONE = (0.32, 0.68, 0.72)
+_ZONE_SOFT = 0.03
+
+
 @dataclass(frozen=True)
 class CompositeOptions:
-    feather: float = 1 / 96  # width of the soft edge, as a fraction of the crop side
+    feather: float = 1 / 24  # width of the soft edge, as a fraction of the crop side
+    lip_feather: float = 1 / 96  # ... above the mouth (``LIP_ZONE``): full about 5 crop pixels inside the edge
     colour_band: float = 1 / 24  # width of the band that measures the colour drift
     colour_sigma: float = 1 / 8  # smoothness of the correction field
     colour_match: bool = True
@@ -78,18 +88,32 @@ def _odd(n: float) -> int:
     return k + 1 - k % 2
 
 
+def _soft_region(hard: np.ndarray, feather: float) -> np.ndarray:
+    """The region ``hard`` (S, S) eroded and feathered over ``feather`` crop pixels, inside itself."""
+    f = max(1.0, feather)
+    # Zero for 2 crop pixels inside the border, so that interpolating the alpha into the (usually larger) frame
+    # cannot leak past the polygon; the soft edge lies inside that margin.
+    margin = cv2.erode(hard, np.ones((5, 5), np.uint8))
+    inner = cv2.erode(hard, np.ones((_odd(2 * f + 5), _odd(2 * f + 5)), np.uint8))
+    return (cv2.GaussianBlur(inner, (0, 0), sigmaX=f / 2) * margin).astype(np.float32)
+
+
+def lip_zone(size: int) -> np.ndarray:
+    """(size, size) float32: 1 over ``LIP_ZONE``, 0 away from it, a soft step between."""
+    x0, x1, y1 = (round(v * size) for v in LIP_ZONE)
+    zone = np.zeros((size, size), np.float32)
+    zone[:y1, x0:x1] = 1.0
+    return cv2.GaussianBlur(zone, (0, 0), sigmaX=_ZONE_SOFT * size)
+
+
 class Compositor:
     def __init__(self, size: int, options: CompositeOptions | None = None) -> None:
         self.size = size
         self.options = o = options or CompositeOptions()
         hard = lower_face_mask(size)
-        f = max(1.0, o.feather * size)
-        # Zero for 2 crop pixels inside the border, so that interpolating the alpha into the (usually larger) frame
-        # cannot leak past the polygon; the soft edge lies inside that margin.
-        margin = cv2.erode(hard, np.ones((5, 5), np.uint8))
-        inner = cv2.erode(hard, np.ones((_odd(2 * f + 5), _odd(2 * f + 5)), np.uint8))
-        soft = cv2.GaussianBlur(inner, (0, 0), sigmaX=f / 2)
-        self.alpha = (soft * margin).astype(np.float32)
+        zone = lip_zone(size)
+        lips, elsewhere = _soft_region(hard, o.lip_feather * size), _soft_region(hard, o.feather * size)
+        self.alpha = zone * lips + (1 - zone) * elsewhere
         b = max(1.0, o.colour_band * size)
         self.band = (hard - cv2.erode(hard, np.ones((_odd(2 * b), _odd(2 * b)), np.uint8))).astype(np.float32)
         self._band_weight = self._smooth(self.band)
