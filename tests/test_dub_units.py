@@ -77,8 +77,10 @@ def test_the_alpha_is_full_over_the_upper_lip_and_soft_across_the_cheeks():
     (the crop is moved so that upper lips start at 0.57 or lower). Across the cheeks a narrow soft edge would show
     on a large face: there it ramps over several crop pixels."""
     comp = Compositor(128)
-    centre = comp.alpha[:, 64]
-    assert centre[round(0.57 * 128) : round(0.75 * 128)].min() > 0.99  # down past the lower lip
+    rows = slice(round(0.57 * 128), round(0.75 * 128))  # from the upper lip's top down past the lower lip
+    assert comp.alpha[rows, round(0.40 * 128) : round(0.60 * 128)].min() > 0.99
+    corners = (slice(round(0.62 * 128), round(0.72 * 128)), slice(round(0.35 * 128), round(0.65 * 128)))
+    assert comp.alpha[corners].min() > 0.99
     row = comp.alpha[round(0.62 * 128)]  # across the left cheek's edge, the region's side at x 0.17-0.2
     ramp = np.flatnonzero((row[:40] > 0.02) & (row[:40] < 0.98))
     assert len(ramp) >= 8, row[:40]
