@@ -2,8 +2,8 @@
 the shipped weights with the demo's speech. Per dubbed frame (dubber/evaluation/pose_check.py): the output's jaw
 points (MediaPipe) against the jaw the dub was asked to draw, in inter-ocular units, and the edge energy along the
 redrawn region's border against the source frame's (a ghost contour of another frame's jaw adds edges there).
-Measured with the mouth guard and the redrawn region reaching the upper lip (256 px): jaw 0.011 rolled and 0.013
-upright, edges 0.96-1.010, 0.99 on average where rolled (docs/RENDERER.md "Pose" has the 384 px sheet's numbers)."""
+Measured with the mouth guard and the redrawn region reaching the upper lip (256 px): jaw 0.010 rolled and 0.014
+upright, edges 0.96-1.014, 0.99 on average where rolled (docs/RENDERER.md "Pose" has the 384 px sheet's numbers)."""
 
 from __future__ import annotations
 

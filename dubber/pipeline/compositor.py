@@ -98,7 +98,7 @@ def _soft_region(hard: np.ndarray, feather: float) -> np.ndarray:
     return (cv2.GaussianBlur(inner, (0, 0), sigmaX=f / 2) * margin).astype(np.float32)
 
 
-def lip_zone(size: int) -> np.ndarray:
+def _lip_zone(size: int) -> np.ndarray:
     """(size, size) float32: 1 over ``LIP_ZONE``, 0 away from it, a soft step between."""
     x0, x1, y1 = (round(v * size) for v in LIP_ZONE)
     zone = np.zeros((size, size), np.float32)
@@ -111,7 +111,7 @@ class Compositor:
         self.size = size
         self.options = o = options or CompositeOptions()
         hard = lower_face_mask(size)
-        zone = lip_zone(size)
+        zone = _lip_zone(size)
         lips, elsewhere = _soft_region(hard, o.lip_feather * size), _soft_region(hard, o.feather * size)
         self.alpha = zone * lips + (1 - zone) * elsewhere
         b = max(1.0, o.colour_band * size)
