@@ -100,6 +100,7 @@ def summary(r: dict) -> dict:
         "cpu_ms_per_frame",
         "reencode_cpu_ms_per_frame",
         "cores_busy",
+        "phases",
     )
     return {k: r.get(k) for k in keys}
 

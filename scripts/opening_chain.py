@@ -54,10 +54,10 @@ def _placed(values: np.ndarray, at: np.ndarray, n: int) -> np.ndarray:
 
 def chain(pipe: DubbingPipeline, clip_path: Path, folder: Path) -> dict | None:
     drawn: list = []
-    draw = face_redraw.FaceRedrawer.draw
+    render = face_redraw.FaceRedrawer.render
 
-    def keeping(self, images, start):
-        d = draw(self, images, start)
+    def keeping(self, images, start, planned):
+        d = render(self, images, start, planned)
         if d is not None:
             drawn.append(d)
         return d
@@ -68,12 +68,12 @@ def chain(pipe: DubbingPipeline, clip_path: Path, folder: Path) -> dict | None:
         return None
     first, speech = cut_halves(clip_path, folder, half)
     source = pipe.analyse(first)
-    face_redraw.FaceRedrawer.draw = keeping
+    face_redraw.FaceRedrawer.render = keeping
     try:
         out = folder / "out.mp4"
         TruthLandmarksPipeline(pipe, whole.points[half : 2 * half])(first, speech, out, overwrite=True, analysis=source)
     finally:
-        face_redraw.FaceRedrawer.draw = draw
+        face_redraw.FaceRedrawer.render = render
     todo = np.concatenate([d.todo for d in drawn])
     targets = np.concatenate([d.targets.numpy() for d in drawn])
     truth = _placed(whole.opening[half : 2 * half], np.arange(half), half)

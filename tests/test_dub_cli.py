@@ -11,12 +11,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from dubber import DubbingPipeline
 from dubber.cli.app import run
 from dubber.media import probe_media
 from dubber.media.encode_options import VideoEncodeOptions
 from dubber.media.transcode import reencode
+from dubber.pipeline.dub_pass import render_workers
 from dubber.pipeline.timeline import Timeline
 from tests.dub_checks import frames_of, no_partials, outside_mask
 from tests.media_factory import make_audio, make_face_video, make_video, psnr
@@ -124,6 +126,8 @@ def test_a_seeded_dub_reproduces_byte_for_byte(tmp_path, face_clip, capsys):
         "mouth_guard": TINY_GUARD.to_dict(),
         "reference_key_side": None,  # the tiny weights attend to every reference token
         "tracking_segments": 1,  # one tracker below 8 cores
+        # Two where the CLI left torch one thread on a CPU of two cores or more (the free cores less one).
+        "render_workers": render_workers(torch.device("cpu"), "torch"),
         "paste": "opencv",
     }
     assert settings["network"]["reference_blend"] is None and settings["network"]["mouth_guard"] is None
@@ -332,6 +336,9 @@ def test_python_api_reports_progress_and_chunks_do_not_show(tmp_path, face_clip)
     b = pipe(face_clip, speech, tmp_path / "b.mp4", steps=2, batch_size=8, crf=0, preset="ultrafast")
     assert a.frames == b.frames == 20 and a.face_frames == b.face_frames == 16 and not a.still_image
     assert set(a.timings) >= {"audio", "decode", "track", "landmarks", "render", "composite", "encode", "total"}
+    assert list(a.phases) == ["audio", "analyse", "plan", "dub"]  # one after another, filling the dub's time
+    assert sum(p["seconds"] for p in a.phases.values()) == pytest.approx(a.timings["total"], abs=0.05)
+    assert all(p["seconds"] > 0 and p["cores"] >= 0 for p in a.phases.values())
     assert ("analyse", 20, 20) in seen and seen[-1] == ("dub", 20, 20)
     for x, y in zip(frames_of(tmp_path / "a.mp4"), frames_of(tmp_path / "b.mp4"), strict=True):
         assert np.abs(x.astype(int) - y.astype(int)).max() <= 2  # batch size changes only float rounding
@@ -348,4 +355,5 @@ def test_bench_reports_stages_memory_and_the_reencode_ratio(tmp_path, face_clip,
     assert report["overlap"] > 0.5 and report["wall_seconds"] > 0
     assert report["cpu_ms_per_frame"] > report["reencode_cpu_ms_per_frame"] > 0 and report["cores_busy"] > 0.2
     assert {"render", "track", "encode"} <= set(report["stage_fps"])
+    assert set(report["phases"]) == {"audio", "analyse", "plan", "dub"} and report["phases"]["dub"]["cores"] > 0.2
     assert report["settings"]["paste"] == "opencv" and report["settings"]["tracking_segments"] == 1

@@ -346,3 +346,23 @@ def test_source_detail_returns_the_frames_fine_detail_only_where_the_drawing_agr
     assert np.abs(out[left] - source[left]).mean() < 0.3 * np.abs(drawing[left] - source[left]).mean()
     np.testing.assert_allclose(out[right], drawing[right], atol=2.0)
     assert comp.with_source_detail(drawing, source, 1.0) is drawing  # a face no larger than the crop: unchanged
+
+
+def test_the_phase_clock_splits_wall_and_cpu_time_into_laps(monkeypatch):
+    from dubber.pipeline import phase_clock
+
+    ticks = iter([(0.0, 0.0), (1.0, 0.5), (3.0, 4.5), (3.5, 5.0)])  # (wall, cpu) at start and at each lap
+    now = {"wall": 0.0, "cpu": 0.0}
+
+    def advance():
+        now["wall"], now["cpu"] = next(ticks)
+
+    monkeypatch.setattr(phase_clock.time, "perf_counter", lambda: now["wall"])
+    monkeypatch.setattr(phase_clock, "cpu_seconds", lambda: now["cpu"])
+    advance()
+    clock = phase_clock.PhaseClock()
+    for name in ("audio", "dub", "audio"):
+        advance()
+        clock.lap(name)
+    report = phase_clock.phase_report(clock.phases)
+    assert report == {"audio": {"seconds": 1.5, "cores": 0.67}, "dub": {"seconds": 2.0, "cores": 2.0}}

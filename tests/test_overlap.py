@@ -118,7 +118,11 @@ def tiny_pipeline(tmp_path_factory):
     return DubbingPipeline.from_pretrained(root / TINY_BUNDLE, device="cpu")
 
 
-def test_overlapped_stages_write_the_same_bytes_as_one_after_another(tmp_path, tiny_pipeline):
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_overlapped_stages_write_the_same_bytes_as_one_after_another(tmp_path, tiny_pipeline, monkeypatch, workers):
+    from dubber.pipeline import dubbing
+
+    monkeypatch.setattr(dubbing, "render_workers", lambda device, runtime: workers)
     clip = make_face_video(tmp_path / "face.mp4", frames=20, no_face=range(12, 16))
     speech = make_audio(tmp_path / "speech.wav", seconds=1.3)  # about 32 frames: the video is extended by ping-pong
     digests = {}
@@ -126,27 +130,47 @@ def test_overlapped_stages_write_the_same_bytes_as_one_after_another(tmp_path, t
         out = tmp_path / f"{overlap}.mp4"
         result = tiny_pipeline(clip, speech, out, steps=2, batch_size=3, overlap=overlap)
         assert result.frames > 20 and result.face_frames > 0
+        assert result.settings["render_workers"] == (workers if overlap else 1)
         digests[overlap] = hashlib.sha256(out.read_bytes()).hexdigest()
     assert digests[True] == digests[False]
 
 
-def test_an_error_in_a_stage_leaves_no_output_and_no_thread(tmp_path, tiny_pipeline, monkeypatch):
+def test_chunks_render_two_at_once_only_where_torch_runs_one_cpu_thread(monkeypatch):
+    from dubber.pipeline import dub_pass
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.setattr(dub_pass, "usable_cores", lambda: 2)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    assert dub_pass.render_workers(cpu, "torch") == 2
+    assert dub_pass.render_workers(cuda, "torch") == 1 and dub_pass.render_workers(cpu, "onnx") == 1
+    monkeypatch.setattr(dub_pass, "usable_cores", lambda: 1)
+    assert dub_pass.render_workers(cpu, "torch") == 1
+    monkeypatch.setattr(dub_pass, "usable_cores", lambda: 8)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 4)  # torch's own threads fill the cores
+    assert dub_pass.render_workers(cpu, "torch") == 1
+
+
+@pytest.mark.parametrize("stage", ["paste", "render"])
+def test_an_error_in_a_stage_leaves_no_output_and_no_thread(tmp_path, tiny_pipeline, monkeypatch, stage):
+    from dubber.pipeline import dubbing
     from dubber.pipeline.face_redraw import FaceRedrawer
 
+    monkeypatch.setattr(dubbing, "render_workers", lambda device, runtime: 2)
     clip = make_face_video(tmp_path / "face.mp4", frames=20)
     speech = make_audio(tmp_path / "speech.wav", seconds=0.8)
     calls = []
+    working = getattr(FaceRedrawer, stage)
 
-    def broken_paste(self, images, start, drawn):
-        calls.append(start)
+    def broken(self, *args):
+        calls.append(args)
         if len(calls) == 2:
-            raise RuntimeError("paste failed")
-        return 0
+            raise RuntimeError(f"{stage} failed")
+        return working(self, *args)
 
-    monkeypatch.setattr(FaceRedrawer, "paste", broken_paste)
+    monkeypatch.setattr(FaceRedrawer, stage, broken)
     before = threading.active_count()
     out = tmp_path / "out.mp4"
-    with pytest.raises(RuntimeError, match="paste failed"):
+    with pytest.raises(RuntimeError, match=f"{stage} failed"):
         tiny_pipeline(clip, speech, out, steps=1, batch_size=4, overlap=True)
     assert not out.exists() and no_partials(Path(tmp_path))
     assert threading.active_count() == before

@@ -66,3 +66,5 @@ def bench_command(
         f"{report.cores_busy:.2f} cores (re-encode {report.reencode_cpu_ms_per_frame:.0f} ms); peak memory "
         f"{report.peak_rss_mb:.0f} MiB{gpu}"
     )
+    phases = ", ".join(f"{name} {p['seconds']:.1f} s on {p['cores']:.2f} cores" for name, p in report.phases.items())
+    stderr.print(f"phases: {phases}")

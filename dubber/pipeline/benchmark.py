@@ -3,7 +3,6 @@ same clip measured in the same run (so the ratio does not depend on the machine)
 
 from __future__ import annotations
 
-import os
 import resource
 import sys
 import tempfile
@@ -15,12 +14,7 @@ from dubber.media.encode_options import VideoEncodeOptions
 from dubber.media.transcode import reencode
 from dubber.pipeline.dubbing import DubbingPipeline
 from dubber.pipeline.options import DubResult
-
-
-def cpu_seconds() -> float:
-    """This process's CPU time so far, user and system, all its threads (the encoder's and decoder's included)."""
-    t = os.times()
-    return t.user + t.system
+from dubber.pipeline.phase_clock import cpu_seconds
 
 
 def peak_rss_mb() -> float:
@@ -50,6 +44,8 @@ class BenchReport:
     cpu_ms_per_frame: float = 0.0
     reencode_cpu_ms_per_frame: float = 0.0
     cores_busy: float = 0.0
+    # Per phase of the dub (audio, analyse, plan, dub), its wall seconds and the cores it kept busy (DubResult).
+    phases: dict[str, dict[str, float]] = field(default_factory=dict)
     peak_rss_mb: float = 0.0
     peak_gpu_mb: float | None = None
     settings: dict = field(default_factory=dict)  # the dub's (``DubResult.settings``): batch size, paste, segments...
@@ -94,6 +90,7 @@ def benchmark(pipe: DubbingPipeline, video: str | Path, audio: str | Path, **ove
         cpu_ms_per_frame=round(1e3 * dub_cpu / max(result.frames, 1), 1),
         reencode_cpu_ms_per_frame=round(1e3 * plain_cpu / max(plain_frames, 1), 1),
         cores_busy=round(dub_cpu / total, 2),
+        phases=result.phases,
         peak_rss_mb=round(peak_rss_mb(), 1),
         peak_gpu_mb=round(torch.cuda.max_memory_allocated(pipe.device) / 2**20, 1) if cuda else None,
         settings=result.settings,

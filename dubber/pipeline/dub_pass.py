@@ -1,33 +1,42 @@
-"""Pass 2's loop over the output frames: decode a chunk, redraw its faces, paste them back and encode it; with
-``overlap`` the decoding runs a chunk ahead of the models and the pasting and encoding a chunk behind them, each in
-a thread (``dubber.pipeline.overlap``). Every chunk passes every stage in order, so the bytes are the same."""
+"""Pass 2's loop over the output frames: decode a chunk, plan its faces (the target landmarks), draw them (aligned
+crops, references, the renderer), paste them back and encode it. With ``overlap`` the stages run in threads
+(``dubber.pipeline.overlap``): the decoding and planning a chunk or two ahead of the drawing, the pasting and
+encoding behind it; where torch runs one thread on a CPU of two cores or more, ``render_workers`` threads each draw
+and paste a chunk of their own, so that the core the encoder leaves idle draws the next chunk. Chunks are planned
+and encoded in order and each chunk's drawing and paste depend on its own inputs alone, so the bytes are the same.
+"""
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
+import torch
 
+from dubber.cpu_threads import usable_cores
 from dubber.media.encode_options import VideoEncodeOptions
 from dubber.media.heap import HeapTrimmer
 from dubber.media.video_writer import VideoWriter
 from dubber.pipeline.audio_tracks import output_audio
-from dubber.pipeline.face_redraw import DrawnFaces, FaceRedrawer, add_time
+from dubber.pipeline.face_redraw import DrawnFaces, FaceRedrawer, PlannedFaces, add_time
 from dubber.pipeline.frame_source import FrameSpool, frames_in_order
 from dubber.pipeline.job import DubJob
 from dubber.pipeline.overlap import Consumer, Prefetcher
 from dubber.pipeline.timeline import Timeline
 
-Chunk = tuple[int, list[np.ndarray]]
+Chunk = tuple[int, list[np.ndarray], PlannedFaces | None]
 
 
 @dataclass(frozen=True)
 class DubPassSettings:
     batch_size: int  # output frames per chunk
     overlap: bool  # the stages in threads at once
+    render_workers: int = 1  # with ``overlap``, chunks rendered at once (each in its own thread)
 
 
 def write_frames(
@@ -50,15 +59,21 @@ def write_frames(
             t0 = time.perf_counter()
             images = [next(source).copy() for _ in range(start, min(start + settings.batch_size, total))]
             add_time(timings, "decode", t0)
-            yield start, images
+            yield start, images, redraw.plan(start, len(images)) if redraw is not None else None
 
-    def draw(start: int, images: list[np.ndarray]) -> DrawnFaces | None:
-        return redraw.draw(images, start) if redraw is not None else None
+    def draw(start: int, images: list[np.ndarray], planned: PlannedFaces | None) -> DrawnFaces | None:
+        return redraw.render(images, start, planned) if redraw is not None and planned is not None else None
 
-    def finish(item: tuple[int, list[np.ndarray], DrawnFaces | None]) -> None:
+    def paste(start: int, images: list[np.ndarray], drawn: DrawnFaces | None) -> int:
+        return redraw.paste(images, start, drawn) if redraw is not None else 0
+
+    def draw_and_paste(start: int, images: list[np.ndarray], planned: PlannedFaces | None) -> int:
+        return paste(start, images, draw(start, images, planned))
+
+    def encode(item: tuple[int, list[np.ndarray], int]) -> None:
         nonlocal faces
-        start, images, drawn = item
-        faces += redraw.paste(images, start, drawn) if redraw is not None else 0
+        start, images, pasted = item
+        faces += pasted
         t0 = time.perf_counter()
         for image in images:
             writer.write(image)
@@ -67,20 +82,58 @@ def write_frames(
         if progress is not None:
             progress(start + len(images), total)
 
+    def finish(item: tuple[int, list[np.ndarray], DrawnFaces | None]) -> None:
+        start, images, drawn = item
+        encode((start, images, paste(start, images, drawn)))
+
     if not settings.overlap:
-        for start, images in chunks():
-            finish((start, images, draw(start, images)))
+        for start, images, planned in chunks():
+            finish((start, images, draw(start, images, planned)))
         return faces
-    with Prefetcher(chunks(), depth=2, name="dub-decode") as decoded:
-        encoder = Consumer(finish, depth=2, name="dub-encode")
+    workers = max(1, settings.render_workers)
+    if workers == 1:  # the models in this thread, the paste beside the encoder
+        with Prefetcher(chunks(), depth=2, name="dub-decode") as decoded:
+            encoder = Consumer(finish, depth=2, name="dub-encode")
+            try:
+                for start, images, planned in decoded:
+                    encoder.submit((start, images, draw(start, images, planned)))
+                encoder.finish()
+            except BaseException:
+                encoder.close()
+                raise
+        return faces
+    # Several chunks drawn and pasted at once, each in a worker; their frames encoded in order.
+    with (
+        Prefetcher(chunks(), depth=2, name="dub-decode") as decoded,
+        ThreadPoolExecutor(workers, thread_name_prefix="dub-render") as pool,
+    ):
+        encoder = Consumer(encode, depth=2, name="dub-encode")
+        drawing: deque[tuple[int, list[np.ndarray], Future]] = deque()  # in order; at most ``workers`` at once
         try:
-            for start, images in decoded:
-                encoder.submit((start, images, draw(start, images)))
+            for start, images, planned in decoded:
+                drawing.append((start, images, pool.submit(draw_and_paste, start, images, planned)))
+                if len(drawing) >= workers:
+                    start, images, future = drawing.popleft()
+                    encoder.submit((start, images, future.result()))
+            while drawing:
+                start, images, future = drawing.popleft()
+                encoder.submit((start, images, future.result()))
             encoder.finish()
         except BaseException:
+            for _, _, future in drawing:
+                future.cancel()
             encoder.close()
             raise
     return faces
+
+
+def render_workers(device: torch.device, runtime: str) -> int:
+    """Chunks to render at once: two where torch runs one thread on a CPU of two cores or more (the second takes
+    the core the encoder leaves idle; each runs its ops on one thread, so none spins waiting on a preempted one),
+    else one: a GPU, torch on several threads, or onnxruntime, which runs its own threads."""
+    if device.type != "cpu" or runtime != "torch" or torch.get_num_threads() != 1:
+        return 1
+    return 2 if usable_cores() >= 2 else 1
 
 
 def encode_dub(job: DubJob, timeline: Timeline, spool: FrameSpool | None, redraw: FaceRedrawer | None) -> int:
@@ -104,7 +157,7 @@ def encode_dub(job: DubJob, timeline: Timeline, spool: FrameSpool | None, redraw
             timeline.total_frames,
             redraw,
             writer,
-            DubPassSettings(job.batch_size, opts.overlap),
+            DubPassSettings(job.batch_size, opts.overlap, job.render_workers),
             timings,
             None if job.progress is None else partial(job.progress, "dub"),
         )

@@ -33,7 +33,7 @@ from dubber.models.speech_encoder import SpeechEncoder
 from dubber.pipeline.analysis import VideoTrack
 from dubber.pipeline.articulation import MAX_SECONDS, LastReading, OwnSpeech, read_own_speech
 from dubber.pipeline.auto_batch import auto_batch_size
-from dubber.pipeline.dub_pass import encode_dub
+from dubber.pipeline.dub_pass import encode_dub, render_workers
 from dubber.pipeline.face_pass import track_faces
 from dubber.pipeline.face_redraw import FaceRedrawer, ReferenceSet, add_time
 from dubber.pipeline.frame_source import FrameSpool
@@ -42,6 +42,7 @@ from dubber.pipeline.model_loading import load_models
 from dubber.pipeline.motion import MotionPlanner, Spread
 from dubber.pipeline.mouth_lag import MIN_CORRELATION
 from dubber.pipeline.options import DubOptions, DubResult
+from dubber.pipeline.phase_clock import PhaseClock, phase_report
 from dubber.pipeline.timeline import Timeline
 from dubber.pipeline.video_adaptation import completer_for_video
 from dubber.render.renderer_pipeline import FaceRenderer
@@ -155,15 +156,18 @@ class DubbingPipeline:
         several audios while tracking it once.
         """
         opts = (options or self.options).updated(**overrides)
-        started = time.perf_counter()
+        started, clock = time.perf_counter(), PhaseClock()
         output, media = check_dub_inputs(video, audio, output, overwrite=opts.overwrite)
-        job = DubJob(Path(video), Path(audio), output, opts, progress=progress, started=started, media=media)
+        job = DubJob(
+            Path(video), Path(audio), output, opts, progress=progress, started=started, media=media, clock=clock
+        )
         with ExitStack() as cleanup:
             t0 = time.perf_counter()
             streamed = self._audio_features(job.audio)
             cleanup.callback(streamed.close)
             job.audio_seconds, job.features = streamed.seconds, streamed.features
             add_time(job.timings, "audio", t0)  # decoding, and the speech encoder where the completer reads it
+            clock.lap("audio")
             job.reader = reader = VideoReader(job.video, info=job.media)
             # Spool, in the analysis pass, the frames the output will show again after later ones.
             estimate = Timeline.plan(
@@ -185,6 +189,7 @@ class DubbingPipeline:
                 spool = cleanup.enter_context(closing(FrameSpool(*reader.size, revisited)))  # that miscounted
                 for frame in reader:
                     spool.offer(frame.index, frame.image)
+            clock.lap("analyse")
             return self._write(job, track, timeline, spool, self._completer(job, track))
 
     def adapt(self, video: str | Path, analysis: VideoTrack, *, options: DubOptions | None = None):
@@ -326,7 +331,10 @@ class DubbingPipeline:
         add_time(timings, "landmarks", t0)
         width, height = reader.size
         job.batch_size = opts.batch_size or auto_batch_size(self.device, reader.size)
+        job.render_workers = render_workers(self.device, self.runtime) if opts.overlap else 1
+        job.clock.lap("plan")
         faces = encode_dub(job, timeline, spool, redraw)
+        job.clock.lap("dub")
         timings["total"] = time.perf_counter() - job.started
         return DubResult(
             output=job.output,
@@ -340,5 +348,6 @@ class DubbingPipeline:
             source_frames=track.frames,
             still_image=job.still,
             timings=timings,
+            phases=phase_report(job.clock.phases),
             settings=dub_settings(self.name, self.runtime, self.renderer, job),
         )

@@ -44,6 +44,14 @@ def add_time(timings: dict[str, float], key: str, t0: float) -> None:
 
 
 @dataclass
+class PlannedFaces:
+    """A chunk's faces to redraw and the landmarks to draw them on (``FaceRedrawer.plan``)."""
+
+    todo: list[int]  # output frame indices
+    targets: torch.Tensor  # (F, 131, 2) in the renderer's crop
+
+
+@dataclass
 class DrawnFaces:
     """A chunk's redrawn faces, waiting to be pasted into its frames."""
 
@@ -130,7 +138,8 @@ def compositor_for(device: torch.device, size: int, options: CompositeOptions) -
 
 
 class FaceRedrawer:
-    """Redraws the faces of a chunk of output frames: ``draw`` (the models), then ``paste`` (in place)."""
+    """Redraws the faces of a chunk of output frames: ``plan`` (the target landmarks), ``render`` (the renderer),
+    then ``paste`` (in place)."""
 
     def __init__(
         self,
@@ -147,19 +156,25 @@ class FaceRedrawer:
         composite = CompositeOptions(colour_match=opts.colour_match, detail=15.0 if opts.source_detail else 0.0)
         self.compositor = compositor_for(renderer.device, renderer.size, composite)
 
-    def draw(self, images: list[np.ndarray], start: int) -> DrawnFaces | None:
-        """The models' part for output frames ``start..``: target landmarks, aligned crops, the renderer."""
-        timeline, opts = self.timeline, self.opts
-        stop = min(start + len(images), timeline.dub_frames)
+    def plan(self, start: int, count: int) -> PlannedFaces | None:
+        """The faces among output frames ``start..start+count`` and their target landmarks; None: no face. Called
+        for the chunks in order (the completer's windows slide); ``render`` may then run for several at once."""
+        timeline = self.timeline
+        stop = min(start + count, timeline.dub_frames)
         todo = [i for i in range(start, stop) if self.track.has_face[timeline.source_index(i)]]
         if not todo:
             return None
         t0 = time.perf_counter()
         planned = torch.from_numpy(self.motion.targets(start, stop)[np.asarray(todo) - start])
         add_time(self.timings, "landmarks", t0)
+        return PlannedFaces(todo, shifted_points(planned, self.refs.shift))  # the renderer's crop, lower
+
+    def render(self, images: list[np.ndarray], start: int, planned: PlannedFaces) -> DrawnFaces:
+        """``planned``'s faces in the chunk ``images`` (output frames ``start..``) redrawn: aligned crops, each
+        frame's references, the renderer."""
+        timeline, opts, todo, targets = self.timeline, self.opts, planned.todo, planned.targets
         t0 = time.perf_counter()
-        dy = self.refs.shift  # the renderer's crop, below the tracked one
-        targets = shifted_points(planned, dy)
+        dy = self.refs.shift
         transforms = [shifted_transform(Similarity(*self.track.transforms[timeline.source_index(i)]), dy) for i in todo]
         crop = self.compositor.crop
         crops = np.stack([crop(images[i - start], tf) for i, tf in zip(todo, transforms, strict=True)])

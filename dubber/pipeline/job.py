@@ -11,6 +11,7 @@ from dubber.audio.speech import MelAndSpeechFeatures, SpeechFeatures
 from dubber.media.probe import MediaInfo
 from dubber.media.video_reader import VideoReader
 from dubber.pipeline.options import DubOptions
+from dubber.pipeline.phase_clock import PhaseClock
 
 # progress(stage, done, total): stage "analyse" (first pass) or "dub" (second pass), counts in frames.
 ProgressCallback = Callable[[str, int, int], None]
@@ -33,7 +34,9 @@ class DubJob:
     batch_size: int = 8
     articulation_gain: float = 1.0  # the plan's spread (dubber/pipeline/articulation.py)
     tracking_segments: int = 1  # pass 1's trackers at once (dubber/pipeline/parallel_tracking.py)
+    render_workers: int = 1  # pass 2's chunks rendered at once (dubber/pipeline/dub_pass.py)
     timings: dict[str, float] = field(default_factory=dict)
+    clock: PhaseClock = field(default_factory=PhaseClock)  # the phases' wall and CPU time
 
 
 def dub_settings(weights: str, runtime: str, renderer, job: DubJob) -> dict:
@@ -57,6 +60,7 @@ def dub_settings(weights: str, runtime: str, renderer, job: DubJob) -> dict:
         "mouth_guard": guard.to_dict() if opts.reference_blend and guard is not None else None,
         "reference_key_side": renderer.reference_key_side,
         "tracking_segments": job.tracking_segments,
+        "render_workers": job.render_workers,
         # Where the paste's pixel work ran: torch on the models' GPU, else OpenCV (pipeline/face_redraw.py).
         "paste": "torch" if renderer.device.type == "cuda" else "opencv",
     }

@@ -106,6 +106,8 @@ class DubResult:
     source_frames: int
     still_image: bool
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage and "total"
+    # Per phase (audio, analyse, plan, dub, one after another) its wall seconds and the cores it kept busy.
+    phases: dict[str, dict[str, float]] = field(default_factory=dict)
     settings: dict = field(default_factory=dict)  # what made the frames: weights, steps, seed, references, ...
 
     @property
