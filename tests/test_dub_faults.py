@@ -143,7 +143,16 @@ def test_a_batch_names_each_failure_with_its_index(tmp_path, capfd):
 def _start(args: list, tmpdir: Path, weights: Path) -> subprocess.Popen:
     env = {**os.environ, "DUB_WEIGHTS": str(weights), "TMPDIR": str(tmpdir), "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, "-m", "dubber", *map(str, args), "--weights", TINY_BUNDLE, "--steps", "1"]
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A shell's background job, as a CI runner may start the suite, ignores SIGINT, and a child would inherit that:
+    # the dub gets Ctrl-C's default handling back, as in a terminal.
+    return subprocess.Popen(
+        cmd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
 
 
 def _wait_for(condition, proc: subprocess.Popen, timeout: float = 120.0) -> None:
