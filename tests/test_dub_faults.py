@@ -9,12 +9,14 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from dubber.cli.app import run
+from dubber.media import probe_media
 from tests.media_factory import face_frame, make_audio, make_face_video, make_video
 from tests.tiny_bundle import TINY_BUNDLE, make_tiny_weights
 
@@ -215,6 +217,57 @@ def test_a_terminated_batch_keeps_finished_outputs_and_prints_its_summary(tmp_pa
         "not_done": 2,
     }
     assert sorted(p.name for p in out.iterdir()) == ["a.mp4"] and not list(tmpdir.iterdir())
+
+
+def test_a_finished_dub_exits_without_teardown_and_leaves_its_output_and_whole_json(tmp_path, tiny_root):
+    """``finish`` ends a process that loaded torch with ``os._exit``: what was written and printed is all there."""
+    video = make_face_video(tmp_path / "face.mp4", frames=12)
+    speech = make_audio(tmp_path / "speech.wav", seconds=0.4)
+    tmpdir, out = tmp_path / "TMPDIR", tmp_path / "out" / "dub.mp4"
+    tmpdir.mkdir()
+    out.parent.mkdir()
+    proc = _start([video, "-a", speech, "-o", out, "--json"], tmpdir, tiny_root)
+    stdout, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    result = json.loads(stdout)
+    assert result["frames"] == 10 and Path(result["output"]) == out
+    assert probe_media(out).video.frame_count == 10
+    assert not list(tmpdir.iterdir()) and [p.name for p in out.parent.iterdir()] == ["dub.mp4"]
+
+
+def test_finish_skips_the_teardown_only_where_nothing_else_needs_it(monkeypatch):
+    from dubber.cli import app
+
+    class Ended(Exception):
+        pass
+
+    def ending(how):
+        def end(code):
+            raise Ended(how, code)
+
+        return end
+
+    monkeypatch.setattr(app.os, "_exit", ending("_exit"))
+    monkeypatch.setattr(app.sys, "exit", ending("exit"))
+    monkeypatch.delitem(sys.modules, "ray", raising=False)
+    with pytest.raises(Ended) as ended:
+        app.finish(3)  # the tests have torch loaded
+    assert ended.value.args == ("_exit", 3)
+    monkeypatch.setitem(sys.modules, "ray", object())
+    with pytest.raises(Ended) as ended:
+        app.finish(0)  # after a Ray batch: Ray's exit handler stops the local cluster it started
+    assert ended.value.args == ("exit", 0)
+    monkeypatch.delitem(sys.modules, "ray")
+    busy = threading.Event()
+    worker = threading.Thread(target=busy.wait)
+    worker.start()
+    try:
+        with pytest.raises(Ended) as ended:
+            app.finish(1)  # a thread still running: the interpreter waits for it
+    finally:
+        busy.set()
+        worker.join()
+    assert ended.value.args == ("exit", 1)
 
 
 # -- smaller faults ----------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ import json
 from pathlib import Path
 
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
+from diffusers import DDIMScheduler, DDPMScheduler
 
 from dubber.models.renderer_unet import RendererUNet, nearest_reference_index
 from dubber.render.face_mask import lower_face_mask
@@ -47,9 +47,19 @@ def make_scheduler(name: str, prediction_type: str = "sample"):
     if name == "ddim":
         return DDIMScheduler(**common, set_alpha_to_one=False)
     if name == "dpm++":
+        from diffusers import DPMSolverMultistepScheduler  # here: ``one_step_is_the_estimate`` says why
+
         common.pop("clip_sample")
         return DPMSolverMultistepScheduler(**common, algorithm_type="dpmsolver++", solver_order=2)
     raise ValueError(f"unknown scheduler {name!r}; choose from {', '.join(SCHEDULERS)}")
+
+
+def one_step_is_the_estimate(name: str, steps: int, prediction_type: str) -> bool:
+    """Whether sampling is the model's one clean estimate, which the sampler then computes without a scheduler:
+    DPM-Solver++'s one step from pure noise ends at sigma 0, where it returns an x0-predicting model's output exactly
+    (DDIM's last step does not reach alpha 1 here: ``set_alpha_to_one=False``). It spares a one-step dub the import
+    of the DPM scheduler's module, which imports scipy.stats (0.6 s of the dub's start on a CPU)."""
+    return steps == 1 and name == "dpm++" and prediction_type == "sample"
 
 
 def initial_noise(size: int, seed: int, device, dtype) -> torch.Tensor:
@@ -88,7 +98,8 @@ class FaceRenderer:
             raise ValueError(f"reference_key_side must be at least 1, got {reference_key_side}")
         # Each reference's tokens averaged down to this many a side before the attention reads them (reference_keys.py)
         self.reference_key_side = reference_key_side
-        make_scheduler(scheduler)  # validate now, not at the first frame
+        if scheduler not in SCHEDULERS:  # refused now, not at the first frame
+            raise ValueError(f"unknown scheduler {scheduler!r}; choose from {', '.join(SCHEDULERS)}")
 
     @property
     def size(self) -> int:
@@ -225,9 +236,15 @@ class FaceRenderer:
     ) -> torch.Tensor:
         """The sampler's loop: (B, 3, S, S) drawings in [-1, 1]. Each row depends on its own inputs only."""
         b, device, dtype = masked.shape[0], self.device, self.dtype
-        sched = make_scheduler(scheduler or self.scheduler_name, self.unet.config.prediction_type)
-        sched.set_timesteps(steps, device=device)
-        x = initial_noise(self.size, seed, device, dtype).expand(b, -1, -1, -1) * sched.init_noise_sigma
+        name = scheduler or self.scheduler_name
+        if one_step_is_the_estimate(name, steps, self.unet.config.prediction_type):
+            timesteps = torch.tensor([TRAIN_SCHEDULE["num_train_timesteps"] - 1], device=device)  # "trailing"
+            sched, noise_sigma = None, 1.0
+        else:
+            sched = make_scheduler(name, self.unet.config.prediction_type)
+            sched.set_timesteps(steps, device=device)
+            timesteps, noise_sigma = sched.timesteps, sched.init_noise_sigma
+        x = initial_noise(self.size, seed, device, dtype).expand(b, -1, -1, -1) * noise_sigma
         guided = guidance != 1.0
         if guided:  # the landmark-free branch runs in the same batch, its rows second
             drop = torch.cat([torch.zeros(b, dtype=torch.bool), torch.ones(b, dtype=torch.bool)]).to(device)
@@ -242,13 +259,13 @@ class FaceRenderer:
             )
         else:
             cond = self.unet.condition(masked, mask, landmarks, reference_tokens, hint)
-        for t in sched.timesteps:
+        for t in timesteps:
             if guided:
                 cond_out, uncond_out = self.unet.denoise(torch.cat([x, x]), t, cond).chunk(2)
                 out = uncond_out + guidance * (cond_out - uncond_out)
             else:
                 out = self.unet.denoise(x, t, cond)
-            x = sched.step(out, t, x).prev_sample
+            x = out if sched is None else sched.step(out, t, x).prev_sample
         return x.clamp(-1, 1)
 
     def save_pretrained(
