@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from dubber.cli.app import run
 from dubber.media import probe_media
@@ -258,6 +259,12 @@ def test_finish_skips_the_teardown_only_where_nothing_else_needs_it(monkeypatch)
         app.finish(0)  # after a Ray batch: Ray's exit handler stops the local cluster it started
     assert ended.value.args == ("exit", 0)
     monkeypatch.delitem(sys.modules, "ray")
+    monkeypatch.setattr(torch.distributed, "is_available", lambda: True)
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    with pytest.raises(Ended) as ended:
+        app.finish(0)  # a rank of a distributed training run: its process group ends at exit
+    assert ended.value.args == ("exit", 0)
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: False)
     busy = threading.Event()
     worker = threading.Thread(target=busy.wait)
     worker.start()
