@@ -251,6 +251,7 @@ def test_finish_skips_the_teardown_only_where_nothing_else_needs_it(monkeypatch)
     monkeypatch.setattr(app.os, "_exit", ending("_exit"))
     monkeypatch.setattr(app.sys, "exit", ending("exit"))
     monkeypatch.delitem(sys.modules, "ray", raising=False)
+    monkeypatch.delitem(sys.modules, "coverage", raising=False)
     with pytest.raises(Ended) as ended:
         app.finish(3)  # the tests have torch loaded
     assert ended.value.args == ("_exit", 3)
@@ -259,6 +260,11 @@ def test_finish_skips_the_teardown_only_where_nothing_else_needs_it(monkeypatch)
         app.finish(0)  # after a Ray batch: Ray's exit handler stops the local cluster it started
     assert ended.value.args == ("exit", 0)
     monkeypatch.delitem(sys.modules, "ray")
+    monkeypatch.setitem(sys.modules, "coverage", object())
+    with pytest.raises(Ended) as ended:
+        app.finish(0)  # under coverage.py, which writes its data at exit
+    assert ended.value.args == ("exit", 0)
+    monkeypatch.delitem(sys.modules, "coverage")
     monkeypatch.setattr(torch.distributed, "is_available", lambda: True)
     monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
     with pytest.raises(Ended) as ended:

@@ -184,10 +184,11 @@ def finish(code: int) -> NoReturn:
     """Exit with ``code``. Once a command has loaded torch, without the interpreter's teardown: torch's own (its
     modules and registrations) takes 0.8 s on a CPU, after every output is closed and renamed; the buffered output
     streams and the log are flushed first. Not where another thread is still running, nor after a Ray batch (Ray's
-    exit handler stops the local cluster it started) or in a distributed training process (its process group ends
-    at exit): there the usual exit."""
+    exit handler stops the local cluster it started), in a distributed training process (its process group ends at
+    exit) or under coverage.py (it writes its data at exit): there the usual exit."""
     others = [t for t in threading.enumerate() if t is not threading.main_thread() and t.is_alive() and not t.daemon]
-    if "torch" not in sys.modules or "ray" in sys.modules or others or _distributed():
+    at_exit = ("ray", "coverage")  # packages whose exit handlers must run
+    if "torch" not in sys.modules or any(m in sys.modules for m in at_exit) or others or _distributed():
         sys.exit(code)
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
