@@ -20,11 +20,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from dubber.data.sources import read_sources
+from dubber.data.sources import first_per_speaker, read_sources
 from dubber.evaluation.dub_metrics import frame_points
 from dubber.evaluation.metrics import correlation
-from dubber.evaluation.split_eval import MIN_HALF_FRAMES, mouth_sharpness, std_ratio
-from dubber.media.audio import decode_audio, write_wav
+from dubber.evaluation.split_eval import MIN_HALF_FRAMES, mouth_sharpness, second_half_speech, std_ratio
 from dubber.media.video_reader import VideoReader
 from dubber.pipeline import articulation
 from dubber.pipeline.dubbing import DubbingPipeline
@@ -35,11 +34,7 @@ def still_inputs(clip: Path, half: int, fps: float, folder: Path) -> tuple[Path,
     frame = next(iter(VideoReader(clip))).image
     png = folder / "still.png"
     cv2.imwrite(str(png), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-    sound = decode_audio(clip)
-    rate = sound.sample_rate
-    wav = folder / "speech.wav"
-    write_wav(wav, sound.mono[int(round(half / fps * rate)) : int(round(2 * half / fps * rate))], rate)
-    return png, frame, wav
+    return png, frame, second_half_speech(clip, half, fps, folder / "speech.wav")
 
 
 def score(pipe: DubbingPipeline, output: Path, out_fps: float, truth: np.ndarray, fps: float, photo_sharp) -> dict:
@@ -72,12 +67,7 @@ def main() -> None:
     gains = [float(g) for g in args.gains.split(",")]
     pipe = DubbingPipeline.from_pretrained(dtype="float32")
     rows = []
-    clips, counts = [], {}
-    for clip in read_sources(args.manifest, {args.split}):  # the choice of ``dub eval --per-speaker``
-        counts[clip.speaker] = counts.get(clip.speaker, 0) + 1
-        if not args.per_speaker or counts[clip.speaker] <= args.per_speaker:
-            clips.append(clip)
-    for clip in clips:
+    for clip in first_per_speaker(read_sources(args.manifest, {args.split}), args.per_speaker):
         with tempfile.TemporaryDirectory(prefix="still-split-") as tmp:
             whole = pipe.analyse(clip.path)
             half = whole.frames // 2

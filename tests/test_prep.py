@@ -69,6 +69,15 @@ def test_read_sources_from_a_manifest_keeps_split_and_speaker(tmp_path):
         read_sources(tmp_path / "m.csv", {"test"})
 
 
+def test_first_per_speaker_keeps_each_speakers_first_clips_in_order():
+    from dubber.data.sources import ClipSource, first_per_speaker
+
+    clips = [ClipSource(f"c{i}", Path(f"c{i}.mp4"), "dev", speaker) for i, speaker in enumerate("aabacbb")]
+    assert [c.clip_id for c in first_per_speaker(clips, 1)] == ["c0", "c2", "c4"]
+    assert [c.clip_id for c in first_per_speaker(clips, 2)] == ["c0", "c1", "c2", "c4", "c5"]
+    assert first_per_speaker(clips, 0) == clips
+
+
 def test_read_sources_from_a_folder(tmp_path):
     for rel in ("train/ann/1.mp4", "dev/bob/2.mp4", "other/carl/3.mov", "notes.txt"):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)

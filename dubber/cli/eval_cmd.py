@@ -57,7 +57,7 @@ def eval_dub_command(
     import time
 
     from dubber.cli.output import frame_progress, is_quiet
-    from dubber.data.sources import read_sources
+    from dubber.data.sources import first_per_speaker, read_sources
     from dubber.errors import InputError
     from dubber.evaluation.dub_eval import run_eval
     from dubber.evaluation.dub_pictures import ClipPictures, opening_plot
@@ -71,15 +71,7 @@ def eval_dub_command(
     if out.exists() and not out.is_dir():
         raise InputError(out, "is a file; --out names a report folder")
     chosen = split or ("all" if data.is_dir() else "dev")
-    clips = read_sources(data, None if chosen == "all" else {chosen})
-    if per_speaker:
-        counts: dict[str, int] = {}
-        kept = []
-        for c in clips:
-            counts[c.speaker] = counts.get(c.speaker, 0) + 1
-            if counts[c.speaker] <= per_speaker:
-                kept.append(c)
-        clips = kept
+    clips = first_per_speaker(read_sources(data, None if chosen == "all" else {chosen}), per_speaker)
     options = DubOptions(steps=steps, preset=preset, adapt=adapt if protocol == "split" else "off")
     pipe = DubbingPipeline.from_pretrained(weights, device=device, dtype=dtype, options=options)
     settings = {

@@ -94,3 +94,16 @@ def read_sources(source: str | Path, splits: set[str] | None = None, dev_fractio
         dup = next(i for i in ids if ids.count(i) > 1)
         raise InputError(p, f"two rows give the same clip id {dup!r}")
     return clips
+
+
+def first_per_speaker(clips: list[ClipSource], count: int) -> list[ClipSource]:
+    """The first ``count`` clips of each speaker, in order (``count`` 0: all of them)."""
+    if not count:
+        return clips
+    seen: dict[str, int] = {}
+    kept = []
+    for clip in clips:
+        seen[clip.speaker] = seen.get(clip.speaker, 0) + 1
+        if seen[clip.speaker] <= count:
+            kept.append(clip)
+    return kept

@@ -96,11 +96,15 @@ def cut_halves(clip: Path, folder: Path, half: int) -> tuple[Path, Path]:
             if frame.index >= half:
                 break
             writer.write(frame.image)
+    return first, second_half_speech(clip, half, fps, folder / "second_half_speech.wav")
+
+
+def second_half_speech(clip: Path, half: int, fps: float, path: Path) -> Path:
+    """The speech of frames ``half`` to ``2 half`` of ``clip`` (at ``fps``) as a WAV at ``path``."""
     sound = decode_audio(clip)
     rate = sound.sample_rate
-    second = folder / "second_half_speech.wav"
-    write_wav(second, sound.mono[int(round(half / fps * rate)) : int(round(2 * half / fps * rate))], rate)
-    return first, second
+    write_wav(path, sound.mono[int(round(half / fps * rate)) : int(round(2 * half / fps * rate))], rate)
+    return path
 
 
 def lip_shape(points: np.ndarray) -> np.ndarray:

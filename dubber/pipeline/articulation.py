@@ -32,8 +32,7 @@ POWER = 0.5  # of the std ratio: the gain's shrinkage towards 1
 MIN_FRAMES = 25  # frames with a face and a plan: fewer say nothing about the speaker's range
 MAX_SECONDS = 30.0  # of the video's own speech read: the range is the speaker's, not the video length's
 # A still image has no speech of its own to read the range from: its plan is spread by the median gain the videos
-# of the dev split read (1.0-1.5), about the photo's own mouth (docs/QUALITY.md "Articulation from the video's own
-# speech").
+# of the dev split read (1.0-1.5), about the photo's own mouth (docs/QUALITY.md "Still photos").
 STILL_GAIN = 1.17
 _BLOCK = 256
 
