@@ -4,6 +4,7 @@ stage after another (same bytes; an error in any stage leaves no output and no t
 from __future__ import annotations
 
 import hashlib
+import math
 import threading
 import time
 from pathlib import Path
@@ -11,11 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch.nn import functional as F
 
 from dubber.models import LandmarkCompleter, LandmarkCompleterConfig
 from dubber.models.landmark_sequence import predict_sequence
 from dubber.pipeline.overlap import Consumer, Prefetcher
+from dubber.render import hint_warp
 from dubber.render.hint_warp import _kernel, _spline_read
+from dubber.render.mouth_guard import _gaussian_blur
 from tests.dub_checks import no_partials
 from tests.media_factory import make_audio, make_face_video
 from tests.tiny_bundle import TINY_BUNDLE, make_tiny_weights
@@ -72,16 +76,37 @@ def test_consumer_handles_in_order_and_hands_its_error_back():
 
 
 # -- the work each stage does less of -----------------------------------------------------------------------------
-def test_blocked_spline_equals_the_dense_formula():
+def test_blocked_spline_equals_the_dense_formula(monkeypatch):
     g = torch.Generator().manual_seed(0)
     b, n, size = 3, 20, 24
     ctrl = torch.rand(b, n, 2, generator=g)
     coef = torch.randn(b, n + 3, 2, generator=g) * 0.01
     axis = torch.arange(size, dtype=torch.float32) / size
+    ctrl[0, 0] = torch.stack([axis[3], axis[5]])  # on a pixel centre: U(0) = 0, not log(0)'s NaN
     grid = torch.stack(torch.meshgrid(axis, axis, indexing="xy"), -1).reshape(1, -1, 2).expand(b, -1, -1)
     basis = torch.cat([_kernel(grid, ctrl), torch.ones_like(grid[..., :1]), grid], -1)
     dense = (grid + basis @ coef).reshape(b, size, size, 2)
     torch.testing.assert_close(_spline_read(ctrl, coef, size), dense, atol=1e-5, rtol=0)
+    for block in (64, 1 << 26):  # a few rows at a time, and a GPU's whole batch at once
+        monkeypatch.setattr(hint_warp, "_BLOCK", block)
+        torch.testing.assert_close(_spline_read(ctrl, coef, size), dense, atol=1e-5, rtol=0)
+
+
+def test_the_guards_blur_equals_a_depthwise_gaussian_with_replicated_edges():
+    g = torch.Generator().manual_seed(0)
+    images = torch.randn(2, 3, 20, 28, generator=g)
+    sigma = 2.5
+    radius = math.ceil(3 * sigma)
+    x = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    k = torch.exp(-0.5 * (x / sigma) ** 2)
+    k = k / k.sum()
+    padded = F.pad(images, (radius,) * 4, mode="replicate")
+    plain = F.conv2d(
+        F.conv2d(padded, k.view(1, 1, 1, -1).expand(3, 1, 1, -1), groups=3),
+        k.view(1, 1, -1, 1).expand(3, 1, -1, 1),
+        groups=3,
+    )
+    torch.testing.assert_close(_gaussian_blur(images, sigma), plain, atol=1e-6, rtol=0)
 
 
 @pytest.mark.parametrize("base", ["mean", "pose-affine"])

@@ -17,7 +17,6 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 import torch
-from torch.nn import functional as F
 
 from dubber.face.landmarks import OUTER_LIP_POINTS
 
@@ -73,12 +72,22 @@ class MouthGuard:
 
 def _gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
     """(B, C, H, W) blurred by a separable Gaussian of ``sigma`` pixels, edges replicated (as OpenCV's default
-    reflects; the difference lies at the crop's border, far from the mouth)."""
+    reflects; the difference lies at the crop's border, far from the mouth): ``M_h @ images @ M_w^T``, each ``M`` the
+    1-D blur with its replicated edge folded in. A matrix product is 7 times faster on a CPU than the depthwise
+    convolution it equals (1.2 -> 0.16 ms a 128 px crop), to float rounding."""
+    h, w = images.shape[-2:]
+    rows = _blur_matrix(h, sigma, images.device, images.dtype)
+    cols = rows if w == h else _blur_matrix(w, sigma, images.device, images.dtype)
+    return rows @ images @ cols.T
+
+
+def _blur_matrix(n: int, sigma: float, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """(n, n): row i holds the Gaussian taps of output pixel i, a tap past the edge added to the edge pixel."""
     radius = max(1, math.ceil(3 * sigma))
-    x = torch.arange(-radius, radius + 1, dtype=torch.float32, device=images.device)
-    k = torch.exp(-0.5 * (x / sigma) ** 2)
-    k = (k / k.sum()).to(images.dtype)
-    c = images.shape[1]
-    padded = F.pad(images, (radius, radius, radius, radius), mode="replicate")
-    out = F.conv2d(padded, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    return F.conv2d(out, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+    offsets = torch.arange(-radius, radius + 1, device=device)
+    taps = torch.exp(-0.5 * (offsets.float() / sigma) ** 2)
+    taps = taps / taps.sum()
+    columns = (torch.arange(n, device=device)[:, None] + offsets).clamp(0, n - 1)
+    matrix = torch.zeros(n, n, device=device)
+    matrix.scatter_add_(1, columns, taps.expand(n, -1).contiguous())
+    return matrix.to(dtype)
