@@ -1,19 +1,22 @@
 """How a still photo's dub moves against the speaker's real mouth: the split protocol with a photo as the input.
 
-    .venv/bin/python scripts/still_split.py MANIFEST [--split S] [--per-speaker N] [--gains 1.0,1.17]
+    .venv/bin/python scripts/still_split.py MANIFEST [--split S] [--per-speaker N] [--out RESULTS.json]
+        [--against EARLIER.json [--key KEY]]
 
 For each clip (halves of h frames, as ``dub eval --protocol split``) the input is the clip's first frame as a PNG
 and the speech dubbed onto it is the second half's; the second half's tracked mouth is the truth, read at the dub's
-times (a still's dub runs at 25 frames/s). Per clip and per still gain (``articulation.STILL_GAIN``, the spread a
-photo's plan gets): the output's opening correlation with the truth, its articulation (std over the truth's) and its
-mouth sharpness over the photo's. float32, as ``dub eval``. JSON lines per clip on stdout, then the means (the seen
-GRID speaker ``grid_s1`` left out of them, as the split protocol's unseen group does).
+times (a still's dub runs at 25 frames/s). Per clip: the output's opening correlation with the truth, its
+articulation (std over the truth's) and its mouth sharpness over the photo's. float32, as ``dub eval``. JSON lines
+per clip on stdout, then the means (the seen GRID speaker ``grid_s1`` left out of them, as the split protocol's
+unseen group does); ``--out`` writes them all as one JSON. ``--against``: an earlier run's results (its ``KEY``
+entry of each clip, default "dub"), compared clip by clip: the mean difference and its standard error.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 from pathlib import Path
 
@@ -25,7 +28,6 @@ from dubber.evaluation.dub_metrics import frame_points
 from dubber.evaluation.metrics import correlation
 from dubber.evaluation.split_eval import MIN_HALF_FRAMES, mouth_sharpness, second_half_speech, std_ratio
 from dubber.media.video_reader import VideoReader
-from dubber.pipeline import articulation
 from dubber.pipeline.dubbing import DubbingPipeline
 
 
@@ -62,9 +64,10 @@ def main() -> None:
     ap.add_argument("manifest", type=Path)
     ap.add_argument("--split", default="dev")
     ap.add_argument("--per-speaker", type=int, default=0, help="the first N clips of each speaker (0: all)")
-    ap.add_argument("--gains", default=f"1.0,{articulation.STILL_GAIN}")
+    ap.add_argument("--out", type=Path, default=None, help="write the clips and means as one JSON")
+    ap.add_argument("--against", type=Path, default=None, help="an earlier run's --out, compared clip by clip")
+    ap.add_argument("--key", default="dub", help="which entry of the earlier run's clips to compare with")
     args = ap.parse_args()
-    gains = [float(g) for g in args.gains.split(",")]
     pipe = DubbingPipeline.from_pretrained(dtype="float32")
     rows = []
     for clip in first_per_speaker(read_sources(args.manifest, {args.split}), args.per_speaker):
@@ -77,23 +80,37 @@ def main() -> None:
             png, frame, wav = still_inputs(clip.path, half, fps, Path(tmp))
             photo = pipe.analyse(png)
             photo_sharp = mouth_sharpness(frame, frame_points(photo.points[:1], photo.transforms[:1])[0])
+            result = pipe(png, wav, Path(tmp) / "dub.mp4", overwrite=True)
+            truth = whole.opening[half : 2 * half]
             row = {"clip": clip.clip_id, "speaker": clip.speaker}
-            for gain in gains:
-                articulation.STILL_GAIN = gain
-                result = pipe(png, wav, Path(tmp) / "dub.mp4", overwrite=True)
-                row[str(gain)] = score(
-                    pipe, result.output, result.fps, whole.opening[half : 2 * half], fps, photo_sharp
-                )
+            row["dub"] = score(pipe, result.output, result.fps, truth, fps, photo_sharp)
             rows.append(row)
             print(json.dumps(row), flush=True)
     unseen = [r for r in rows if r["speaker"] != "grid_s1"]
-    means = {
-        str(g): {
-            k: float(np.mean([r[str(g)][k] for r in unseen if r[str(g)][k] is not None])) for k in unseen[0][str(g)]
-        }
-        for g in gains
-    }
-    print(json.dumps({"clips": len(unseen), "means": means}))
+    means = {k: float(np.mean([r["dub"][k] for r in unseen if r["dub"][k] is not None])) for k in unseen[0]["dub"]}
+    summary = {"clips": len(unseen), "means": means}
+    if args.against is not None:
+        summary["against"] = paired(unseen, json.loads(args.against.read_text())["clips"], args.key)
+    print(json.dumps(summary))
+    if args.out is not None:
+        command = "python scripts/still_split.py " + " ".join(sys.argv[1:])
+        args.out.write_text(json.dumps({"command": command, "clips": rows, "unseen_means": summary}, indent=1))
+
+
+def paired(rows: list[dict], earlier: list[dict], key: str) -> dict:
+    """This run's scores less the earlier run's ``key`` entry, clip by clip (the clips both scored)."""
+    before = {r["clip"]: r[key] for r in earlier if key in r}
+    out = {}
+    for metric in rows[0]["dub"]:
+        diffs = [
+            r["dub"][metric] - before[r["clip"]][metric]
+            for r in rows
+            if r["clip"] in before and r["dub"][metric] is not None and before[r["clip"]].get(metric) is not None
+        ]
+        if len(diffs) > 1:
+            se = float(np.std(diffs, ddof=1) / np.sqrt(len(diffs)))
+            out[metric] = {"mean": float(np.mean(diffs)), "se": se, "clips": len(diffs)}
+    return out
 
 
 if __name__ == "__main__":

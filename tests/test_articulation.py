@@ -170,35 +170,3 @@ def test_the_videos_own_lag_is_logged_and_does_not_move_the_dub(tmp_path, monkey
     monkeypatch.setattr(dubbing, "read_own_speech", lambda *args: OwnSpeech(None, None))
     timed = pipe(video, speech, tmp_path / "timed.mp4", crf=0, preset="ultrafast")
     assert late.output.read_bytes() == timed.output.read_bytes()  # the new audio does not carry the source's offset
-
-
-def test_a_still_photo_is_spread_by_the_still_gain_about_its_own_mouth(tmp_path, monkeypatch):
-    """A photo has no speech of its own to read the speaker's range from: its plan is spread by ``STILL_GAIN`` about
-    the photo's lips and jaw; ``--no-articulation`` leaves it as planned."""
-    import cv2
-
-    from dubber import DubbingPipeline
-    from dubber.pipeline import articulation
-    from tests.media_factory import face_frame, make_audio
-    from tests.tiny_bundle import TINY_BUNDLE, make_tiny_weights
-
-    monkeypatch.setenv("DUB_WEIGHTS", str(make_tiny_weights(tmp_path / "weights")))
-    photo = tmp_path / "portrait.png"
-    cv2.imwrite(str(photo), face_frame(0, 192, 192)[:, :, ::-1])
-    speech = make_audio(tmp_path / "speech.wav", seconds=1.0)
-    pipe = DubbingPipeline.from_pretrained(TINY_BUNDLE, device="cpu")
-    analysis = pipe.analyse(photo)
-    spread = articulation.still_spread(analysis)
-    assert spread is not None and spread.gain == articulation.STILL_GAIN > 1.0
-    np.testing.assert_array_equal(spread.centre, analysis.points[0, 74:])
-    plain = pipe.planned_landmarks(analysis, speech)
-    planned = pipe.planned_landmarks(analysis, speech, spread=spread)
-    centre = analysis.points[0, 74:]
-    expected = centre + articulation.STILL_GAIN * (plain[:, 74:] - centre)
-    np.testing.assert_allclose(planned[:, 74 + 17 :], expected[:, 17:], atol=1e-5)  # the jaw's ends stay anchored
-    spread_dub = pipe(photo, speech, tmp_path / "spread.mp4", crf=0, preset="ultrafast", analysis=analysis)
-    flat = pipe(photo, speech, tmp_path / "flat.mp4", crf=0, preset="ultrafast", articulation=False)
-    assert spread_dub.settings["articulation_gain"] == articulation.STILL_GAIN
-    assert flat.settings["articulation_gain"] == 1.0
-    monkeypatch.setattr(articulation, "STILL_GAIN", 1.0)
-    assert articulation.still_spread(analysis) is None

@@ -17,6 +17,7 @@ import numpy as np
 
 from dubber.face.aligner import FaceAligner
 from dubber.face.landmarks import ALL_INDICES, mouth_opening
+from dubber.face.speaking_mouths import photo_references
 from dubber.face.tracker import FaceTracker, TrackedFace
 from dubber.media.heap import HeapTrimmer
 from dubber.media.video_reader import Frame, VideoReader
@@ -147,11 +148,15 @@ class VideoTrack:
         return self.points[self.filled_index()]
 
     def landmark_references(self, count: int) -> np.ndarray:
-        """(count, 131, 2) reference point sets spread over the speaker's mouth openings (IP_LAP)."""
+        """(count, 131, 2) reference point sets spread over the speaker's mouth openings (IP_LAP); a photo's (one
+        frame with a face) are its own face at the typical openings of speech (``photo_references``)."""
+        if self.frames == 1 and self.has_face[0]:
+            return photo_references(self.points[0], count)
         cands = np.flatnonzero(self.frontal)
         if len(cands) == 0:
             cands = np.flatnonzero(self.has_face)
-        return self.points[spread_references(np.nan_to_num(self.opening), cands, count, None)]
+        opening = np.nan_to_num(self.opening)
+        return self.points[spread_references(opening, cands, count, None)]
 
 
 def analyse_video(

@@ -21,7 +21,6 @@ import numpy as np
 
 from dubber.audio.streaming import StreamedFeatures
 from dubber.data.clip_arrays import content_opening
-from dubber.face.landmarks import N_POSE
 from dubber.pipeline.analysis import VideoTrack
 from dubber.pipeline.motion import MotionPlanner, Spread
 from dubber.pipeline.mouth_lag import MIN_CORRELATION, best_lag
@@ -31,9 +30,6 @@ MAX_GAIN = 1.5
 POWER = 0.5  # of the std ratio: the gain's shrinkage towards 1
 MIN_FRAMES = 25  # frames with a face and a plan: fewer say nothing about the speaker's range
 MAX_SECONDS = 30.0  # of the video's own speech read: the range is the speaker's, not the video length's
-# A still image has no speech of its own to read the range from: its plan is spread by the median gain the videos
-# of the dev split read (1.0-1.5), about the photo's own mouth (docs/QUALITY.md "Still photos").
-STILL_GAIN = 1.17
 _BLOCK = 256
 
 
@@ -47,13 +43,6 @@ def gain_from_openings(planned: np.ndarray, tracked: np.ndarray) -> float:
     if spread < 1e-6:
         return 1.0
     return float(np.clip((float(np.std(tracked[ok])) / spread) ** POWER, 1.0, MAX_GAIN))
-
-
-def still_spread(track: VideoTrack) -> Spread | None:
-    """The spread of a still image's plan (``STILL_GAIN`` about the photo's lips and jaw); None without a face."""
-    if STILL_GAIN == 1.0 or not track.has_face[0]:
-        return None
-    return Spread(STILL_GAIN, track.points[0, N_POSE:].astype(np.float32))
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from dubber.models.landmark_completer import LandmarkCompleter
 from dubber.models.landmark_ensemble import LandmarkEnsemble
 from dubber.models.speech_encoder import SpeechEncoder
 from dubber.pipeline.analysis import VideoTrack
-from dubber.pipeline.articulation import MAX_SECONDS, LastReading, OwnSpeech, read_own_speech, still_spread
+from dubber.pipeline.articulation import MAX_SECONDS, LastReading, OwnSpeech, read_own_speech
 from dubber.pipeline.auto_batch import auto_batch_size
 from dubber.pipeline.dub_pass import encode_dub, render_workers
 from dubber.pipeline.face_pass import track_faces
@@ -265,9 +265,7 @@ class DubbingPipeline:
         """What gives each dubbed frame its target landmarks (``targets(start, stop)``): the completer hearing the
         new audio (evaluation draws from other targets: ``dubber.evaluation.truth_motion``)."""
         spread = None
-        if job.opts.articulation and job.still:
-            spread = still_spread(track)
-        elif job.opts.articulation and job.media.audio is not None:
+        if job.opts.articulation and not job.still and job.media.audio is not None:
             spread = self._read_own_speech(job.video, track, landmarks).spread
         job.articulation_gain = 1.0 if spread is None else spread.gain
         points, fill = track.points, track.filled_index()
