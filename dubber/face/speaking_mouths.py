@@ -33,11 +33,11 @@ def speaking_mouths(path: Path = TABLE) -> tuple[np.ndarray, np.ndarray]:
         return table["displacements"].astype(np.float32), table["openings"].astype(np.float32)
 
 
-def photo_references(photo: np.ndarray, count: int, table: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+def photo_references(photo: np.ndarray, count: int) -> np.ndarray:
     """(count, 131, 2) reference landmark sets for a photo whose tracked points are ``photo`` (131, 2): its upper
     face throughout, its lips and jaw moved along the typical openings (spread over them when ``count`` is not the
     table's length)."""
-    displacements, openings = table if table is not None else speaking_mouths()
+    displacements, openings = speaking_mouths()
     own = float(mouth_opening(photo[None, N_POSE:], CONTENT_INDICES)[0])
     middle = int(np.argmin(np.abs(openings - (openings[0] + openings[-1]) / 2)))
     at = min(int(np.argmin(np.abs(openings - own))), middle)

@@ -155,8 +155,7 @@ class VideoTrack:
         cands = np.flatnonzero(self.frontal)
         if len(cands) == 0:
             cands = np.flatnonzero(self.has_face)
-        opening = np.nan_to_num(self.opening)
-        return self.points[spread_references(opening, cands, count, None)]
+        return self.points[spread_references(np.nan_to_num(self.opening), cands, count, None)]
 
 
 def analyse_video(
