@@ -6,10 +6,12 @@
 For each clip (halves of h frames, as ``dub eval --protocol split``) the input is the clip's first frame as a PNG
 and the speech dubbed onto it is the second half's; the second half's tracked mouth is the truth, read at the dub's
 times (a still's dub runs at 25 frames/s). Per clip: the output's opening correlation with the truth, its
-articulation (std over the truth's) and its mouth sharpness over the photo's. float32, as ``dub eval``. JSON lines
-per clip on stdout, then the means (the seen GRID speaker ``grid_s1`` left out of them, as the split protocol's
-unseen group does); ``--out`` writes them all as one JSON. ``--against``: an earlier run's results (its ``KEY``
-entry of each clip, default "dub"), compared clip by clip: the mean difference and its standard error.
+articulation (std over the truth's) and its mouth sharpness over the photo's; the same correlation and articulation
+of the landmarks the dub was given ("planned"), and the output's correlation with them ("follows plan"). float32,
+as ``dub eval``. JSON lines per clip on stdout, then the means (the seen GRID speaker ``grid_s1`` left out of them,
+as the split protocol's unseen group does); ``--out`` writes them all as one JSON. ``--against``: an earlier run's
+results (its ``KEY`` entry of each clip, default "dub"), compared clip by clip: the mean difference and its standard
+error.
 """
 
 from __future__ import annotations
@@ -23,10 +25,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from dubber.data.clip_arrays import content_opening
 from dubber.data.sources import first_per_speaker, read_sources
 from dubber.evaluation.dub_metrics import frame_points
 from dubber.evaluation.metrics import correlation
 from dubber.evaluation.split_eval import MIN_HALF_FRAMES, mouth_sharpness, second_half_speech, std_ratio
+from dubber.face.landmarks import N_POSE
 from dubber.media.video_reader import VideoReader
 from dubber.pipeline.dubbing import DubbingPipeline
 
@@ -39,7 +43,10 @@ def still_inputs(clip: Path, half: int, fps: float, folder: Path) -> tuple[Path,
     return png, frame, second_half_speech(clip, half, fps, folder / "speech.wav")
 
 
-def score(pipe: DubbingPipeline, output: Path, out_fps: float, truth: np.ndarray, fps: float, photo_sharp) -> dict:
+def score(
+    pipe: DubbingPipeline, output: Path, out_fps: float, truth: np.ndarray, fps: float, photo_sharp, planned
+) -> dict:
+    """The dub against the truth; ``planned``: the opening of the landmarks it was given, per output frame."""
     track = pipe.analyse(output)
     n = min(track.frames, int(len(truth) / fps * out_fps))
     at = np.clip(np.round(np.arange(n) / out_fps * fps).astype(int), 0, len(truth) - 1)
@@ -51,11 +58,14 @@ def score(pipe: DubbingPipeline, output: Path, out_fps: float, truth: np.ndarray
         value = mouth_sharpness(frame.image, points[i])
         if value is not None and photo_sharp:
             sharp.append(value / photo_sharp)
-    opening = track.opening[:n]
+    opening, planned = track.opening[:n], planned[:n]
     return {
         "opening_correlation": correlation(opening, truth[at]),
         "articulation": std_ratio(opening, truth[at]),
         "sharpness": float(np.median(sharp)) if sharp else None,
+        "planned_opening_correlation": correlation(planned, truth[at]),
+        "planned_articulation": std_ratio(planned, truth[at]),
+        "follows_plan": correlation(opening, planned),
     }
 
 
@@ -80,10 +90,11 @@ def main() -> None:
             png, frame, wav = still_inputs(clip.path, half, fps, Path(tmp))
             photo = pipe.analyse(png)
             photo_sharp = mouth_sharpness(frame, frame_points(photo.points[:1], photo.transforms[:1])[0])
-            result = pipe(png, wav, Path(tmp) / "dub.mp4", overwrite=True)
+            result = pipe(png, wav, Path(tmp) / "dub.mp4", overwrite=True, analysis=photo)
+            planned = content_opening(pipe.planned_landmarks(photo, wav)[:, N_POSE:])
             truth = whole.opening[half : 2 * half]
             row = {"clip": clip.clip_id, "speaker": clip.speaker}
-            row["dub"] = score(pipe, result.output, result.fps, truth, fps, photo_sharp)
+            row["dub"] = score(pipe, result.output, result.fps, truth, fps, photo_sharp, planned)
             rows.append(row)
             print(json.dumps(row), flush=True)
     unseen = [r for r in rows if r["speaker"] != "grid_s1"]
