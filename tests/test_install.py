@@ -71,6 +71,19 @@ def test_the_installed_wheel_dubs_the_demo_sample_from_another_folder(installed,
         check=True,
     ).stdout.split()
     assert all(Path(p).is_relative_to(installed) for p in where), where  # nothing read from the source tree
+    table = subprocess.run(  # the package data a photo's references are built from
+        [
+            python,
+            "-c",
+            "from dubber.face.speaking_mouths import TABLE, speaking_mouths; print(TABLE, len(speaking_mouths()[1]))",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert Path(table[0]).is_relative_to(installed) and table[1] == "15", table
     for script, out in (("make_sample.py", "sample.mp4"), ("make_speech.py", "speech.wav")):
         subprocess.run(
             [python, REPO / "examples" / script, tmp_path / out],
