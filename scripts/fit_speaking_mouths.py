@@ -23,6 +23,7 @@ import numpy as np
 
 from dubber.data.cache import PrepCache, held_out_speakers
 from dubber.data.clip_arrays import ClipArrays, content_opening, reference_indices
+from dubber.errors import InputError
 from dubber.face.landmarks import N_POSE
 from dubber.face.speaking_mouths import MIN_RANGE, TABLE
 
@@ -36,7 +37,10 @@ def main() -> None:
     ap.add_argument("--hold-out", default="benchmarks/split_long_clips.csv", help="a CSV of speakers to leave out")
     ap.add_argument("--write", action="store_true", help=f"store the table in {TABLE}")
     args = ap.parse_args()
-    cache = PrepCache(args.cache).without(held_out_speakers(args.hold_out))
+    try:
+        cache = PrepCache(args.cache).without(held_out_speakers(args.hold_out))
+    except InputError as error:
+        raise SystemExit(str(error)) from None
     moves: dict[str, list[np.ndarray]] = defaultdict(list)
     openings: dict[str, list[np.ndarray]] = defaultdict(list)
     for record in cache.records("train"):
@@ -49,6 +53,8 @@ def main() -> None:
             continue
         moves[record.speaker].append(content - content[0])
         openings[record.speaker].append(opening)
+    if not moves:
+        raise SystemExit(f"{args.cache}: no train clip of {MIN_FRAMES} frames or more whose mouth moves to fit on")
     displacements = _median_of_speakers(moves).astype(np.float32)
     typical = _median_of_speakers(openings).astype(np.float32)
     summary = {

@@ -27,9 +27,9 @@ MIN_RANGE = 0.05
 
 
 @lru_cache(maxsize=1)
-def speaking_mouths(path: Path = TABLE) -> tuple[np.ndarray, np.ndarray]:
+def speaking_mouths() -> tuple[np.ndarray, np.ndarray]:
     """(R, 57, 2) lips-and-jaw displacements from the closed mouth, and (R,) their mouth openings, closed first."""
-    with np.load(path) as table:
+    with np.load(TABLE) as table:
         return table["displacements"].astype(np.float32), table["openings"].astype(np.float32)
 
 
