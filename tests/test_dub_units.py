@@ -348,6 +348,37 @@ def test_source_detail_returns_the_frames_fine_detail_only_where_the_drawing_agr
     assert comp.with_source_detail(drawing, source, 1.0) is drawing  # a face no larger than the crop: unchanged
 
 
+def test_source_detail_in_opencv_passes_is_the_formula_in_numpy():
+    """The fused OpenCV arithmetic of ``with_source_detail`` against its formula written out in numpy."""
+    import cv2
+
+    rng = np.random.default_rng(3)
+    comp = Compositor(32, CompositeOptions(detail=15.0))
+    source = rng.integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    drawing = rng.uniform(0, 255, (60, 80, 3)).astype(np.float32)
+    reference = rng.uniform(0, 255, (60, 80, 3)).astype(np.float32)
+    o = comp.options
+
+    def blur(x, sigma):
+        return cv2.GaussianBlur(x, (0, 0), sigmaX=sigma)
+
+    def agreement(a, b):
+        return np.exp(-np.abs(a - b).mean(-1, keepdims=True) / o.detail)
+
+    for fpc in (1.6, 3.0, 5.0):
+        src = source.astype(np.float32)
+        agree = agreement(blur(drawing, fpc), blur(src, fpc))
+        own = agree * (src - blur(src, fpc))
+        ramp = min((fpc - o.reference_from) / (o.reference_full - o.reference_from), 1.0)
+        expected = drawing + own
+        if ramp > 0:
+            weight = (1 - agree) * agreement(blur(drawing, fpc), blur(reference, fpc)) * ramp
+            fine = weight * (reference - blur(reference, o.reference_band * fpc))
+            expected = drawing + (own + fine) * (agree + weight) / np.sqrt(agree**2 + weight**2 + 1e-12)
+        got = comp.with_source_detail(drawing, source, fpc, reference)
+        np.testing.assert_allclose(got, expected, atol=2e-3)
+
+
 def test_the_phase_clock_splits_wall_and_cpu_time_into_laps(monkeypatch):
     from dubber.pipeline import phase_clock
 

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from dubber.evaluation.blend_fit import blended_psnr, fit_reference_blend
+from dubber.evaluation.blend_fit import blended_psnr, fit_reference_blend, renderer_paste
 from dubber.evaluation.image_metrics import psnr
+from dubber.face.aligner import canonical_face
 from dubber.face.landmarks import ALL_INDICES, LEFT_EYE_OUTER, RIGHT_EYE_OUTER
 from dubber.models.renderer_unet import nearest_reference, nearest_reference_index
 from dubber.render import FaceRenderer, lower_face_mask
@@ -99,6 +100,39 @@ def test_the_blend_is_saved_with_the_weights_and_needs_a_hint(tmp_path):
     old.register_to_config(reference_hint=False)
     with pytest.raises(ValueError, match="reference hint"):
         FaceRenderer(old, reference_blend=ReferenceBlend(0.01, 0.03))
+
+
+def test_the_fit_mixes_the_network_with_the_renderers_own_paste():
+    """The fit's paste is the renderer's hint: the reference nearest the target's mouth shape, warped onto the
+    target's landmarks when the weights warp it; its mismatch is that hint's."""
+    from dubber.render.hint_warp import thin_plate_warp
+    from dubber.render.image_tensors import to_model_range, to_uint8
+    from dubber.render.mouth_guard import MouthGuard
+
+    rng = np.random.default_rng(0)
+    n, size = 3, 32
+    face = canonical_face()[:131].astype(np.float32)
+    landmarks = np.repeat(face[None], n, 0)
+    landmarks[:, 74:, 1] += np.array([0.0, 0.01, 0.02], np.float32)[:, None]  # the lips and jaw lowered
+    ref_landmarks = np.repeat(face[None, None], 2, 1).repeat(n, 0)
+    ref_landmarks[:, 0, 74:] += rng.normal(
+        0, 0.02, (57, 2)
+    )  # the first one's mouth shape is far off: the hint is the second
+    refs = rng.integers(0, 256, (n, 2, size, size, 3), dtype=np.uint8)
+    targets = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+    drawn = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+    network, paste, mismatch = renderer_paste(drawn, targets, landmarks, refs, ref_landmarks, hint_warp=False)
+    assert (network == drawn).all() and (paste == refs[:, 1]).all()
+    expected = reference_mismatch(torch.from_numpy(ref_landmarks[:, 1:]), torch.from_numpy(landmarks)).numpy()
+    np.testing.assert_allclose(mismatch, expected)
+    assert mismatch[0] < 1e-6 < mismatch[1] < mismatch[2]
+    _, warped, _ = renderer_paste(drawn, targets, landmarks, refs, ref_landmarks, hint_warp=True)
+    lm = torch.from_numpy(landmarks)
+    hint = thin_plate_warp(to_model_range(refs[:, 1]), torch.from_numpy(ref_landmarks[:, 1]), lm)
+    assert (warped == to_uint8(hint)).all() and (warped[2] != refs[2, 1]).any()
+    guard = MouthGuard()
+    guarded, _, _ = renderer_paste(drawn, targets, landmarks, refs, ref_landmarks, hint_warp=True, mouth_guard=guard)
+    assert (guarded == to_uint8(guard(to_model_range(drawn), hint, lm))).all() and (guarded != drawn).any()
 
 
 def test_blended_psnr_matches_the_metric_and_the_fit_finds_where_the_paste_is_right():

@@ -75,12 +75,19 @@ class CompositeOptions:
     reference_band: float = 0.7
 
 
-def _mixed(a: np.ndarray, wa: np.ndarray, b: np.ndarray, wb: np.ndarray) -> np.ndarray:
-    """``a + b`` (two textures already weighted by ``wa`` and ``wb``) rescaled so that where both count the mix is as
-    strong as either texture at weight ``wa + wb``: a plain weighted sum of two unrelated textures is weaker than
-    either (at half and half, 0.71 of one), which reads as blur (variance-preserving blending, as in texture
-    synthesis)."""
-    return (a + b) * ((wa + wb) / np.sqrt(wa * wa + wb * wb + 1e-12))
+def _mix_gain(wa: np.ndarray, wb: np.ndarray) -> np.ndarray:
+    """The factor that rescales ``a + b`` (two textures already weighted by ``wa`` and ``wb``) so that where both
+    count the mix is as strong as either texture at weight ``wa + wb``: a plain weighted sum of two unrelated textures
+    is weaker than either (at half and half, 0.71 of one), which reads as blur (variance-preserving blending, as in
+    texture synthesis)."""
+    return (wa + wb) / np.sqrt(wa * wa + wb * wb + 1e-12)
+
+
+def _agreement(a: np.ndarray, b: np.ndarray, detail: float) -> np.ndarray:
+    """(h, w, 1) float32: exp(-(mean over channels of |a - b|) / detail) of two (h, w, 3) float32 images (OpenCV's
+    single passes: numpy's channel mean and temporaries cost several times as much on a large face's region)."""
+    scaled = cv2.transform(cv2.absdiff(a, b), np.full((1, 3), -1.0 / (3.0 * detail), np.float32))
+    return cv2.exp(scaled)[..., None]
 
 
 def _odd(n: float) -> int:
@@ -162,24 +169,30 @@ class Compositor:
         landmarks, in ``roi``) gives its detail instead, where the drawing agrees with it: the changed lips and teeth
         from a frame that shows them. On faces of up to ``reference_from`` frame pixels per crop pixel the drawing
         holds nearly all the detail there is (a reference's would double it), from ``reference_full`` on all of it.
-        The two details are mixed so that the mix keeps one texture's strength (``_mixed``)."""
+        The two details are mixed so that the mix keeps one texture's strength (``_mix_gain``)."""
         if frame_per_crop <= 1.2:
             return image
         o = self.options
-        source = roi.astype(np.float32)
+        source = roi if roi.dtype == np.float32 else roi.astype(np.float32)
         coarse_source = cv2.GaussianBlur(source, (0, 0), sigmaX=frame_per_crop)
         coarse_image = cv2.GaussianBlur(image, (0, 0), sigmaX=frame_per_crop)
-        agree = np.exp(-np.abs(coarse_image - coarse_source).mean(-1, keepdims=True) / o.detail)
-        own = agree * (source - coarse_source)
+        agree = _agreement(coarse_image, coarse_source, o.detail)
+        own = cv2.subtract(source, coarse_source)  # the frame's detail finer than a crop pixel
         ramp = (frame_per_crop - o.reference_from) / (o.reference_full - o.reference_from)
         if reference is None or ramp <= 0:
-            return image + own
+            own *= agree
+            own += image
+            return own
         coarse_ref = cv2.GaussianBlur(reference, (0, 0), sigmaX=frame_per_crop)
-        agree_ref = np.exp(-np.abs(coarse_image - coarse_ref).mean(-1, keepdims=True) / o.detail)
-        weight = (1.0 - agree) * agree_ref * min(ramp, 1.0)
+        weight = (1.0 - agree) * _agreement(coarse_image, coarse_ref, o.detail) * min(ramp, 1.0)
         # Only the reference's finest detail: its coarser detail is the drawing's to give.
-        fine = reference - cv2.GaussianBlur(reference, (0, 0), sigmaX=o.reference_band * frame_per_crop)
-        return image + _mixed(own, agree, weight * fine, weight)
+        fine = cv2.subtract(reference, cv2.GaussianBlur(reference, (0, 0), sigmaX=o.reference_band * frame_per_crop))
+        gain = _mix_gain(agree, weight)
+        own *= agree * gain
+        fine *= weight * gain
+        own += fine
+        own += image
+        return own
 
     def crop(self, frame: np.ndarray, transform: Similarity) -> np.ndarray:
         """The S x S crop of ``frame`` the renderer redraws (``FaceAligner.crop``): the other direction of the
@@ -218,11 +231,17 @@ class Compositor:
         alpha = self.alpha if jaws is None else self.jaw_alpha(jaws)
         alpha = cv2.warpAffine(alpha, m, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)[..., None]
         roi = frame[y0:y1, x0:x1]
+        source = roi.astype(np.float32)
         if self.options.detail > 0:
             frame_per_crop = transform.scale / self.size
             ref = None
             if reference is not None and frame_per_crop > self.options.reference_from:
                 ref = reference.in_region(transform, x0, y0, size)
-            image = self.with_source_detail(image, roi, frame_per_crop, ref)
-        blended = roi.astype(np.float32) * (1.0 - alpha) + image * alpha
-        np.copyto(roi, np.clip(np.rint(blended), 0, 255).astype(np.uint8), where=alpha > 0)
+            image = self.with_source_detail(image, source, frame_per_crop, ref)
+        # roi + (image - roi) * alpha in place: where alpha is 0 that is the decoded value exactly.
+        image -= source
+        image *= alpha
+        image += source
+        np.rint(image, out=image)
+        np.clip(image, 0, 255, out=image)
+        np.copyto(roi, image, casting="unsafe")

@@ -141,7 +141,7 @@ class TorchCompositor(Compositor):
         agree_ref = torch.exp(-(coarse_image - coarse_ref).abs().mean(0, keepdim=True) / o.detail)
         weight = (1.0 - agree) * agree_ref * min(ramp, 1.0)
         fine = reference - gaussian_blur(reference, o.reference_band * frame_per_crop)
-        # ``compositor._mixed``: the mix as strong as one texture
+        # ``compositor._mix_gain``: the mix as strong as one texture
         return image + (own + weight * fine) * ((agree + weight) / torch.sqrt(agree * agree + weight * weight + 1e-12))
 
     def paste(
