@@ -6,7 +6,8 @@
 Renders the dev samples of `dub eval renderer` with the network alone (mouth-guarded, as dubs keep it), then chooses
 the two mismatch thresholds (dubber/render/reference_blend.py) for its mix with the renderer's paste (the nearest
 reference, warped onto the target's landmarks when the weights warp their hint) that maximise mean lower-face PSNR
-on the dev speakers the renderer never trained on, and prints the fit with its leave-one-speaker-out check.
+on the dev speakers the renderer never trained on, and prints the fit with its leave-one-speaker-out check and the
+two pictures' PSNR by mismatch band.
 ``--write`` stores the thresholds in FOLDER's renderer.json (the fit's, or ``--thresholds``: the shipped ones were
 chosen on the split protocol and speed, not on PSNR, docs/RENDERER.md "Reference blend"), re-runs the full renderer
 evaluation with them (the numbers of `dub eval renderer`), and, when FOLDER is the shipped renderer, refreshes its
@@ -23,7 +24,7 @@ import numpy as np
 from ship_renderer import renderer_metrics  # scripts/ is on sys.path when a tool runs
 
 from dubber.data.cache import PrepCache
-from dubber.evaluation.blend_fit import fit_reference_blend, renderer_paste
+from dubber.evaluation.blend_fit import by_mismatch, fit_reference_blend, renderer_paste
 from dubber.evaluation.renderer_eval import build_dev_samples, evaluate_renderer, render_samples
 from dubber.evaluation.renderer_monitor import dev_clips_for_eval, face_backend
 from dubber.render.face_mask import lower_face_mask
@@ -71,11 +72,12 @@ def main() -> None:
         mouth_guard=renderer.mouth_guard,
     )
     speakers = [s for s, u in zip(dev.speakers, unseen, strict=True) if u]
+    mask = lower_face_mask(renderer.size)
     fit = fit_reference_blend(
         network[unseen],
         paste[unseen],
         dev.targets[unseen],
-        lower_face_mask(renderer.size),
+        mask,
         mismatch[unseen],
         speakers,
         edge=args.edge,
@@ -84,7 +86,8 @@ def main() -> None:
         f"scripts/fit_reference_blend.py CACHE --steps {args.steps} --per-clip {args.per_clip} "
         f"--per-speaker {args.per_speaker} --seed {args.seed} --edge {args.edge:g}"
     )
-    result = {"fit": fit.to_dict(), "fitted_on": "unseen dev speakers", "command": command}
+    bands = by_mismatch(network[unseen], paste[unseen], dev.targets[unseen], mask, mismatch[unseen])
+    result = {"fit": fit.to_dict(), "fitted_on": "unseen dev speakers", "by_mismatch": bands, "command": command}
     print(json.dumps(result, indent=1))
     if args.write:
         blend = chosen or fit.blend

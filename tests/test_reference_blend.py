@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from dubber.evaluation.blend_fit import blended_psnr, fit_reference_blend, renderer_paste
+from dubber.evaluation.blend_fit import blended_psnr, by_mismatch, fit_reference_blend, renderer_paste
 from dubber.evaluation.image_metrics import psnr
 from dubber.face.aligner import canonical_face
 from dubber.face.landmarks import ALL_INDICES, LEFT_EYE_OUTER, RIGHT_EYE_OUTER
@@ -100,6 +100,24 @@ def test_the_blend_is_saved_with_the_weights_and_needs_a_hint(tmp_path):
     old.register_to_config(reference_hint=False)
     with pytest.raises(ValueError, match="reference hint"):
         FaceRenderer(old, reference_blend=ReferenceBlend(0.01, 0.03))
+
+
+def test_the_bands_compare_network_and_paste_by_mismatch():
+    rng = np.random.default_rng(2)
+    n, size = 12, 16
+    mask = lower_face_mask(size)
+    truth = rng.integers(0, 256, (n, size, size, 3)).astype(np.uint8)
+    mismatch = np.array([0.01] * 4 + [0.05] * 5 + [0.2] * 3, np.float32)
+    noise = rng.normal(0, 10, truth.shape)
+    far = (mismatch > 0.06)[:, None, None, None]
+    network = np.clip(truth + noise * np.where(far, 0.5, 2.0), 0, 255).astype(np.uint8)  # better only where far
+    paste = np.clip(truth + noise * np.where(far, 2.0, 0.5), 0, 255).astype(np.uint8)
+    bands = by_mismatch(network, paste, truth, mask, mismatch)
+    assert [(b["from"], b["to"], b["samples"]) for b in bands] == [(0.0, 0.03, 4), (0.03, 0.06, 5), (0.09, None, 3)]
+    ones = np.ones(n, np.float32)
+    drawn = blended_psnr(network, paste, truth, mask, ones)
+    assert bands[2]["network"] == pytest.approx(drawn[9:].mean()) and bands[2]["network_better"] == 1.0
+    assert bands[0]["network_better"] == 0.0 and bands[0]["paste"] > bands[0]["network"]
 
 
 def test_the_fit_mixes_the_network_with_the_renderers_own_paste():

@@ -96,6 +96,38 @@ def blended_psnr(
     return np.minimum(np.where(mse == 0, PSNR_CAP, value), PSNR_CAP)
 
 
+def by_mismatch(
+    network: np.ndarray,
+    paste: np.ndarray,
+    truth: np.ndarray,
+    mask: np.ndarray,
+    mismatch: np.ndarray,
+    edges: tuple[float, ...] = (0.03, 0.06, 0.09),
+) -> list[dict]:
+    """Per mismatch band (``edges`` split it; the last band is open): the samples, the mean lower-face PSNR of the
+    network alone and of the paste alone, and the share of samples the network draws better. Where the thresholds
+    lie between the two is then a choice with its price in view."""
+    ones = np.ones(len(network), np.float32)
+    drawn = blended_psnr(network, paste, truth, mask, ones)
+    pasted = blended_psnr(network, paste, truth, mask, 0.0 * ones)
+    bounds = (0.0, *edges, np.inf)
+    bands = []
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        sel = (mismatch >= lo) & (mismatch < hi)
+        if sel.any():
+            bands.append(
+                {
+                    "from": float(lo),
+                    "to": None if np.isinf(hi) else float(hi),
+                    "samples": int(sel.sum()),
+                    "network": float(drawn[sel].mean()),
+                    "paste": float(pasted[sel].mean()),
+                    "network_better": float((drawn[sel] > pasted[sel]).mean()),
+                }
+            )
+    return bands
+
+
 def _scores(network, paste, truth, mask, mismatch, lows, widths, edge) -> dict[tuple[float, float], np.ndarray]:
     ramp = edge_ramp(mask.shape[0], edge)
     out = {}
