@@ -1,6 +1,6 @@
 """How a still photo's dub moves against the speaker's real mouth: the split protocol with a photo as the input.
 
-    .venv/bin/python scripts/still_split.py MANIFEST [--split S] [--per-speaker N] [--out RESULTS.json]
+    .venv/bin/python scripts/still_split.py MANIFEST [--split S] [--per-speaker N] [--weights W] [--out RESULTS.json]
         [--against EARLIER.json [--key KEY]]
 
 For each clip (halves of h frames, as ``dub eval --protocol split``) the input is the clip's first frame as a PNG
@@ -77,8 +77,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None, help="write the clips and means as one JSON")
     ap.add_argument("--against", type=Path, default=None, help="an earlier run's --out, compared clip by clip")
     ap.add_argument("--key", default="dub", help="which entry of the earlier run's clips to compare with")
+    ap.add_argument("--weights", default="default", help="weights by name, or a folder of landmarks/ and renderer/")
     args = ap.parse_args()
-    pipe = DubbingPipeline.from_pretrained(dtype="float32")
+    pipe = DubbingPipeline.from_pretrained(args.weights, dtype="float32")
     rows = []
     for clip in first_per_speaker(read_sources(args.manifest, {args.split}), args.per_speaker):
         with tempfile.TemporaryDirectory(prefix="still-split-") as tmp:
