@@ -61,6 +61,7 @@ def test_dub_writes_the_audio_length_with_untouched_surroundings(tmp_path, face_
     assert info.video.fps == Fraction(25) and info.video.time_base == source.video.time_base
     assert info.audio is not None and abs(info.audio.duration - 0.8) < 0.03
     assert result["face_frames"] == 16 and result["timings"]["render"] > 0
+    assert 0 < result["network_frames"] <= 16
     plain = tmp_path / "plain.mp4"
     reencode(face_clip, plain, options=VideoEncodeOptions())
     dubbed, reference = frames_of(out), frames_of(plain)
@@ -342,6 +343,15 @@ def test_python_api_reports_progress_and_chunks_do_not_show(tmp_path, face_clip)
     assert ("analyse", 20, 20) in seen and seen[-1] == ("dub", 20, 20)
     for x, y in zip(frames_of(tmp_path / "a.mp4"), frames_of(tmp_path / "b.mp4"), strict=True):
         assert np.abs(x.astype(int) - y.astype(int)).max() <= 2  # batch size changes only float rounding
+    assert 0 < a.network_frames == b.network_frames <= 16
+    from dubber.render.reference_blend import ReferenceBlend
+
+    blend, pipe.renderer.reference_blend = pipe.renderer.reference_blend, ReferenceBlend(10.0, 10.0)
+    try:  # every hint within the blend's reach: the warped hints alone, no frame drawn by the network
+        c = pipe(face_clip, speech, tmp_path / "c.mp4", steps=2, preset="ultrafast")
+    finally:
+        pipe.renderer.reference_blend = blend
+    assert c.face_frames == 16 and c.network_frames == 0
 
 
 def test_bench_reports_stages_memory_and_the_reencode_ratio(tmp_path, face_clip, capsys):
@@ -357,3 +367,5 @@ def test_bench_reports_stages_memory_and_the_reencode_ratio(tmp_path, face_clip,
     assert {"render", "track", "encode"} <= set(report["stage_fps"])
     assert set(report["phases"]) == {"audio", "analyse", "plan", "dub"} and report["phases"]["dub"]["cores"] > 0.2
     assert report["settings"]["paste"] == "opencv" and report["settings"]["tracking_segments"] == 1
+    # The tiny bundle's blend gives the network every frame whose hint is not its target's mouth exactly.
+    assert report["face_frames"] == 10 and 0 < report["network_frames"] <= 10, report["network_frames"]

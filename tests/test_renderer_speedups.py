@@ -182,11 +182,14 @@ def test_frames_the_blend_pastes_are_not_drawn():
         return denoise(sample, t, cond)
 
     unet.denoise = counting
-    got = FaceRenderer(unet, reference_blend=blend)(crops, lmk, refs, ref_lmk, steps=2, seed=1)
+    counts: dict[str, int] = {"network": 1}
+    got = FaceRenderer(unet, reference_blend=blend)(crops, lmk, refs, ref_lmk, steps=2, seed=1, counts=counts)
     assert batches == [2, 2]  # two steps over frames 0 and 2
+    assert counts == {"network": 3}  # added to what was there: the two frames it drew
     batches.clear()
-    network = FaceRenderer(unet)(crops, lmk, refs, ref_lmk, steps=2, seed=1)
-    assert batches == [3, 3]
+    counts.clear()
+    network = FaceRenderer(unet)(crops, lmk, refs, ref_lmk, steps=2, seed=1, counts=counts)
+    assert batches == [3, 3] and counts == {"network": 3}
     mask = torch.from_numpy(lower_face_mask(TINY).copy())
     paste = crops * (1 - mask) + mask * nearest_reference(
         refs[None].expand(3, -1, -1, -1, -1), ref_lmk[None].expand(3, -1, -1, -1), lmk
@@ -195,8 +198,9 @@ def test_frames_the_blend_pastes_are_not_drawn():
     assert w[1] == 0 and w[[0, 2]].min() > 0
     torch.testing.assert_close(got, (1 - w) * paste + w * network)
     batches.clear()  # nothing to draw: no network call at all
-    FaceRenderer(unet, reference_blend=ReferenceBlend(10.0, 10.0))(crops, lmk, refs, ref_lmk, steps=2)
-    assert batches == []
+    counts.clear()
+    FaceRenderer(unet, reference_blend=ReferenceBlend(10.0, 10.0))(crops, lmk, refs, ref_lmk, steps=2, counts=counts)
+    assert batches == [] and counts == {"network": 0}
 
 
 def test_upsample_conv_reuses_its_kernels_until_the_weight_changes():

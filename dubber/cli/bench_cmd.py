@@ -68,3 +68,4 @@ def bench_command(
     )
     phases = ", ".join(f"{name} {p['seconds']:.1f} s on {p['cores']:.2f} cores" for name, p in report.phases.items())
     stderr.print(f"phases: {phases}")
+    stderr.print(f"faces redrawn: {report.face_frames}, by the renderer network {report.network_frames}")

@@ -46,6 +46,10 @@ class BenchReport:
     cores_busy: float = 0.0
     # Per phase of the dub (audio, analyse, plan, dub), its wall seconds and the cores it kept busy (DubResult).
     phases: dict[str, dict[str, float]] = field(default_factory=dict)
+    # Frames with a face redrawn, and those of them the renderer network drew (the reference blend pastes the others
+    # as the warped hint, which costs no network time: the render stage follows the second number).
+    face_frames: int = 0
+    network_frames: int = 0
     peak_rss_mb: float = 0.0
     peak_gpu_mb: float | None = None
     settings: dict = field(default_factory=dict)  # the dub's (``DubResult.settings``): batch size, paste, segments...
@@ -91,6 +95,8 @@ def benchmark(pipe: DubbingPipeline, video: str | Path, audio: str | Path, **ove
         reencode_cpu_ms_per_frame=round(1e3 * plain_cpu / max(plain_frames, 1), 1),
         cores_busy=round(dub_cpu / total, 2),
         phases=result.phases,
+        face_frames=result.face_frames,
+        network_frames=result.network_frames,
         peak_rss_mb=round(peak_rss_mb(), 1),
         peak_gpu_mb=round(torch.cuda.max_memory_allocated(pipe.device) / 2**20, 1) if cuda else None,
         settings=result.settings,

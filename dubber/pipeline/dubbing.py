@@ -322,12 +322,13 @@ class DubbingPipeline:
         opts, reader, timings = job.opts, job.reader, job.timings
         t0 = time.perf_counter()
         redraw = None
+        counts: dict[str, int] = {}
         if track.has_face.any():
             refs = ReferenceSet.from_track(
                 track, self.renderer, landmarks.config.n_refs, per_frame=opts.references == "nearest"
             )
             motion = self._motion(job, track, timeline, landmarks, refs.landmark_sets)
-            redraw = FaceRedrawer(self.renderer, track, timeline, motion, refs, opts, timings)
+            redraw = FaceRedrawer(self.renderer, track, timeline, motion, refs, opts, timings, counts)
         add_time(timings, "landmarks", t0)
         width, height = reader.size
         job.batch_size = opts.batch_size or auto_batch_size(self.device, reader.size)
@@ -348,6 +349,7 @@ class DubbingPipeline:
             source_frames=track.frames,
             still_image=job.still,
             timings=timings,
+            network_frames=counts.get("network", 0),
             phases=phase_report(job.clock.phases),
             settings=dub_settings(self.name, self.runtime, self.renderer, job),
         )

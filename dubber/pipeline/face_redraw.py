@@ -43,6 +43,13 @@ def add_time(timings: dict[str, float], key: str, t0: float) -> None:
         timings[key] = timings.get(key, 0.0) + seconds
 
 
+def add_counts(total: dict[str, int], counts: dict[str, int]) -> None:
+    """Add ``counts`` into ``total`` (the drawing workers of a pass run in several threads)."""
+    with _TIMINGS_LOCK:
+        for key, n in counts.items():
+            total[key] = total.get(key, 0) + n
+
+
 @dataclass
 class PlannedFaces:
     """A chunk's faces to redraw and the landmarks to draw them on (``FaceRedrawer.plan``)."""
@@ -150,9 +157,11 @@ class FaceRedrawer:
         refs: ReferenceSet,
         opts: DubOptions,
         timings: dict[str, float],
+        counts: dict[str, int] | None = None,
     ) -> None:
         self.renderer, self.track, self.timeline, self.motion, self.refs = renderer, track, timeline, motion, refs
         self.opts, self.timings = opts, timings
+        self.counts = counts if counts is not None else {}  # "network": frames the renderer network drew
         composite = CompositeOptions(colour_match=opts.colour_match, detail=15.0 if opts.source_detail else 0.0)
         self.compositor = compositor_for(renderer.device, renderer.size, composite)
 
@@ -195,6 +204,7 @@ class FaceRedrawer:
                 tokens = self.renderer.gather_references(self.refs.pool_tokens, order)
         else:
             ref_crops, ref_points, tokens = self.refs.crops, self.refs.points, self.refs.tokens
+        counts: dict[str, int] = {}
         rendered = self.renderer(
             to_model_range(crops),
             targets,
@@ -209,7 +219,9 @@ class FaceRedrawer:
             # The first of each frame's references: the pool frame nearest its mouth and its head's turn.
             hint_index=None if hints is None else torch.zeros(len(todo), dtype=torch.long),
             hint_read=reads,
+            counts=counts,
         )
+        add_counts(self.counts, counts)
         drawn = DrawnFaces(todo, to_uint8(rendered), crops, transforms, targets, hints, reads)
         add_time(self.timings, "render", t0)
         return drawn

@@ -106,6 +106,8 @@ class DubResult:
     source_frames: int
     still_image: bool
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage and "total"
+    # Of the face frames, those the renderer network drew; the reference blend gave the others to the warped hint.
+    network_frames: int = 0
     # Per phase (audio, analyse, plan, dub, one after another) its wall seconds and the cores it kept busy.
     phases: dict[str, dict[str, float]] = field(default_factory=dict)
     settings: dict = field(default_factory=dict)  # what made the frames: weights, steps, seed, references, ...

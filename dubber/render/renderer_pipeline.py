@@ -161,6 +161,7 @@ class FaceRenderer:
         blend: bool = True,
         hint_index: torch.Tensor | None = None,
         hint_read: torch.Tensor | None = None,
+        counts: dict[str, int] | None = None,
     ) -> torch.Tensor:
         """Redraw the lower face of ``crops`` (B, 3, S, S) to follow ``landmarks`` (B, 131, 2, unit crop).
 
@@ -172,7 +173,8 @@ class FaceRenderer:
         ``hint_index`` (B,): which reference is each frame's hint, when the caller chose it (default: the one whose
         mouth shape is nearest the target's). ``hint_read`` (B, S, S, 2): with ``hint_index``, the hint warp's
         ``thin_plate_read`` from each hint's landmarks to the target's, when the caller computed it (the compositor
-        reads the hint's full-resolution frame with it too).
+        reads the hint's full-resolution frame with it too). ``counts``: ``counts["network"]`` grows by the frames the
+        network drew (the reference blend gives the others to the warped hint alone).
         """
         b = crops.shape[0]
         device, dtype = self.device, self.dtype
@@ -204,6 +206,8 @@ class FaceRenderer:
                 # Frames whose nearest reference already shows the target mouth get the paste alone (blend weight
                 # 0): the network's drawing would be thrown away, so it is not drawn.
                 drawn = (self.reference_blend.weights(mismatch) > 0).nonzero().flatten()
+        if counts is not None:
+            counts["network"] = counts.get("network", 0) + (b if drawn is None else len(drawn))
         if drawn is None:
             x = self._sample(masked, mask, landmarks, reference_tokens, hint, steps, seed, guidance, scheduler)
         else:
