@@ -49,7 +49,10 @@ def main() -> None:
     args = ap.parse_args()
     if args.thresholds and not args.write:
         ap.error("--thresholds is what --write stores: give both")
-    chosen = ReferenceBlend(*args.thresholds, edge=args.edge) if args.thresholds else None
+    try:
+        chosen = ReferenceBlend(*args.thresholds, edge=args.edge) if args.thresholds else None
+    except ValueError as error:
+        ap.error(str(error))
 
     folder = args.weights or weights_root() / RENDERER_MODEL
     renderer = load_renderer(args.weights)
@@ -64,7 +67,6 @@ def main() -> None:
     drawn = render_samples(renderer, dev, steps=args.steps, seed=args.seed, blend=False)
     network, paste, mismatch = renderer_paste(
         drawn,
-        dev.targets,
         dev.landmarks,
         dev.refs,
         dev.ref_landmarks,

@@ -27,6 +27,7 @@ import numpy as np
 
 from dubber.data.clip_arrays import content_opening
 from dubber.data.sources import first_per_speaker, read_sources
+from dubber.errors import DubberError
 from dubber.evaluation.dub_metrics import frame_points
 from dubber.evaluation.metrics import correlation
 from dubber.evaluation.split_eval import MIN_HALF_FRAMES, mouth_sharpness, second_half_speech, std_ratio
@@ -79,7 +80,10 @@ def main() -> None:
     ap.add_argument("--key", default="dub", help="which entry of the earlier run's clips to compare with")
     ap.add_argument("--weights", default="default", help="weights by name, or a folder of landmarks/ and renderer/")
     args = ap.parse_args()
-    pipe = DubbingPipeline.from_pretrained(args.weights, dtype="float32")
+    try:
+        pipe = DubbingPipeline.from_pretrained(args.weights, dtype="float32")
+    except DubberError as error:
+        raise SystemExit(f"error: {error}") from None
     rows = []
     for clip in first_per_speaker(read_sources(args.manifest, {args.split}), args.per_speaker):
         with tempfile.TemporaryDirectory(prefix="still-split-") as tmp:

@@ -137,19 +137,18 @@ def test_the_fit_mixes_the_network_with_the_renderers_own_paste():
         0, 0.02, (57, 2)
     )  # the first one's mouth shape is far off: the hint is the second
     refs = rng.integers(0, 256, (n, 2, size, size, 3), dtype=np.uint8)
-    targets = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
     drawn = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
-    network, paste, mismatch = renderer_paste(drawn, targets, landmarks, refs, ref_landmarks, hint_warp=False)
+    network, paste, mismatch = renderer_paste(drawn, landmarks, refs, ref_landmarks, hint_warp=False)
     assert (network == drawn).all() and (paste == refs[:, 1]).all()
     expected = reference_mismatch(torch.from_numpy(ref_landmarks[:, 1:]), torch.from_numpy(landmarks)).numpy()
     np.testing.assert_allclose(mismatch, expected)
     assert mismatch[0] < 1e-6 < mismatch[1] < mismatch[2]
-    _, warped, _ = renderer_paste(drawn, targets, landmarks, refs, ref_landmarks, hint_warp=True)
+    _, warped, _ = renderer_paste(drawn, landmarks, refs, ref_landmarks, hint_warp=True)
     lm = torch.from_numpy(landmarks)
     hint = thin_plate_warp(to_model_range(refs[:, 1]), torch.from_numpy(ref_landmarks[:, 1]), lm)
     assert (warped == to_uint8(hint)).all() and (warped[2] != refs[2, 1]).any()
     guard = MouthGuard()
-    guarded, _, _ = renderer_paste(drawn, targets, landmarks, refs, ref_landmarks, hint_warp=True, mouth_guard=guard)
+    guarded, _, _ = renderer_paste(drawn, landmarks, refs, ref_landmarks, hint_warp=True, mouth_guard=guard)
     assert (guarded == to_uint8(guard(to_model_range(drawn), hint, lm))).all() and (guarded != drawn).any()
 
 

@@ -14,10 +14,9 @@ import numpy as np
 import torch
 
 from dubber.evaluation.image_metrics import PSNR_CAP
-from dubber.models.renderer_unet import nearest_reference_index
-from dubber.render.hint_warp import thin_plate_warp
 from dubber.render.image_tensors import to_model_range, to_uint8
 from dubber.render.reference_blend import ReferenceBlend, edge_ramp, reference_mismatch
+from dubber.render.renderer_pipeline import reference_hint
 
 DEFAULT_LOWS = tuple(round(x, 4) for x in np.arange(0.0, 0.0601, 0.0025))
 DEFAULT_WIDTHS = (0.0, 0.005, 0.01, 0.015, 0.02, 0.03, 0.04)
@@ -41,7 +40,6 @@ class BlendFit:
 
 def renderer_paste(
     network: np.ndarray,
-    targets: np.ndarray,
     landmarks: np.ndarray,
     refs: np.ndarray,
     ref_landmarks: np.ndarray,
@@ -51,22 +49,16 @@ def renderer_paste(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """What the renderer's blend mixes, for (N, S, S, 3) uint8 drawings of the network alone: the drawings as the
     pipeline keeps them (``mouth_guard`` applied about the hint), the paste (the hint: the reference nearest each
-    target's mouth shape, carried onto the target's landmarks when ``hint_warp``, in the crop's lower face) and the
-    hint's mismatch, (N,). The same hint and mismatch as ``FaceRenderer.__call__``: a fit against another paste (the
+    target's mouth shape, carried onto the target's landmarks when ``hint_warp``; scored in the lower face) and the
+    hint's mismatch, (N,). The hint is ``FaceRenderer``'s own (``reference_hint``): a fit against another paste (the
     unwarped nearest reference) chooses thresholds for a picture the dub never shows."""
     lm = torch.from_numpy(landmarks).float()
     ref_lm = torch.from_numpy(ref_landmarks).float()
-    pick = nearest_reference_index(ref_lm, lm)
-    rows = torch.arange(len(lm))
-    hint_lm = ref_lm[rows, pick]
-    hint = to_model_range(refs[rows.numpy(), pick.numpy()])
-    if hint_warp:
-        hint = thin_plate_warp(hint, hint_lm, lm)
+    hint, hint_lm = reference_hint(to_model_range(refs), ref_lm, lm, warp=hint_warp)
     drawn = to_model_range(network)
     if mouth_guard is not None:
         drawn = mouth_guard(drawn, hint, lm)
-    mismatch = reference_mismatch(hint_lm[:, None], lm).numpy()
-    return to_uint8(drawn), to_uint8(hint), mismatch
+    return to_uint8(drawn), to_uint8(hint), reference_mismatch(hint_lm, lm).numpy()
 
 
 def blended_psnr(

@@ -68,6 +68,28 @@ def initial_noise(size: int, seed: int, device, dtype) -> torch.Tensor:
     return torch.randn((1, 3, size, size), generator=g).to(device=device, dtype=dtype)
 
 
+def reference_hint(
+    refs: torch.Tensor,
+    ref_landmarks: torch.Tensor,
+    landmarks: torch.Tensor,
+    *,
+    warp: bool,
+    index: torch.Tensor | None = None,
+    read: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each frame's hint, which is also the reference blend's paste: of (B, K, 3, S, S) ``refs`` with (B, K, 131, 2)
+    landmarks, the one whose mouth shape is nearest the (B, 131, 2) target's (or ``index``, (B,)), carried onto the
+    target's landmarks when ``warp`` (by ``read``, its ``thin_plate_read``, when the caller has it with ``index``);
+    and that reference's landmarks, (B, 1, 131, 2). On ``landmarks``' device."""
+    device = landmarks.device
+    pick = nearest_reference_index(ref_landmarks.to(device), landmarks) if index is None else index.to(device)
+    rows = torch.arange(len(landmarks), device=device)
+    hint, hint_landmarks = refs[rows, pick], ref_landmarks.to(device)[rows, pick][:, None]
+    if warp:  # the paste moves with it; the blend still weighs how far the hint had to move
+        hint = thin_plate_warp(hint, hint_landmarks[:, 0], landmarks, None if index is None else read)
+    return hint, hint_landmarks
+
+
 class FaceRenderer:
     """The renderer pipeline. Tensors in, tensors out: crops in [-1, 1], (B, 3, S, S)."""
 
@@ -190,15 +212,9 @@ class FaceRenderer:
                 raise ValueError("this renderer needs the reference crops and landmarks (refs, ref_landmarks)")
             if refs.dim() == 4:
                 refs, ref_landmarks = refs[None].expand(b, -1, -1, -1, -1), ref_landmarks[None].expand(b, -1, -1, -1)
-            pick = (  # the hint, and the blend's paste
-                nearest_reference_index(ref_landmarks.to(device), landmarks)
-                if hint_index is None
-                else hint_index.to(device)
+            hint, ref_landmarks = reference_hint(  # the hint, and the blend's paste
+                refs.to(device, dtype), ref_landmarks, landmarks, warp=self.hint_warp, index=hint_index, read=hint_read
             )
-            rows = torch.arange(b, device=device)
-            hint, ref_landmarks = refs.to(device, dtype)[rows, pick], ref_landmarks.to(device)[rows, pick][:, None]
-            if self.hint_warp:  # the paste moves with it; the blend still weighs how far the hint had to move
-                hint = thin_plate_warp(hint, ref_landmarks[:, 0], landmarks, None if hint_index is None else hint_read)
         mismatch = drawn = None
         if blend and self.reference_blend is not None and hint is not None:
             mismatch = reference_mismatch(ref_landmarks, landmarks)
