@@ -1,4 +1,6 @@
-"""A plain decode + re-encode with the writer the dub uses: the reference for untouched pixels and for speed."""
+"""A plain decode + re-encode with the writer the dub uses: the reference for untouched pixels and for speed. The
+frames go from the decoder to the encoder as decoded planes wherever they can (yuv420p of even size), as the
+dub's frames do, so neither pays for a conversion to RGB and back that a plain re-encode does not need."""
 
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ def reencode(
         audio=AudioFromFile(source) if source else None,
         overwrite=overwrite,
     ) as writer:
-        for frame in reader:
+        for frame in reader.frames("planes"):
             if max_frames is not None and frame.index >= max_frames:
                 break
             writer.write(frame.image)

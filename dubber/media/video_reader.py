@@ -1,4 +1,5 @@
-"""Stream RGB frames with their timestamps from any video PyAV decodes, one frame in memory at a time."""
+"""Stream frames with their timestamps from any video PyAV decodes, one frame in memory at a time: RGB, or the
+decoded planes where the dub needs RGB only in the face's region (``dubber.media.yuv_image``)."""
 
 from __future__ import annotations
 
@@ -14,18 +15,21 @@ from dubber.errors import MediaDecodeError
 from dubber.log import get_logger
 from dubber.media.container import open_input
 from dubber.media.probe import MediaInfo, VideoStreamInfo, probe_media
+from dubber.media.yuv_image import YuvImage
 
 log = get_logger("media")
 
 
 @dataclass
 class Frame:
-    """One decoded frame: C-contiguous RGB uint8 (H, W, 3), upright (rotation metadata applied)."""
+    """One decoded frame, upright (rotation metadata applied): C-contiguous RGB uint8 (H, W, 3), or its planes
+    (``VideoReader.frames``)."""
 
     index: int  # position in the yielded sequence
     time: float  # presentation time in seconds, from the stream start (0 for the first frame)
-    image: np.ndarray
+    image: np.ndarray | YuvImage
     source_index: int  # index of the decoded frame it came from (differs when resampled to a constant rate)
+    planes: YuvImage | None = None  # with ``pixels="both"``: the decoded planes beside the RGB ``image``
 
 
 def _upright(image: np.ndarray, rotation: int) -> np.ndarray:
@@ -75,10 +79,18 @@ class VideoReader:
         return self.frame_count
 
     def __iter__(self) -> Iterator[Frame]:
-        frames = self._decoded()
+        return self.frames()
+
+    def frames(self, pixels: str = "rgb") -> Iterator[Frame]:
+        """The frames with ``image`` in RGB (``pixels="rgb"``); as ``YuvImage`` wherever the video is yuv420p of
+        even size, RGB where it is not (``"planes"``); or in RGB with the planes beside it in ``Frame.planes``
+        (``"both"``: for a frame kept to be written again)."""
+        if pixels not in ("rgb", "planes", "both"):
+            raise ValueError(f"pixels must be rgb, planes or both, not {pixels!r}")
+        frames = self._decoded(pixels)
         return self._constant_rate(frames) if self.constant_rate else frames
 
-    def _decoded(self) -> Iterator[Frame]:
+    def _decoded(self, pixels: str) -> Iterator[Frame]:
         start = self.info.start_time
         rotation = self.info.rotation
         with open_input(self.path) as container:
@@ -89,8 +101,12 @@ class VideoReader:
             try:
                 for frame in container.decode(stream):
                     t = float(frame.time) - start if frame.time is not None else index / float(self.info.fps)
-                    image = _upright(frame.to_ndarray(format="rgb24"), rotation)
-                    yield Frame(index=index, time=max(0.0, t), image=image, source_index=index)
+                    planes = YuvImage.from_frame(frame, rotation) if pixels != "rgb" else None
+                    if pixels == "planes" and planes is not None:
+                        image, planes = planes, None
+                    else:
+                        image = _upright(frame.to_ndarray(format="rgb24"), rotation)
+                    yield Frame(index=index, time=max(0.0, t), image=image, source_index=index, planes=planes)
                     index += 1
             except av.error.FFmpegError as exc:
                 raise MediaDecodeError(self.path, f"corrupt video data at frame {index} ({exc.strerror})") from None
@@ -106,9 +122,9 @@ class VideoReader:
             if prev is not None:
                 boundary = 0.5 * (prev.time + frame.time)  # slots before the midpoint are nearer to prev
                 while slot < total and slot * step < boundary:
-                    yield Frame(index=slot, time=slot * step, image=prev.image, source_index=prev.source_index)
+                    yield Frame(slot, slot * step, prev.image, prev.source_index, prev.planes)
                     slot += 1
             prev = frame
         while prev is not None and slot < total:
-            yield Frame(index=slot, time=slot * step, image=prev.image, source_index=prev.source_index)
+            yield Frame(slot, slot * step, prev.image, prev.source_index, prev.planes)
             slot += 1

@@ -23,6 +23,7 @@ from dubber.media.encode_options import (
     host_cpu_flags,
     x264_options,
 )
+from dubber.media.yuv_image import YuvImage
 
 log = get_logger("media")
 
@@ -122,18 +123,17 @@ class VideoWriter:
             self.abort()
 
     # -- writing -----------------------------------------------------------------------------------------------
-    def write(self, image: np.ndarray) -> None:
-        """Append one RGB uint8 frame of the size given at construction."""
+    def write(self, image: np.ndarray | YuvImage) -> None:
+        """Append one frame of the size given at construction: RGB uint8, or decoded planes (``YuvImage``), which
+        go to the encoder as they are."""
         if self._container is None:
             raise RuntimeError("VideoWriter is not open; use it as a context manager")
-        if image.shape != (self.height, self.width, 3) or image.dtype != np.uint8:
-            raise ValueError(
-                f"frame of shape {image.shape} {image.dtype}, expected ({self.height}, {self.width}, 3) uint8"
-            )
-        out_w, out_h = even_size(self.width, self.height)
-        if (out_w, out_h) != (self.width, self.height):
-            image = np.pad(image, ((0, out_h - self.height), (0, out_w - self.width), (0, 0)), mode="edge")
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+        if isinstance(image, YuvImage):
+            if image.shape != (self.height, self.width, 3):
+                raise ValueError(f"planes of a {image.width}x{image.height} frame, expected {self.width}x{self.height}")
+            frame = image.to_frame()
+        else:
+            frame = self._rgb_frame(image)
         frame.pts = self.frames_written
         frame.time_base = self._stream.codec_context.time_base
         try:
@@ -143,6 +143,16 @@ class VideoWriter:
                 feed.write_until(self.frames_written / float(self.fps) + _AUDIO_LEAD_S)
         except av.error.FFmpegError as exc:
             raise MediaWriteError(f"{self.path}: encoding failed ({exc.strerror or exc})") from None
+
+    def _rgb_frame(self, image: np.ndarray) -> av.VideoFrame:
+        if image.shape != (self.height, self.width, 3) or image.dtype != np.uint8:
+            raise ValueError(
+                f"frame of shape {image.shape} {image.dtype}, expected ({self.height}, {self.width}, 3) uint8"
+            )
+        out_w, out_h = even_size(self.width, self.height)
+        if (out_w, out_h) != (self.width, self.height):
+            image = np.pad(image, ((0, out_h - self.height), (0, out_w - self.width), (0, 0)), mode="edge")
+        return av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
 
     def close(self) -> Path:
         """Flush the encoders, finish the audio, and move the file onto its destination."""

@@ -170,7 +170,8 @@ def analyse_video(
     """Track the face in every frame of ``reader``; ``overlap``: decode in a thread ahead of the tracker."""
     seconds = {"decode": 0.0, "track": 0.0}
     with ExitStack() as stack:
-        frames = _timed(reader, seconds)
+        # A spooled frame is written again: kept as decoded planes too, for the output to write as it does the rest.
+        frames = _timed(reader.frames("rgb" if spool is None else "both"), seconds)
         if overlap:
             frames = stack.enter_context(Prefetcher(frames, depth=4, name="analyse-decode"))
         return _track_frames(frames, reader.frame_count, tracker, aligner, spool, progress, seconds)
@@ -202,7 +203,7 @@ def _track_frames(
     for frame in frames:
         t0 = time.perf_counter()
         if spool is not None:
-            spool.offer(frame.index, frame.image)
+            spool.offer(frame.index, frame.image if frame.planes is None else frame.planes)
         rows.add(*observe(frame, tracker.step(frame).face, aligner, pool))
         trim()
         seconds["track"] += time.perf_counter() - t0

@@ -23,6 +23,7 @@ import numpy as np
 
 from dubber.face.aligner import Similarity, apply_affine, invert_affine
 from dubber.face.warp import warp_to_square
+from dubber.media.yuv_image import YuvImage
 from dubber.render.face_mask import LOWER_FACE_POLYGON, lower_face_mask
 
 
@@ -198,6 +199,18 @@ class Compositor:
         """The S x S crop of ``frame`` the renderer redraws (``FaceAligner.crop``): the other direction of the
         pixel work, here so that a GPU compositor does both."""
         return warp_to_square(frame, transform.to_matrix(self.size), self.size)
+
+    def crop_planes(self, frame: YuvImage, transform: Similarity) -> np.ndarray:
+        """``crop`` of a frame kept as planes: each plane warped (the chroma planes at their half resolution, a
+        sample at the centre of its 2 x 2 pixels, where the frame's RGB repeats it), then made RGB at the crop's
+        size. It differs from the crop of the frame's RGB by the chroma's smoother resampling (a few levels at
+        colour edges), for a fraction of converting the face's region."""
+        m = transform.to_matrix(self.size)
+        y, u, v = frame.planes()
+        chroma = m @ np.array([[2.0, 0, 0.5], [0, 2.0, 0.5], [0, 0, 1.0]])  # chroma sample -> crop pixel
+        return frame.rgb_of(
+            warp_to_square(y, m, self.size), warp_to_square(u, chroma, self.size), warp_to_square(v, chroma, self.size)
+        )
 
     def region(self, transform: Similarity, frame_shape: tuple[int, ...]) -> tuple[int, int, int, int]:
         """(x0, y0, x1, y1) in the frame holding the polygon (clipped; empty when it lies outside)."""

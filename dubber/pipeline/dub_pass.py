@@ -22,6 +22,7 @@ from dubber.cpu_threads import usable_cores
 from dubber.media.encode_options import VideoEncodeOptions
 from dubber.media.heap import HeapTrimmer
 from dubber.media.video_writer import VideoWriter
+from dubber.media.yuv_image import YuvImage
 from dubber.pipeline.audio_tracks import output_audio
 from dubber.pipeline.face_redraw import DrawnFaces, FaceRedrawer, PlannedFaces, add_time
 from dubber.pipeline.frame_source import FrameSpool, frames_in_order
@@ -29,7 +30,8 @@ from dubber.pipeline.job import DubJob
 from dubber.pipeline.overlap import Consumer, Prefetcher
 from dubber.pipeline.timeline import Timeline
 
-Chunk = tuple[int, list[np.ndarray], PlannedFaces | None]
+Image = np.ndarray | YuvImage  # RGB, or the decoded planes (the face's region made RGB only where it is redrawn)
+Chunk = tuple[int, list[Image], PlannedFaces | None]
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,7 @@ class DubPassSettings:
 
 
 def write_frames(
-    source: Iterator[np.ndarray],
+    source: Iterator[Image],
     total: int,
     redraw: FaceRedrawer | None,
     writer: VideoWriter,
@@ -61,16 +63,16 @@ def write_frames(
             add_time(timings, "decode", t0)
             yield start, images, redraw.plan(start, len(images)) if redraw is not None else None
 
-    def draw(start: int, images: list[np.ndarray], planned: PlannedFaces | None) -> DrawnFaces | None:
+    def draw(start: int, images: list[Image], planned: PlannedFaces | None) -> DrawnFaces | None:
         return redraw.render(images, start, planned) if redraw is not None and planned is not None else None
 
-    def paste(start: int, images: list[np.ndarray], drawn: DrawnFaces | None) -> int:
+    def paste(start: int, images: list[Image], drawn: DrawnFaces | None) -> int:
         return redraw.paste(images, start, drawn) if redraw is not None else 0
 
-    def draw_and_paste(start: int, images: list[np.ndarray], planned: PlannedFaces | None) -> int:
+    def draw_and_paste(start: int, images: list[Image], planned: PlannedFaces | None) -> int:
         return paste(start, images, draw(start, images, planned))
 
-    def encode(item: tuple[int, list[np.ndarray], int]) -> None:
+    def encode(item: tuple[int, list[Image], int]) -> None:
         nonlocal faces
         start, images, pasted = item
         faces += pasted
@@ -82,7 +84,7 @@ def write_frames(
         if progress is not None:
             progress(start + len(images), total)
 
-    def finish(item: tuple[int, list[np.ndarray], DrawnFaces | None]) -> None:
+    def finish(item: tuple[int, list[Image], DrawnFaces | None]) -> None:
         start, images, drawn = item
         encode((start, images, paste(start, images, drawn)))
 
@@ -108,7 +110,7 @@ def write_frames(
         ThreadPoolExecutor(workers, thread_name_prefix="dub-render") as pool,
     ):
         encoder = Consumer(encode, depth=2, name="dub-encode")
-        drawing: deque[tuple[int, list[np.ndarray], Future]] = deque()  # in order; at most ``workers`` at once
+        drawing: deque[tuple[int, list[Image], Future]] = deque()  # in order; at most ``workers`` at once
         try:
             for start, images, planned in decoded:
                 drawing.append((start, images, pool.submit(draw_and_paste, start, images, planned)))
@@ -153,7 +155,7 @@ def encode_dub(job: DubJob, timeline: Timeline, spool: FrameSpool | None, redraw
     )
     with writer:
         faces = write_frames(
-            frames_in_order(reader, (timeline.source_index(i) for i in range(timeline.total_frames)), spool),
+            frames_in_order(reader, (timeline.source_index(i) for i in range(timeline.total_frames)), spool, "planes"),
             timeline.total_frames,
             redraw,
             writer,

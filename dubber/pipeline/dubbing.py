@@ -187,7 +187,7 @@ class DubbingPipeline:
             revisited = timeline.revisited()
             if revisited and (spool is None or not spool.holds(revisited)):  # given an analysis, or a container
                 spool = cleanup.enter_context(closing(FrameSpool(*reader.size, revisited)))  # that miscounted
-                for frame in reader:
+                for frame in reader.frames("planes"):
                     spool.offer(frame.index, frame.image)
             clock.lap("analyse")
             return self._write(job, track, timeline, spool, self._completer(job, track))

@@ -12,9 +12,11 @@ import torch
 
 from dubber.face.aligner import Similarity
 from dubber.face.landmarks import JAW, N_POSE
+from dubber.media.yuv_image import YuvImage
 from dubber.models.reference_choice import mouth_shape_distance
 from dubber.pipeline.analysis import YAW_STEP, VideoTrack
 from dubber.pipeline.compositor import CompositeOptions, Compositor, ReferenceDetail
+from dubber.pipeline.frame_regions import crop_face, paste_face
 from dubber.pipeline.motion import MotionPlanner
 from dubber.pipeline.options import DubOptions
 from dubber.pipeline.render_shift import (
@@ -178,15 +180,15 @@ class FaceRedrawer:
         add_time(self.timings, "landmarks", t0)
         return PlannedFaces(todo, shifted_points(planned, self.refs.shift))  # the renderer's crop, lower
 
-    def render(self, images: list[np.ndarray], start: int, planned: PlannedFaces) -> DrawnFaces:
+    def render(self, images: list[np.ndarray | YuvImage], start: int, planned: PlannedFaces) -> DrawnFaces:
         """``planned``'s faces in the chunk ``images`` (output frames ``start..``) redrawn: aligned crops, each
         frame's references, the renderer."""
         timeline, opts, todo, targets = self.timeline, self.opts, planned.todo, planned.targets
         t0 = time.perf_counter()
         dy = self.refs.shift
         transforms = [shifted_transform(Similarity(*self.track.transforms[timeline.source_index(i)]), dy) for i in todo]
-        crop = self.compositor.crop
-        crops = np.stack([crop(images[i - start], tf) for i, tf in zip(todo, transforms, strict=True)])
+        comp = self.compositor
+        crops = np.stack([crop_face(comp, images[i - start], tf) for i, tf in zip(todo, transforms, strict=True)])
         add_time(self.timings, "composite", t0)
         t0 = time.perf_counter()
         hints = reads = None
@@ -246,7 +248,7 @@ class FaceRedrawer:
             details[k] = ReferenceDetail(pool[hints[k]], read)
         return details
 
-    def paste(self, images: list[np.ndarray], start: int, drawn: DrawnFaces | None) -> int:
+    def paste(self, images: list[np.ndarray | YuvImage], start: int, drawn: DrawnFaces | None) -> int:
         """Paste ``drawn`` into the chunk's ``images`` (output frames ``start..``) in place; returns how many."""
         if drawn is None:
             return 0
@@ -255,8 +257,14 @@ class FaceRedrawer:
         for k, i in enumerate(drawn.todo):
             source_jaw = shifted_points(self.track.points[self.timeline.source_index(i), _JAW], self.refs.shift)
             jaws = np.stack([source_jaw, drawn.targets[k, _JAW].numpy()])
-            self.compositor.paste(
-                images[i - start], drawn.rendered[k], drawn.crops[k], drawn.transforms[k], details[k], jaws
+            paste_face(
+                self.compositor,
+                images[i - start],
+                drawn.rendered[k],
+                drawn.crops[k],
+                drawn.transforms[k],
+                details[k],
+                jaws,
             )
         add_time(self.timings, "composite", t0)
         return len(drawn.todo)

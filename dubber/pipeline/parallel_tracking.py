@@ -70,9 +70,8 @@ def _track_segment(
     pool = ReferencePool()
     seconds = {"decode": 0.0, "track": 0.0}
     trim = HeapTrimmer()
-    frames = iter(
-        VideoReader(reader.path, constant_rate=reader.constant_rate, threads=reader.threads, info=reader.media)
-    )
+    segment = VideoReader(reader.path, constant_rate=reader.constant_rate, threads=reader.threads, info=reader.media)
+    frames = segment.frames("rgb" if spool is None else "both")  # a spooled frame is kept as decoded planes too
     try:
         with make_tracker() as tracker:
             while not shared.stop.is_set():
@@ -87,7 +86,7 @@ def _track_segment(
                 face = tracker.step(frame).face
                 if frame.index >= start:
                     if spool is not None:
-                        spool.offer(frame.index, frame.image)
+                        spool.offer(frame.index, frame.image if frame.planes is None else frame.planes)
                     rows.append(observe(frame, face, aligner, pool))
                     shared.tracked()
                 trim()

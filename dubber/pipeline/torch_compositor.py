@@ -23,6 +23,7 @@ from torch.nn import functional as F
 
 from dubber.face.aligner import Similarity
 from dubber.face.warp import square_source
+from dubber.media.yuv_image import YuvImage, even_box
 from dubber.pipeline.compositor import CompositeOptions, Compositor, ReferenceDetail
 
 
@@ -101,6 +102,13 @@ class TorchCompositor(Compositor):
         x, y = _affine_coordinates(cv2.invertAffineTransform(m), (s, s), self.device)
         out = _sample(region, x, y, "bicubic", "border").round().clamp(0, 255).to(torch.uint8)
         return out.permute(1, 2, 0).cpu().numpy()
+
+    def crop_planes(self, frame: YuvImage, transform: Similarity) -> np.ndarray:
+        """``crop`` of a frame kept as planes: from the RGB of the region it reads, on the device as ``crop``."""
+        s = self.size
+        box = even_box(square_source(transform.to_matrix(s), s, frame.shape), frame.shape)
+        moved = Similarity(transform.cx - box[0], transform.cy - box[1], transform.scale, transform.angle)
+        return self.crop(frame.rgb(box), moved)
 
     def colour_matched_tensor(self, rendered: np.ndarray, original: np.ndarray) -> torch.Tensor:
         """``Compositor.colour_matched`` as a float32 (3, S, S) tensor on the device."""
