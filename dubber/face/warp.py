@@ -23,15 +23,15 @@ def square_source(m: np.ndarray, size: int, shape: tuple[int, ...]) -> tuple[int
 def warp_to_square(image: np.ndarray, m: np.ndarray, size: int, *, border: int = cv2.BORDER_REPLICATE) -> np.ndarray:
     """``cv2.warpAffine(image, m, (size, size))`` that touches only the source region it needs.
 
-    When the warp shrinks by more than 1.5x, that region is first reduced with an area filter (warpAffine has none,
-    so large faces would alias); either way the full frame is never resized or copied.
+    When the warp shrinks by 2x or more, that region is first reduced by the whole factor with an area filter
+    (warpAffine has none, so large faces would alias); either way the full frame is never resized or copied.
     """
     m = np.asarray(m, dtype=np.float64)
     x0, y0, x1, y1 = square_source(m, size, image.shape)
     region = image[y0:y1, x0:x1]
     m = m @ np.array([[1.0, 0, x0], [0, 1.0, y0], [0, 0, 1.0]])  # region pixel -> output pixel
     shrink = 1.0 / np.sqrt(abs(np.linalg.det(m[:, :2])))  # source pixels per output pixel
-    if shrink > 1.5:
+    if shrink >= 2.0:  # by a whole factor: below 2 that is 1, and the reduction would only copy the region
         f = 1.0 / np.floor(shrink)
         region = cv2.resize(region, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
         # Pixel centres of the reduced region back to the region's own coordinates.

@@ -2,10 +2,10 @@
 
 The dub changes the lower face and nothing else. Converting every whole frame to RGB after decoding and back to
 4:2:0 before encoding cost about 4.5 ms a 720p frame on one core (a quarter of a plain re-encode's time), and moved
-every pixel of the frame by up to 4 levels of 255. Kept as planes, a frame goes to the encoder as it was decoded,
-and only a face's region is converted, both ways with the frame's own colour matrix and range. The conversions are
-OpenCV matrix passes (swscale spent most of a face region's time setting itself up); they agree with swscale's
-within a level of 255.
+every pixel of the frame by a level of 255 on average (docs/DESIGN-NOTES.md "Media"). Kept as planes, a frame goes
+to the encoder as it was decoded, and only a face's region is converted, both ways with the frame's own colour
+matrix and range. The conversions are OpenCV matrix passes (swscale spent most of a face region's time setting
+itself up); they agree with swscale's within 3 levels of 255 (its fast path rounds more coarsely).
 """
 
 from __future__ import annotations
