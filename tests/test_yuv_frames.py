@@ -3,6 +3,8 @@ pixels it draws on, and the writer and the spool keep the planes as they are."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import av
 import numpy as np
 import pytest
@@ -10,6 +12,8 @@ import pytest
 from dubber.face.aligner import Similarity
 from dubber.media import VideoReader, VideoWriter
 from dubber.media.encode_options import VideoEncodeOptions
+from dubber.media.probe import ColourTags, probe_media
+from dubber.media.transcode import reencode
 from dubber.media.yuv_image import YuvImage, even_box, rgb_to_yuv_matrix, yuv_to_rgb_matrix
 from dubber.pipeline.compositor import CompositeOptions, Compositor
 from dubber.pipeline.frame_regions import crop_face, paste_face
@@ -61,7 +65,7 @@ def test_turned_planes_are_the_turned_rgb():
         np.testing.assert_array_equal(YuvImage.from_frame(frame, degrees).rgb(), np.rot90(upright, k=degrees // 90))
 
 
-def test_only_yuv420p_of_even_size_is_kept_as_planes():
+def test_only_4_2_0_of_even_size_is_kept_as_planes():
     rgb = face_frame(0, 64, 48)
     assert YuvImage.from_frame(av.VideoFrame.from_ndarray(rgb, format="rgb24")) is None
     assert YuvImage.from_frame(av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv444p")) is None
@@ -175,3 +179,52 @@ def test_the_spool_gives_back_planes_and_rgb_as_offered(tmp_path):
     with pytest.raises(IndexError):
         spool.read(2)
     spool.close()
+
+
+def _tagged_video(path: Path, frames: int = 4) -> Path:
+    """A BT.709, limited-range H.264 clip, tagged as such (as cameras and phones write them)."""
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+        stream.options = {"crf": "12", "preset": "ultrafast"}
+        context = stream.codec_context
+        context.colorspace, context.color_primaries, context.color_trc, context.color_range = 1, 1, 1, 1
+        for i in range(frames):
+            frame = _decoded(face_frame(i, 96, 64), 1, 1)
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return path
+
+
+def test_a_re_encode_keeps_the_sources_colour_tags_and_planes(tmp_path):
+    src = _tagged_video(tmp_path / "bt709.mp4")
+    assert probe_media(src).video.colour == ColourTags(1, 1, 1, 1)
+    out = reencode(src, tmp_path / "out.mp4", options=LOSSLESS)
+    assert out == 4
+    assert probe_media(tmp_path / "out.mp4").video.colour == ColourTags(1, 1, 1, 1)
+    for a, b in zip(VideoReader(src).frames("planes"), VideoReader(tmp_path / "out.mp4").frames("planes"), strict=True):
+        np.testing.assert_array_equal(a.image.data, b.image.data)
+        assert (b.image.colorspace, b.image.color_range) == (1, 1)
+
+
+def test_rgb_frames_leave_the_output_untagged(tmp_path):
+    out = tmp_path / "rgb.mp4"
+    with VideoWriter(out, width=96, height=64, fps=25, options=LOSSLESS, colour=ColourTags(1, 1, 1, 1)) as writer:
+        for i in range(3):
+            writer.write(face_frame(i, 96, 64))
+    assert probe_media(out).video.colour == ColourTags()  # converted with the default matrix, said as nothing
+
+
+def test_a_full_range_clip_is_kept_as_planes_and_said_to_be_full_range(tmp_path):
+    src = make_video(tmp_path / "j.mp4", frames=3, width=96, height=64, pix_fmt="yuvj420p", frame_fn=face_frame)
+    planes = [f.image for f in VideoReader(src).frames("planes")]
+    assert all(isinstance(p, YuvImage) and p.color_range == 2 for p in planes)
+    np.testing.assert_array_equal(planes[0].rgb(), YuvImage(planes[0].data, 2, 2).rgb())
+    swscale = next(iter(VideoReader(src))).image.astype(int)  # decoded as full range
+    assert np.abs(planes[0].rgb().astype(int) - swscale).mean() < 1.5
+    reencode(src, tmp_path / "out.mp4", options=LOSSLESS)
+    assert probe_media(tmp_path / "out.mp4").video.colour.range == 2
+    again = [f.image for f in VideoReader(tmp_path / "out.mp4").frames("planes")]
+    for a, b in zip(planes, again, strict=True):
+        np.testing.assert_array_equal(a.data, b.data)

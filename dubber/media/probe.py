@@ -25,6 +25,25 @@ _VFR_MIN_FRACTION = 0.01
 
 
 @dataclass(frozen=True)
+class ColourTags:
+    """How a stream's samples stand for colours, in FFmpeg's numbering (2, and 0 for the range: unspecified)."""
+
+    colorspace: int = 2  # the matrix between YUV and RGB (1: BT.709, 5/6: BT.601, 9: BT.2020)
+    primaries: int = 2
+    transfer: int = 2
+    range: int = 0  # 1: limited ("MPEG"), 2: full ("JPEG")
+
+    @classmethod
+    def of(cls, codec_context) -> ColourTags:
+        return cls(
+            int(codec_context.colorspace),
+            int(codec_context.color_primaries),
+            int(codec_context.color_trc),
+            int(codec_context.color_range),
+        )
+
+
+@dataclass(frozen=True)
 class VideoStreamInfo:
     index: int
     codec: str
@@ -40,6 +59,7 @@ class VideoStreamInfo:
     frame_count: int
     rotation: int  # degrees counter-clockwise applied to display frames upright (0, 90, 180, -90)
     variable_frame_rate: bool
+    colour: ColourTags = ColourTags()
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -182,6 +202,7 @@ def _video_info(path: Path, container: av.container.InputContainer) -> VideoStre
         frame_count=count,
         rotation=rotation,
         variable_frame_rate=is_variable_frame_rate(pts),
+        colour=ColourTags.of(stream.codec_context),
     )
 
 

@@ -1,5 +1,5 @@
 """A plain decode + re-encode with the writer the dub uses: the reference for untouched pixels and for speed. The
-frames go from the decoder to the encoder as decoded planes wherever they can (yuv420p of even size), as the
+frames go from the decoder to the encoder as decoded planes wherever they can (8-bit 4:2:0 of even size), as the
 dub's frames do, so neither pays for a conversion to RGB and back that a plain re-encode does not need."""
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ def reencode(
         options=options,
         audio=AudioFromFile(source) if source else None,
         overwrite=overwrite,
+        colour=reader.info.colour,
     ) as writer:
         for frame in reader.frames("planes"):
             if max_frames is not None and frame.index >= max_frames:

@@ -82,7 +82,7 @@ class VideoReader:
         return self.frames()
 
     def frames(self, pixels: str = "rgb") -> Iterator[Frame]:
-        """The frames with ``image`` in RGB (``pixels="rgb"``); as ``YuvImage`` wherever the video is yuv420p of
+        """The frames with ``image`` in RGB (``pixels="rgb"``); as ``YuvImage`` wherever the video is 8-bit 4:2:0 of
         even size, RGB where it is not (``"planes"``); or in RGB with the planes beside it in ``Frame.planes``
         (``"both"``: for a frame kept to be written again)."""
         if pixels not in ("rgb", "planes", "both"):

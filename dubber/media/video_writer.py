@@ -23,6 +23,7 @@ from dubber.media.encode_options import (
     host_cpu_flags,
     x264_options,
 )
+from dubber.media.probe import ColourTags
 from dubber.media.yuv_image import YuvImage
 
 log = get_logger("media")
@@ -57,7 +58,10 @@ class VideoWriter:
         audio: AudioSource | Sequence[AudioSource] | None = None,
         audio_options: AudioEncodeOptions | None = None,
         overwrite: bool = False,
+        colour: ColourTags | None = None,
     ) -> None:
+        """``colour``: the source's colour tags, given to the output when its frames come as the source's planes
+        (``YuvImage``), whose values mean what they meant in the source."""
         self.path = Path(path)
         self.width, self.height = int(width), int(height)
         self.fps = Fraction(fps)
@@ -71,6 +75,8 @@ class VideoWriter:
         self.audio = [] if audio is None else [audio] if one else list(audio)
         self.audio_options = audio_options or AudioEncodeOptions()
         self.overwrite = overwrite
+        self.colour = colour
+        self._tagged: ColourTags | None = None  # the tags the stream was given, with its first frame
         self.frames_written = 0
         self._tmp: Path | None = None
         self._container: av.container.OutputContainer | None = None
@@ -128,12 +134,16 @@ class VideoWriter:
         go to the encoder as they are."""
         if self._container is None:
             raise RuntimeError("VideoWriter is not open; use it as a context manager")
+        if self.frames_written == 0 and isinstance(image, YuvImage):
+            self._tag(image)
         if isinstance(image, YuvImage):
             if image.shape != (self.height, self.width, 3):
                 raise ValueError(f"planes of a {image.width}x{image.height} frame, expected {self.width}x{self.height}")
             frame = image.to_frame()
         else:
             frame = self._rgb_frame(image)
+            if self._tagged is not None:  # converted into the stream's matrix and range, as the planes are in
+                frame.colorspace, frame.color_range = self._tagged.colorspace, self._tagged.range
         frame.pts = self.frames_written
         frame.time_base = self._stream.codec_context.time_base
         try:
@@ -143,6 +153,18 @@ class VideoWriter:
                 feed.write_until(self.frames_written / float(self.fps) + _AUDIO_LEAD_S)
         except av.error.FFmpegError as exc:
             raise MediaWriteError(f"{self.path}: encoding failed ({exc.strerror or exc})") from None
+
+    def _tag(self, image: YuvImage) -> None:
+        """Tag the stream (before its encoder opens) with the colour matrix and range of the planes it is given, and
+        the source's primaries and transfer."""
+        source = self.colour or ColourTags()
+        tags = ColourTags(image.colorspace, source.primaries, source.transfer, image.color_range)
+        if tags == ColourTags():
+            return
+        context = self._stream.codec_context
+        context.colorspace, context.color_primaries = tags.colorspace, tags.primaries
+        context.color_trc, context.color_range = tags.transfer, tags.range
+        self._tagged = tags
 
     def _rgb_frame(self, image: np.ndarray) -> av.VideoFrame:
         if image.shape != (self.height, self.width, 3) or image.dtype != np.uint8:

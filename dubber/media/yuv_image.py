@@ -57,10 +57,11 @@ class YuvImage:
     @classmethod
     def from_frame(cls, frame: av.VideoFrame, rotation: int = 0) -> YuvImage | None:
         """The planes of a decoded frame turned upright (``rotation`` degrees counter-clockwise, a multiple of 90);
-        None unless it is yuv420p of even width and height."""
-        if frame.format.name != "yuv420p" or frame.width % 2 or frame.height % 2:
+        None unless it is yuv420p (or yuvj420p: full range) of even width and height."""
+        if frame.format.name not in ("yuv420p", "yuvj420p") or frame.width % 2 or frame.height % 2:
             return None
-        image = cls(frame.to_ndarray(), int(frame.colorspace), int(frame.color_range))
+        full = frame.format.name == "yuvj420p"  # the same planes, their range said by the format
+        image = cls(frame.to_ndarray(), int(frame.colorspace), int(frame.color_range) or (_FULL_RANGE if full else 0))
         return image if rotation % 360 == 0 else image.rotated(rotation)
 
     @classmethod

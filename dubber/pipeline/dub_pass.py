@@ -152,6 +152,7 @@ def encode_dub(job: DubJob, timeline: Timeline, spool: FrameSpool | None, redraw
         options=VideoEncodeOptions(crf=opts.crf, preset=opts.preset),
         audio=output_audio(job.audio, job.media, timeline, job.fps, keep_original=opts.keep_original_audio),
         overwrite=opts.overwrite,
+        colour=reader.info.colour,
     )
     with writer:
         faces = write_frames(
