@@ -73,8 +73,11 @@ def make_video(
     faststart: bool = False,
     pix_fmt: str = "yuv420p",
     frame_fn=pattern_frame,
+    colour: tuple[int, int] | None = None,
 ) -> Path:
-    """Write a test video. ``pts`` (with ``time_base``) gives explicit, possibly irregular, timestamps (VFR)."""
+    """Write a test video. ``pts`` (with ``time_base``) gives explicit, possibly irregular, timestamps (VFR);
+    ``colour`` (FFmpeg's colour space and range, e.g. (1, 1): BT.709 limited): frames converted with that matrix and
+    the stream tagged with it (primaries and transfer the same number)."""
     ext = path.suffix.lstrip(".")
     fmt = {"mkv": "matroska"}.get(ext, ext)
     options = {"movflags": "faststart"} if faststart else {}
@@ -91,6 +94,9 @@ def make_video(
             stream.time_base = time_base
         if rotation is not None:
             stream.set_display_rotation(rotation)
+        if colour is not None:
+            cc = stream.codec_context
+            cc.colorspace, cc.color_primaries, cc.color_trc, cc.color_range = colour[0], colour[0], colour[0], colour[1]
         tb = time_base or Fraction(fps.denominator, fps.numerator)
         stream.codec_context.time_base = tb
         audio_stream = None
@@ -100,6 +106,9 @@ def make_video(
         for i in range(frames):
             img = frame_fn(i, stream.width, stream.height)
             frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            if colour is not None:  # the reformat into the stream's format uses the frame's matrix and range
+                frame.colorspace, frame.color_range = colour
+                frame = frame.reformat(format=pix_fmt)
             frame.pts = pts[i] if pts is not None else round(i / (fps * tb))
             frame.time_base = tb
             out.mux(stream.encode(frame))

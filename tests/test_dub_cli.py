@@ -15,9 +15,11 @@ import torch
 
 from dubber import DubbingPipeline
 from dubber.cli.app import run
-from dubber.media import probe_media
+from dubber.media import VideoReader, probe_media
 from dubber.media.encode_options import VideoEncodeOptions
+from dubber.media.probe import ColourTags
 from dubber.media.transcode import reencode
+from dubber.media.yuv_image import YuvImage
 from dubber.pipeline.dub_pass import render_workers
 from dubber.pipeline.timeline import Timeline
 from tests.dub_checks import frames_of, no_partials, outside_mask
@@ -153,6 +155,22 @@ def test_lossless_dub_keeps_faceless_frames_and_the_surroundings_exactly(tmp_pat
     assert Timeline(20, 25).source_indices(20, 25) == [18, 17, 16, 15, 14]
     np.testing.assert_array_equal(dubbed[23], reference[15])
     np.testing.assert_array_equal(dubbed[24], reference[14])
+
+
+def test_a_bt709_dub_keeps_its_colour_tags_and_its_decoded_surroundings(tmp_path):
+    clip = make_face_video(tmp_path / "bt709.mp4", frames=8, no_face=range(4, 6), colour=(1, 1))
+    out = tmp_path / "out.mp4"
+    assert dub(clip, "--audio", make_audio(tmp_path / "s.wav", seconds=0.32), "-o", out, *LOSSLESS) == 0
+    assert probe_media(out).video.colour == probe_media(clip).video.colour == ColourTags(1, 1, 1, 1)
+    source = [f.image for f in VideoReader(clip).frames("planes")]
+    dubbed = [f.image for f in VideoReader(out).frames("planes")]
+    assert len(dubbed) == 8 and all(isinstance(d, YuvImage) and d.colorspace == 1 for d in dubbed)
+    for i in (4, 5):  # no face: the decoded planes themselves
+        np.testing.assert_array_equal(dubbed[i].data, source[i].data)
+    y, y_src = dubbed[0].planes()[0], source[0].planes()[0]
+    changed = np.argwhere(y != y_src)
+    assert 0 < len(changed) < y.size / 4  # the lower face alone
+    assert changed[:, 0].min() > 192 * 0.35  # nothing above the nose
 
 
 @pytest.mark.parametrize("fit", ["pingpong", "loop", "freeze"])

@@ -228,3 +228,18 @@ def test_a_full_range_clip_is_kept_as_planes_and_said_to_be_full_range(tmp_path)
     again = [f.image for f in VideoReader(tmp_path / "out.mp4").frames("planes")]
     for a, b in zip(planes, again, strict=True):
         np.testing.assert_array_equal(a.data, b.data)
+
+
+@pytest.mark.parametrize("rotation", [90, -90, 180])
+def test_a_turned_clip_is_read_as_upright_planes_and_written_upright(tmp_path, rotation):
+    src = make_video(tmp_path / "r.mp4", frames=3, width=96, height=64, rotation=rotation, frame_fn=face_frame)
+    reader = VideoReader(src)
+    rgb = [f.image for f in reader.frames()]
+    planes = [f.image for f in reader.frames("planes")]
+    assert all(p.shape == r.shape == (*reader.size[::-1], 3) for p, r in zip(planes, rgb, strict=True))
+    assert np.abs(planes[1].rgb().astype(int) - rgb[1]).mean() < 1.5  # swscale's RGB, turned the same way
+    reencode(src, tmp_path / "out.mp4", options=LOSSLESS)
+    again = VideoReader(tmp_path / "out.mp4")
+    assert again.size == reader.size and again.info.rotation == 0
+    for a, b in zip(planes, (f.image for f in again.frames("planes")), strict=True):
+        np.testing.assert_array_equal(a.data, b.data)
