@@ -200,6 +200,7 @@ def _tagged_video(path: Path, frames: int = 4) -> Path:
 def test_a_re_encode_keeps_the_sources_colour_tags_and_planes(tmp_path):
     src = _tagged_video(tmp_path / "bt709.mp4")
     assert probe_media(src).video.colour == ColourTags(1, 1, 1, 1)
+    assert ColourTags(1, 1, 1, 1).describe() == "BT.709, limited range" and ColourTags().describe() == ""
     out = reencode(src, tmp_path / "out.mp4", options=LOSSLESS)
     assert out == 4
     assert probe_media(tmp_path / "out.mp4").video.colour == ColourTags(1, 1, 1, 1)

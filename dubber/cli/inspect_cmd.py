@@ -24,10 +24,11 @@ def _table(report) -> Table:
     t.add_row("container", f"{media.format_name}, {media.duration:.2f} s")
     rot = f", rotated {v.rotation}°" if v.rotation else ""
     vfr = ", variable frame rate" if v.variable_frame_rate else ""
+    pixels = "".join(f", {p}" for p in (v.pix_fmt, v.colour.describe()) if p)
     t.add_row(
         "video",
         f"{v.codec} {v.width}x{v.height}{rot}, {float(v.fps):.3f} fps ({v.fps.numerator}/{v.fps.denominator}){vfr}, "
-        f"{v.frame_count} frames, {v.duration:.2f} s",
+        f"{v.frame_count} frames, {v.duration:.2f} s{pixels}",
     )
     t.add_row("audio", f"{a.codec} {a.sample_rate} Hz, {a.channels} ch, {a.duration:.2f} s" if a else "none")
     t.add_row("frames with a face", f"{report.frames_with_face}/{report.frames} ({100 * report.face_ratio:.1f}%)")

@@ -24,6 +24,9 @@ _VFR_RELATIVE_TOLERANCE = 0.02
 _VFR_MIN_FRACTION = 0.01
 
 
+_MATRICES = {1: "BT.709", 4: "FCC", 5: "BT.601", 6: "BT.601", 7: "SMPTE 240M", 9: "BT.2020", 10: "BT.2020"}
+
+
 @dataclass(frozen=True)
 class ColourTags:
     """How a stream's samples stand for colours, in FFmpeg's numbering (2, and 0 for the range: unspecified)."""
@@ -32,6 +35,12 @@ class ColourTags:
     primaries: int = 2
     transfer: int = 2
     range: int = 0  # 1: limited ("MPEG"), 2: full ("JPEG")
+
+    def describe(self) -> str:
+        """The matrix and range in words ("BT.709, limited range"); empty where unspecified."""
+        matrix = _MATRICES.get(self.colorspace)
+        ranges = {1: "limited range", 2: "full range"}
+        return ", ".join(p for p in (matrix, ranges.get(self.range)) if p)
 
     @classmethod
     def of(cls, codec_context) -> ColourTags:
