@@ -88,6 +88,10 @@ class Similarity:
         m = invert_affine(inv)
         return m * size
 
+    def in_region(self, x0: int, y0: int) -> Similarity:
+        """The same crop for the pixel coordinates of a region of the frame whose top-left pixel is (x0, y0)."""
+        return Similarity(self.cx - x0, self.cy - y0, self.scale, self.angle)
+
     def as_vector(self) -> np.ndarray:
         return np.array([self.cx, self.cy, self.scale, self.angle])
 

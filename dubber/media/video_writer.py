@@ -134,11 +134,11 @@ class VideoWriter:
         go to the encoder as they are."""
         if self._container is None:
             raise RuntimeError("VideoWriter is not open; use it as a context manager")
-        if self.frames_written == 0 and isinstance(image, YuvImage):
-            self._tag(image)
         if isinstance(image, YuvImage):
             if image.shape != (self.height, self.width, 3):
                 raise ValueError(f"planes of a {image.width}x{image.height} frame, expected {self.width}x{self.height}")
+            if self.frames_written == 0:
+                self._tag(image)
             frame = image.to_frame()
         else:
             frame = self._rgb_frame(image)

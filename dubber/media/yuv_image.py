@@ -11,6 +11,7 @@ itself up); they agree with swscale's within 3 levels of 255 (its fast path roun
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 import av
 import cv2
@@ -22,8 +23,10 @@ _LUMA_WEIGHTS = {1: (0.2126, 0.0722), 7: (0.212, 0.087), 9: (0.2627, 0.0593), 10
 _FULL_RANGE = 2  # FFmpeg's AVCOL_RANGE_JPEG
 
 
+@cache  # per frame and region on the dub's hot path; a handful of keys
 def yuv_to_rgb_matrix(colorspace: int, color_range: int) -> np.ndarray:
-    """(3, 4) float: RGB (0-255) = M @ (Y, U, V, 1) for 8-bit samples of ``colorspace`` and ``color_range``."""
+    """(3, 4) float: RGB (0-255) = M @ (Y, U, V, 1) for 8-bit samples of ``colorspace`` and ``color_range`` (one
+    read-only array per pair: it is asked for per frame)."""
     kr, kb = _LUMA_WEIGHTS.get(colorspace, (0.299, 0.114))
     kg = 1.0 - kr - kb
     if color_range == _FULL_RANGE:
@@ -35,14 +38,19 @@ def yuv_to_rgb_matrix(colorspace: int, color_range: int) -> np.ndarray:
     gu, gv = -kb * bu / kg, -kr * rv / kg
     m = np.array([[ys, 0.0, rv], [ys, gu, gv], [ys, bu, 0.0]])
     offset = -m @ np.array([y0, 128.0, 128.0])
-    return np.concatenate([m, offset[:, None]], axis=1)
+    out = np.concatenate([m, offset[:, None]], axis=1)
+    out.flags.writeable = False
+    return out
 
 
+@cache  # per frame and region on the dub's hot path; a handful of keys
 def rgb_to_yuv_matrix(colorspace: int, color_range: int) -> np.ndarray:
     """(3, 4) float: the inverse of ``yuv_to_rgb_matrix``."""
     m = yuv_to_rgb_matrix(colorspace, color_range)
     inv = np.linalg.inv(m[:, :3])
-    return np.concatenate([inv, (-inv @ m[:, 3])[:, None]], axis=1)
+    out = np.concatenate([inv, (-inv @ m[:, 3])[:, None]], axis=1)
+    out.flags.writeable = False
+    return out
 
 
 @dataclass(eq=False)

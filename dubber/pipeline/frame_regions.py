@@ -4,18 +4,11 @@ it were the frame, the face's transform moved with it. An RGB frame is passed th
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 
 from dubber.face.aligner import Similarity
-from dubber.media.yuv_image import Box, YuvImage, changed_pixels, even_box
+from dubber.media.yuv_image import YuvImage, changed_pixels, even_box
 from dubber.pipeline.compositor import Compositor, ReferenceDetail
-
-
-def _moved(transform: Similarity, box: Box) -> Similarity:
-    """``transform`` for the region ``box``'s own pixel coordinates."""
-    return dataclasses.replace(transform, cx=transform.cx - box[0], cy=transform.cy - box[1])
 
 
 def crop_face(compositor: Compositor, frame: np.ndarray | YuvImage, transform: Similarity) -> np.ndarray:
@@ -45,5 +38,5 @@ def paste_face(
     box = even_box((x0, y0, x1, y1), frame.shape)
     before = frame.rgb(box)
     rgb = before.copy()
-    compositor.paste(rgb, rendered, original, _moved(transform, box), reference, jaws)
+    compositor.paste(rgb, rendered, original, transform.in_region(box[0], box[1]), reference, jaws)
     frame.put_rgb(box, rgb, changed_pixels(rgb, before))

@@ -107,8 +107,7 @@ class TorchCompositor(Compositor):
         """``crop`` of a frame kept as planes: from the RGB of the region it reads, on the device as ``crop``."""
         s = self.size
         box = even_box(square_source(transform.to_matrix(s), s, frame.shape), frame.shape)
-        moved = Similarity(transform.cx - box[0], transform.cy - box[1], transform.scale, transform.angle)
-        return self.crop(frame.rgb(box), moved)
+        return self.crop(frame.rgb(box), transform.in_region(box[0], box[1]))
 
     def colour_matched_tensor(self, rendered: np.ndarray, original: np.ndarray) -> torch.Tensor:
         """``Compositor.colour_matched`` as a float32 (3, S, S) tensor on the device."""
