@@ -142,3 +142,36 @@ def test_tracker_smooths_the_crop_transform():
     raw = np.array([al.estimate(s.face.raw_points).as_vector()[:2] for s in steps])
     smooth = np.array([s.face.transform.as_vector()[:2] for s in steps])
     assert np.abs(np.diff(smooth[10:], axis=0)).mean() < 0.3 * np.abs(np.diff(raw[10:], axis=0)).mean()
+
+
+def test_a_frame_prepared_ahead_tracks_as_the_frame_itself():
+    """``prepare`` runs in the decoding thread a few frames ahead of ``step``: its region of interest may be stale by
+    then (the face moved, was lost, the scene cut); ``step`` then cuts the frame again, so the track is the same."""
+    images = [_scene([(40, 40, 60)])] * 8 + [_scene([(40 + 8 * i, 40, 60)]) for i in range(8)]  # still, drifting
+    images += [_scene([])] * 3 + [_scene([(180, 100, 70)])] * 4 + [_scene([(60, 20, 90)], bg=200)] * 4  # lost, cut
+    frames = _frames(images)
+    plain = list(FaceTracker(SquareFaces(jitter=1.0)).track(frames))
+
+    backend = SquareFaces(jitter=1.0)
+    seen: list[np.ndarray] = []
+    landmarks = backend.landmarks
+    backend.landmarks = lambda image: seen.append(image) or landmarks(image)
+    tracker, ahead = FaceTracker(backend), 3
+    made = []  # every prepared frame, kept alive so that their cut-outs' ids stay theirs
+    for i in range(ahead):
+        made.append(tracker.prepare(frames[i]))
+    steps = []
+    for i, frame in enumerate(frames):
+        if i + ahead < len(frames):
+            made.append(tracker.prepare(frames[i + ahead]))  # made with the region frame i - 1 left
+        steps.append(tracker.step(frame, made[i]))
+
+    for a, b in zip(plain, steps, strict=True):
+        assert (a.scene_cut, a.reacquired, a.face is None) == (b.scene_cut, b.reacquired, b.face is None)
+        if a.face is not None:
+            np.testing.assert_array_equal(a.face.points, b.face.points)
+            assert a.face.transform == b.face.transform
+    cut_ahead = {id(p.roi_image) for p in made if p.roi_image is not None}
+    used = sum(id(image) in cut_ahead for image in seen)
+    # Most frames were tracked on the cut-out made ahead; those whose region had moved, been lost or cut, again.
+    assert 0 < used < len(seen)

@@ -1,5 +1,5 @@
-"""Overlapped stages: the thread helpers on their own, and a dub whose stages overlap against the same dub run one
-stage after another (same bytes; an error in any stage leaves no output and no thread behind)."""
+"""Overlapped stages: the thread helpers on their own, the first pass and a dub whose stages overlap against the same
+run one stage after another (same track, same bytes; an error in any stage leaves no output and no thread behind)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,13 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+from dubber.face import FaceAligner, FaceTracker
+from dubber.face.backends import make_backend
+from dubber.media import VideoReader
 from dubber.models import LandmarkCompleter, LandmarkCompleterConfig
 from dubber.models.landmark_sequence import predict_sequence
+from dubber.pipeline.analysis import analyse_video
+from dubber.pipeline.frame_source import FrameSpool
 from dubber.pipeline.overlap import Consumer, Prefetcher
 from dubber.render import hint_warp
 from dubber.render.hint_warp import _kernel, _spline_read
@@ -73,6 +78,53 @@ def test_consumer_handles_in_order_and_hands_its_error_back():
         for i in range(50):
             consumer.submit(i)
         consumer.finish()
+
+
+def test_the_first_pass_overlapped_is_the_sequential_track(tmp_path):
+    """Decoding and ``prepare`` ahead of the tracker, ``observe`` and the spool behind it: the same track, pool
+    and spool as one frame after another."""
+    clip = make_face_video(tmp_path / "face.mp4", frames=40, no_face=range(25, 29))
+    wanted = [0, 7, 26, 39]
+    tracks, spools = {}, {}
+    for overlap in (False, True):
+        spools[overlap] = FrameSpool(192, 192, wanted, tmp_path)
+        seen: list[int] = []
+        with FaceTracker(make_backend("mediapipe")) as tracker:
+            tracks[overlap] = analyse_video(
+                VideoReader(clip),
+                tracker,
+                FaceAligner(128),
+                spool=spools[overlap],
+                progress=seen.append,
+                overlap=overlap,
+            )
+        assert seen == list(range(1, 41))
+    one, both = tracks[False], tracks[True]
+    for name in ("times", "has_face", "transforms", "points", "opening", "frontal", "yaw"):
+        np.testing.assert_array_equal(getattr(both, name), getattr(one, name))
+    assert not both.has_face[25:29].any() and both.has_face.sum() == 36
+    assert both.pool.entries.keys() == one.pool.entries.keys()
+    for key, entry in one.pool.entries.items():
+        np.testing.assert_array_equal(both.pool.entries[key].crop, entry.crop)
+    for i in wanted:
+        np.testing.assert_array_equal(spools[True].read(i).data, spools[False].read(i).data)
+
+
+def test_an_error_behind_the_tracker_is_raised_and_leaves_no_thread(tmp_path):
+    clip = make_face_video(tmp_path / "face.mp4", frames=30)
+
+    class FullDisk(FrameSpool):
+        def offer(self, index, image):
+            if index == 12:
+                raise OSError("no space left on device")
+            super().offer(index, image)
+
+    before = threading.active_count()
+    with pytest.raises(OSError, match="no space left"), FaceTracker(make_backend("mediapipe")) as tracker:
+        analyse_video(
+            VideoReader(clip), tracker, FaceAligner(128), spool=FullDisk(192, 192, [3, 20], tmp_path), overlap=True
+        )
+    assert threading.active_count() == before
 
 
 # -- the work each stage does less of -----------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import torch
 from dubber.face.landmarks import JAW, N_POSE
 from dubber.models.reference_warp import warp_references
 from dubber.pipeline.analysis import VideoTrack
+from dubber.pipeline.articulation import OwnSpeech
 from dubber.pipeline.dubbing import DubbingPipeline
 from dubber.pipeline.motion import anchored_jaw
 from dubber.pipeline.timeline import Timeline
@@ -63,5 +64,8 @@ class TruthLandmarksPipeline(DubbingPipeline):
         )
         self.truth = truth
 
-    def _motion(self, job, track, timeline, landmarks, references) -> TruthMotion:
+    def _articulation(self, job, track, landmarks) -> OwnSpeech:
+        return OwnSpeech(None, None)  # the truth's movement is not widened
+
+    def _motion(self, job, track, timeline, landmarks, references, own) -> TruthMotion:
         return TruthMotion(track, timeline, self.truth)

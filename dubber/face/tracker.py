@@ -20,7 +20,7 @@ from dubber.face.landmarks import head_angles
 from dubber.face.smoothing import OneEuroFilter
 from dubber.face.warp import warp_to_square
 from dubber.log import get_logger
-from dubber.media.scene_cut import SceneCutDetector
+from dubber.media.scene_cut import SceneCutDetector, colour_histogram
 from dubber.media.video_reader import Frame
 
 log = get_logger("face")
@@ -73,7 +73,7 @@ def _box_of(points: np.ndarray) -> FaceBox:
     return FaceBox(float(x0), float(y0), float(x1), float(y1), 1.0)
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Roi:
     cx: float
     cy: float
@@ -99,6 +99,15 @@ class _Roi:
         return out
 
 
+@dataclass(frozen=True)
+class PreparedFrame:
+    """``FaceTracker.prepare``'s work on a frame, done ahead of ``step``."""
+
+    histogram: np.ndarray  # colour_histogram of the frame
+    roi: _Roi | None  # the tracker's region when it was made
+    roi_image: np.ndarray | None  # the frame cut out there
+
+
 class FaceTracker:
     """Per-frame landmarks for one face of a video. Owns its backend unless one is passed in."""
 
@@ -122,6 +131,7 @@ class FaceTracker:
         self._transform_filter = OneEuroFilter(self.options.transform_min_cutoff, self.options.transform_beta)
         self._landmark_filter = OneEuroFilter(self.options.landmark_min_cutoff, self.options.landmark_beta)
         self._roi: _Roi | None = None
+        self._prepared: PreparedFrame | None = None  # the frame ``step`` works on, as ``prepare`` made it
         self._ref_scale = 1.0
         self.most_faces = 0  # the most faces one detection found: says why a ``face_index`` is never tracked
 
@@ -130,9 +140,27 @@ class FaceTracker:
         for frame in frames:
             yield self.step(frame)
 
-    def step(self, frame: Frame) -> TrackStep:
+    def prepare(self, frame: Frame) -> PreparedFrame:
+        """What ``step(frame, prepared)`` can be handed, made by a thread ahead of the tracker (the decoding one), so
+        that the tracker's own frame-after-frame work is less: the scene-cut histogram, and the frame's region of
+        interest cut out where the tracker's region is now (the region seldom moves: ``step`` uses the cut-out only
+        if its region is still the one it tracks with, so the result is the same as without)."""
+        roi = self._roi
+        size = self.options.roi_size
+        return PreparedFrame(
+            colour_histogram(frame.image), roi, None if roi is None else roi.extract(frame.image, size)
+        )
+
+    def step(self, frame: Frame, prepared: PreparedFrame | None = None) -> TrackStep:
+        self._prepared = prepared
+        try:
+            return self._step(frame, prepared)
+        finally:
+            self._prepared = None
+
+    def _step(self, frame: Frame, prepared: PreparedFrame | None) -> TrackStep:
         image = frame.image
-        cut = self._scene(image)
+        cut = self._scene(image) if prepared is None else self._scene.is_cut(prepared.histogram)
         if cut:
             log.debug("scene cut at frame %d", frame.index)
             self._lose()
@@ -185,7 +213,13 @@ class FaceTracker:
     def _landmarks(self, image: np.ndarray) -> np.ndarray | None:
         assert self._roi is not None
         size = self.options.roi_size
-        local = self.backend.landmarks(self._roi.extract(image, size))
+        ready = self._prepared
+        # The same region object: ``_follow`` and ``_acquire`` replace it, never change it.
+        if ready is not None and ready.roi is self._roi and ready.roi_image is not None:
+            cut_out = ready.roi_image
+        else:
+            cut_out = self._roi.extract(image, size)
+        local = self.backend.landmarks(cut_out)
         if local is None:
             return None
         points = self._roi.to_frame(local, size)

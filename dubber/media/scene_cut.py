@@ -34,7 +34,10 @@ class SceneCutDetector:
         self._prev = None
 
     def __call__(self, image: np.ndarray) -> bool:
-        hist = colour_histogram(image)
+        return self.is_cut(colour_histogram(image))
+
+    def is_cut(self, hist: np.ndarray) -> bool:
+        """The same decision from the frame's ``colour_histogram``, computed elsewhere (a decoding thread)."""
         prev, self._prev = self._prev, hist
         if prev is None:
             return False

@@ -18,12 +18,12 @@ import numpy as np
 from dubber.face.aligner import FaceAligner
 from dubber.face.landmarks import ALL_INDICES, mouth_opening
 from dubber.face.speaking_mouths import photo_references
-from dubber.face.tracker import FaceTracker, TrackedFace
+from dubber.face.tracker import FaceTracker, PreparedFrame, TrackedFace
 from dubber.media.heap import HeapTrimmer
 from dubber.media.video_reader import Frame, VideoReader
 from dubber.models.reference_choice import spread_references
 from dubber.pipeline.frame_source import FrameSpool
-from dubber.pipeline.overlap import Prefetcher
+from dubber.pipeline.overlap import Consumer, Prefetcher
 
 _ALL = np.asarray(ALL_INDICES)
 # Frames turned further than this are tracked and dubbed, but not used as references (the frontal crop is poor).
@@ -167,14 +167,21 @@ def analyse_video(
     progress: Callable[[int], None] | None = None,
     overlap: bool = False,
 ) -> VideoTrack:
-    """Track the face in every frame of ``reader``; ``overlap``: decode in a thread ahead of the tracker."""
+    """Track the face in every frame of ``reader``; ``overlap``: decode (and ``tracker.prepare``) in a thread ahead
+    of the tracker, and keep each tracked frame (``observe``, the spool) in a thread behind it, so that the tracker,
+    which must see the frames one after another, does nothing else."""
     seconds = {"decode": 0.0, "track": 0.0}
     with ExitStack() as stack:
         # A spooled frame is written again: kept as decoded planes too, for the output to write as it does the rest.
         frames = _timed(reader.frames("rgb" if spool is None else "both"), seconds)
-        if overlap:
-            frames = stack.enter_context(Prefetcher(frames, depth=4, name="analyse-decode"))
-        return _track_frames(frames, reader.frame_count, tracker, aligner, spool, progress, seconds)
+        if not overlap:
+            return _track_frames(
+                ((f, None) for f in frames), reader.frame_count, tracker, aligner, spool, progress, seconds
+            )
+        prepared = stack.enter_context(
+            Prefetcher(((f, tracker.prepare(f)) for f in frames), depth=4, name="analyse-decode")
+        )
+        return _track_frames(prepared, reader.frame_count, tracker, aligner, spool, progress, seconds, behind=True)
 
 
 def _timed(frames: Iterable[Frame], seconds: dict[str, float]) -> Iterator[Frame]:
@@ -189,26 +196,49 @@ def _timed(frames: Iterable[Frame], seconds: dict[str, float]) -> Iterator[Frame
 
 
 def _track_frames(
-    frames: Iterable[Frame],
+    frames: Iterable[tuple[Frame, PreparedFrame | None]],
     expected: int,
     tracker: FaceTracker,
     aligner: FaceAligner,
     spool: FrameSpool | None,
     progress: Callable[[int], None] | None,
     seconds: dict[str, float],
+    *,
+    behind: bool = False,
 ) -> VideoTrack:
+    """``frames``: each with its ``tracker.prepare`` or None; ``behind``: what is kept of a tracked frame is kept in
+    a thread of its own, in order (the tracker's next frame does not depend on it)."""
     rows = _FrameRows(expected)
     pool = ReferencePool()
     trim = HeapTrimmer()
-    for frame in frames:
-        t0 = time.perf_counter()
+
+    def keep(item: tuple[Frame, TrackedFace | None]) -> None:
+        frame, face = item
         if spool is not None:
             spool.offer(frame.index, frame.image if frame.planes is None else frame.planes)
-        rows.add(*observe(frame, tracker.step(frame).face, aligner, pool))
+        rows.add(*observe(frame, face, aligner, pool))
         trim()
-        seconds["track"] += time.perf_counter() - t0
-        if progress is not None:
-            progress(rows.count)
+
+    keeper = Consumer(keep, depth=4, name="analyse-keep") if behind else None
+    try:
+        tracked = 0
+        for frame, prepared in frames:
+            t0 = time.perf_counter()
+            item = (frame, tracker.step(frame, prepared).face)
+            if keeper is None:
+                keep(item)
+            else:
+                keeper.submit(item)
+            seconds["track"] += time.perf_counter() - t0
+            tracked += 1
+            if progress is not None:
+                progress(tracked)
+        if keeper is not None:
+            keeper.finish()
+    except BaseException:
+        if keeper is not None:
+            keeper.close()
+        raise
     track = rows.track(pool, dict(seconds))
     track.most_faces = tracker.most_faces
     return track

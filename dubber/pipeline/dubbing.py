@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, closing
 from functools import partial
 from pathlib import Path
@@ -254,6 +255,15 @@ class DubbingPipeline:
     def _analyse(self, job: DubJob, spool: FrameSpool | None) -> VideoTrack:
         return track_faces(job, self.renderer.size, spool, self.backend_factory)
 
+    def _articulation(
+        self, job: DubJob, track: VideoTrack, landmarks: LandmarkCompleter | LandmarkEnsemble
+    ) -> OwnSpeech:
+        """The reading of the video's own speech the plan widens its movement by, where the options ask for it and
+        the video has speech (a photo, or a video without sound, has none)."""
+        if not job.opts.articulation or job.still or job.media.audio is None:
+            return OwnSpeech(None, None)
+        return self._read_own_speech(job.video, track, landmarks)
+
     def _motion(
         self,
         job: DubJob,
@@ -261,12 +271,12 @@ class DubbingPipeline:
         timeline: Timeline,
         landmarks: LandmarkCompleter | LandmarkEnsemble,
         references: np.ndarray,
+        own: OwnSpeech,
     ) -> MotionPlanner:
         """What gives each dubbed frame its target landmarks (``targets(start, stop)``): the completer hearing the
-        new audio (evaluation draws from other targets: ``dubber.evaluation.truth_motion``)."""
-        spread = None
-        if job.opts.articulation and not job.still and job.media.audio is not None:
-            spread = self._read_own_speech(job.video, track, landmarks).spread
+        new audio, widened by ``own`` (``_articulation``; evaluation draws from other targets:
+        ``dubber.evaluation.truth_motion``)."""
+        spread = own.spread
         job.articulation_gain = 1.0 if spread is None else spread.gain
         points, fill = track.points, track.filled_index()
         return MotionPlanner(landmarks, job.features, job.fps, timeline, points, fill, references, spread=spread)
@@ -324,10 +334,14 @@ class DubbingPipeline:
         redraw = None
         counts: dict[str, int] = {}
         if track.has_face.any():
-            refs = ReferenceSet.from_track(
-                track, self.renderer, landmarks.config.n_refs, per_frame=opts.references == "nearest"
-            )
-            motion = self._motion(job, track, timeline, landmarks, refs.landmark_sets)
+            # The video's own speech read by the completer while the renderer encodes the reference pool: two models
+            # at once, each on its own core.
+            with ThreadPoolExecutor(1, thread_name_prefix="dub-own-speech") as beside:
+                own = beside.submit(self._articulation, job, track, landmarks)
+                refs = ReferenceSet.from_track(
+                    track, self.renderer, landmarks.config.n_refs, per_frame=opts.references == "nearest"
+                )
+                motion = self._motion(job, track, timeline, landmarks, refs.landmark_sets, own.result())
             redraw = FaceRedrawer(self.renderer, track, timeline, motion, refs, opts, timings, counts)
         add_time(timings, "landmarks", t0)
         width, height = reader.size
