@@ -219,7 +219,7 @@ def _track_frames(
         rows.add(*observe(frame, face, aligner, pool))
         trim()
 
-    keeper = Consumer(keep, depth=4, name="analyse-keep") if behind else None
+    keeper = Consumer(keep, depth=2, name="analyse-keep") if behind else None
     try:
         tracked = 0
         for frame, prepared in frames:
