@@ -131,7 +131,6 @@ class FaceTracker:
         self._transform_filter = OneEuroFilter(self.options.transform_min_cutoff, self.options.transform_beta)
         self._landmark_filter = OneEuroFilter(self.options.landmark_min_cutoff, self.options.landmark_beta)
         self._roi: _Roi | None = None
-        self._prepared: PreparedFrame | None = None  # the frame ``step`` works on, as ``prepare`` made it
         self._ref_scale = 1.0
         self.most_faces = 0  # the most faces one detection found: says why a ``face_index`` is never tracked
 
@@ -152,13 +151,6 @@ class FaceTracker:
         )
 
     def step(self, frame: Frame, prepared: PreparedFrame | None = None) -> TrackStep:
-        self._prepared = prepared
-        try:
-            return self._step(frame, prepared)
-        finally:
-            self._prepared = None
-
-    def _step(self, frame: Frame, prepared: PreparedFrame | None) -> TrackStep:
         image = frame.image
         cut = self._scene(image) if prepared is None else self._scene.is_cut(prepared.histogram)
         if cut:
@@ -167,12 +159,12 @@ class FaceTracker:
         reacquired = self._roi is None
         if reacquired:
             self._acquire(image)
-        points = self._landmarks(image) if self._roi is not None else None
+        points = self._landmarks(image, prepared) if self._roi is not None else None
         if points is None and self._roi is not None and not reacquired:
             self._lose()  # tracking lost: look again on this same frame
             reacquired = True
             self._acquire(image)
-            points = self._landmarks(image) if self._roi is not None else None
+            points = self._landmarks(image, prepared) if self._roi is not None else None
         if points is None:
             self._lose()
             return TrackStep(frame, None, cut, reacquired)
@@ -210,13 +202,12 @@ class FaceTracker:
             self._roi = _Roi.around(boxes[self.options.face_index], factor)
             self.backend.reset()
 
-    def _landmarks(self, image: np.ndarray) -> np.ndarray | None:
+    def _landmarks(self, image: np.ndarray, prepared: PreparedFrame | None = None) -> np.ndarray | None:
         assert self._roi is not None
         size = self.options.roi_size
-        ready = self._prepared
         # The same region object: ``_follow`` and ``_acquire`` replace it, never change it.
-        if ready is not None and ready.roi is self._roi and ready.roi_image is not None:
-            cut_out = ready.roi_image
+        if prepared is not None and prepared.roi is self._roi and prepared.roi_image is not None:
+            cut_out = prepared.roi_image
         else:
             cut_out = self._roi.extract(image, size)
         local = self.backend.landmarks(cut_out)

@@ -220,17 +220,12 @@ def _track_frames(
         trim()
 
     keeper = Consumer(keep, depth=2, name="analyse-keep") if behind else None
+    hand_on = keep if keeper is None else keeper.submit
     try:
-        tracked = 0
-        for frame, prepared in frames:
+        for tracked, (frame, prepared) in enumerate(frames, 1):
             t0 = time.perf_counter()
-            item = (frame, tracker.step(frame, prepared).face)
-            if keeper is None:
-                keep(item)
-            else:
-                keeper.submit(item)
+            hand_on((frame, tracker.step(frame, prepared).face))
             seconds["track"] += time.perf_counter() - t0
-            tracked += 1
             if progress is not None:
                 progress(tracked)
         if keeper is not None:
