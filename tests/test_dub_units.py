@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -159,6 +160,35 @@ def test_chunked_motion_equals_the_whole_sequence():
     np.testing.assert_array_equal(targets[:, :74], points[timeline.source_indices(4, 9), :74])
     with pytest.raises(ValueError, match="outside the dubbed range"):
         planner.content(20, 24)
+
+
+def test_motion_planned_ahead_is_the_motion_planned_on_demand():
+    from dubber.models.landmark_ensemble import LandmarkEnsemble
+
+    torch.manual_seed(0)
+    members = {}
+    for name in ("a", "b", "c"):
+        members[name] = LandmarkCompleter(LandmarkCompleterConfig.named("tiny")).eval()
+        with torch.no_grad():
+            for p in members[name].parameters():
+                p.add_(torch.randn_like(p) * 0.05)
+    model = LandmarkEnsemble(members, {"a": 0.5, "b": 0.3, "c": 0.2})
+    rng = np.random.default_rng(1)
+    n_src, frames = 12, 150  # more than one block
+    mel = AudioFeatures(rng.normal(size=(int(frames / 25 * 80) + 20, 80)).astype(np.float32))
+    points = rng.uniform(0.2, 0.8, (n_src, 131, 2)).astype(np.float32)
+    refs = rng.uniform(0.2, 0.8, (4, 131, 2)).astype(np.float32)
+    timeline = Timeline(n_src, frames, "pingpong")
+    on_demand = MotionPlanner(model, mel, 25.0, timeline, points, np.arange(n_src), refs)
+    ahead = MotionPlanner(model, mel, 25.0, timeline, points, np.arange(n_src), refs)
+    with ThreadPoolExecutor(2) as pool:
+        ahead.plan_ahead(pool)
+    first = ahead._block
+    assert first is not None and first[:2] == (0, 64)
+    got = np.concatenate([ahead.targets(s, min(s + 8, frames)) for s in range(0, frames, 8)])
+    want = np.concatenate([on_demand.targets(s, min(s + 8, frames)) for s in range(0, frames, 8)])
+    np.testing.assert_array_equal(got, want)
+    assert ahead.pool is None  # the pool, shut down after the plan, is not kept
 
 
 # -- spool and options ----------------------------------------------------------------------------------------------

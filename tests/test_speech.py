@@ -9,6 +9,7 @@ import math
 import struct
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -391,6 +392,8 @@ def test_ensemble_averages_its_members_each_on_its_own_input(tmp_path):
     mel_only = predict_from_features(members["mel"], features.mel, times, pose, refs)
     speech_only = predict_from_features(members["speech"], features.speech, times, pose, refs)
     np.testing.assert_allclose(got, 0.75 * mel_only + 0.25 * speech_only, atol=1e-6)
+    with ThreadPoolExecutor(2) as pool:  # the members at once, summed in the same order: the same values
+        np.testing.assert_array_equal(predict_from_features(ens, features, times, pose, refs, pool), got)
     ens.save_pretrained(tmp_path / "ens")
     again = load_landmark_model(tmp_path / "ens")
     assert isinstance(again, LandmarkEnsemble)

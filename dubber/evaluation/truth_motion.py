@@ -64,8 +64,8 @@ class TruthLandmarksPipeline(DubbingPipeline):
         )
         self.truth = truth
 
-    def _articulation(self, job, track, landmarks) -> OwnSpeech:
+    def _articulation(self, job, track, landmarks, pool=None) -> OwnSpeech:
         return OwnSpeech(None, None)  # the truth's movement is not widened
 
-    def _motion(self, job, track, timeline, landmarks, references, own) -> TruthMotion:
+    def _motion(self, job, track, timeline, landmarks, references, own, pool=None) -> TruthMotion:
         return TruthMotion(track, timeline, self.truth)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable
+from concurrent.futures import Executor
 from contextlib import closing
 from dataclasses import dataclass
 
@@ -56,13 +57,22 @@ class OwnSpeech:
     match: float | None = None
 
 
-def read_own_speech(model, own: StreamedFeatures, track: VideoTrack, fps: float, references: np.ndarray) -> OwnSpeech:
+def read_own_speech(
+    model,
+    own: StreamedFeatures,
+    track: VideoTrack,
+    fps: float,
+    references: np.ndarray,
+    pool: Executor | None = None,
+) -> OwnSpeech:
     """The reading of ``track``'s video through its own speech ``own`` (the completer's features of its audio),
-    planned in blocks so nothing grows with the video's length."""
+    planned in blocks so nothing grows with the video's length; ``pool``: threads an ensemble's members are
+    predicted on at once."""
     with closing(own):
         timeline = Timeline.plan(track.frames, own.seconds, fps, "pingpong", False)
         frames = min(timeline.dub_frames, track.frames, int(MAX_SECONDS * fps))
-        motion = MotionPlanner(model, own.features, fps, timeline, track.points, track.filled_index(), references)
+        points, fill = track.points, track.filled_index()
+        motion = MotionPlanner(model, own.features, fps, timeline, points, fill, references, pool=pool)
         total, count, openings = 0.0, 0, []
         for start in range(0, frames, _BLOCK):
             content = motion.content(start, min(frames, start + _BLOCK))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import ExitStack, closing
 from functools import partial
 from pathlib import Path
@@ -256,13 +256,18 @@ class DubbingPipeline:
         return track_faces(job, self.renderer.size, spool, self.backend_factory)
 
     def _articulation(
-        self, job: DubJob, track: VideoTrack, landmarks: LandmarkCompleter | LandmarkEnsemble
+        self,
+        job: DubJob,
+        track: VideoTrack,
+        landmarks: LandmarkCompleter | LandmarkEnsemble,
+        pool: Executor | None = None,
     ) -> OwnSpeech:
         """The reading of the video's own speech the plan widens its movement by, where the options ask for it and
-        the video has speech (a photo, or a video without sound, has none)."""
+        the video has speech (a photo, or a video without sound, has none); ``pool``: threads an ensemble's members
+        are predicted on at once."""
         if not job.opts.articulation or job.still or job.media.audio is None:
             return OwnSpeech(None, None)
-        return self._read_own_speech(job.video, track, landmarks)
+        return self._read_own_speech(job.video, track, landmarks, pool)
 
     def _motion(
         self,
@@ -272,38 +277,48 @@ class DubbingPipeline:
         landmarks: LandmarkCompleter | LandmarkEnsemble,
         references: np.ndarray,
         own: OwnSpeech,
+        pool: Executor | None = None,
     ) -> MotionPlanner:
         """What gives each dubbed frame its target landmarks (``targets(start, stop)``): the completer hearing the
         new audio, widened by ``own`` (``_articulation``; evaluation draws from other targets:
-        ``dubber.evaluation.truth_motion``)."""
+        ``dubber.evaluation.truth_motion``). Its first block is planned now, an ensemble's members on ``pool``'s
+        threads at once: while it is, no frame can be drawn."""
         spread = own.spread
         job.articulation_gain = 1.0 if spread is None else spread.gain
         points, fill = track.points, track.filled_index()
-        return MotionPlanner(landmarks, job.features, job.fps, timeline, points, fill, references, spread=spread)
+        motion = MotionPlanner(landmarks, job.features, job.fps, timeline, points, fill, references, spread=spread)
+        motion.plan_ahead(pool)
+        return motion
 
-    def _read_own_speech(self, video: Path, track: VideoTrack, landmarks) -> OwnSpeech:
+    def _read_own_speech(self, video: Path, track: VideoTrack, landmarks, pool: Executor | None = None) -> OwnSpeech:
         try:
-            return self.own_speech(video, track, landmarks)
+            return self.own_speech(video, track, landmarks, pool=pool)
         except InputError as error:  # the widening is a refinement: a video whose own audio is unreadable still dubs
             log.warning("%s: its own audio could not be read, the planned movement is not widened: %s", video, error)
             return OwnSpeech(None, None)
 
     def own_speech(
-        self, video: str | Path, analysis: VideoTrack, landmarks: LandmarkCompleter | LandmarkEnsemble | None = None
+        self,
+        video: str | Path,
+        analysis: VideoTrack,
+        landmarks: LandmarkCompleter | LandmarkEnsemble | None = None,
+        *,
+        pool: Executor | None = None,
     ) -> OwnSpeech:
         """What ``video``'s own speech, planned by ``landmarks`` (the pipeline's completer by default) and set
         against the mouth tracked on it (its :meth:`analyse` result), says: the articulation spread and the lag of
-        its mouth behind its sound (dubber/pipeline/mouth_lag.py). Read once for several dubs of one analysis."""
+        its mouth behind its sound (dubber/pipeline/mouth_lag.py). Read once for several dubs of one analysis.
+        ``pool``: threads an ensemble's members are predicted on at once (the same reading)."""
         model = landmarks or self.landmarks
-        return self._last_reading.get(analysis, model, partial(self._read, Path(video), analysis, model))
+        return self._last_reading.get(analysis, model, partial(self._read, Path(video), analysis, model, pool))
 
-    def _read(self, video: Path, analysis: VideoTrack, model) -> OwnSpeech:
+    def _read(self, video: Path, analysis: VideoTrack, model, pool: Executor | None) -> OwnSpeech:
         if analysis.frames == 1:
             return OwnSpeech(None, None)
         refs = analysis.landmark_references(model.config.n_refs)
         fps = analysis.frame_rate(float(self.options.fps))
         own = self._audio_features(video, max_seconds=MAX_SECONDS + 1.0)  # the windows' context past the end
-        reading = read_own_speech(model, own, analysis, fps, refs)
+        reading = read_own_speech(model, own, analysis, fps, refs, pool)
         if reading.spread is not None:
             log.info(
                 "%s: the planned mouth movement widened %.2f times (the speaker's range)", video, reading.spread.gain
@@ -334,14 +349,17 @@ class DubbingPipeline:
         redraw = None
         counts: dict[str, int] = {}
         if track.has_face.any():
-            # The video's own speech read by the completer while the renderer encodes the reference pool: two models
-            # at once, each on its own core.
-            with ThreadPoolExecutor(1, thread_name_prefix="dub-own-speech") as beside:
-                own = beside.submit(self._articulation, job, track, landmarks)
+            # The video's own speech heard by the speech encoder while the renderer encodes the reference pool, then
+            # read by the completer's members two at a time: two models at once, each on its own core.
+            with (
+                ThreadPoolExecutor(1, thread_name_prefix="dub-own-speech") as beside,
+                ThreadPoolExecutor(2, thread_name_prefix="dub-members") as members,
+            ):
+                own = beside.submit(self._articulation, job, track, landmarks, members)
                 refs = ReferenceSet.from_track(
                     track, self.renderer, landmarks.config.n_refs, per_frame=opts.references == "nearest"
                 )
-                motion = self._motion(job, track, timeline, landmarks, refs.landmark_sets, own.result())
+                motion = self._motion(job, track, timeline, landmarks, refs.landmark_sets, own.result(), members)
             redraw = FaceRedrawer(self.renderer, track, timeline, motion, refs, opts, timings, counts)
         add_time(timings, "landmarks", t0)
         width, height = reader.size

@@ -8,7 +8,9 @@ boundaries cannot show. The features of the new audio are read per chunk from a 
 
 from __future__ import annotations
 
+from concurrent.futures import Executor
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -41,12 +43,15 @@ def predict_from_features(
     times: np.ndarray,
     pose: np.ndarray,
     refs: np.ndarray,
+    pool: Executor | None = None,
 ) -> np.ndarray:
-    """(N, 57, 2) lip and jaw points for frames at ``times`` (a completer, or an ensemble's weighted mean)."""
+    """(N, 57, 2) lip and jaw points for frames at ``times`` (a completer, or an ensemble's weighted mean);
+    ``pool``: an ensemble's members predicted on its threads, at once (summed in the same order: the same values)."""
     if isinstance(model, LandmarkEnsemble):
-        return sum(
-            w * predict_from_features(model.members[k], features, times, pose, refs) for k, w in model.weights.items()
-        )
+        members = [model.members[k] for k in model.weights]
+        predict = partial(predict_from_features, features=features, times=times, pose=pose, refs=refs)
+        outs = map(predict, members) if pool is None else pool.map(predict, members)
+        return sum(w * out for w, out in zip(model.weights.values(), outs, strict=True))
     return predict_sequence(model, member_windows(model.config, features, times), pose, refs)
 
 
@@ -63,10 +68,11 @@ class MotionPlanner:
         fill: np.ndarray,
         references: np.ndarray,
         spread: Spread | None = None,
+        pool: Executor | None = None,
     ) -> None:
         """``source_points`` (N_source, 131, 2) with NaN where a frame has no face; ``fill`` (N_source,) the frame
         whose points stand in for each (``VideoTrack.filled_index``); ``spread`` widens the planned movement
-        (dubber/pipeline/articulation.py)."""
+        (dubber/pipeline/articulation.py); ``pool``: threads an ensemble's members are predicted on at once."""
         self.model = model
         self.features = features
         self.fps = float(fps)
@@ -75,6 +81,7 @@ class MotionPlanner:
         self.fill = fill
         self.references = references.astype(np.float32)
         self.spread = spread
+        self.pool = pool
         self.context = model.config.window - 1
         self._block: tuple[int, int, np.ndarray] | None = None  # the last predicted range and its points
 
@@ -95,10 +102,19 @@ class MotionPlanner:
             held = self._block = (start, last, self._predict(start, last))
         return held[2][start - held[0] : stop - held[0]]
 
+    def plan_ahead(self, pool: Executor | None = None) -> None:
+        """Predict the first block now (the one the dub's first chunk reads), an ensemble's members on ``pool``'s
+        threads at once, where they are not already."""
+        kept, self.pool = self.pool, pool or self.pool
+        try:
+            self.content(0, 1)
+        finally:
+            self.pool = kept
+
     def _predict(self, start: int, stop: int) -> np.ndarray:
         lo, hi = max(0, start - self.context), min(self.timeline.dub_frames, stop + self.context)
         times = np.arange(lo, hi) / self.fps
-        out = predict_from_features(self.model, self.features, times, self.pose(lo, hi), self.references)
+        out = predict_from_features(self.model, self.features, times, self.pose(lo, hi), self.references, self.pool)
         out = out[start - lo : stop - lo]
         return out if self.spread is None else self.spread(out)
 
