@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import pytest
 import torch
 
 from dubber.face.aligner import FaceAligner, Similarity
 from dubber.pipeline.analysis import ReferencePool
 from dubber.pipeline.compositor import CompositeOptions, Compositor, ReferenceDetail
+from dubber.pipeline.face_redraw import paste_rows_from
+from dubber.pipeline.torch_compositor import TorchCompositor
 from dubber.render.hint_warp import thin_plate_read
 
 
@@ -133,3 +136,47 @@ def test_a_large_face_is_dubbed_with_its_references_detail_and_nothing_outside_c
     masks = outside_mask(video, 640, dilate=16)  # one H.264 macroblock: the encoder spreads changes that far
     for i, keep in enumerate(masks):
         assert keep is not None and psnr(dubbed[i][keep], plain[i][keep]) > 40, f"frame {i} changed outside the face"
+
+
+def test_a_read_from_a_first_row_is_the_whole_reads_rows_and_the_identity_above():
+    source, target = _points(1, n=131)
+    whole = thin_plate_read(source, target, 128)
+    part = thin_plate_read(source, target, 128, first_row=55)
+    torch.testing.assert_close(part[:, 55:], whole[:, 55:], rtol=0, atol=0)
+    axis = (torch.arange(128) + 0.5 - 0.5) / 128  # pixel centres as the spline places them
+    torch.testing.assert_close(part[0, :55, :, 0], axis[None].expand(55, -1), rtol=0, atol=0)
+    torch.testing.assert_close(part[0, :55, :, 1], axis[:55, None].expand(-1, 128), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("angle", [0.0, 0.35, -0.35])  # a head rolled 20 degrees either way
+@pytest.mark.parametrize("frame_per_crop", [2.5, 4.0])  # some, then all, of the reference's detail
+@pytest.mark.parametrize("compositor", [Compositor, TorchCompositor])
+def test_a_pasted_hint_reaches_the_frame_from_its_first_pasted_row_down(angle, frame_per_crop, compositor):
+    """The drawing workers compute the hint's spline only from ``paste_rows_from`` down on frames the reference
+    blend pastes alone: nothing the paste does may read the rows above."""
+    from dubber.render.face_mask import lower_face_mask
+
+    size = 128
+    first = paste_rows_from(size)
+    assert 40 < first < 64 and lower_face_mask(size)[:first].max() == 0
+    rng = np.random.default_rng(0)
+    frame = cv2.GaussianBlur(rng.integers(0, 256, (720, 1280, 3), dtype=np.uint8), (0, 0), 1.5)
+    transform = Similarity(640.0, 360.0, frame_per_crop * size, angle)
+    original = cv2.warpAffine(frame, transform.to_matrix(size), (size, size))
+    rendered = np.clip(original.astype(int) + rng.integers(-40, 40, original.shape), 0, 255).astype(np.uint8)
+    source, target = _points(2, n=131)
+    read = thin_plate_read(source, target, size)[0].numpy()
+    garbled = read.copy()
+    garbled[:first] = rng.uniform(-1, 2, garbled[:first].shape)  # anything: it must not reach the frame
+    detail = cv2.GaussianBlur(rng.integers(0, 256, (512, 512, 3), dtype=np.uint8), (0, 0), 1)
+    x = np.linspace(0.24, 0.76, 17)
+    jaw = np.stack([x, 0.55 + 0.3 * np.sin(np.linspace(0, np.pi, 17))], -1)
+    for jaws in (None, np.stack([jaw, jaw + [0.0, 0.03]])):
+        pasted = []
+        for reads in (read, garbled):
+            out = frame.copy()
+            comp = compositor(size, CompositeOptions(detail=15.0))
+            comp.paste(out, rendered, original, transform, ReferenceDetail(detail, reads), jaws)
+            pasted.append(out)
+        assert (pasted[0] != frame).any()
+        np.testing.assert_array_equal(pasted[1], pasted[0])

@@ -28,10 +28,12 @@ from dubber.pipeline.render_shift import (
 )
 from dubber.pipeline.timeline import Timeline
 from dubber.pipeline.torch_compositor import TorchCompositor
+from dubber.render.face_mask import lower_face_mask
 from dubber.render.hint_warp import thin_plate_read
 from dubber.render.image_tensors import to_model_range, to_uint8
 
 _JAW = slice(N_POSE, N_POSE + len(JAW))  # the model points' jaw contour, ear to ear
+_COMPOSITOR_REACH = 8  # crop pixels above the renderer's mask (``paste_rows_from``)
 # A pool frame turned YAW_STEP degrees further from the target than YAW_FREE costs this much mouth-shape distance
 # (unit crop): within YAW_FREE the mouth alone chooses (the dev split's frontal clips: unchanged).
 YAW_COST, YAW_FREE = 0.05, 10.0
@@ -58,6 +60,14 @@ class PlannedFaces:
 
     todo: list[int]  # output frame indices
     targets: torch.Tensor  # (F, 131, 2) in the renderer's crop
+
+
+def paste_rows_from(size: int) -> int:
+    """The first row of an S x S crop from which a hint pasted alone reaches the frame: the renderer's mask (the
+    hint shows only there) less the compositor's reach above it (its detail's blurs, 4 sigma of a crop pixel; the
+    bilinear read of the spline; the region's margin of 2-3 frame pixels), with room to spare."""
+    rows = np.flatnonzero(lower_face_mask(size).max(axis=1) > 0)
+    return max(0, int(rows[0]) - _COMPOSITOR_REACH) if len(rows) else 0
 
 
 @dataclass
@@ -166,6 +176,7 @@ class FaceRedrawer:
         self.counts = counts if counts is not None else {}  # "network": frames the renderer network drew
         composite = CompositeOptions(colour_match=opts.colour_match, detail=15.0 if opts.source_detail else 0.0)
         self.compositor = compositor_for(renderer.device, renderer.size, composite)
+        self.paste_rows_from = paste_rows_from(renderer.size)
 
     def plan(self, start: int, count: int) -> PlannedFaces | None:
         """The faces among output frames ``start..start+count`` and their target landmarks; None: no face. Called
@@ -197,8 +208,7 @@ class FaceRedrawer:
             order = self.refs.nearest_order(targets, self.renderer.n_refs, yaw)
             hints = order[:, 0]
             if self.renderer.hint_warp:  # the hint warp's spline, computed once for the renderer and the compositor
-                device = self.renderer.device
-                reads = thin_plate_read(self.refs.pool_points[hints].to(device), targets.to(device), self.renderer.size)
+                reads = self._hint_reads(hints, targets)
             ref_crops, ref_points = self.refs.pool_crops[order], self.refs.pool_points[order]
             if self.refs.pool_tokens is None:
                 tokens = self.renderer.encode_references(ref_crops, ref_points)
@@ -227,6 +237,22 @@ class FaceRedrawer:
         drawn = DrawnFaces(todo, to_uint8(rendered), crops, transforms, targets, hints, reads)
         add_time(self.timings, "render", t0)
         return drawn
+
+    def _hint_reads(self, hints: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """(F, S, S, 2) the hint warp's spline from each hint's landmarks to the target's; on a frame the network
+        will not draw (the reference blend pastes its warped hint alone) only the rows the paste and the
+        compositor read, from ``paste_rows_from`` down (the spline is a fifth of the drawing workers' time)."""
+        device, size = self.renderer.device, self.renderer.size
+        source, target = self.refs.pool_points[hints].to(device), targets.to(device)
+        draws = self.renderer.network_draws(source[:, None], target) if self.opts.reference_blend else None
+        if draws is None or bool(draws.all()):
+            return thin_plate_read(source, target, size)
+        reads = torch.empty(len(target), size, size, 2, device=device)
+        pasted = ~draws
+        reads[pasted] = thin_plate_read(source[pasted], target[pasted], size, self.paste_rows_from)
+        if bool(draws.any()):
+            reads[draws] = thin_plate_read(source[draws], target[draws], size)
+        return reads
 
     def reference_details(self, drawn: DrawnFaces) -> list[ReferenceDetail | None]:
         """Per drawn frame, its hint's detail crop and where the crop on the target's landmarks reads it (the hint

@@ -32,9 +32,10 @@ def _radial(r2: torch.Tensor) -> torch.Tensor:
     return r2.clamp_min(1e-12).log_().mul_(r2)
 
 
-def _spline_read(ctrl: torch.Tensor, coef: torch.Tensor, size: int) -> torch.Tensor:
-    """(B, S, S, 2): where each output pixel centre reads the image, from the spline through ``ctrl`` (B, n, 2)
-    with coefficients ``coef`` (B, n + 3, 2): pixel + sum_j w_j U(|pixel - ctrl_j|) + affine(pixel).
+def _spline_read(ctrl: torch.Tensor, coef: torch.Tensor, size: int, first_row: int = 0) -> torch.Tensor:
+    """(B, S - first_row, S, 2): where each output pixel centre of rows ``first_row..S-1`` reads the image, from the
+    spline through ``ctrl`` (B, n, 2) with coefficients ``coef`` (B, n + 3, 2): pixel + sum_j w_j U(|pixel -
+    ctrl_j|) + affine(pixel). A row's values do not depend on which other rows are computed.
 
     The kernel over every pixel and control point is B x S^2 x n values (145 MB for a batch of 8 at 128 px): made
     whole, memory traffic ruled the dub's render stage (561 ms per batch of 8 on the CPU; 27 ms in blocks that
@@ -47,27 +48,31 @@ def _spline_read(ctrl: torch.Tensor, coef: torch.Tensor, size: int) -> torch.Ten
     b, n, _ = ctrl.shape
     device = ctrl.device
     axis = torch.arange(size, device=device, dtype=torch.float32) / size  # pixel centres, as points place them
+    down = axis[first_row:]
+    height = len(down)
     weights, affine = coef[:, :n].transpose(1, 2)[:, None], coef[:, n:]  # (B, 1, 2, n)
     dx2 = (axis[None, None, :] - ctrl[:, :, :1]) ** 2  # (B, n, S): along a row
-    dy2 = (axis[None, :, None] - ctrl[:, None, :, 1]) ** 2 + 1e-12  # (B, S, n): down a column
+    dy2 = (down[None, :, None] - ctrl[:, None, :, 1]) ** 2 + 1e-12  # (B, rows, n): down a column
     block = _BLOCK if device.type == "cpu" else _BLOCK_GPU
     images, rows = max(1, block // (size * size * n)), min(size, max(1, block // (size * n)))
-    bend = torch.empty(b, size, 2, size, device=device)
+    bend = torch.empty(b, height, 2, size, device=device)
     for i in range(0, b, images):
-        for y0 in range(0, size, rows):
+        for y0 in range(0, height, rows):
             r2 = dy2[i : i + images, y0 : y0 + rows, :, None] + dx2[i : i + images, None]  # (I, rows, n, S)
             u = torch.log(r2).mul_(r2)
             torch.matmul(weights[i : i + images], u, out=bend[i : i + images, y0 : y0 + rows])
-    y, x = torch.meshgrid(axis, axis, indexing="ij")
-    grid = torch.stack([x, y], -1)[None]  # (1, S, S, 2) as (x, y)
+    y, x = torch.meshgrid(down, axis, indexing="ij")
+    grid = torch.stack([x, y], -1)[None]  # (1, rows, S, 2) as (x, y)
     lin = affine[:, None, None]  # (B, 1, 1, 3, 2)
     bend = bend.transpose(2, 3)
     return grid + bend + lin[..., 0, :] + grid[..., :1] * lin[..., 1, :] + grid[..., 1:] * lin[..., 2, :]
 
 
-def thin_plate_read(source: torch.Tensor, target: torch.Tensor, size: int) -> torch.Tensor:
+def thin_plate_read(source: torch.Tensor, target: torch.Tensor, size: int, first_row: int = 0) -> torch.Tensor:
     """(B, S, S, 2): where each pixel of an S x S output reads its image (unit crop coordinates) so that the
-    (B, N, 2) ``source`` points land on ``target``: a spline through the target points (backward mapping)."""
+    (B, N, 2) ``source`` points land on ``target``: a spline through the target points (backward mapping).
+    ``first_row``: the spline is computed from that row down, for a caller that uses no row above it (the rows
+    above read where they lie); those it computes are the whole read's, exactly."""
     b = source.shape[0]
     source, target = source.float(), target.float()
     corners = _BORDER.to(source.device).expand(b, -1, -1)
@@ -80,7 +85,13 @@ def thin_plate_read(source: torch.Tensor, target: torch.Tensor, size: int) -> to
     system[:, :n, :n], system[:, :n, n:], system[:, n:, :n] = k, p, p.transpose(1, 2)
     rhs = torch.cat([shift, torch.zeros(b, 3, 2, device=ctrl.device)], 1)
     coef = torch.linalg.solve(system, rhs)  # (B, n + 3, 2)
-    return _spline_read(ctrl, coef, size)
+    if first_row <= 0:
+        return _spline_read(ctrl, coef, size)
+    axis = torch.arange(size, device=ctrl.device, dtype=torch.float32) / size
+    y, x = torch.meshgrid(axis, axis, indexing="ij")
+    read = torch.stack([x, y], -1)[None].repeat(b, 1, 1, 1)
+    read[:, first_row:] = _spline_read(ctrl, coef, size, first_row)
+    return read
 
 
 def thin_plate_warp(

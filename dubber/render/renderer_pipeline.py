@@ -218,10 +218,9 @@ class FaceRenderer:
         mismatch = drawn = None
         if blend and self.reference_blend is not None and hint is not None:
             mismatch = reference_mismatch(ref_landmarks, landmarks)
-            if self.reference_blend.edge == 0:
-                # Frames whose nearest reference already shows the target mouth get the paste alone (blend weight
-                # 0): the network's drawing would be thrown away, so it is not drawn.
-                drawn = (self.reference_blend.weights(mismatch) > 0).nonzero().flatten()
+            draws = self._draws(mismatch)
+            if draws is not None:
+                drawn = draws.nonzero().flatten()
         if counts is not None:
             counts["network"] = counts.get("network", 0) + (b if drawn is None else len(drawn))
         if drawn is None:
@@ -241,6 +240,21 @@ class FaceRenderer:
             elif len(drawn):  # the frames pasted alone are the hint already: nothing to guard
                 x[drawn] = self.mouth_guard(x[drawn], hint[drawn], landmarks[drawn])
         return (masked + mask * x).float()
+
+    def network_draws(self, hint_landmarks: torch.Tensor, landmarks: torch.Tensor) -> torch.Tensor | None:
+        """(B,) bool: which frames the network draws when hinted with references of (B, 1, 131, 2)
+        ``hint_landmarks`` (the others get their warped hint alone, by the reference blend); None where it draws
+        every frame."""
+        if self.reference_blend is None or not self.unet.config.reference_hint:
+            return None
+        return self._draws(reference_mismatch(hint_landmarks.to(self.device), landmarks.to(self.device)))
+
+    def _draws(self, mismatch: torch.Tensor) -> torch.Tensor | None:
+        if self.reference_blend is None or self.reference_blend.edge != 0:
+            return None
+        # Frames whose nearest reference already shows the target mouth get the paste alone (blend weight 0): the
+        # network's drawing would be thrown away, so it is not drawn.
+        return self.reference_blend.weights(mismatch) > 0
 
     def _sample(
         self,
