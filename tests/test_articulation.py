@@ -3,7 +3,10 @@ speaker's mean mouth, and a dub that reports it."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pytest
 import torch
 
 from dubber.audio.features import AudioFeatures
@@ -170,3 +173,63 @@ def test_the_videos_own_lag_is_logged_and_does_not_move_the_dub(tmp_path, monkey
     monkeypatch.setattr(dubbing, "read_own_speech", lambda *args: OwnSpeech(None, None))
     timed = pipe(video, speech, tmp_path / "timed.mp4", crf=0, preset="ultrafast")
     assert late.output.read_bytes() == timed.output.read_bytes()  # the new audio does not carry the source's offset
+
+
+def test_a_fresh_dub_hears_its_videos_own_speech_once_beside_the_new_speech(tmp_path, monkeypatch):
+    import threading
+
+    from dubber import DubbingPipeline
+    from tests.media_factory import make_audio, make_face_video
+    from tests.tiny_bundle import TINY_BUNDLE, make_tiny_weights
+
+    monkeypatch.setenv("DUB_WEIGHTS", str(make_tiny_weights(tmp_path / "weights")))
+    video = make_face_video(tmp_path / "talk.mp4", frames=30, audio_rate=16000)
+    speech = make_audio(tmp_path / "speech.wav", seconds=1.2)
+    pipe = DubbingPipeline.from_pretrained(TINY_BUNDLE, device="cpu")
+    heard, features = [], pipe._audio_features
+
+    def hearing(audio, max_seconds=None):
+        heard.append((Path(audio).name, threading.current_thread().name))
+        return features(audio, max_seconds=max_seconds)
+
+    monkeypatch.setattr(pipe, "_audio_features", hearing)
+    ahead = pipe(video, speech, tmp_path / "ahead.mp4", crf=0, preset="ultrafast")
+    assert sorted(name for name, _ in heard) == ["speech.wav", "talk.mp4"]  # each once
+    assert [thread.startswith("dub-hear-ahead") for name, thread in heard if name == "talk.mp4"] == [True]
+    heard.clear()  # given an analysis (it may have been read before), the dub hears the video when it reads it
+    later = pipe(video, speech, tmp_path / "later.mp4", crf=0, preset="ultrafast", analysis=pipe.analyse(video))
+    assert sorted(name for name, _ in heard) == ["speech.wav", "talk.mp4"]
+    assert later.output.read_bytes() == ahead.output.read_bytes()
+    heard.clear()
+    pipe(video, speech, tmp_path / "flat.mp4", crf=0, preset="ultrafast", articulation=False)
+    assert [name for name, _ in heard] == ["speech.wav"]  # not read, not heard
+
+
+def test_speech_heard_ahead_is_taken_once_and_closed_if_never_taken():
+    from dubber.errors import MediaDecodeError
+    from dubber.pipeline.articulation import HeardSpeech
+
+    class Features:
+        closed = 0
+
+        def close(self):
+            self.closed += 1
+
+    taken = HeardSpeech(Features)
+    got = taken.take()
+    assert isinstance(got, Features) and taken.take() is None
+    taken.close()
+    assert got.closed == 0  # the reading that took them closes them
+    left = Features()
+    untaken = HeardSpeech(lambda: left)
+    untaken.close()
+    assert left.closed == 1 and untaken.take() is None
+
+    def unreadable():
+        raise MediaDecodeError(Path("talk.mp4"), "corrupt audio packet")
+
+    failed = HeardSpeech(unreadable)
+    with pytest.raises(MediaDecodeError):
+        failed.take()
+    failed.close()
+    HeardSpeech(unreadable).close()  # what was never taken is dropped, error and all

@@ -175,3 +175,25 @@ def test_a_frame_prepared_ahead_tracks_as_the_frame_itself():
     used = sum(id(image) in cut_ahead for image in seen)
     # Most frames were tracked on the cut-out made ahead; those whose region had moved, been lost or cut, again.
     assert 0 < used < len(seen)
+
+
+def test_landmarks_read_from_the_wire_are_the_points_read_one_by_one():
+    landmark_pb2 = pytest.importorskip("mediapipe.framework.formats.landmark_pb2")
+    from dubber.face.mediapipe_backend import landmark_array
+
+    points = np.random.default_rng(0).normal(0.5, 0.3, (478, 3)).astype(np.float32)
+    points[5] = 0.0  # set to zero, still on the wire (proto2)
+    listed = landmark_pb2.NormalizedLandmarkList()
+    for x, y, z in points:
+        listed.landmark.add(x=x, y=y, z=z)
+    got = landmark_array(listed)
+    assert got.dtype == np.float32 and got.flags.writeable
+    np.testing.assert_array_equal(got, points)
+    listed.landmark[7].visibility = 0.9  # a field more: read point by point
+    np.testing.assert_array_equal(landmark_array(listed), points)
+    del listed.landmark[7:]
+    listed.landmark[3].ClearField("z")  # a field fewer: point by point too (an unset z reads 0)
+    expected = points[:7].copy()
+    expected[3, 2] = 0.0
+    np.testing.assert_array_equal(landmark_array(listed), expected)
+    assert landmark_array(landmark_pb2.NormalizedLandmarkList()).shape == (0, 3)

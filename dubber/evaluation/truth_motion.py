@@ -52,6 +52,8 @@ class TruthMotion:
 class TruthLandmarksPipeline(DubbingPipeline):
     """``pipe``'s models and options, drawing each dubbed frame from ``truth`` instead of the completer's plan."""
 
+    reads_own_speech = False
+
     def __init__(self, pipe: DubbingPipeline, truth: np.ndarray) -> None:
         super().__init__(
             pipe.landmarks,

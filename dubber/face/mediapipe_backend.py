@@ -29,6 +29,27 @@ def _import_mediapipe():
     return mp
 
 
+# One NormalizedLandmark of a list on the wire when it holds x, y and z alone (FaceMesh's do): the list's field 1
+# (tag 0x0a) of 15 bytes, then fields 1-3 (tags 0x0d, 0x15, 0x1d), each a little-endian float.
+_LANDMARK_RECORD = np.dtype(
+    [("tag", "u1"), ("size", "u1"), ("tx", "u1"), ("x", "<f4"), ("ty", "u1"), ("y", "<f4"), ("tz", "u1"), ("z", "<f4")]
+)
+_RECORD_TAGS = {"tag": 0x0A, "size": 15, "tx": 0x0D, "ty": 0x15, "tz": 0x1D}
+
+
+def landmark_array(landmarks) -> np.ndarray:
+    """(N, 3) float32 x, y, z of a ``NormalizedLandmarkList``: read from its wire bytes where every point holds x, y
+    and z alone, else point by point. The same values; 0.02 against 0.23 ms for FaceMesh's 478 points, on the
+    tracker's thread, which must not hold the GIL longer than it has to (pass 1's decoding and keeping threads
+    wait for it)."""
+    raw = landmarks.SerializeToString()
+    if raw and len(raw) % _LANDMARK_RECORD.itemsize == 0:
+        records = np.frombuffer(raw, _LANDMARK_RECORD)
+        if all((records[name] == value).all() for name, value in _RECORD_TAGS.items()):
+            return np.stack([records["x"], records["y"], records["z"]], axis=1)
+    return np.array([(p.x, p.y, p.z) for p in landmarks.landmark], dtype=np.float32).reshape(-1, 3)
+
+
 class MediaPipeBackend(FaceBackend):
     """FaceMesh in tracking mode for landmarks; short-range then full-range BlazeFace for detection.
 
@@ -79,8 +100,7 @@ class MediaPipeBackend(FaceBackend):
         result = self._mesh.process(image)
         if not result.multi_face_landmarks:
             return None
-        lm = result.multi_face_landmarks[0].landmark
-        pts = np.array([(p.x, p.y, p.z) for p in lm], dtype=np.float32)
+        pts = landmark_array(result.multi_face_landmarks[0])
         pts[:, 0] *= w
         pts[:, 1] *= h
         pts[:, 2] *= w  # MediaPipe's z uses the same scale as x

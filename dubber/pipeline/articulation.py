@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass
 
@@ -92,6 +92,31 @@ def read_own_speech(
     spread = Spread(gain, (total / count).astype(np.float32)) if gain != 1.0 else None
     lag = found[0] if found is not None and follows else None
     return OwnSpeech(spread, lag, None if found is None else found[1])
+
+
+class HeardSpeech:
+    """A video's own speech heard (the completer's features of its audio) in a thread of its own, ahead of its
+    reading (beside the new speech's features, where a core is free), and taken once."""
+
+    def __init__(self, hear: Callable[[], StreamedFeatures]) -> None:
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="dub-hear-ahead")
+        self._heard = self._thread.submit(hear)
+        self._taken = False
+
+    def take(self) -> StreamedFeatures | None:
+        """The features the first time (raising what hearing raised), None after: a reading closes them."""
+        if self._taken:
+            return None
+        self._taken = True
+        return self._heard.result()
+
+    def close(self) -> None:
+        """Waits for the hearing and closes what was not taken."""
+        self._thread.shutdown(wait=True)
+        if not self._taken:
+            self._taken = True
+            if self._heard.exception() is None:
+                self._heard.result().close()
 
 
 class LastReading:

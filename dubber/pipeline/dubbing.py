@@ -32,7 +32,7 @@ from dubber.models.landmark_completer import LandmarkCompleter
 from dubber.models.landmark_ensemble import LandmarkEnsemble
 from dubber.models.speech_encoder import SpeechEncoder
 from dubber.pipeline.analysis import VideoTrack
-from dubber.pipeline.articulation import MAX_SECONDS, LastReading, OwnSpeech, read_own_speech
+from dubber.pipeline.articulation import MAX_SECONDS, HeardSpeech, LastReading, OwnSpeech, read_own_speech
 from dubber.pipeline.auto_batch import auto_batch_size
 from dubber.pipeline.dub_pass import encode_dub, render_workers
 from dubber.pipeline.face_pass import track_faces
@@ -55,6 +55,9 @@ log = get_logger("pipeline")
 
 class DubbingPipeline:
     """The landmark completer and the renderer, loaded once and used for any number of videos."""
+
+    # Whether a dub reads the video's own speech (its spread and lag; evaluation's truth-landmarks pipeline does not).
+    reads_own_speech = True
 
     def __init__(
         self,
@@ -164,6 +167,9 @@ class DubbingPipeline:
         )
         with ExitStack() as cleanup:
             t0 = time.perf_counter()
+            job.heard = self._hear_ahead(job, analysis)
+            if job.heard is not None:
+                cleanup.callback(job.heard.close)
             streamed = self._audio_features(job.audio)
             cleanup.callback(streamed.close)
             job.audio_seconds, job.features = streamed.seconds, streamed.features
@@ -246,11 +252,19 @@ class DubbingPipeline:
             return motion.targets(0, timeline.dub_frames)
 
     def _completer(self, job: DubJob, track: VideoTrack) -> LandmarkCompleter | LandmarkEnsemble:
-        lag = partial(self._mouth_lag, job.video, track)
+        lag = partial(self._mouth_lag, job, track)
         return completer_for_video(job, track, self.landmarks, self.runtime, self._audio_features, lag)
 
-    def _mouth_lag(self, video: Path, track: VideoTrack) -> int | None:
-        return self._read_own_speech(video, track, self.landmarks).lag
+    def _mouth_lag(self, job: DubJob, track: VideoTrack) -> int | None:
+        return self._read_own_speech(job.video, track, self.landmarks, heard=job.heard).lag
+
+    def _hear_ahead(self, job: DubJob, analysis: VideoTrack | None) -> HeardSpeech | None:
+        """The video's own speech heard in a thread while the new speech's features are computed (one model on
+        each core), where the dub will read it: the options ask for it, the video has sound, and its track is
+        made by this dub (a given analysis may have been read before)."""
+        if analysis is not None or not self.reads_own_speech or not job.opts.articulation or job.media.audio is None:
+            return None
+        return HeardSpeech(partial(self._audio_features, job.video, max_seconds=MAX_SECONDS + 1.0))
 
     def _analyse(self, job: DubJob, spool: FrameSpool | None) -> VideoTrack:
         return track_faces(job, self.renderer.size, spool, self.backend_factory)
@@ -267,7 +281,7 @@ class DubbingPipeline:
         are predicted on at once."""
         if not job.opts.articulation or job.still or job.media.audio is None:
             return OwnSpeech(None, None)
-        return self._read_own_speech(job.video, track, landmarks, pool)
+        return self._read_own_speech(job.video, track, landmarks, pool, job.heard)
 
     def _motion(
         self,
@@ -290,9 +304,17 @@ class DubbingPipeline:
         motion.plan_ahead(pool)
         return motion
 
-    def _read_own_speech(self, video: Path, track: VideoTrack, landmarks, pool: Executor | None = None) -> OwnSpeech:
+    def _read_own_speech(
+        self,
+        video: Path,
+        track: VideoTrack,
+        landmarks,
+        pool: Executor | None = None,
+        heard: HeardSpeech | None = None,
+    ) -> OwnSpeech:
+        model = landmarks or self.landmarks
         try:
-            return self.own_speech(video, track, landmarks, pool=pool)
+            return self._last_reading.get(track, model, partial(self._read, Path(video), track, model, pool, heard))
         except InputError as error:  # the widening is a refinement: a video whose own audio is unreadable still dubs
             log.warning("%s: its own audio could not be read, the planned movement is not widened: %s", video, error)
             return OwnSpeech(None, None)
@@ -310,14 +332,18 @@ class DubbingPipeline:
         its mouth behind its sound (dubber/pipeline/mouth_lag.py). Read once for several dubs of one analysis.
         ``pool``: threads an ensemble's members are predicted on at once (the same reading)."""
         model = landmarks or self.landmarks
-        return self._last_reading.get(analysis, model, partial(self._read, Path(video), analysis, model, pool))
+        return self._last_reading.get(analysis, model, partial(self._read, Path(video), analysis, model, pool, None))
 
-    def _read(self, video: Path, analysis: VideoTrack, model, pool: Executor | None) -> OwnSpeech:
+    def _read(
+        self, video: Path, analysis: VideoTrack, model, pool: Executor | None, heard: HeardSpeech | None
+    ) -> OwnSpeech:
         if analysis.frames == 1:
             return OwnSpeech(None, None)
         refs = analysis.landmark_references(model.config.n_refs)
         fps = analysis.frame_rate(float(self.options.fps))
-        own = self._audio_features(video, max_seconds=MAX_SECONDS + 1.0)  # the windows' context past the end
+        own = None if heard is None else heard.take()
+        if own is None:
+            own = self._audio_features(video, max_seconds=MAX_SECONDS + 1.0)  # the windows' context past the end
         reading = read_own_speech(model, own, analysis, fps, refs, pool)
         if reading.spread is not None:
             log.info(

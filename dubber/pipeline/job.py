@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dubber.audio.features import AudioFeatures
 from dubber.audio.speech import MelAndSpeechFeatures, SpeechFeatures
@@ -12,6 +13,9 @@ from dubber.media.probe import MediaInfo
 from dubber.media.video_reader import VideoReader
 from dubber.pipeline.options import DubOptions
 from dubber.pipeline.phase_clock import PhaseClock
+
+if TYPE_CHECKING:  # the job is made before the reading's module is needed
+    from dubber.pipeline.articulation import HeardSpeech
 
 # progress(stage, done, total): stage "analyse" (first pass) or "dub" (second pass), counts in frames.
 ProgressCallback = Callable[[str, int, int], None]
@@ -35,6 +39,7 @@ class DubJob:
     articulation_gain: float = 1.0  # the plan's spread (dubber/pipeline/articulation.py)
     tracking_segments: int = 1  # pass 1's trackers at once (dubber/pipeline/parallel_tracking.py)
     render_workers: int = 1  # pass 2's chunks rendered at once (dubber/pipeline/dub_pass.py)
+    heard: HeardSpeech | None = None  # the video's own speech heard ahead (dubber/pipeline/articulation.py)
     timings: dict[str, float] = field(default_factory=dict)
     clock: PhaseClock = field(default_factory=PhaseClock)  # the phases' wall and CPU time
 
