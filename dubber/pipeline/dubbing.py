@@ -320,19 +320,13 @@ class DubbingPipeline:
             return OwnSpeech(None, None)
 
     def own_speech(
-        self,
-        video: str | Path,
-        analysis: VideoTrack,
-        landmarks: LandmarkCompleter | LandmarkEnsemble | None = None,
-        *,
-        pool: Executor | None = None,
+        self, video: str | Path, analysis: VideoTrack, landmarks: LandmarkCompleter | LandmarkEnsemble | None = None
     ) -> OwnSpeech:
         """What ``video``'s own speech, planned by ``landmarks`` (the pipeline's completer by default) and set
         against the mouth tracked on it (its :meth:`analyse` result), says: the articulation spread and the lag of
-        its mouth behind its sound (dubber/pipeline/mouth_lag.py). Read once for several dubs of one analysis.
-        ``pool``: threads an ensemble's members are predicted on at once (the same reading)."""
+        its mouth behind its sound (dubber/pipeline/mouth_lag.py). Read once for several dubs of one analysis."""
         model = landmarks or self.landmarks
-        return self._last_reading.get(analysis, model, partial(self._read, Path(video), analysis, model, pool, None))
+        return self._last_reading.get(analysis, model, partial(self._read, Path(video), analysis, model, None, None))
 
     def _read(
         self, video: Path, analysis: VideoTrack, model, pool: Executor | None, heard: HeardSpeech | None
@@ -375,8 +369,8 @@ class DubbingPipeline:
         redraw = None
         counts: dict[str, int] = {}
         if track.has_face.any():
-            # The video's own speech heard by the speech encoder while the renderer encodes the reference pool, then
-            # read by the completer's members two at a time: two models at once, each on its own core.
+            # The video's own speech read by the completer's members two at a time (heard here first, unless it was
+            # heard ahead) while the renderer encodes the reference pool: a model on each core.
             with (
                 ThreadPoolExecutor(1, thread_name_prefix="dub-own-speech") as beside,
                 ThreadPoolExecutor(2, thread_name_prefix="dub-members") as members,

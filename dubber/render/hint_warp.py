@@ -32,6 +32,12 @@ def _radial(r2: torch.Tensor) -> torch.Tensor:
     return r2.clamp_min(1e-12).log_().mul_(r2)
 
 
+def _pixel_grid(rows: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
+    """(1, R, C, 2) the (x, y) of the pixel centres on ``rows`` and ``columns`` (unit crop)."""
+    y, x = torch.meshgrid(rows, columns, indexing="ij")
+    return torch.stack([x, y], -1)[None]
+
+
 def _spline_read(ctrl: torch.Tensor, coef: torch.Tensor, size: int, first_row: int = 0) -> torch.Tensor:
     """(B, S - first_row, S, 2): where each output pixel centre of rows ``first_row..S-1`` reads the image, from the
     spline through ``ctrl`` (B, n, 2) with coefficients ``coef`` (B, n + 3, 2): pixel + sum_j w_j U(|pixel -
@@ -61,8 +67,7 @@ def _spline_read(ctrl: torch.Tensor, coef: torch.Tensor, size: int, first_row: i
             r2 = dy2[i : i + images, y0 : y0 + rows, :, None] + dx2[i : i + images, None]  # (I, rows, n, S)
             u = torch.log(r2).mul_(r2)
             torch.matmul(weights[i : i + images], u, out=bend[i : i + images, y0 : y0 + rows])
-    y, x = torch.meshgrid(down, axis, indexing="ij")
-    grid = torch.stack([x, y], -1)[None]  # (1, rows, S, 2) as (x, y)
+    grid = _pixel_grid(down, axis)
     lin = affine[:, None, None]  # (B, 1, 1, 3, 2)
     bend = bend.transpose(2, 3)
     return grid + bend + lin[..., 0, :] + grid[..., :1] * lin[..., 1, :] + grid[..., 1:] * lin[..., 2, :]
@@ -88,8 +93,7 @@ def thin_plate_read(source: torch.Tensor, target: torch.Tensor, size: int, first
     if first_row <= 0:
         return _spline_read(ctrl, coef, size)
     axis = torch.arange(size, device=ctrl.device, dtype=torch.float32) / size
-    y, x = torch.meshgrid(axis, axis, indexing="ij")
-    read = torch.stack([x, y], -1)[None].repeat(b, 1, 1, 1)
+    read = _pixel_grid(axis, axis).repeat(b, 1, 1, 1)
     read[:, first_row:] = _spline_read(ctrl, coef, size, first_row)
     return read
 
