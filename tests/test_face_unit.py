@@ -197,3 +197,33 @@ def test_landmarks_read_from_the_wire_are_the_points_read_one_by_one():
     expected[3, 2] = 0.0
     np.testing.assert_array_equal(landmark_array(listed), expected)
     assert landmark_array(landmark_pb2.NormalizedLandmarkList()).shape == (0, 3)
+
+
+_IMPORT_CHECK = """
+import sys
+if {pyplot_first}:
+    import matplotlib.pyplot
+from dubber.face.mediapipe_backend import _import_mediapipe
+mp = _import_mediapipe()
+print(int("matplotlib" in sys.modules), int("matplotlib.pyplot" in sys.modules))
+plt = mp.solutions.drawing_utils.plt
+figure = plt.figure  # the one use MediaPipe makes of it: the real pyplot, imported now
+import matplotlib.pyplot
+print(int(figure is matplotlib.pyplot.figure), int(plt is matplotlib.pyplot), int(hasattr(matplotlib, "pyplot")))
+"""
+
+
+@pytest.mark.parametrize("pyplot_first", [False, True])
+def test_mediapipe_is_imported_without_pyplot_which_imports_itself_when_used(pyplot_first):
+    """Importing MediaPipe leaves matplotlib unimported (0.23 s) unless it already was; its drawing module's pyplot
+    is then the real one when used, and any later import of matplotlib is the real package."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("mediapipe")
+    code = _IMPORT_CHECK.format(pyplot_first=pyplot_first)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    imported, used = (line.split() for line in out.stdout.strip().splitlines()[-2:])
+    assert imported == (["1", "1"] if pyplot_first else ["0", "0"])
+    # A stand-in forwards to the real pyplot; the real package and module are what an import gives afterwards.
+    assert used == (["1", "1", "1"] if pyplot_first else ["1", "0", "1"])
