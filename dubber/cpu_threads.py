@@ -66,3 +66,14 @@ def use_free_cores(reserve: int = 0) -> int:
     torch.set_num_threads(threads)
     log.info("torch uses %d thread(s): %d of %d usable cores free", threads, free, usable_cores())
     return threads
+
+
+def start_torch_thread() -> None:
+    """Gives this thread the thread count torch is set to. OpenMP keeps a team size per thread, and torch sets a new
+    thread's only when that thread first asks it for its count (which its own parallel loops do): until then the
+    oneDNN and MKL kernels a thread runs (convolutions, matrix products) use OpenMP's default, every core, however
+    torch was set. A dub's worker threads, with torch set to one thread on two cores, computed their products on two
+    threads each (the cores oversubscribed) and in another order than the main thread (values a float ulp apart)."""
+    import torch
+
+    torch.set_num_threads(torch.get_num_threads())

@@ -23,6 +23,17 @@ def _private_cache(tmp_path_factory, monkeypatch) -> None:
     monkeypatch.setenv("DUB_CACHE", str(tmp_path_factory.getbasetemp() / "dub-cache"))
 
 
+@pytest.fixture
+def one_torch_thread():
+    """torch set to one thread, as a dub sets it on two cores, for this test alone."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def shared_manifest() -> list[dict]:
     manifest = SHARED_DATA / "manifest.csv"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pytest
 import torch
 
@@ -44,3 +46,30 @@ def test_omp_num_threads_wins(monkeypatch):
         assert cpu_threads.use_free_cores() == 1 and torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def _first_plan_in_a_new_thread(initializer) -> np.ndarray:
+    from dubber.models.landmark_completer import LandmarkCompleter, LandmarkCompleterConfig
+    from dubber.models.landmark_sequence import predict_sequence
+
+    torch.manual_seed(0)
+    model = LandmarkCompleter(LandmarkCompleterConfig.named("tiny")).eval()
+    with torch.no_grad():  # zero-initialised heads would predict the mean shape whatever was computed before them
+        model.lip_head.weight.normal_(0, 0.05)
+        model.jaw_head.weight.normal_(0, 0.05)
+    rng = np.random.default_rng(0)
+    windows = rng.normal(size=(40, model.config.audio_steps, 80)).astype(np.float32)
+    pose, refs = rng.random((40, 74, 2)).astype(np.float32), rng.random((4, 131, 2)).astype(np.float32)
+    with ThreadPoolExecutor(1, initializer=initializer) as pool:
+        return pool.submit(predict_sequence, model, windows, pose, refs).result(), (model, windows, pose, refs)
+
+
+def test_a_started_thread_plans_as_the_thread_that_set_torch(one_torch_thread):
+    """A worker's first prediction, once the worker is started (``start_torch_thread``), is the main thread's to
+    the bit: before torch first sets a new thread's OpenMP team, its oneDNN/MKL kernels use every core, and the
+    tiny completer's first plan in a new thread came out a float ulp apart on an AMX host."""
+    from dubber.models.landmark_sequence import predict_sequence
+
+    got, (model, windows, pose, refs) = _first_plan_in_a_new_thread(cpu_threads.start_torch_thread)
+    np.testing.assert_array_equal(got, predict_sequence(model, windows, pose, refs))
+    assert torch.get_num_threads() == 1

@@ -162,7 +162,7 @@ def test_chunked_motion_equals_the_whole_sequence():
         planner.content(20, 24)
 
 
-def test_motion_planned_ahead_is_the_motion_planned_on_demand():
+def test_motion_planned_ahead_is_the_motion_planned_on_demand(one_torch_thread):
     from dubber.models.landmark_ensemble import LandmarkEnsemble
 
     torch.manual_seed(0)

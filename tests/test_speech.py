@@ -372,7 +372,7 @@ def _tiny_pair(seed: int = 0) -> dict[str, LandmarkCompleter]:
     return {"mel": mel.eval(), "speech": speech.eval()}
 
 
-def test_ensemble_averages_its_members_each_on_its_own_input(tmp_path):
+def test_ensemble_averages_its_members_each_on_its_own_input(tmp_path, one_torch_thread):
     from dubber.audio.features import AudioFeatures
     from dubber.audio.speech import MelAndSpeechFeatures
     from dubber.models.landmark_ensemble import LandmarkEnsemble

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dubber.audio.streaming import StreamedFeatures
+from dubber.cpu_threads import start_torch_thread
 from dubber.data.clip_arrays import content_opening
 from dubber.pipeline.analysis import VideoTrack
 from dubber.pipeline.motion import MotionPlanner, Spread
@@ -99,7 +100,7 @@ class HeardSpeech:
     reading (beside the new speech's features, where a core is free), and taken once."""
 
     def __init__(self, hear: Callable[[], StreamedFeatures]) -> None:
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="dub-hear-ahead")
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="dub-hear-ahead", initializer=start_torch_thread)
         self._heard = self._thread.submit(hear)
         self._taken = False
 

@@ -18,7 +18,7 @@ from functools import partial
 import numpy as np
 import torch
 
-from dubber.cpu_threads import usable_cores
+from dubber.cpu_threads import start_torch_thread, usable_cores
 from dubber.media.encode_options import VideoEncodeOptions
 from dubber.media.heap import HeapTrimmer
 from dubber.media.video_writer import VideoWriter
@@ -57,6 +57,7 @@ def write_frames(
     faces = 0
 
     def chunks() -> Iterator[Chunk]:
+        start_torch_thread()  # the chunks are planned (the completer) in the decoding thread when the stages overlap
         for start in range(0, total, settings.batch_size):
             t0 = time.perf_counter()
             images = [next(source).copy() for _ in range(start, min(start + settings.batch_size, total))]
@@ -107,7 +108,7 @@ def write_frames(
     # Several chunks drawn and pasted at once, each in a worker; their frames encoded in order.
     with (
         Prefetcher(chunks(), depth=2, name="dub-decode") as decoded,
-        ThreadPoolExecutor(workers, thread_name_prefix="dub-render") as pool,
+        ThreadPoolExecutor(workers, thread_name_prefix="dub-render", initializer=start_torch_thread) as pool,
     ):
         encoder = Consumer(encode, depth=2, name="dub-encode")
         drawing: deque[tuple[int, list[Image], Future]] = deque()  # in order; at most ``workers`` at once

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from dubber.audio.streaming import StreamedFeatures, stream_features
+from dubber.cpu_threads import start_torch_thread
 from dubber.errors import InputError
 from dubber.face.backend import FaceBackend
 from dubber.log import get_logger
@@ -372,8 +373,8 @@ class DubbingPipeline:
             # The video's own speech read by the completer's members two at a time (heard here first, unless it was
             # heard ahead) while the renderer encodes the reference pool: a model on each core.
             with (
-                ThreadPoolExecutor(1, thread_name_prefix="dub-own-speech") as beside,
-                ThreadPoolExecutor(2, thread_name_prefix="dub-members") as members,
+                ThreadPoolExecutor(1, thread_name_prefix="dub-own-speech", initializer=start_torch_thread) as beside,
+                ThreadPoolExecutor(2, thread_name_prefix="dub-members", initializer=start_torch_thread) as members,
             ):
                 own = beside.submit(self._articulation, job, track, landmarks, members)
                 refs = ReferenceSet.from_track(

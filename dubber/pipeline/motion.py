@@ -8,6 +8,7 @@ boundaries cannot show. The features of the new audio are read per chunk from a 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from functools import partial
@@ -16,6 +17,7 @@ import numpy as np
 
 from dubber.audio.features import AudioFeatures
 from dubber.audio.speech import MelAndSpeechFeatures, SpeechFeatures
+from dubber.cpu_threads import start_torch_thread
 from dubber.face.landmarks import JAW, N_POSE
 from dubber.models.landmark_completer import LandmarkCompleter, LandmarkCompleterConfig
 from dubber.models.landmark_ensemble import LandmarkEnsemble
@@ -50,9 +52,14 @@ def predict_from_features(
     if isinstance(model, LandmarkEnsemble):
         members = [model.members[k] for k in model.weights]
         predict = partial(predict_from_features, features=features, times=times, pose=pose, refs=refs)
-        outs = map(predict, members) if pool is None else pool.map(predict, members)
+        outs = map(predict, members) if pool is None else pool.map(partial(_on_torch_thread, predict), members)
         return sum(w * out for w, out in zip(model.weights.values(), outs, strict=True))
     return predict_sequence(model, member_windows(model.config, features, times), pose, refs)
+
+
+def _on_torch_thread(predict: Callable[[LandmarkCompleter], np.ndarray], member: LandmarkCompleter) -> np.ndarray:
+    start_torch_thread()  # a pool's thread computes as the caller's does (dubber.cpu_threads)
+    return predict(member)
 
 
 class MotionPlanner:
