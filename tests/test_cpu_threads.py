@@ -48,7 +48,10 @@ def test_omp_num_threads_wins(monkeypatch):
         torch.set_num_threads(before)
 
 
-def _first_plan_in_a_new_thread(initializer) -> np.ndarray:
+def test_a_started_thread_plans_as_the_thread_that_set_torch(one_torch_thread):
+    """A worker's first prediction, once the worker is started (``start_torch_thread``), is the main thread's to
+    the bit: before torch first sets a new thread's OpenMP team, its oneDNN/MKL kernels use every core, and the
+    tiny completer's first plan in a new thread came out a float ulp apart on an AMX host."""
     from dubber.models.landmark_completer import LandmarkCompleter, LandmarkCompleterConfig
     from dubber.models.landmark_sequence import predict_sequence
 
@@ -60,16 +63,7 @@ def _first_plan_in_a_new_thread(initializer) -> np.ndarray:
     rng = np.random.default_rng(0)
     windows = rng.normal(size=(40, model.config.audio_steps, 80)).astype(np.float32)
     pose, refs = rng.random((40, 74, 2)).astype(np.float32), rng.random((4, 131, 2)).astype(np.float32)
-    with ThreadPoolExecutor(1, initializer=initializer) as pool:
-        return pool.submit(predict_sequence, model, windows, pose, refs).result(), (model, windows, pose, refs)
-
-
-def test_a_started_thread_plans_as_the_thread_that_set_torch(one_torch_thread):
-    """A worker's first prediction, once the worker is started (``start_torch_thread``), is the main thread's to
-    the bit: before torch first sets a new thread's OpenMP team, its oneDNN/MKL kernels use every core, and the
-    tiny completer's first plan in a new thread came out a float ulp apart on an AMX host."""
-    from dubber.models.landmark_sequence import predict_sequence
-
-    got, (model, windows, pose, refs) = _first_plan_in_a_new_thread(cpu_threads.start_torch_thread)
+    with ThreadPoolExecutor(1, initializer=cpu_threads.start_torch_thread) as pool:
+        got = pool.submit(predict_sequence, model, windows, pose, refs).result()  # the worker's first plan
     np.testing.assert_array_equal(got, predict_sequence(model, windows, pose, refs))
     assert torch.get_num_threads() == 1

@@ -374,7 +374,7 @@ class DubbingPipeline:
             # heard ahead) while the renderer encodes the reference pool: a model on each core.
             with (
                 ThreadPoolExecutor(1, thread_name_prefix="dub-own-speech", initializer=start_torch_thread) as beside,
-                ThreadPoolExecutor(2, thread_name_prefix="dub-members", initializer=start_torch_thread) as members,
+                ThreadPoolExecutor(2, thread_name_prefix="dub-members") as members,  # each task starts its thread
             ):
                 own = beside.submit(self._articulation, job, track, landmarks, members)
                 refs = ReferenceSet.from_track(
