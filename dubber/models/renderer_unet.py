@@ -6,25 +6,35 @@ path, the middle and the up path. Output: the diffusion target for the 3 colour 
 configs). With ``hint_residual`` the network draws a correction to the reference paste (the masked crop with the
 nearest reference's lower face) instead of the whole face, so the person's detail reaches the output at full
 resolution rather than through the patch-4 bottleneck.
-Saved and loaded with diffusers' ``save_pretrained``/``from_pretrained`` (config.json + safetensors).
+Saved with diffusers' ``save_pretrained`` (config.json + safetensors), loaded by ``RendererUNet.load``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
-from diffusers import ConfigMixin, ModelMixin
-from diffusers.configuration_utils import register_to_config
-from diffusers.models.embeddings import TimestepEmbedding, Timesteps
-from diffusers.models.resnet import Downsample2D, ResnetBlock2D, Upsample2D
+from safetensors.torch import load_file
 from torch import nn
 from torch.nn import functional as F
 
 from dubber.face.landmarks import N_POINTS
+from dubber.models.diffusers_parts import (
+    SAFETENSORS_WEIGHTS_NAME,
+    ConfigMixin,
+    Downsample2D,
+    ModelMixin,
+    ResnetBlock2D,
+    TimestepEmbedding,
+    Timesteps,
+    Upsample2D,
+    register_to_config,
+)
 from dubber.models.reference_choice import mouth_shape_distance
 from dubber.models.talkformer import LandmarkTokens, ReferenceEncoder, ReferenceTokens, TalkFormerBlock
 from dubber.models.upsample import supports, upsample_conv
+from dubber.weights import unet_weight_files
 
 # Named sizes. tiny: unit tests (seconds on a CPU); small: trainable on a 2-core CPU in about an hour; base: GPU.
 RENDERER_CONFIGS: dict[str, dict] = {
@@ -166,6 +176,22 @@ class RendererUNet(ModelMixin, ConfigMixin):
         self.conv_out = nn.Conv2d(block_channels[0], 3 * patch * patch, 3, padding=1)
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)
+
+    @classmethod
+    def load(
+        cls, folder: str | Path, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"
+    ) -> RendererUNet:
+        """The model ``save_pretrained`` wrote to ``folder`` (one safetensors file, or shards and their index) as
+        diffusers' ``from_pretrained(folder, torch_dtype=dtype)`` loads it: the saved tensors in ``dtype``, the
+        buffers the model makes itself as made, in eval mode, on ``device``; without diffusers' loading hooks and its
+        ``to``, which import torch's compiler (dubber/models/diffusers_parts.py)."""
+        folder = Path(folder)
+        model = cls.from_config(cls.load_config(folder))
+        state: dict[str, torch.Tensor] = {}
+        for file in unet_weight_files(folder / SAFETENSORS_WEIGHTS_NAME):
+            state.update(load_file(file))
+        model.load_state_dict({k: v.to(dtype) for k, v in state.items()}, strict=True, assign=True)
+        return nn.Module.to(model, device).eval()
 
     def encode_references(self, refs: torch.Tensor, ref_landmarks: torch.Tensor) -> dict:
         """Reference features, computed once per video chunk and reused at every denoising step.

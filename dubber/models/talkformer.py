@@ -11,10 +11,10 @@ from __future__ import annotations
 import math
 
 import torch
-from diffusers.models.attention_processor import Attention
-from diffusers.models.resnet import Downsample2D, ResnetBlock2D
 from torch import nn
 from torch.nn import functional as F
+
+from dubber.models.diffusers_parts import Attention, Downsample2D, ResnetBlock2D
 
 
 class TanhGELU(nn.Module):

@@ -8,8 +8,9 @@ instead of 36. Same result to float rounding; it saves about 5% of the renderer'
 from __future__ import annotations
 
 import torch
-from diffusers.models.resnet import Upsample2D
 from torch.nn import functional as F
+
+from dubber.models.diffusers_parts import Upsample2D
 
 # Per output phase (0: even, 1: odd row or column), which input offset (-1, 0, +1 in padded coordinates) each of
 # the 3 taps reads after the upsample: even outputs read (i-1, i, i), odd ones (i, i, i+1).

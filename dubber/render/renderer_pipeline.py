@@ -22,8 +22,8 @@ import json
 from pathlib import Path
 
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler
 
+from dubber.models.diffusers_parts import DDIMScheduler, DDPMScheduler
 from dubber.models.renderer_unet import RendererUNet, nearest_reference_index
 from dubber.render.face_mask import lower_face_mask
 from dubber.render.hint_warp import thin_plate_warp
@@ -329,7 +329,7 @@ class FaceRenderer:
         cls, folder: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
     ) -> FaceRenderer:
         folder = Path(folder)
-        return cls.with_settings(RendererUNet.from_pretrained(folder / "unet", torch_dtype=dtype).to(device), folder)
+        return cls.with_settings(RendererUNet.load(folder / "unet", dtype, device), folder)
 
     @classmethod
     def with_settings(cls, unet: RendererUNet, folder: str | Path) -> FaceRenderer:
