@@ -163,7 +163,7 @@ def load_renderer(path: str | Path | None = None, *, device: str = "cpu", dtype=
     """A FaceRenderer from a folder (``renderer.json`` + ``unet/``), or the shipped default (checksum-verified)."""
     import torch
 
-    from dubber.models.model_folder import check_safetensors
+    from dubber.models.model_folder import check_safetensors, unet_weight_files
     from dubber.render.renderer_pipeline import PIPELINE_CONFIG, UNET_WEIGHTS, FaceRenderer
 
     folder = verified_folder(RENDERER_MODEL) if path is None else Path(path)
@@ -175,19 +175,6 @@ def load_renderer(path: str | Path | None = None, *, device: str = "cpu", dtype=
         return FaceRenderer.from_pretrained(folder, device=device, dtype=dtype or torch.float32)
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         raise WeightsError(f"{folder}: cannot load the renderer ({exc})") from None
-
-
-def unet_weight_files(single: Path) -> list[Path]:
-    """The UNet's weight files: ``single``, or the shards its index lists beside it (a renderer saved in shards,
-    ``FaceRenderer.save_pretrained(max_shard_mib=...)``)."""
-    index = single.with_name(single.name + ".index.json")
-    if not single.is_file() and index.is_file():
-        try:
-            names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        except (OSError, ValueError, KeyError, AttributeError) as exc:
-            raise WeightsError(f"{index}: not a readable shard index ({exc})") from None
-        return [single.with_name(n) for n in names]
-    return [single]
 
 
 def verify_folder(folder: Path) -> bool:

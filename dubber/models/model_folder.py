@@ -68,5 +68,18 @@ def check_safetensors(path: str | Path) -> None:
         raise WeightsError(f"{path}: damaged, not a readable safetensors file ({first_line(exc)})") from None
 
 
+def unet_weight_files(single: Path) -> list[Path]:
+    """The UNet's weight files: ``single``, or the shards its index lists beside it (a renderer saved in shards,
+    ``FaceRenderer.save_pretrained(max_shard_mib=...)``)."""
+    index = single.with_name(single.name + ".index.json")
+    if not single.is_file() and index.is_file():
+        try:
+            names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        except (OSError, ValueError, KeyError, AttributeError) as exc:
+            raise WeightsError(f"{index}: not a readable shard index ({exc})") from None
+        return [single.with_name(n) for n in names]
+    return [single]
+
+
 def first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

@@ -31,10 +31,10 @@ from dubber.models.diffusers_parts import (
     Upsample2D,
     register_to_config,
 )
+from dubber.models.model_folder import unet_weight_files
 from dubber.models.reference_choice import mouth_shape_distance
 from dubber.models.talkformer import LandmarkTokens, ReferenceEncoder, ReferenceTokens, TalkFormerBlock
 from dubber.models.upsample import supports, upsample_conv
-from dubber.weights import unet_weight_files
 
 # Named sizes. tiny: unit tests (seconds on a CPU); small: trainable on a 2-core CPU in about an hour; base: GPU.
 RENDERER_CONFIGS: dict[str, dict] = {

@@ -176,7 +176,7 @@ def initial_weights(path: Path) -> dict:
     weights may be in shards (``FaceRenderer.save_pretrained(max_shard_mib=...)``)."""
     from safetensors.torch import load_file
 
-    from dubber.weights import unet_weight_files
+    from dubber.models.model_folder import unet_weight_files
 
     unet_file = "diffusion_pytorch_model.safetensors"
     for candidate in (path / "unet" / unet_file, path / unet_file, path / "model.safetensors", path):
