@@ -18,7 +18,7 @@ from dubber.models.landmark_sequence import predict_sequence
 from dubber.pipeline import DubOptions, Timeline
 from dubber.pipeline.compositor import CompositeOptions, Compositor
 from dubber.pipeline.frame_source import FrameSpool, frames_in_order
-from dubber.pipeline.motion import MotionPlanner
+from dubber.pipeline.motion import PLAN_STRIDE, MotionPlanner
 from dubber.render.face_mask import LOWER_FACE_POLYGON, lower_face_mask
 from tests.media_factory import make_video
 
@@ -141,7 +141,7 @@ def test_chunked_motion_equals_the_whole_sequence():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.05)
     rng = np.random.default_rng(0)
-    n_src, frames = 9, 23
+    n_src, frames = 9, 150  # blocks of 64 frames, some starting at odd frames (chunks of 3)
     mel = AudioFeatures(rng.normal(size=(int(frames / 25 * 80) + 20, 80)).astype(np.float32))
     points = rng.uniform(0.2, 0.8, (n_src, 131, 2)).astype(np.float32)
     refs = rng.uniform(0.2, 0.8, (4, 131, 2)).astype(np.float32)
@@ -151,7 +151,9 @@ def test_chunked_motion_equals_the_whole_sequence():
     timeline = Timeline(n_src, frames, "pingpong")
     planner = MotionPlanner(model, mel, 25.0, timeline, points, fill, refs)
     assert np.isfinite(planner.pose(0, frames)).all()
-    whole = predict_sequence(model, mel.windows(np.arange(frames) / 25.0), planner.pose(0, frames), refs)
+    windows = mel.windows(np.arange(frames) / 25.0)
+    whole = predict_sequence(model, windows, planner.pose(0, frames), refs, stride=PLAN_STRIDE)
+    assert PLAN_STRIDE > 1 and not np.allclose(whole, predict_sequence(model, windows, planner.pose(0, frames), refs))
     for chunk in (1, 3, 8):
         parts = np.concatenate([planner.content(s, min(s + chunk, frames)) for s in range(0, frames, chunk)])
         np.testing.assert_allclose(parts, whole, atol=1e-5)
@@ -159,7 +161,7 @@ def test_chunked_motion_equals_the_whole_sequence():
     assert targets.shape == (5, 131, 2)
     np.testing.assert_array_equal(targets[:, :74], points[timeline.source_indices(4, 9), :74])
     with pytest.raises(ValueError, match="outside the dubbed range"):
-        planner.content(20, 24)
+        planner.content(148, 152)
 
 
 def test_motion_planned_ahead_is_the_motion_planned_on_demand(one_torch_thread):

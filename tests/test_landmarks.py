@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -99,6 +101,34 @@ def test_predict_sequence_any_length():
         assert out.shape == (n, 57, 2)
         np.testing.assert_allclose(out, 0.5, atol=1e-6)  # untrained: the references' mean
     assert model.training  # the caller's mode is restored
+
+
+class _PerFrame(torch.nn.Module):
+    """A stand-in completer (the whole-window path, as onnxruntime's) whose every frame reads its own audio alone, so
+    any set of windows that covers each frame gives the same sequence; it counts the windows it is asked for."""
+
+    def __init__(self, window: int) -> None:
+        super().__init__()
+        self.config = dataclasses.replace(TINY, window=window)
+        self.scale = torch.nn.Parameter(torch.ones(()))
+        self.windows = 0
+
+    def forward(self, audio, pose, refs):
+        self.windows += len(audio)
+        return (self.scale * audio.mean(dim=(2, 3)))[..., None, None].expand(-1, -1, 57, 2)
+
+
+@pytest.mark.parametrize("n", [1, 4, 5, 6, 17, 64])
+def test_a_sequence_at_a_stride_covers_every_frame_with_fewer_windows(n):
+    audio = np.random.default_rng(n).random((n, 16, 80), dtype=np.float32)
+    pose, refs = np.full((n, 74, 2), 0.5, np.float32), np.full((TINY.n_refs, 131, 2), 0.5, np.float32)
+    runs = {}
+    for stride in (1, 2, 5):
+        model = _PerFrame(window=5)
+        runs[stride] = (predict_sequence(model, audio, pose, refs, stride=stride), model.windows)
+    for stride in (1, 2, 5):
+        np.testing.assert_allclose(runs[stride][0], runs[1][0], rtol=1e-6)
+        assert runs[stride][1] == math.ceil((max(n, 5) - 5) / stride) + 1  # the last window ends at the last frame
 
 
 def test_metrics_on_known_cases():

@@ -18,12 +18,19 @@ def predict_sequence(
     *,
     stride: int = 1,
     batch_size: int = 256,
+    offset: int = 0,
+    length: int | None = None,
 ) -> np.ndarray:
     """Lip and jaw points (N, 57, 2) for N frames.
 
     ``audio_windows`` (N, steps, features), ``pose`` (N, 74, 2) and one reference set ``refs`` (R, 131, 2) shared by
     every window. Every frame is predicted by each window that covers it (T of them at stride 1) and the predictions are
     averaged: the transformer's context moves smoothly, so there are no seams between windows.
+
+    Windows start every ``stride`` frames, and the last ends at the last frame. ``offset`` and ``length``: these N
+    frames are frames ``offset..offset+N-1`` of a sequence of ``length`` (N frames from 0 by default), and the windows
+    are that sequence's, so a part predicted with T - 1 frames of context on each side equals the same frames of the
+    whole (``dubber.pipeline.motion``); frames of the part that none of them covers come back NaN.
     """
     n = len(audio_windows)
     if n == 0:
@@ -37,9 +44,7 @@ def predict_sequence(
     audio = np.concatenate([audio_windows, np.repeat(audio_windows[-1:], pad, 0)]) if pad else audio_windows
     pos = np.concatenate([pose, np.repeat(pose[-1:], pad, 0)]) if pad else pose
     total = len(audio)
-    starts = list(range(0, total - t + 1, stride))
-    if starts[-1] != total - t:
-        starts.append(total - t)
+    starts = window_starts(offset, total, total if length is None else length, t, stride)
     acc = np.zeros((total, N_CONTENT, 2), np.float64)
     hits = np.zeros(total, np.float64)
     refs_t = torch.as_tensor(refs, dtype=torch.float32, device=device)[None]
@@ -69,4 +74,15 @@ def predict_sequence(
         np.add.at(acc, idx.reshape(-1), out_np.reshape(-1, N_CONTENT, 2))
         np.add.at(hits, idx.reshape(-1), 1.0)
     model.train(was_training)
-    return (acc / hits[:, None, None])[:n].astype(np.float32)
+    out = np.full_like(acc, np.nan)
+    np.divide(acc, hits[:, None, None], out=out, where=hits[:, None, None] > 0)
+    return out[:n].astype(np.float32)
+
+
+def window_starts(offset: int, frames: int, length: int, window: int, stride: int) -> list[int]:
+    """Where the T-frame windows of a ``length``-frame sequence that lie within frames ``offset..offset+frames-1``
+    start, counted from ``offset``: every ``stride``-th frame from 0, and the last window's."""
+    last = length - window
+    grid = range(-(-offset // stride) * stride, offset + frames - window + 1, stride)
+    starts = sorted({*grid, last} if offset <= last <= offset + frames - window else set(grid))
+    return [g - offset for g in starts]

@@ -1,9 +1,9 @@
 """Lip and jaw points for a range of output frames, chunk by chunk, equal to predicting the whole sequence at once.
 
-The completer predicts T-frame windows and averages every window covering a frame; a chunk is predicted with T-1
-frames of context on each side, so exactly the windows of a whole-sequence pass cover each of its frames and chunk
-boundaries cannot show. The features of the new audio are read per chunk from a file on disk
-(``dubber.audio.streaming``), so no stage holds anything for the whole audio.
+The completer predicts T-frame windows, every other frame, and averages every window covering a frame; a chunk is
+predicted with T-1 frames of context on each side and the whole sequence's windows, so exactly the windows of a
+whole-sequence pass cover each of its frames and chunk boundaries cannot show. The features of the new audio are
+read per chunk from a file on disk (``dubber.audio.streaming``), so no stage holds anything for the whole audio.
 """
 
 from __future__ import annotations
@@ -27,6 +27,10 @@ from dubber.pipeline.timeline import Timeline
 Features = AudioFeatures | SpeechFeatures | MelAndSpeechFeatures
 # Output frames predicted at a time: the dub asks for chunks of a few frames, and serves them from the block.
 _BLOCK = 64
+# The completer's windows start every other frame, so each frame's points average 2 or 3 windows rather than all T = 5
+# that cover it: half the completer's work, and the split protocol's plan the same (dev unseen 0.669 -> 0.671, the
+# long clips 0.564 -> 0.564; docs/DUBBING.md "Speed and memory").
+PLAN_STRIDE = 2
 
 
 def member_windows(config: LandmarkCompleterConfig, features: Features, times: np.ndarray) -> np.ndarray:
@@ -46,15 +50,21 @@ def predict_from_features(
     pose: np.ndarray,
     refs: np.ndarray,
     pool: Executor | None = None,
+    offset: int = 0,
+    length: int | None = None,
 ) -> np.ndarray:
     """(N, 57, 2) lip and jaw points for frames at ``times`` (a completer, or an ensemble's weighted mean);
-    ``pool``: an ensemble's members predicted on its threads, at once (summed in the same order: the same values)."""
+    ``pool``: an ensemble's members predicted on its threads, at once (summed in the same order: the same values);
+    ``offset``, ``length``: the frames are frames ``offset..`` of a sequence of ``length`` (``predict_sequence``)."""
     if isinstance(model, LandmarkEnsemble):
         members = [model.members[k] for k in model.weights]
-        predict = partial(predict_from_features, features=features, times=times, pose=pose, refs=refs)
+        predict = partial(
+            predict_from_features, features=features, times=times, pose=pose, refs=refs, offset=offset, length=length
+        )
         outs = map(predict, members) if pool is None else pool.map(partial(_on_torch_thread, predict), members)
         return sum(w * out for w, out in zip(model.weights.values(), outs, strict=True))
-    return predict_sequence(model, member_windows(model.config, features, times), pose, refs)
+    windows = member_windows(model.config, features, times)
+    return predict_sequence(model, windows, pose, refs, stride=PLAN_STRIDE, offset=offset, length=length)
 
 
 def _on_torch_thread(predict: Callable[[LandmarkCompleter], np.ndarray], member: LandmarkCompleter) -> np.ndarray:
@@ -121,7 +131,8 @@ class MotionPlanner:
     def _predict(self, start: int, stop: int) -> np.ndarray:
         lo, hi = max(0, start - self.context), min(self.timeline.dub_frames, stop + self.context)
         times = np.arange(lo, hi) / self.fps
-        out = predict_from_features(self.model, self.features, times, self.pose(lo, hi), self.references, self.pool)
+        pose, frames = self.pose(lo, hi), self.timeline.dub_frames
+        out = predict_from_features(self.model, self.features, times, pose, self.references, self.pool, lo, frames)
         out = out[start - lo : stop - lo]
         return out if self.spread is None else self.spread(out)
 
