@@ -37,6 +37,20 @@ def test_the_renderer_loads_as_diffusers_loads_it(tmp_path, dtype, shard_mib):
     assert not ours.training and dict(ours.config) == {k: v for k, v in theirs.config.items() if k != "_name_or_path"}
 
 
+def test_weights_that_do_not_fit_the_config_are_one_line_naming_the_folder(tmp_path):
+    import json
+
+    from dubber.errors import WeightsError
+    from dubber.weights import load_renderer
+
+    FaceRenderer(RendererUNet(**renderer_config("tiny"))).save_pretrained(tmp_path / "r")
+    config = tmp_path / "r" / "unet" / "config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "block_channels": [16, 24]}))
+    with pytest.raises(WeightsError, match="does not fit the model") as caught:
+        load_renderer(tmp_path / "r")
+    assert str(tmp_path / "r" / "unet") in str(caught.value) and "\n" not in str(caught.value)
+
+
 _DUB_CHECK = """
 import sys
 from dubber import DubbingPipeline

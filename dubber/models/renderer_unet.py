@@ -19,6 +19,7 @@ from safetensors.torch import load_file
 from torch import nn
 from torch.nn import functional as F
 
+from dubber.errors import WeightsError
 from dubber.face.landmarks import N_POINTS
 from dubber.models.diffusers_parts import (
     SAFETENSORS_WEIGHTS_NAME,
@@ -31,7 +32,7 @@ from dubber.models.diffusers_parts import (
     Upsample2D,
     register_to_config,
 )
-from dubber.models.model_folder import unet_weight_files
+from dubber.models.model_folder import CONFIG_NAME, first_line, unet_weight_files
 from dubber.models.reference_choice import mouth_shape_distance
 from dubber.models.talkformer import LandmarkTokens, ReferenceEncoder, ReferenceTokens, TalkFormerBlock
 from dubber.models.upsample import supports, upsample_conv
@@ -190,7 +191,11 @@ class RendererUNet(ModelMixin, ConfigMixin):
         state: dict[str, torch.Tensor] = {}
         for file in unet_weight_files(folder / SAFETENSORS_WEIGHTS_NAME):
             state.update(load_file(file))
-        model.load_state_dict({k: v.to(dtype) for k, v in state.items()}, strict=True, assign=True)
+        try:
+            model.load_state_dict({k: v.to(dtype) for k, v in state.items()}, strict=True, assign=True)
+        except RuntimeError as exc:
+            fit = f"does not fit the model its {CONFIG_NAME} describes"
+            raise WeightsError(f"{folder}: {fit} ({first_line(exc)})") from None
         return nn.Module.to(model, device).eval()
 
     def encode_references(self, refs: torch.Tensor, ref_landmarks: torch.Tensor) -> dict:
