@@ -134,3 +134,17 @@ def test_ship_tool_names_members_sharing_an_audio_input_apart():
     spec.loader.exec_module(tool)
     names = tool.member_names(["mel+speech", "mel", "speech", "speech"])
     assert names == ["mel_speech", "mel", "speech", "speech_2"]
+
+
+def test_the_warp_never_imports_the_onnx_exporter():
+    """Asking ``torch.onnx`` whether it exports imported it: 0.2 s in the middle of a dub's plan."""
+    code = (
+        "import sys, torch\n"
+        "from dubber.models.reference_warp import warp_references\n"
+        "p = torch.rand(1, 3, 74, 2)\n"
+        "warp_references(p, torch.rand(1, 3, 57, 2), p[:, :2])\n"
+        "print(int('torch.onnx' in sys.modules))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split()[-1] == "0"

@@ -10,6 +10,8 @@ session": on unseen speakers this warp alone, with no audio, is 0.80 x the stati
 
 from __future__ import annotations
 
+import sys
+
 import torch
 
 # Added to the 3 x 3 normal matrix so that a degenerate point set (all points equal, as in a zero-filled input)
@@ -39,8 +41,9 @@ def warp_references(refs_pose: torch.Tensor, refs_content: torch.Tensor, pose: t
 
 def _solve3(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``torch.linalg.solve`` for (..., 3, 3) systems; in an ONNX export (which has no solve) the inverse by
-    cofactors, exact to float32 rounding for these well-conditioned normal matrices."""
-    if not torch.onnx.is_in_onnx_export():
+    cofactors, exact to float32 rounding for these well-conditioned normal matrices. An export has imported
+    ``torch.onnx``; asking it otherwise would import it (0.2 s, in the middle of a dub's plan)."""
+    if "torch.onnx" not in sys.modules or not torch.onnx.is_in_onnx_export():
         return torch.linalg.solve(a, b)
     rows = [a[..., i, :] for i in range(3)]
     cof = torch.stack([torch.linalg.cross(rows[(j + 1) % 3], rows[(j + 2) % 3]) for j in range(3)], dim=-1)
