@@ -8,7 +8,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-VIDEO_CODECS = {"mp4": "libx264", "mkv": "libx264", "mov": "libx264", "webm": "libvpx-vp9"}
+VIDEO_CODECS = {"mp4": "libx264", "mkv": "libx264", "mov": "libx264", "webm": "libvpx-vp9", "h264": "libx264"}
 AUDIO_IN_VIDEO = {"mp4": "aac", "mkv": "aac", "mov": "aac", "webm": "libopus"}
 AUDIO_FILES = {
     "wav": ("wav", "pcm_s16le"),

@@ -213,6 +213,17 @@ def test_a_still_image_becomes_a_talking_video_beside_it(tmp_path):
     assert info.video.fps == 25 and info.video.frame_count == 18 and info.audio is not None
 
 
+def test_a_raw_h264_stream_dubs_at_its_nominal_rate(tmp_path, capfd):
+    from tests.media_factory import face_frame
+
+    video = make_video(tmp_path / "camera.h264", fps=25, frames=12, width=160, height=160, frame_fn=face_frame)
+    speech = make_audio(tmp_path / "s.wav", seconds=0.72)
+    assert dub(video, "--audio", speech, "-o", tmp_path / "out.mp4") == 0
+    assert "camera.h264: its frames carry no usable timestamps" in capfd.readouterr().err
+    info = probe_media(tmp_path / "out.mp4")
+    assert info.video.fps == 25 and info.video.frame_count == 18 and info.audio is not None
+
+
 def test_refuses_to_overwrite_and_leaves_no_partial_file(tmp_path, capsys):
     video = make_video(tmp_path / "v.mp4", frames=5)
     speech = make_audio(tmp_path / "s.wav", seconds=0.2)
@@ -289,6 +300,19 @@ def test_batch_goes_past_a_corrupt_item_and_exits_3(tmp_path, capsys):
         "failed",
         "skipped",
     ]
+
+
+def test_batch_folders_take_every_kind_of_video_a_dub_reads(tmp_path):
+    from dubber.pipeline.batch import items_from_folders
+
+    names = ["a.ts", "b.h264", "c.gif", "d.flv", "e.MPG", "f.m2ts", "g.webp"]
+    for folder, files in (("videos", names + ["notes.txt"]), ("voices", [f"{n[0]}.wav" for n in names])):
+        (tmp_path / folder).mkdir()
+        for name in files:
+            (tmp_path / folder / name).write_bytes(b"")
+    items = items_from_folders(tmp_path / "videos", tmp_path / "voices", tmp_path / "out")
+    assert [i.video.name for i in items] == names
+    assert all(i.audio is not None and i.audio.stem == i.video.stem and not i.problem for i in items)
 
 
 def test_batch_pairs_folders_by_stem_and_keeps_subfolders(tmp_path, capsys):

@@ -89,6 +89,23 @@ def test_variable_frame_rate_is_detected_and_retimed(tmp_path):
         assert abs(src_times[f.source_index] - f.time) <= abs(src_times[nearest] - f.time) + 1e-9
 
 
+@pytest.mark.parametrize("kind", ["raw H.264", "timestamps all zero"])
+def test_frames_without_usable_timestamps_are_read_at_the_nominal_rate(tmp_path, kind):
+    """A raw H.264 stream carries no timestamps, and a broken muxer can write them all equal: read as 25 fps (its
+    nominal rate, 750 fps by the container's average over its 0.04 s), frame i at i / 25."""
+    if kind == "raw H.264":
+        path = make_video(tmp_path / "v.h264", fps=25, frames=12, width=64, height=48)
+    else:
+        path = make_video(tmp_path / "v.mp4", fps=25, frames=12, width=64, height=48, pts=[0] * 12)
+    v = probe_media(path).video
+    assert not v.timestamps and not v.variable_frame_rate
+    assert (v.fps, v.frame_count, v.start_time) == (25, 12, 0.0) and v.duration == pytest.approx(12 / 25)
+    frames = list(VideoReader(path))
+    assert [f.index for f in frames] == list(range(12))
+    assert np.allclose([f.time for f in frames], np.arange(12) / 25)
+    assert psnr(frames[5].image, pattern_frame(5, 64, 48)) > 35
+
+
 def test_vfr_detector_tolerates_clock_rounding():
     # 29.97 fps on a 1 ms clock alternates 33/34 ms steps: constant frame rate.
     pts = np.round(np.arange(300) * 1000 / (30000 / 1001)).astype(np.int64)

@@ -24,6 +24,7 @@ def _table(report) -> Table:
     t.add_row("container", f"{media.format_name}, {media.duration:.2f} s")
     rot = f", rotated {v.rotation}°" if v.rotation else ""
     vfr = ", variable frame rate" if v.variable_frame_rate else ""
+    vfr += "" if v.timestamps else ", no timestamps (read at this rate)"
     pixels = "".join(f", {p}" for p in (v.pix_fmt, v.colour.describe()) if p)
     t.add_row(
         "video",

@@ -1,4 +1,5 @@
-"""What a media file holds: streams, exact rational fps, duration, frame count, rotation, variable frame rate.
+"""What a media file holds: streams, exact rational fps, duration, frame count, rotation, variable frame rate, and
+whether the frames carry timestamps at all (a raw H.264 stream does not).
 
 Frame counts and durations come from demuxing the packets (no decoding), so they are exact for every container,
 including Matroska/WebM which store no frame count, and a truncated file is caught before any work starts.
@@ -23,6 +24,11 @@ log = get_logger("media")
 _VFR_RELATIVE_TOLERANCE = 0.02
 _VFR_MIN_FRACTION = 0.01
 
+
+# Frames without timestamps (a raw H.264 stream) or whose timestamps do not advance (a broken muxer) are read at
+# the stream's own nominal rate when it is a frame rate, else at FFmpeg's default for raw video.
+_UNTIMED_RATES = (1, 240)
+_UNTIMED_DEFAULT_FPS = Fraction(25)
 
 _MATRICES = {1: "BT.709", 4: "FCC", 5: "BT.601", 6: "BT.601", 7: "SMPTE 240M", 9: "BT.2020", 10: "BT.2020"}
 
@@ -69,6 +75,8 @@ class VideoStreamInfo:
     rotation: int  # degrees counter-clockwise applied to display frames upright (0, 90, 180, -90)
     variable_frame_rate: bool
     colour: ColourTags = ColourTags()
+    # False: the frames carry no usable timestamps and frame i is at i / fps (``untimed_rate``).
+    timestamps: bool = True
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -151,42 +159,66 @@ def declared_duration(stream, tb: Fraction) -> float | None:
     return None
 
 
+def untimed_rate(stream) -> Fraction:
+    """The frame rate of a stream whose frames carry no usable timestamps: its codec's or container's nominal rate
+    when that is a plausible frame rate, else FFmpeg's default for raw video (25)."""
+    for rate in (stream.guessed_rate, stream.base_rate):
+        if rate and _UNTIMED_RATES[0] <= rate <= _UNTIMED_RATES[1]:
+            return Fraction(rate)
+    return _UNTIMED_DEFAULT_FPS
+
+
+def timestamps_advance(pts: np.ndarray) -> bool:
+    """Whether packet timestamps can time the frames: at least half of them distinct (all equal is a broken muxer;
+    a few repeats are a variable-rate clock's rounding)."""
+    return pts.size > 0 and 2 * np.unique(pts).size >= pts.size
+
+
 def _video_info(path: Path, container: av.container.InputContainer) -> VideoStreamInfo:
     stream = container.streams.video[0]
     tb = Fraction(stream.time_base) if stream.time_base else Fraction(1, 90000)
     pts_list: list[int] = []
     ends: list[int] = []
+    packets = 0
     try:
         for packet in container.demux(stream):
-            if packet.pts is None or packet.size == 0:
+            if packet.size == 0:
+                continue
+            packets += 1
+            if packet.pts is None:
                 continue
             pts_list.append(packet.pts)
             ends.append(packet.pts + (packet.duration or 0))
     except av.error.FFmpegError as exc:
         raise MediaDecodeError(path, f"corrupt video data ({exc.strerror or exc})") from None
-    if not pts_list:
+    if not packets:
         raise EmptyMediaError(path, "the video stream holds no frames")
     pts = np.asarray(pts_list, dtype=np.int64)
-    count = int(pts.size)
+    timed = timestamps_advance(pts)
+    count = int(pts.size) if timed else packets
     declared = int(stream.frames or 0)
     if declared > count:
         raise MediaDecodeError(path, f"file is truncated: {count} of {declared} video frames are present")
 
-    fps = stream.average_rate or stream.guessed_rate or stream.base_rate
-    fps = Fraction(fps) if fps else None
-    first = int(pts.min())
-    last_end = max(int(max(ends)), int(pts.max()))
-    if last_end == int(pts.max()) and fps:  # packets without durations
-        last_end += round(1 / (fps * tb))
-    duration = float((last_end - first) * tb)
-    if not fps or fps <= 0:
-        fps = Fraction(count) / Fraction(duration).limit_denominator(1_000_000)
-    fps = fps.limit_denominator(1001 * 1000) if fps.denominator > 1_000_000 else fps
-
-    # Matroska stores no frame count: a declared stream duration well past the demuxed end means lost data.
-    declared_s = declared_duration(stream, tb)
-    if declared_s is not None and declared_s - duration > max(0.5, 3 / float(fps)):
-        raise MediaDecodeError(path, f"file is truncated: {duration:.2f} s of {declared_s:.2f} s are present")
+    if timed:
+        fps = stream.average_rate or stream.guessed_rate or stream.base_rate
+        fps = Fraction(fps) if fps else None
+        first = int(pts.min())
+        last_end = max(int(max(ends)), int(pts.max()))
+        if last_end == int(pts.max()) and fps:  # packets without durations
+            last_end += round(1 / (fps * tb))
+        duration = float((last_end - first) * tb)
+        if not fps or fps <= 0:
+            fps = Fraction(count) / Fraction(duration).limit_denominator(1_000_000)
+        fps = fps.limit_denominator(1001 * 1000) if fps.denominator > 1_000_000 else fps
+        start = float(first * tb)
+        # Matroska stores no frame count: a declared stream duration well past the demuxed end means lost data.
+        declared_s = declared_duration(stream, tb)
+        if declared_s is not None and declared_s - duration > max(0.5, 3 / float(fps)):
+            raise MediaDecodeError(path, f"file is truncated: {duration:.2f} s of {declared_s:.2f} s are present")
+    else:
+        fps = untimed_rate(stream)
+        duration, start = float(count / fps), 0.0
 
     try:
         container.seek(0, stream=stream)
@@ -206,12 +238,13 @@ def _video_info(path: Path, container: av.container.InputContainer) -> VideoStre
         pix_fmt=stream.codec_context.pix_fmt,
         fps=fps,
         time_base=tb,
-        start_time=float(first * tb),
+        start_time=start,
         duration=duration,
         frame_count=count,
         rotation=rotation,
-        variable_frame_rate=is_variable_frame_rate(pts),
+        variable_frame_rate=timed and is_variable_frame_rate(pts),
         colour=ColourTags.of(stream.codec_context),
+        timestamps=timed,
     )
 
 
@@ -247,4 +280,6 @@ def probe_media(path: str | Path, *, require_video: bool = False) -> MediaInfo:
         video = _video_info(p, container) if has_video else None
         fmt = container.format.name
         duration = container.duration / av.time_base if container.duration else (video.duration if video else 0.0)
+        if video is not None and not video.timestamps:  # the container's duration comes from those timestamps
+            duration = max(duration, video.duration)
     return MediaInfo(path=p, format_name=fmt, duration=float(duration), video=video, audio=audio)

@@ -58,6 +58,12 @@ class VideoReader:
         self.constant_rate = self.info.variable_frame_rate if constant_rate is None else constant_rate
         if self.info.variable_frame_rate:
             log.info("%s: variable frame rate; re-timed to %.3f fps", self.path.name, float(self.info.fps))
+        if not self.info.timestamps:
+            log.warning(
+                "%s: its frames carry no usable timestamps (a raw stream, or a broken muxer); read at %.3f fps",
+                self.path.name,
+                float(self.info.fps),
+            )
 
     @property
     def fps(self) -> Fraction:
@@ -93,6 +99,7 @@ class VideoReader:
     def _decoded(self, pixels: str) -> Iterator[Frame]:
         start = self.info.start_time
         rotation = self.info.rotation
+        timed = self.info.timestamps
         with open_input(self.path) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"  # frame + slice threads: several times faster for H.264 on many cores
@@ -100,7 +107,7 @@ class VideoReader:
             index = 0
             try:
                 for frame in container.decode(stream):
-                    t = float(frame.time) - start if frame.time is not None else index / float(self.info.fps)
+                    t = float(frame.time) - start if timed and frame.time is not None else index / float(self.info.fps)
                     planes = YuvImage.from_frame(frame, rotation) if pixels != "rgb" else None
                     if pixels == "planes" and planes is not None:
                         image, planes = planes, None

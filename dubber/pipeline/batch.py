@@ -17,7 +17,11 @@ from dubber.pipeline.dubbing import DubbingPipeline
 
 log = get_logger("batch")
 
-VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".m4v", ".avi", ".webm", ".png", ".jpg", ".jpeg", ".bmp", ".webp"}
+VIDEO_SUFFIXES = {
+    *(".mp4", ".mov", ".mkv", ".m4v", ".avi", ".webm", ".flv", ".wmv", ".3gp", ".mpg", ".mpeg", ".gif"),
+    *(".ts", ".mts", ".m2ts", ".h264", ".264", ".hevc", ".h265", ".265"),  # broadcast and camera streams
+    *(".png", ".jpg", ".jpeg", ".bmp", ".webp"),  # a still image becomes a talking video
+}
 AUDIO_SUFFIXES = {".wav", ".mp3", ".m4a", ".aac", ".flac", ".ogg", ".opus", ".wma", ".mp4", ".mov", ".mkv", ".webm"}
 
 
