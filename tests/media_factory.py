@@ -38,6 +38,8 @@ def tone(seconds: float, rate: int, channels: int, freqs: tuple[float, ...] = (4
 
 
 def _add_audio_stream(container, codec: str, rate: int, channels: int, layout: str | None = None):
+    if layout is None and channels > 2:  # written as stereo, the samples would run 3 times as long for 5.1
+        raise ValueError(f"{channels} channels need a layout (e.g. '5.1')")
     stream = container.add_stream(codec, rate=rate)
     stream.layout = layout or ("mono" if channels == 1 else "stereo")
     return stream
