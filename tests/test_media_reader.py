@@ -5,6 +5,7 @@ from __future__ import annotations
 import tracemalloc
 from fractions import Fraction
 
+import av
 import numpy as np
 import pytest
 from media_factory import make_video, pattern_frame, psnr
@@ -104,6 +105,29 @@ def test_frames_without_usable_timestamps_are_read_at_the_nominal_rate(tmp_path,
     assert [f.index for f in frames] == list(range(12))
     assert np.allclose([f.time for f in frames], np.arange(12) / 25)
     assert psnr(frames[5].image, pattern_frame(5, 64, 48)) > 35
+
+
+def test_the_main_picture_is_read_where_a_thumbnail_track_comes_first(tmp_path):
+    """A one-frame thumbnail stream before the video (some cameras and exports): a player shows the video, and so
+    does the dub (it was read as a still image of the thumbnail)."""
+    path = tmp_path / "thumbnail_first.mkv"
+    with av.open(str(path), "w") as out:
+        thumb = out.add_stream("mjpeg", rate=25)
+        thumb.width, thumb.height, thumb.pix_fmt = 32, 32, "yuvj420p"
+        main = out.add_stream("libx264", rate=25)
+        main.width, main.height, main.pix_fmt = 64, 48, "yuv420p"
+        grey = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 128, np.uint8), format="rgb24").reformat(
+            format="yuvj420p"
+        )
+        out.mux(thumb.encode(grey))
+        out.mux(thumb.encode(None))
+        for i in range(9):
+            out.mux(main.encode(av.VideoFrame.from_ndarray(pattern_frame(i, 64, 48), format="rgb24")))
+        out.mux(main.encode(None))
+    v = probe_media(path).video
+    assert (v.index, v.codec, v.width, v.height, v.frame_count) == (1, "h264", 64, 48, 9)
+    frames = list(VideoReader(path))
+    assert len(frames) == 9 and psnr(frames[4].image, pattern_frame(4, 64, 48)) > 35
 
 
 def test_vfr_detector_tolerates_clock_rounding():

@@ -35,3 +35,14 @@ def open_input(path: str | Path) -> av.container.InputContainer:
         raise MediaOpenError(p, f"cannot open: {exc.strerror or exc}") from None
     except OSError as exc:
         raise MediaOpenError(p, f"cannot open: {exc.strerror or exc}") from None
+
+
+def main_video_stream(container: av.container.InputContainer):
+    """The picture a player shows: FFmpeg's best video stream (``av_find_best_stream``: a stream of many frames over
+    a one-frame thumbnail track), never a cover picture while a moving one exists; None without video."""
+    videos = list(container.streams.video)
+    if not videos:
+        return None
+    moving = [s for s in videos if not s.disposition & av.stream.Disposition.attached_pic] or videos
+    best = container.streams.best("video")
+    return best if best in moving else moving[0]

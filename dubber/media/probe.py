@@ -16,7 +16,7 @@ import numpy as np
 
 from dubber.errors import EmptyMediaError, MediaDecodeError, NoVideoStreamError
 from dubber.log import get_logger
-from dubber.media.container import open_input
+from dubber.media.container import main_video_stream, open_input
 
 log = get_logger("media")
 
@@ -175,7 +175,7 @@ def timestamps_advance(pts: np.ndarray) -> bool:
 
 
 def _video_info(path: Path, container: av.container.InputContainer) -> VideoStreamInfo:
-    stream = container.streams.video[0]
+    stream = main_video_stream(container)
     tb = Fraction(stream.time_base) if stream.time_base else Fraction(1, 90000)
     pts_list: list[int] = []
     ends: list[int] = []

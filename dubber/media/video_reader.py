@@ -101,7 +101,7 @@ class VideoReader:
         rotation = self.info.rotation
         timed = self.info.timestamps
         with open_input(self.path) as container:
-            stream = container.streams.video[0]
+            stream = container.streams[self.info.index]  # the stream the probe described (main_video_stream)
             stream.thread_type = "AUTO"  # frame + slice threads: several times faster for H.264 on many cores
             stream.codec_context.thread_count = self.threads
             index = 0
