@@ -76,10 +76,11 @@ def make_video(
     pix_fmt: str = "yuv420p",
     frame_fn=pattern_frame,
     colour: tuple[int, int] | None = None,
+    sample_aspect: Fraction | None = None,
 ) -> Path:
     """Write a test video. ``pts`` (with ``time_base``) gives explicit, possibly irregular, timestamps (VFR);
     ``colour`` (FFmpeg's colour space and range, e.g. (1, 1): BT.709 limited): frames converted with that matrix and
-    the stream tagged with it (primaries and transfer the same number)."""
+    the stream tagged with it (primaries and transfer the same number); ``sample_aspect``: non-square pixels."""
     ext = path.suffix.lstrip(".")
     fmt = {"mkv": "matroska"}.get(ext, ext)
     options = {"movflags": "faststart"} if faststart else {}
@@ -96,6 +97,8 @@ def make_video(
             stream.time_base = time_base
         if rotation is not None:
             stream.set_display_rotation(rotation)
+        if sample_aspect is not None:
+            stream.codec_context.sample_aspect_ratio = sample_aspect
         if colour is not None:
             cc = stream.codec_context
             cc.colorspace, cc.color_primaries, cc.color_trc, cc.color_range = colour[0], colour[0], colour[0], colour[1]

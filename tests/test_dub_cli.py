@@ -173,6 +173,17 @@ def test_a_bt709_dub_keeps_its_colour_tags_and_its_decoded_surroundings(tmp_path
     assert changed[:, 0].min() > 192 * 0.35  # nothing above the nose
 
 
+def test_an_anamorphic_dub_is_shown_as_wide_as_its_source(tmp_path):
+    """A 16:9 PAL frame stored 320 x 256 with pixels 64/45 as wide as they are high: without the pixel aspect the
+    output was shown at 5:4."""
+    clip = make_face_video(tmp_path / "pal.mkv", frames=6, size=256, sample_aspect=Fraction(64, 45))
+    assert probe_media(clip).video.sample_aspect == Fraction(64, 45)
+    for suffix in ("mp4", "mkv"):
+        out = tmp_path / f"out.{suffix}"
+        assert dub(clip, "--audio", make_audio(tmp_path / "s.wav", seconds=0.24), "-o", out, *LOSSLESS) == 0
+        assert probe_media(out).video.sample_aspect == Fraction(64, 45)
+
+
 @pytest.mark.parametrize("fit", ["pingpong", "loop", "freeze"])
 def test_fit_modes_show_source_frames_in_timeline_order(tmp_path, fit):
     video = make_video(tmp_path / "pattern.mp4", frames=6)  # no face anywhere: frames pass through

@@ -130,6 +130,13 @@ def test_the_main_picture_is_read_where_a_thumbnail_track_comes_first(tmp_path):
     assert len(frames) == 9 and psnr(frames[4].image, pattern_frame(4, 64, 48)) > 35
 
 
+@pytest.mark.parametrize(("rotation", "upright"), [(None, Fraction(64, 45)), (90, Fraction(45, 64))])
+def test_non_square_pixels_are_described_upright(tmp_path, rotation, upright):
+    path = make_video(tmp_path / "v.mp4", frames=3, sample_aspect=Fraction(64, 45), rotation=rotation)
+    assert probe_media(path).video.sample_aspect == upright
+    assert probe_media(make_video(tmp_path / "square.mp4", frames=3)).video.sample_aspect is None
+
+
 def test_vfr_detector_tolerates_clock_rounding():
     # 29.97 fps on a 1 ms clock alternates 33/34 ms steps: constant frame rate.
     pts = np.round(np.arange(300) * 1000 / (30000 / 1001)).astype(np.int64)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import typer
@@ -25,6 +26,10 @@ def _table(report) -> Table:
     rot = f", rotated {v.rotation}°" if v.rotation else ""
     vfr = ", variable frame rate" if v.variable_frame_rate else ""
     vfr += "" if v.timestamps else ", no timestamps (read at this rate)"
+    if v.sample_aspect is not None:
+        shown = Fraction(v.width) * v.sample_aspect / v.height
+        sar = v.sample_aspect
+        rot += f", pixel aspect {sar.numerator}:{sar.denominator} (shown {shown.numerator}:{shown.denominator})"
     pixels = "".join(f", {p}" for p in (v.pix_fmt, v.colour.describe()) if p)
     t.add_row(
         "video",

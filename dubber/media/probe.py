@@ -77,12 +77,16 @@ class VideoStreamInfo:
     colour: ColourTags = ColourTags()
     # False: the frames carry no usable timestamps and frame i is at i / fps (``untimed_rate``).
     timestamps: bool = True
+    # A pixel's width over its height as displayed upright (anamorphic video: 64/45 for a 16:9 PAL DVD); None: square.
+    sample_aspect: Fraction | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["fps"] = f"{self.fps.numerator}/{self.fps.denominator}"
         d["fps_float"] = float(self.fps)
         d["time_base"] = f"{self.time_base.numerator}/{self.time_base.denominator}"
+        if self.sample_aspect is not None:
+            d["sample_aspect"] = f"{self.sample_aspect.numerator}/{self.sample_aspect.denominator}"
         return d
 
 
@@ -174,6 +178,16 @@ def timestamps_advance(pts: np.ndarray) -> bool:
     return pts.size > 0 and 2 * np.unique(pts).size >= pts.size
 
 
+def pixel_aspect(stream, rotation: int) -> Fraction | None:
+    """The stream's sample aspect ratio (the container's, else the codec's) for its upright frames; None where the
+    pixels are square or it is not given."""
+    sar = stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio
+    if not sar or sar <= 0 or sar == 1:
+        return None
+    sar = Fraction(sar)
+    return 1 / sar if rotation in (90, -90) else sar
+
+
 def _video_info(path: Path, container: av.container.InputContainer) -> VideoStreamInfo:
     stream = main_video_stream(container)
     tb = Fraction(stream.time_base) if stream.time_base else Fraction(1, 90000)
@@ -245,6 +259,7 @@ def _video_info(path: Path, container: av.container.InputContainer) -> VideoStre
         variable_frame_rate=timed and is_variable_frame_rate(pts),
         colour=ColourTags.of(stream.codec_context),
         timestamps=timed,
+        sample_aspect=pixel_aspect(stream, rotation),
     )
 
 

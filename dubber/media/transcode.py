@@ -38,6 +38,7 @@ def reencode(
         audio=AudioFromFile(source) if source else None,
         overwrite=overwrite,
         colour=reader.info.colour,
+        sample_aspect=reader.info.sample_aspect,
     ) as writer:
         for frame in reader.frames("planes"):
             if max_frames is not None and frame.index >= max_frames:

@@ -59,9 +59,11 @@ class VideoWriter:
         audio_options: AudioEncodeOptions | None = None,
         overwrite: bool = False,
         colour: ColourTags | None = None,
+        sample_aspect: Fraction | None = None,
     ) -> None:
         """``colour``: the source's colour tags, given to the output when its frames come as the source's planes
-        (``YuvImage``), whose values mean what they meant in the source."""
+        (``YuvImage``), whose values mean what they meant in the source. ``sample_aspect``: the source's pixel
+        aspect (anamorphic video), so that the output is displayed as wide as the source."""
         self.path = Path(path)
         self.width, self.height = int(width), int(height)
         self.fps = Fraction(fps)
@@ -76,6 +78,7 @@ class VideoWriter:
         self.audio_options = audio_options or AudioEncodeOptions()
         self.overwrite = overwrite
         self.colour = colour
+        self.sample_aspect = sample_aspect
         self._tagged: ColourTags | None = None  # the tags the stream was given, with its first frame
         self.frames_written = 0
         self._tmp: Path | None = None
@@ -106,6 +109,8 @@ class VideoWriter:
             stream.time_base = self.time_base
             stream.codec_context.time_base = Fraction(self.fps.denominator, self.fps.numerator)
             stream.codec_context.thread_count = self.options.threads
+            if self.sample_aspect is not None and self.sample_aspect != 1:
+                stream.codec_context.sample_aspect_ratio = self.sample_aspect
             self._stream = stream
             for source in self.audio:
                 feed = make_audio_feed(source, self.format, self.audio_options)

@@ -154,6 +154,7 @@ def encode_dub(job: DubJob, timeline: Timeline, spool: FrameSpool | None, redraw
         audio=output_audio(job.audio, job.media, timeline, job.fps, keep_original=opts.keep_original_audio),
         overwrite=opts.overwrite,
         colour=reader.info.colour,
+        sample_aspect=reader.info.sample_aspect,
     )
     with writer:
         faces = write_frames(
