@@ -24,17 +24,17 @@ def _table(report) -> Table:
     t.add_column()
     t.add_row("container", f"{media.format_name}, {media.duration:.2f} s")
     rot = f", rotated {v.rotation}°" if v.rotation else ""
+    aspect = ""
+    if (sar := v.sample_aspect) is not None:
+        shown = Fraction(v.width) * sar / v.height
+        aspect = f", pixel aspect {sar.numerator}:{sar.denominator} (shown {shown.numerator}:{shown.denominator})"
     vfr = ", variable frame rate" if v.variable_frame_rate else ""
-    vfr += "" if v.timestamps else ", no timestamps (read at this rate)"
-    if v.sample_aspect is not None:
-        shown = Fraction(v.width) * v.sample_aspect / v.height
-        sar = v.sample_aspect
-        rot += f", pixel aspect {sar.numerator}:{sar.denominator} (shown {shown.numerator}:{shown.denominator})"
+    untimed = "" if v.timestamps else ", no timestamps (read at this rate)"
     pixels = "".join(f", {p}" for p in (v.pix_fmt, v.colour.describe()) if p)
     t.add_row(
         "video",
-        f"{v.codec} {v.width}x{v.height}{rot}, {float(v.fps):.3f} fps ({v.fps.numerator}/{v.fps.denominator}){vfr}, "
-        f"{v.frame_count} frames, {v.duration:.2f} s{pixels}",
+        f"{v.codec} {v.width}x{v.height}{rot}{aspect}, {float(v.fps):.3f} fps "
+        f"({v.fps.numerator}/{v.fps.denominator}){vfr}{untimed}, {v.frame_count} frames, {v.duration:.2f} s{pixels}",
     )
     t.add_row("audio", f"{a.codec} {a.sample_rate} Hz, {a.channels} ch, {a.duration:.2f} s" if a else "none")
     t.add_row("frames with a face", f"{report.frames_with_face}/{report.frames} ({100 * report.face_ratio:.1f}%)")
