@@ -151,6 +151,27 @@ def test_refuses_to_overwrite(tmp_path):
         VideoWriter(tmp_path / "nodir" / "x.mp4", width=96, height=64, fps=Fraction(25))
 
 
+def test_a_folder_that_takes_no_file_is_refused_before_any_work(tmp_path, monkeypatch):
+    """Root passes ``os.access`` everywhere; the check creates (and removes) a file to know."""
+    import os
+
+    monkeypatch.setattr(os, "access", lambda *a, **k: True)  # as root: every folder looks writable
+    real_open = open
+
+    def refusing_open(path, *args, **kwargs):
+        if str(path).startswith(str(tmp_path / "ro")):
+            raise PermissionError(13, "Read-only file system")
+        return real_open(path, *args, **kwargs)
+
+    (tmp_path / "ro").mkdir()
+    monkeypatch.setattr("builtins.open", refusing_open)
+    with pytest.raises(OutputError, match=r"x\.mp4: folder .*ro is not writable \(Read-only file system\)"):
+        VideoWriter(tmp_path / "ro" / "x.mp4", width=96, height=64, fps=Fraction(25))
+    monkeypatch.setattr("builtins.open", real_open)
+    VideoWriter(tmp_path / "x.mp4", width=96, height=64, fps=Fraction(25))
+    assert list(tmp_path.iterdir()) == [tmp_path / "ro"] and not list((tmp_path / "ro").iterdir())  # no probe left
+
+
 def test_same_frames_give_the_same_bytes(tmp_path):
     """Repeated encodes in one process are identical, whatever the heap held before (x264's AVX-512 code is not)."""
     frames = [face_frame(i, 224, 224) for i in range(24)]

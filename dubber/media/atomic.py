@@ -24,7 +24,20 @@ def check_output_path(dest: str | Path, *, overwrite: bool) -> Path:
         raise OutputError(d, f"folder {d.parent} does not exist")
     if not os.access(d.parent, os.W_OK):
         raise OutputError(d, f"folder {d.parent} is not writable")
+    _try_writing_in(d)
     return d
+
+
+def _try_writing_in(dest: Path) -> None:
+    """Create and remove a file beside ``dest``: root passes ``os.access`` everywhere, but not every folder takes a
+    file (/proc, a read-only or full mount), and a dub should say so before its work, not at its end."""
+    probe = temporary_path_for(dest)
+    try:
+        with open(probe, "xb"):
+            pass
+    except OSError as e:
+        raise OutputError(dest, f"folder {dest.parent} is not writable ({e.strerror or e})") from None
+    probe.unlink(missing_ok=True)
 
 
 def temporary_path_for(dest: Path) -> Path:
