@@ -117,9 +117,9 @@ def test_unreadable_file(tmp_path):
 
 def test_unsupported_preview_type(tmp_path):
     video = make_video(tmp_path / "v.mp4", frames=5)
-    r = dub("inspect", video, "--preview", tmp_path / "p.webm")
+    r = dub("inspect", video, "--preview", tmp_path / "p.avi")
     assert r.returncode == 2 and "unsupported output type" in r.stderr
-    assert not (tmp_path / "p.webm").exists()
+    assert not (tmp_path / "p.avi").exists()
 
 
 def test_usage_errors_exit_2():

@@ -184,6 +184,23 @@ def test_an_anamorphic_dub_is_shown_as_wide_as_its_source(tmp_path):
         assert probe_media(out).video.sample_aspect == Fraction(64, 45)
 
 
+def test_a_webm_dub_is_vp9_and_opus_with_untouched_surroundings(tmp_path, face_clip, capsys):
+    speech = make_audio(tmp_path / "speech.wav", seconds=0.8, rate=44100)
+    out = tmp_path / "out.webm"
+    assert dub(face_clip, "--audio", speech, "-o", out, "--json", "--crf", "4") == 0
+    assert json.loads(capsys.readouterr().out)["frames"] == 20
+    info = probe_media(out)
+    assert (info.video.codec, info.video.frame_count, info.video.fps) == ("vp9", 20, Fraction(25))
+    assert (info.audio.codec, info.audio.sample_rate) == ("opus", 48000) and abs(info.audio.duration - 0.8) < 0.03
+    mp4 = tmp_path / "out.mp4"
+    assert dub(face_clip, "--audio", speech, "-o", mp4, "--crf", "4") == 0
+    webm, h264 = frames_of(out), frames_of(mp4)
+    for i, keep in enumerate(outside_mask(face_clip, 192, dilate=16)):  # the same dub, another codec
+        assert psnr(webm[i], h264[i]) > 38 if keep is None else psnr(webm[i][keep], h264[i][keep]) > 38
+    assert dub(face_clip, "--audio", speech, "-o", tmp_path / "again.webm", "--crf", "4") == 0
+    assert (tmp_path / "again.webm").read_bytes() == out.read_bytes()
+
+
 @pytest.mark.parametrize("fit", ["pingpong", "loop", "freeze"])
 def test_fit_modes_show_source_frames_in_timeline_order(tmp_path, fit):
     video = make_video(tmp_path / "pattern.mp4", frames=6)  # no face anywhere: frames pass through

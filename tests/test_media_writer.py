@@ -12,7 +12,19 @@ from media_factory import face_frame, make_audio, make_video, pattern_frame, psn
 
 from dubber.errors import OutputError
 from dubber.media import AudioClip, AudioFromFile, VideoEncodeOptions, VideoReader, VideoWriter, probe_media
-from dubber.media.encode_options import can_copy_audio, container_format_for, even_size, x264_options
+from dubber.media.encode_options import (
+    X264_PRESETS,
+    AudioEncodeOptions,
+    audio_options_for,
+    can_copy_audio,
+    container_format_for,
+    encode_rate,
+    even_size,
+    muxer_options,
+    video_encoder,
+    vp9_options,
+    x264_options,
+)
 
 
 # -- pure builders, checked as exact values -------------------------------------------------------------------------
@@ -34,12 +46,39 @@ def test_x264_options_exact():
 
 
 def test_container_formats_exact():
-    formats = [container_format_for(f"x{e}") for e in (".mp4", ".MOV", ".mkv", ".m4v")]
-    assert formats == ["mp4", "mov", "matroska", "mp4"]
-    with pytest.raises(OutputError, match=r"out\.webm: unsupported output type '\.webm'"):
-        container_format_for("out.webm")
+    formats = [container_format_for(f"x{e}") for e in (".mp4", ".MOV", ".mkv", ".m4v", ".webm")]
+    assert formats == ["mp4", "mov", "matroska", "mp4", "webm"]
+    with pytest.raises(OutputError, match=r"out\.avi: unsupported output type '\.avi'"):
+        container_format_for("out.avi")
     assert can_copy_audio("mp4", "aac") and not can_copy_audio("mp4", "pcm_s16le")
     assert can_copy_audio("matroska", "pcm_s16le")
+    assert can_copy_audio("webm", "opus") and can_copy_audio("webm", "vorbis") and not can_copy_audio("webm", "aac")
+
+
+def test_webm_encoder_options_exact():
+    assert vp9_options(VideoEncodeOptions()) == {
+        "crf": "18",
+        "b": "0",
+        "deadline": "realtime",
+        "cpu-used": "4",
+        "row-mt": "1",
+    }
+    assert vp9_options(VideoEncodeOptions(crf=30, preset="veryslow"))["deadline"] == "good"
+    assert [vp9_options(VideoEncodeOptions(preset=p))["cpu-used"] for p in X264_PRESETS] == [
+        "8", "7", "6", "5", "5", "4", "5", "4", "3"
+    ]  # fmt: skip
+    with pytest.raises(ValueError, match="preset='warp'"):
+        vp9_options(VideoEncodeOptions(preset="warp"))
+    assert video_encoder("webm", VideoEncodeOptions()) == ("libvpx-vp9", vp9_options(VideoEncodeOptions()))
+    assert video_encoder("mov", VideoEncodeOptions()) == ("libx264", {"crf": "18", "preset": "medium"})
+    assert muxer_options("webm") == muxer_options("matroska") == {"fflags": "+bitexact"}
+    assert muxer_options("mp4") == muxer_options("mov") == {}
+    assert audio_options_for("webm", AudioEncodeOptions()) == AudioEncodeOptions(codec="libopus")
+    assert audio_options_for("mp4", AudioEncodeOptions()) == AudioEncodeOptions()
+    assert [encode_rate("libopus", r) for r in (8000, 16000, 22050, 44100, 48000, 96000)] == [
+        8000, 16000, 24000, 48000, 48000, 48000
+    ]  # fmt: skip
+    assert encode_rate("aac", 44100) == 44100
 
 
 def test_even_size():
@@ -55,7 +94,7 @@ def _write(path, frames, width, height, fps=Fraction(25), **kw):
     return path
 
 
-@pytest.mark.parametrize("ext", ["mp4", "mkv", "mov"])
+@pytest.mark.parametrize("ext", ["mp4", "mkv", "mov", "webm"])
 @pytest.mark.parametrize("fps", [Fraction(24), Fraction(30000, 1001), Fraction(50)], ids=str)
 def test_round_trip_fidelity_fps_and_count(tmp_path, ext, fps):
     out = _write(tmp_path / f"o.{ext}", 30, 128, 96, fps=fps)
@@ -106,6 +145,30 @@ def test_audio_stream_copy_and_transcode(tmp_path):
     out2 = _write(tmp_path / "pcm.mp4", 50, 96, 64, audio=AudioFromFile(wav))  # PCM cannot go in mp4: re-encoded
     info = probe_media(out2).audio
     assert info.codec == "aac" and info.channels == 2 and abs(info.duration - 2.0) < 0.04
+
+
+def test_webm_takes_vp9_and_opus_resampled_or_copied(tmp_path):
+    wav = make_audio(tmp_path / "s.wav", rate=44100, channels=2, seconds=2.0)
+    out = _write(tmp_path / "w.webm", 50, 96, 64, audio=AudioFromFile(wav))  # PCM at 44.1 kHz: Opus at 48 kHz
+    info = probe_media(out)
+    assert (info.video.codec, info.audio.codec, info.audio.sample_rate) == ("vp9", "opus", 48000)
+    assert info.audio.channels == 2 and abs(info.audio.duration - 2.0) < 0.04
+    with av.open(str(out)) as c:
+        heard = np.concatenate([f.to_ndarray() for f in c.decode(audio=0)], axis=1)
+    assert abs(heard.shape[1] / 48000 - 2.0) < 0.01 and np.abs(heard).max() > 0.1  # the whole sound, not silence
+    again = _write(tmp_path / "again.webm", 50, 96, 64, audio=AudioFromFile(out))
+    with av.open(str(out)) as a, av.open(str(again)) as b:
+        pa = [bytes(p) for p in a.demux(a.streams.audio[0]) if p.size]
+        pb = [bytes(p) for p in b.demux(b.streams.audio[0]) if p.size]
+    assert pa == pb  # Opus into WebM: copied bit for bit
+    clip = AudioClip(samples=np.zeros((1, 22050), np.float32), sample_rate=22050)  # encoded at 24 kHz
+    assert abs(probe_media(_write(tmp_path / "c.webm", 25, 96, 64, audio=clip)).audio.duration - 1.0) < 0.04
+
+
+@pytest.mark.parametrize("ext", ["mkv", "webm"])
+def test_matroska_files_of_the_same_frames_are_the_same_bytes(tmp_path, ext):
+    a, b = (_write(tmp_path / f"{k}.{ext}", 10, 96, 64) for k in "ab")
+    assert a.read_bytes() == b.read_bytes()  # no random segment id
 
 
 def test_audio_span_is_cut(tmp_path):

@@ -19,7 +19,7 @@ def dub_command(
         None,
         "--output",
         "-o",
-        help="Output video (.mp4/.mov/.mkv). Default: <stem>.dubbed.mp4 beside the input.",
+        help="Output video (.mp4/.mov/.mkv: H.264; .webm: VP9 and Opus). Default: <stem>.dubbed.mp4 beside the input.",
         show_default=False,
     ),
     weights: str = o.WEIGHTS,

@@ -82,8 +82,12 @@ FACE_MODELS = typer.Option(
 )
 FPS = typer.Option(25.0, "--fps", min=1.0, max=240.0, help="Frame rate of the video made from a still image.")
 KEEP_ORIGINAL = typer.Option(False, "--keep-original-audio", help="Add the source's audio as a second track.")
-CRF = typer.Option(18, "--crf", min=0, max=51, help="x264 quality (lower: better and bigger).")
-PRESET = typer.Option("medium", "--preset", help="x264 preset: ultrafast ... veryslow.")
+CRF = typer.Option(
+    18, "--crf", min=0, max=51, help="Encoder quality, x264's (VP9's in .webm; lower: better and bigger)."
+)
+PRESET = typer.Option(
+    "medium", "--preset", help="x264 preset: ultrafast ... veryslow (a VP9 speed of about the same pace in .webm)."
+)
 OVERWRITE = typer.Option(False, "--overwrite", help="Replace an existing output file.")
 SOURCE_DETAIL = typer.Option(
     True,

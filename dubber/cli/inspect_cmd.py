@@ -57,7 +57,10 @@ def inspect_command(
     video: Path = typer.Argument(..., help="Video file to inspect.", show_default=False),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
     preview: Path | None = typer.Option(
-        None, "--preview", help="Write the video with landmarks and crop box drawn (mp4/mov/mkv).", show_default=False
+        None,
+        "--preview",
+        help="Write the video with landmarks and crop box drawn (mp4/mov/mkv/webm).",
+        show_default=False,
     ),
     face: int = typer.Option(0, "--face", min=0, help="Which face: 0 the largest, 1 the next, ..."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing preview file."),

@@ -21,7 +21,7 @@ import numpy as np
 from dubber.errors import MediaDecodeError, NoAudioStreamError
 from dubber.media.audio import AudioClip, AudioReader, channel_layout_name
 from dubber.media.container import open_input
-from dubber.media.encode_options import AudioEncodeOptions, can_copy_audio
+from dubber.media.encode_options import AudioEncodeOptions, can_copy_audio, encode_rate
 
 _CHUNK = 1024  # AAC's frame size; other encoders re-chunk inside PyAV
 
@@ -119,10 +119,11 @@ class EncodedSamplesFeed(AudioFeed):
 
     def open(self, container: av.container.OutputContainer, container_format: str) -> None:
         self.container = container
-        self.stream = container.add_stream(self.options.codec, rate=self.sample_rate)
+        rate = encode_rate(self.options.codec, self.sample_rate)  # the encoder resamples frames of another rate
+        self.stream = container.add_stream(self.options.codec, rate=rate)
         self.stream.layout = self.layout
         self.stream.bit_rate = self.options.bit_rate
-        self.stream.time_base = Fraction(1, self.sample_rate)
+        self.stream.time_base = Fraction(1, rate)
 
     def _fill(self, count: int) -> None:
         parts = [self.held]

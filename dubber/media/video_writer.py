@@ -1,4 +1,5 @@
-"""H.264/yuv420p writer on PyAV: source fps and time base kept, audio muxed, atomic on the destination."""
+"""H.264/yuv420p writer on PyAV (VP9 in WebM): source fps and time base kept, audio muxed, atomic on the
+destination."""
 
 from __future__ import annotations
 
@@ -18,10 +19,12 @@ from dubber.media.audio_feed import AudioFeed, AudioFromFile, AudioSource, Splic
 from dubber.media.encode_options import (
     AudioEncodeOptions,
     VideoEncodeOptions,
+    audio_options_for,
     container_format_for,
     even_size,
     host_cpu_flags,
-    x264_options,
+    muxer_options,
+    video_encoder,
 )
 from dubber.media.probe import ColourTags
 from dubber.media.yuv_image import YuvImage
@@ -70,12 +73,12 @@ class VideoWriter:
         self.options = options or VideoEncodeOptions()
         self.format = container_format_for(self.path)
         check_output_path(self.path, overwrite=overwrite)
-        x264_options(self.options)  # validate before any file exists
+        video_encoder(self.format, self.options)  # validate before any file exists
         self.time_base = _keep_time_base(time_base, self.fps)
         # Several audio sources become several tracks, the first one the default.
         one = isinstance(audio, (AudioClip, AudioFromFile, SplicedAudio))
         self.audio = [] if audio is None else [audio] if one else list(audio)
-        self.audio_options = audio_options or AudioEncodeOptions()
+        self.audio_options = audio_options_for(self.format, audio_options or AudioEncodeOptions())
         self.overwrite = overwrite
         self.colour = colour
         self.sample_aspect = sample_aspect
@@ -89,21 +92,19 @@ class VideoWriter:
     def open(self) -> VideoWriter:
         self._tmp = temporary_path_for(self.path)
         try:
-            self._container = av.open(str(self._tmp), mode="w", format=self.format)
+            self._container = av.open(str(self._tmp), mode="w", format=self.format, options=muxer_options(self.format))
             out_w, out_h = even_size(self.width, self.height)
             if (out_w, out_h) != (self.width, self.height):
                 log.info(
-                    "%s: %dx%d is written as %dx%d (H.264 in yuv420p needs even sizes; the last column or row "
-                    "is repeated)",
+                    "%s: %dx%d is written as %dx%d (yuv420p needs even sizes; the last column or row is repeated)",
                     self.path,
                     self.width,
                     self.height,
                     out_w,
                     out_h,
                 )
-            stream = self._container.add_stream(
-                "libx264", rate=self.fps, options=x264_options(self.options, host_cpu_flags())
-            )
+            codec, codec_options = video_encoder(self.format, self.options, host_cpu_flags())
+            stream = self._container.add_stream(codec, rate=self.fps, options=codec_options)
             stream.width, stream.height = out_w, out_h
             stream.pix_fmt = self.options.pix_fmt
             stream.time_base = self.time_base
