@@ -360,6 +360,10 @@ def test_batch_pairs_folders_by_stem_and_keeps_subfolders(tmp_path, capsys):
     assert probe_media(out / "named.mkv").video.frame_count == 5
     assert run(["batch", str(tmp_path / "jobs.jsonl"), "--videos", str(tmp_path)]) == 2
     assert "either a manifest" in capsys.readouterr().err
+    assert run([*args, "--format", "webm", "--weights", TINY_BUNDLE]) == 0  # outputs the batch names itself
+    assert probe_media(out / "sub" / "x.webm").video.codec == "vp9" and (out / "y.webm").is_file()
+    assert run([*args, "--format", "avi", "--weights", TINY_BUNDLE]) == 2
+    assert "--format 'avi' is not one of m4v, mkv, mov, mp4, webm" in capsys.readouterr().err
 
 
 def test_batch_tracks_a_video_once_for_the_audios_that_follow_it(tmp_path, face_clip, capsys, monkeypatch):

@@ -30,6 +30,9 @@ def batch_command(
         help="Output folder (relative subfolders are kept). Default: beside each input.",
         show_default=False,
     ),
+    container: str = typer.Option(
+        "mp4", "--format", help="Container of the outputs the batch names: mp4, mov, mkv or webm (VP9 and Opus)."
+    ),
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Leave items whose output exists."),
     weights: str = o.WEIGHTS,
     device: str = o.DEVICE,
@@ -71,13 +74,24 @@ def batch_command(
     retries: int = typer.Option(1, "--retries", min=0, max=10, help="With --ray: attempts after a worker died."),
 ) -> None:
     """Dub many videos: from a manifest, or --videos DIR --audio DIR paired by file stem."""
-    from dubber.pipeline.batch import LastAnalysis, items_from_folders, items_from_manifest, run_item, shares_video
+    from dubber.pipeline.batch import (
+        LastAnalysis,
+        items_from_folders,
+        items_from_manifest,
+        output_suffix,
+        run_item,
+        shares_video,
+    )
 
     if (manifest is None) == (videos is None) or (videos is None) != (audio is None):
         raise InputError(None, "give either a manifest, or --videos DIR together with --audio DIR")
     if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
         raise InputError(out_dir, "is a file; --output must be a folder for a batch")
-    items = items_from_manifest(manifest, out_dir) if manifest else items_from_folders(videos, audio, out_dir)
+    suffix = output_suffix(container)
+    if manifest:
+        items = items_from_manifest(manifest, out_dir, suffix)
+    else:
+        items = items_from_folders(videos, audio, out_dir, suffix)
     options = o.dub_options(
         steps=steps,
         seed=seed,

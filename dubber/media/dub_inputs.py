@@ -13,10 +13,10 @@ from dubber.media.encode_options import container_format_for
 from dubber.media.probe import MediaInfo, probe_media
 
 
-def default_output(video: str | Path) -> Path:
-    """``<stem>.dubbed.mp4`` beside the input."""
+def default_output(video: str | Path, suffix: str = ".mp4") -> Path:
+    """``<stem>.dubbed.mp4`` (or another ``suffix``) beside the input."""
     p = Path(video)
-    return p.with_name(f"{p.stem}.dubbed.mp4")
+    return p.with_name(f"{p.stem}.dubbed{suffix}")
 
 
 def check_dub_files(

@@ -12,6 +12,7 @@ from dubber.errors import OutputError
 
 # Output extension -> FFmpeg muxer. WebM holds VP9 and Opus (it cannot hold H.264 or AAC).
 _CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm"}
+OUTPUT_SUFFIXES = tuple(sorted(_CONTAINERS))
 
 # Audio codecs each muxer takes as a stream copy; anything else is re-encoded to AAC.
 _COPYABLE_AUDIO = {

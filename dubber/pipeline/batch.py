@@ -12,6 +12,7 @@ from pathlib import Path
 from dubber.errors import DubberError, InputError, OutputError
 from dubber.log import get_logger
 from dubber.media.dub_inputs import check_dub_files, default_output
+from dubber.media.encode_options import OUTPUT_SUFFIXES
 from dubber.pipeline.analysis import VideoTrack
 from dubber.pipeline.dubbing import DubbingPipeline
 
@@ -54,10 +55,19 @@ class ItemResult:
         return d
 
 
-def _output_for(video: Path, relative: Path, out_dir: Path | None) -> Path:
+def _output_for(video: Path, relative: Path, out_dir: Path | None, suffix: str) -> Path:
     if out_dir is None:
-        return default_output(video)
-    return out_dir / relative.parent / f"{relative.stem}.mp4"
+        return default_output(video, suffix)
+    return out_dir / relative.parent / f"{relative.stem}{suffix}"
+
+
+def output_suffix(container: str) -> str:
+    """The suffix of the outputs a batch names itself, from ``--format`` (mp4, mov, mkv or webm)."""
+    suffix = "." + container.lower().lstrip(".")
+    if suffix not in OUTPUT_SUFFIXES:
+        known = ", ".join(s.lstrip(".") for s in OUTPUT_SUFFIXES)
+        raise InputError(None, f"--format {container!r} is not one of {known}")
+    return suffix
 
 
 def _read_rows(manifest: Path) -> list[dict]:
@@ -80,9 +90,9 @@ def _read_rows(manifest: Path) -> list[dict]:
     return [{k.strip(): (v or "").strip() for k, v in row.items() if k} for row in reader]
 
 
-def items_from_manifest(manifest: Path, out_dir: Path | None) -> list[BatchItem]:
+def items_from_manifest(manifest: Path, out_dir: Path | None, suffix: str = ".mp4") -> list[BatchItem]:
     """Rows ``video,audio[,output]`` (CSV with a header, or JSON lines); relative paths are relative to the
-    manifest's folder, a relative ``output`` to ``out_dir`` when given."""
+    manifest's folder, a relative ``output`` to ``out_dir`` when given; rows without one get a ``suffix`` file."""
     base = manifest.parent
     items = []
     for n, row in enumerate(_read_rows(manifest), 1):
@@ -93,7 +103,7 @@ def items_from_manifest(manifest: Path, out_dir: Path | None) -> list[BatchItem]
             out = Path(row["output"])
             output = out if out.is_absolute() else (out_dir or base) / out
         else:
-            output = _output_for(video, Path(row["video"]), out_dir)
+            output = _output_for(video, Path(row["video"]), out_dir, suffix)
         items.append(BatchItem(video, audio, output))
     if not items:
         raise InputError(manifest, "the manifest lists no jobs")
@@ -106,7 +116,7 @@ def _media_files(folder: Path, suffixes: set[str]) -> list[Path]:
     )
 
 
-def items_from_folders(videos: Path, audio: Path, out_dir: Path | None) -> list[BatchItem]:
+def items_from_folders(videos: Path, audio: Path, out_dir: Path | None, suffix: str = ".mp4") -> list[BatchItem]:
     """Every video under ``videos`` paired with the audio of the same relative stem under ``audio`` (or, failing
     that, the one audio file anywhere under it with the same stem)."""
     for folder in (videos, audio):
@@ -130,7 +140,7 @@ def items_from_folders(videos: Path, audio: Path, out_dir: Path | None) -> list[
                 problem = f"{len(found)} audio files named {v.stem}.* under {audio}; which one is meant?"
             elif not found:
                 problem = f"no audio named {v.stem}.* under {audio}"
-        items.append(BatchItem(v, match, _output_for(v, rel, out_dir), problem))
+        items.append(BatchItem(v, match, _output_for(v, rel, out_dir, suffix), problem))
     if not items:
         raise InputError(videos, "holds no video or image files")
     return items
