@@ -64,6 +64,9 @@ def test_webm_encoder_options_exact():
         "row-mt": "1",
     }
     assert vp9_options(VideoEncodeOptions(crf=30, preset="veryslow"))["deadline"] == "good"
+    assert vp9_options(VideoEncodeOptions(crf=0))["lossless"] == "1" and "lossless" not in vp9_options(
+        VideoEncodeOptions()
+    )
     assert [vp9_options(VideoEncodeOptions(preset=p))["cpu-used"] for p in X264_PRESETS] == [
         "8", "7", "6", "5", "5", "4", "5", "4", "3"
     ]  # fmt: skip

@@ -14,7 +14,7 @@ from dubber.errors import OutputError
 _CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm"}
 OUTPUT_SUFFIXES = tuple(sorted(_CONTAINERS))
 
-# Audio codecs each muxer takes as a stream copy; anything else is re-encoded to AAC.
+# Audio codecs each muxer takes as a stream copy; anything else is re-encoded (AAC; Opus in WebM).
 _COPYABLE_AUDIO = {
     "mp4": {"aac", "mp3", "alac", "ac3", "eac3", "opus", "flac"},
     "mov": {"aac", "mp3", "alac", "ac3", "eac3", "pcm_s16le", "pcm_s24le"},
@@ -66,10 +66,6 @@ def muxer_options(container_format: str) -> dict[str, str]:
     """Matroska and WebM write a random segment id into every file unless told to be bit-exact: the same dub would
     never give the same bytes twice (MP4 and MOV hold no such field)."""
     return {"fflags": "+bitexact"} if container_format in ("matroska", "webm") else {}
-
-
-def video_codec_for(container_format: str) -> str:
-    return "libvpx-vp9" if container_format == "webm" else "libx264"
 
 
 def audio_options_for(container_format: str, options: AudioEncodeOptions) -> AudioEncodeOptions:
@@ -150,20 +146,24 @@ VP9_SPEEDS = {
 
 def vp9_options(opts: VideoEncodeOptions) -> dict[str, str]:
     """libvpx-vp9 options, exactly as handed to FFmpeg: constant quality at ``crf`` on VP9's own 0-63 scale (18 at
-    the medium preset: 41.4 dB PSNR on a 720p talking head at the size x264's 18 reaches 43.3 dB), row threads."""
+    the medium preset: 41.4 dB PSNR on a 720p talking head at the size x264's 18 reaches 43.3 dB), row threads;
+    CRF 0 lossless."""
     if opts.preset not in VP9_SPEEDS:
         raise ValueError(f"preset={opts.preset!r} is not one of {', '.join(X264_PRESETS)}")
     if not 0 <= opts.crf <= 51:
         raise ValueError(f"crf={opts.crf} is outside 0..51")
     deadline, speed = VP9_SPEEDS[opts.preset]
-    return {"crf": str(opts.crf), "b": "0", "deadline": deadline, "cpu-used": str(speed), "row-mt": "1"}
+    out = {"crf": str(opts.crf), "b": "0", "deadline": deadline, "cpu-used": str(speed), "row-mt": "1"}
+    if opts.crf == 0:
+        out["lossless"] = "1"  # as x264's CRF 0 is; VP9's is not lossless on its own
+    return out
 
 
 def video_encoder(
     container_format: str, opts: VideoEncodeOptions, cpu_flags: frozenset[str] = frozenset()
 ) -> tuple[str, dict[str, str]]:
     """(FFmpeg encoder, its options) for a container: VP9 in WebM, H.264 elsewhere."""
-    if video_codec_for(container_format) == "libvpx-vp9":
+    if container_format == "webm":
         return "libvpx-vp9", vp9_options(opts)
     return "libx264", x264_options(opts, cpu_flags)
 
