@@ -8,7 +8,7 @@ MEDIAPIPE_SPEC ?= mediapipe==0.10.21
 INSIGHTFACE_SPEC ?= insightface==2.1
 STAMP := $(VENV)/.dubber-installed
 
-.PHONY: setup test test-all lint bench bench-renderer bench-dub bench-long-audio bench-runtimes bench-throughput bench-startup demo clean prep train-landmarks eval-landmarks train-renderer \
+.PHONY: setup test test-all lint bench bench-renderer bench-dub bench-long-audio bench-runtimes bench-throughput bench-startup bench-encoders demo clean prep train-landmarks eval-landmarks train-renderer \
 	eval-renderer train-joint eval-dub train-landmarks-speech ship-landmarks
 
 setup: $(STAMP)
@@ -52,6 +52,7 @@ bench: setup
 	$(BIN)/python benchmarks/bench_runtimes.py
 	$(BIN)/python benchmarks/bench_throughput.py
 	$(BIN)/python benchmarks/bench_startup.py
+	$(BIN)/python benchmarks/bench_encoders.py
 
 bench-dub: setup
 	$(BIN)/python benchmarks/bench_dub.py $(if $(DEVICE),--device $(DEVICE))
@@ -67,6 +68,9 @@ bench-throughput: setup
 
 bench-startup: setup
 	$(BIN)/python benchmarks/bench_startup.py $(if $(BASELINE),--baseline $(BASELINE))
+
+bench-encoders: setup
+	$(BIN)/python benchmarks/bench_encoders.py
 
 bench-renderer: setup
 	$(BIN)/python benchmarks/bench_renderer.py $(if $(DEVICE),--device $(DEVICE))
