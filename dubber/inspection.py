@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -99,6 +99,7 @@ def inspect_video(
             options=VideoEncodeOptions(crf=20, preset="veryfast"),
             audio=audio,
             overwrite=overwrite,
+            sample_aspect=reader.info.sample_aspect,
         ).open()
     sizes: list[float] = []
     angles: list[tuple[float, float, float]] = []
@@ -107,7 +108,9 @@ def inspect_video(
     open_span: tuple[int, float] | None = None
     total = reader.frame_count
     try:
-        with FaceTracker(options=tracker_options) as tracker:
+        # An anamorphic face is tracked as shaped on screen, as the dub tracks it.
+        options = replace(tracker_options or TrackerOptions(), pixel_aspect=float(reader.info.sample_aspect or 1))
+        with FaceTracker(options=options) as tracker:
             for step in tracker.track(reader):
                 frames += 1
                 cuts += step.scene_cut

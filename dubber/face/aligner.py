@@ -64,35 +64,42 @@ def apply_affine(m: np.ndarray, points: np.ndarray) -> np.ndarray:
 class Similarity:
     """Frame -> unit-crop similarity as (centre of the crop in the frame, frame pixels per crop unit, angle).
 
-    This parameterisation is what the tracker smooths: each number has a plain meaning and moves smoothly.
+    This parameterisation is what the tracker smooths: each number has a plain meaning and moves smoothly. On an
+    anamorphic frame (``aspect``: a pixel's width over its height, not 1) the crop is square on screen, not in the
+    stored pixels: ``scale`` and ``angle`` are measured on screen, in pixel heights, and the matrices map the
+    stored pixels.
     """
 
     cx: float
     cy: float
     scale: float
     angle: float  # radians, counter-clockwise rotation of the crop's x axis in the frame
+    aspect: float = 1.0
 
     @classmethod
-    def from_matrix(cls, m: np.ndarray) -> Similarity:
-        """From a frame -> unit-crop 2x3 matrix."""
+    def from_matrix(cls, m: np.ndarray, aspect: float = 1.0) -> Similarity:
+        """From a frame -> unit-crop 2x3 matrix (a similarity on screen)."""
         inv = invert_affine(m)  # unit crop -> frame
-        a, b = inv[0, 0], inv[1, 0]
+        a, b = inv[0, 0] * aspect, inv[1, 0]
         centre = inv[:, :2] @ np.array([0.5, 0.5]) + inv[:, 2]
-        return cls(float(centre[0]), float(centre[1]), float(np.hypot(a, b)), float(np.arctan2(b, a)))
+        return cls(float(centre[0]), float(centre[1]), float(np.hypot(a, b)), float(np.arctan2(b, a)), float(aspect))
 
     def to_matrix(self, size: int = 1) -> np.ndarray:
         """Frame -> crop matrix for an S x S crop (``size=1``: unit crop coordinates)."""
         c, s = np.cos(self.angle), np.sin(self.angle)
         inv = np.array([[c * self.scale, -s * self.scale, 0.0], [s * self.scale, c * self.scale, 0.0]])
+        if self.aspect != 1.0:
+            inv[0, :2] /= self.aspect  # on screen -> stored pixels
         inv[:, 2] = np.array([self.cx, self.cy]) - inv[:, :2] @ np.array([0.5, 0.5])
         m = invert_affine(inv)
         return m * size
 
     def in_region(self, x0: int, y0: int) -> Similarity:
         """The same crop for the pixel coordinates of a region of the frame whose top-left pixel is (x0, y0)."""
-        return Similarity(self.cx - x0, self.cy - y0, self.scale, self.angle)
+        return Similarity(self.cx - x0, self.cy - y0, self.scale, self.angle, self.aspect)
 
     def as_vector(self) -> np.ndarray:
+        """(cx, cy, scale, angle); the aspect is the video's (``VideoTrack.aspect``)."""
         return np.array([self.cx, self.cy, self.scale, self.angle])
 
     def corners(self) -> np.ndarray:
@@ -110,9 +117,15 @@ class FaceAligner:
         self.size = size
         self.template = canonical_face()[list(ALIGN_INDICES)]
 
-    def estimate(self, points: np.ndarray) -> Similarity:
-        """The frame -> crop similarity for one face's 478 landmarks (pixels)."""
-        return Similarity.from_matrix(fit_similarity(points[list(ALIGN_INDICES), :2], self.template))
+    def estimate(self, points: np.ndarray, aspect: float = 1.0) -> Similarity:
+        """The frame -> crop similarity for one face's 478 landmarks (pixels), fitted on screen: a pixel of an
+        anamorphic frame is ``aspect`` times as wide as it is high."""
+        found = np.asarray(points, np.float64)[list(ALIGN_INDICES), :2]
+        if aspect == 1.0:
+            return Similarity.from_matrix(fit_similarity(found, self.template))
+        m = fit_similarity(found * np.array([aspect, 1.0]), self.template)  # screen -> crop
+        m[:, 0] *= aspect  # stored pixels -> crop
+        return Similarity.from_matrix(m, aspect)
 
     def matrix(self, transform: Similarity) -> np.ndarray:
         return transform.to_matrix(self.size)

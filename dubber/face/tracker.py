@@ -41,6 +41,7 @@ class TrackerOptions:
     landmark_beta: float = 20.0
     smooth_landmarks: bool = True
     scene_cut_threshold: float = 0.6
+    pixel_aspect: float = 1.0  # a frame pixel's width over its height: an anamorphic video's crops are square on screen
 
 
 @dataclass
@@ -75,25 +76,31 @@ def _box_of(points: np.ndarray) -> FaceBox:
 
 @dataclass(frozen=True)
 class _Roi:
+    """A square on screen around the face: ``side`` pixel heights, ``side / aspect`` stored pixels wide on an
+    anamorphic frame, so that the backend sees the face as shaped on screen (a squeezed face misleads the mesh: the
+    crop it gave was 8% too large on 64:45 pixels)."""
+
     cx: float
     cy: float
     side: float
+    aspect: float = 1.0
 
     @classmethod
-    def around(cls, box: FaceBox, factor: float) -> _Roi:
+    def around(cls, box: FaceBox, factor: float, aspect: float = 1.0) -> _Roi:
         cx, cy = box.center
-        return cls(cx, cy, factor * max(box.width, box.height))
+        return cls(cx, cy, factor * max(box.width * aspect, box.height), aspect)
 
     def extract(self, image: np.ndarray, size: int) -> np.ndarray:
         k = size / self.side
-        x0, y0 = self.cx - self.side / 2, self.cy - self.side / 2
-        m = np.array([[k, 0, -x0 * k], [0, k, -y0 * k]], dtype=np.float64)
+        kx = k * self.aspect
+        x0, y0 = self.cx - self.side / (2 * self.aspect), self.cy - self.side / 2
+        m = np.array([[kx, 0, -x0 * kx], [0, k, -y0 * k]], dtype=np.float64)
         return warp_to_square(image, m, size, border=cv2.BORDER_CONSTANT)
 
     def to_frame(self, points: np.ndarray, size: int) -> np.ndarray:
         s = self.side / size
         out = points.astype(np.float32).copy()
-        out[:, 0] = points[:, 0] * s + self.cx - self.side / 2
+        out[:, 0] = points[:, 0] * (s / self.aspect) + self.cx - self.side / (2 * self.aspect)
         out[:, 1] = points[:, 1] * s + self.cy - self.side / 2
         out[:, 2] = points[:, 2] * s
         return out
@@ -199,7 +206,7 @@ class FaceTracker:
         self.most_faces = max(self.most_faces, len(boxes))
         if len(boxes) > self.options.face_index:
             factor = self.backend.roi_per_box or self.options.roi_from_detection
-            self._roi = _Roi.around(boxes[self.options.face_index], factor)
+            self._roi = _Roi.around(boxes[self.options.face_index], factor, self.options.pixel_aspect)
             self.backend.reset()
 
     def _landmarks(self, image: np.ndarray, prepared: PreparedFrame | None = None) -> np.ndarray | None:
@@ -220,7 +227,7 @@ class FaceTracker:
     def _follow(self, box: FaceBox) -> None:
         """Re-centre the ROI when the face has drifted or changed size; otherwise leave it still."""
         assert self._roi is not None
-        want = _Roi.around(box, self.options.roi_from_landmarks)
+        want = _Roi.around(box, self.options.roi_from_landmarks, self.options.pixel_aspect)
         tol = self.options.roi_tolerance
         moved = np.hypot(want.cx - self._roi.cx, want.cy - self._roi.cy) > tol * self._roi.side
         resized = abs(np.log(want.side / self._roi.side)) > tol
@@ -228,14 +235,15 @@ class FaceTracker:
             self._roi = want
 
     def _finish(self, raw: np.ndarray, t: float) -> TrackedFace:
-        raw_tf = self.aligner.estimate(raw)
+        aspect = self.options.pixel_aspect
+        raw_tf = self.aligner.estimate(raw, aspect)
         if not self._transform_filter.primed:
             self._ref_scale = raw_tf.scale
         ref = self._ref_scale
         # Position in face-size units and log-scale, so one set of filter parameters fits every resolution.
         v = np.array([raw_tf.cx / ref, raw_tf.cy / ref, np.log(raw_tf.scale), raw_tf.angle])
         s = self._transform_filter(v, t)
-        tf = Similarity(float(s[0] * ref), float(s[1] * ref), float(np.exp(s[2])), float(s[3]))
+        tf = Similarity(float(s[0] * ref), float(s[1] * ref), float(np.exp(s[2])), float(s[3]), aspect)
         points = raw
         if self.options.smooth_landmarks:
             unit = np.concatenate([self.aligner.to_crop(raw, tf), raw[:, 2:3] / tf.scale], axis=1)
@@ -243,4 +251,7 @@ class FaceTracker:
             points = np.concatenate([self.aligner.to_frame(unit[:, :2], tf), (unit[:, 2:3] * tf.scale)], axis=1).astype(
                 np.float32
             )
-        return TrackedFace(points=points, raw_points=raw, transform=tf, angles=head_angles(points), box=_box_of(points))
+        on_screen = points if aspect == 1.0 else points * np.array([aspect, 1.0, 1.0], np.float32)
+        return TrackedFace(
+            points=points, raw_points=raw, transform=tf, angles=head_angles(on_screen), box=_box_of(points)
+        )

@@ -15,7 +15,7 @@ from functools import partial
 
 import numpy as np
 
-from dubber.face.aligner import FaceAligner
+from dubber.face.aligner import FaceAligner, Similarity
 from dubber.face.landmarks import ALL_INDICES, mouth_opening
 from dubber.face.speaking_mouths import photo_references
 from dubber.face.tracker import FaceTracker, PreparedFrame, TrackedFace
@@ -123,6 +123,11 @@ class VideoTrack:
     seconds: dict[str, float] = field(default_factory=dict)  # decode, track
     most_faces: int = 0  # the most faces found in one frame (detection runs where the face is not being tracked)
     segments: int = 1  # trackers that ran at once, each on its segment of the video (parallel_tracking.py)
+    aspect: float = 1.0  # a frame pixel's width over its height, which every transform shares (anamorphic video)
+
+    def transform(self, i: int) -> Similarity:
+        """Frame ``i``'s frame -> crop similarity (NaN without a face)."""
+        return Similarity(*self.transforms[i], aspect=self.aspect)
 
     @property
     def frames(self) -> int:
@@ -235,7 +240,7 @@ def _track_frames(
             keeper.close()
         raise
     track = rows.track(pool, dict(seconds))
-    track.most_faces = tracker.most_faces
+    track.most_faces, track.aspect = tracker.most_faces, tracker.options.pixel_aspect
     return track
 
 

@@ -52,6 +52,7 @@ def track_faces(
     # A still image is one frame: one tracker (tracking_workers counts segments by length).
     workers = tracking_workers(idle_cores(total, fps), total, fps) if job.opts.overlap else 1
     backends: list[FaceBackend] = []
+    aspect = float(job.reader.info.sample_aspect or 1)  # an anamorphic video's crops are square on screen
 
     def make_tracker() -> FaceTracker:
         if backend_factory is not None:
@@ -59,7 +60,7 @@ def track_faces(
         else:
             backend = make_backend(job.opts.face_backend, job.opts.face_models)
         backends.append(backend)
-        return FaceTracker(backend, TrackerOptions(face_index=job.opts.face_index))
+        return FaceTracker(backend, TrackerOptions(face_index=job.opts.face_index, pixel_aspect=aspect))
 
     try:
         if workers > 1:

@@ -197,7 +197,7 @@ class FaceRedrawer:
         timeline, opts, todo, targets = self.timeline, self.opts, planned.todo, planned.targets
         t0 = time.perf_counter()
         dy = self.refs.shift
-        transforms = [shifted_transform(Similarity(*self.track.transforms[timeline.source_index(i)]), dy) for i in todo]
+        transforms = [shifted_transform(self.track.transform(timeline.source_index(i)), dy) for i in todo]
         comp = self.compositor
         crops = np.stack([crop_face(comp, images[i - start], tf) for i, tf in zip(todo, transforms, strict=True)])
         add_time(self.timings, "composite", t0)

@@ -64,7 +64,7 @@ def _track_segment(
     warm: int,
     shared: _Segments,
     spool: FrameSpool | None,
-) -> tuple[list[Row], ReferencePool, dict[str, float], int]:
+) -> tuple[list[Row], ReferencePool, dict[str, float], int, float]:
     start, stop = span
     rows: list[Row] = []
     pool = ReferencePool()
@@ -91,10 +91,10 @@ def _track_segment(
                     shared.tracked()
                 trim()
                 seconds["track"] += time.perf_counter() - t0
-            most_faces = tracker.most_faces
+            most_faces, aspect = tracker.most_faces, tracker.options.pixel_aspect
     finally:
         frames.close()  # the reader's container, now rather than when collected
-    return rows, pool, seconds, most_faces
+    return rows, pool, seconds, most_faces, aspect
 
 
 def analyse_in_segments(
@@ -124,13 +124,13 @@ def analyse_in_segments(
     rows = _FrameRows(reader.frame_count)
     pool = ReferencePool()
     seconds = {"decode": 0.0, "track": 0.0}
-    for segment_rows, segment_pool, segment_seconds, _ in results:
+    for segment_rows, segment_pool, segment_seconds, _, _ in results:
         for row in segment_rows:
             rows.add(*row)
         pool.merge(segment_pool)
         for k, v in segment_seconds.items():
             seconds[k] += v
     track = rows.track(pool, seconds)
-    track.most_faces = max(r[3] for r in results)
+    track.most_faces, track.aspect = max(r[3] for r in results), results[0][4]
     track.segments = workers
     return track

@@ -39,7 +39,9 @@ def shifted_transform(transform: Similarity, dy: float) -> Similarity:
         return transform
     s, c = np.sin(transform.angle), np.cos(transform.angle)
     step = transform.scale * dy
-    return Similarity(transform.cx + s * step, transform.cy - c * step, transform.scale, transform.angle)
+    # On screen the centre moves by (s, -c) step; an anamorphic frame's stored x is the screen's over its aspect.
+    cx = transform.cx + s * step / transform.aspect
+    return Similarity(cx, transform.cy - c * step, transform.scale, transform.angle, transform.aspect)
 
 
 def shifted_points(points: torch.Tensor | np.ndarray, dy: float):

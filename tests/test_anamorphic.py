@@ -1,0 +1,88 @@
+"""Anamorphic video (pixels wider or narrower than high): the face is tracked, cropped and pasted square on screen,
+so the models see the face they would see in the same video stored with square pixels."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from media_factory import face_frame, make_video, psnr
+
+from dubber.face import FaceAligner, FaceTracker
+from dubber.face.aligner import Similarity, apply_affine, canonical_face, invert_affine
+from dubber.face.tracker import TrackerOptions
+from dubber.media import VideoReader
+from dubber.pipeline.render_shift import shifted_transform
+
+PAL_WIDE = 64 / 45  # a 16:9 PAL frame stored 720 x 576
+
+
+def _squeezed(points: np.ndarray, aspect: float) -> np.ndarray:
+    return points * np.array([1 / aspect, 1.0, 1.0])[: points.shape[1]]
+
+
+def test_the_crop_of_a_squeezed_face_is_the_crop_of_the_face_on_screen():
+    rng = np.random.default_rng(0)
+    face = canonical_face()[:, :2] * 180 + np.array([300.0, 200.0])  # a face on screen, in pixel heights
+    turn = np.radians(12.0)
+    rot = np.array([[np.cos(turn), -np.sin(turn)], [np.sin(turn), np.cos(turn)]])
+    face = (face - face.mean(0)) @ rot.T + face.mean(0) + rng.normal(0, 0.3, face.shape)
+    aligner = FaceAligner(128)
+    on_screen = aligner.estimate(face)
+    stored = aligner.estimate(_squeezed(face, PAL_WIDE), PAL_WIDE)
+    assert stored.aspect == PAL_WIDE and on_screen.aspect == 1.0
+    assert stored.scale == pytest.approx(on_screen.scale, rel=1e-6)
+    assert stored.angle == pytest.approx(on_screen.angle, abs=1e-6)
+    # every point lands where it lands in the square-pixel frame, in the crop and back
+    np.testing.assert_allclose(
+        aligner.to_crop(_squeezed(face, PAL_WIDE), stored), aligner.to_crop(face, on_screen), atol=1e-5
+    )
+    unit = aligner.to_crop(face, on_screen)
+    np.testing.assert_allclose(aligner.to_frame(unit, stored), _squeezed(face, PAL_WIDE), atol=1e-3)
+    again = Similarity.from_matrix(stored.to_matrix(1), PAL_WIDE)
+    np.testing.assert_allclose(again.as_vector(), stored.as_vector(), atol=1e-9)
+    assert stored.in_region(10, 20).aspect == PAL_WIDE
+    # the renderer's crop moved down the face moves down it on screen too
+    dy = 0.05
+    for t in (on_screen, stored):
+        shifted = shifted_transform(t, dy)
+        assert shifted.aspect == t.aspect
+        old, new = (invert_affine(x.to_matrix(1)) for x in (t, shifted))
+        moved = apply_affine(new, [[0.5, 0.5]]) - apply_affine(old, [[0.5, 0.5]])
+        moved = moved * np.array([t.aspect, 1.0])  # on screen
+        down = apply_affine(old, [[0.5, 0.6]]) - apply_affine(old, [[0.5, 0.5]])
+        down = down * np.array([t.aspect, 1.0]) / 0.1
+        np.testing.assert_allclose(moved, -dy * down, atol=1e-4)
+
+
+def test_a_tracked_anamorphic_face_gives_the_square_pixel_crop(tmp_path):
+    side, frames = 256, 3
+    stored_width = round(side / PAL_WIDE) // 2 * 2
+    square = make_video(tmp_path / "square.mp4", frames=frames, width=side, height=side, frame_fn=face_frame)
+
+    def squeezed(i: int, w: int, h: int) -> np.ndarray:
+        import cv2
+
+        return cv2.resize(face_frame(i, side, side), (w, h), interpolation=cv2.INTER_AREA)
+
+    pal = make_video(
+        tmp_path / "pal.mp4", frames=frames, width=stored_width, height=side, frame_fn=squeezed,
+        sample_aspect=Fraction(64, 45),
+    )  # fmt: skip
+    reader = VideoReader(pal)
+    aspect = float(reader.info.sample_aspect)
+    aligner = FaceAligner(128)
+    crops = {}
+    for name, path, options in (
+        ("square", square, TrackerOptions()),
+        ("anamorphic", pal, TrackerOptions(pixel_aspect=aspect)),
+        ("stored", pal, TrackerOptions()),  # the crop made on the stored pixels, as before
+    ):
+        with FaceTracker(options=options) as tracker:
+            faces = [(s.frame.image, s.face) for s in tracker.track(VideoReader(path))]
+        assert all(face is not None for _, face in faces)
+        crops[name] = [aligner.crop(image, face.transform) for image, face in faces]
+    on_screen = np.mean([psnr(a, b) for a, b in zip(crops["anamorphic"], crops["square"], strict=True)])
+    stored = np.mean([psnr(a, b) for a, b in zip(crops["stored"], crops["square"], strict=True)])
+    assert on_screen > 30 and stored < 20, (on_screen, stored)  # the square crop, not the squeezed one
