@@ -73,7 +73,7 @@ def test_a_tracked_anamorphic_face_gives_the_square_pixel_crop(tmp_path):
     reader = VideoReader(pal)
     aspect = float(reader.info.sample_aspect)
     aligner = FaceAligner(128)
-    crops = {}
+    crops, sizes = {}, {}
     for name, path, options in (
         ("square", square, TrackerOptions()),
         ("anamorphic", pal, TrackerOptions(pixel_aspect=aspect)),
@@ -83,6 +83,9 @@ def test_a_tracked_anamorphic_face_gives_the_square_pixel_crop(tmp_path):
             faces = [(s.frame.image, s.face) for s in tracker.track(VideoReader(path))]
         assert all(face is not None for _, face in faces)
         crops[name] = [aligner.crop(image, face.transform) for image, face in faces]
+        sizes[name] = np.median([face.box.width * face.transform.aspect for _, face in faces])  # width on screen
     on_screen = np.mean([psnr(a, b) for a, b in zip(crops["anamorphic"], crops["square"], strict=True)])
     stored = np.mean([psnr(a, b) for a, b in zip(crops["stored"], crops["square"], strict=True)])
     assert on_screen > 30 and stored < 20, (on_screen, stored)  # the square crop, not the squeezed one
+    assert sizes["anamorphic"] == pytest.approx(sizes["square"], rel=0.03)
+    assert sizes["stored"] < 0.8 * sizes["square"]  # squeezed: the width of the stored pixels

@@ -56,8 +56,8 @@ class TrackedFace:
 
     @property
     def size(self) -> float:
-        """Face size in pixels: the larger side of the landmark box."""
-        return max(self.box.width, self.box.height)
+        """Face size in pixels: the larger side of the landmark box, as wide as it is shown (anamorphic video)."""
+        return max(self.box.width * self.transform.aspect, self.box.height)
 
 
 @dataclass
