@@ -25,12 +25,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return 10 * np.log10(255.0**2 / max(mse, 1e-12))
-
-
 def encode(frames: list[np.ndarray], fps: Fraction, out: Path, preset: str, crf: int) -> dict:
+    from dubber.evaluation.image_metrics import PSNR_CAP, psnr
     from dubber.media import VideoReader, VideoWriter
     from dubber.media.encode_options import VideoEncodeOptions
 
@@ -45,7 +41,7 @@ def encode(frames: list[np.ndarray], fps: Fraction, out: Path, preset: str, crf:
     return {
         "fps": round(len(frames) / seconds, 1),
         "kilobytes": out.stat().st_size // 1000,
-        "psnr_db": round(float(np.mean([psnr(a, b) for a, b in zip(frames, decoded, strict=True)])), 2),
+        "psnr_db": round(float(np.mean([psnr(a, b, cap=PSNR_CAP) for a, b in zip(frames, decoded, strict=True)])), 2),
     }
 
 

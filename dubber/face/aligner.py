@@ -121,8 +121,6 @@ class FaceAligner:
         """The frame -> crop similarity for one face's 478 landmarks (pixels), fitted on screen: a pixel of an
         anamorphic frame is ``aspect`` times as wide as it is high."""
         found = np.asarray(points, np.float64)[list(ALIGN_INDICES), :2]
-        if aspect == 1.0:
-            return Similarity.from_matrix(fit_similarity(found, self.template))
         m = fit_similarity(found * np.array([aspect, 1.0]), self.template)  # screen -> crop
         m[:, 0] *= aspect  # stored pixels -> crop
         return Similarity.from_matrix(m, aspect)
