@@ -51,7 +51,7 @@ def score(
     track = pipe.analyse(output)
     n = min(track.frames, int(len(truth) / fps * out_fps))
     at = np.clip(np.round(np.arange(n) / out_fps * fps).astype(int), 0, len(truth) - 1)
-    points = frame_points(track.points[:n], track.transforms[:n])
+    points = frame_points(track.points[:n], track.transforms[:n], track.aspect)
     sharp = []
     for i, frame in enumerate(VideoReader(output)):
         if i >= n:
@@ -94,7 +94,7 @@ def main() -> None:
             fps = whole.frame_rate()
             png, frame, wav = still_inputs(clip.path, half, fps, Path(tmp))
             photo = pipe.analyse(png)
-            photo_sharp = mouth_sharpness(frame, frame_points(photo.points[:1], photo.transforms[:1])[0])
+            photo_sharp = mouth_sharpness(frame, frame_points(photo.points[:1], photo.transforms[:1], photo.aspect)[0])
             result = pipe(png, wav, Path(tmp) / "dub.mp4", overwrite=True, analysis=photo)
             planned = content_opening(pipe.planned_landmarks(photo, wav)[:, N_POSE:])
             truth = whole.opening[half : 2 * half]

@@ -5,15 +5,19 @@ from __future__ import annotations
 
 from fractions import Fraction
 
+import cv2
 import numpy as np
 import pytest
-from media_factory import face_frame, make_video, psnr
+from media_factory import face_frame, make_face_video, make_video, psnr
 
+from dubber.evaluation.dub_metrics import face_regions, frame_points, screen_points
+from dubber.evaluation.split_eval import cut_halves
 from dubber.face import FaceAligner, FaceTracker
 from dubber.face.aligner import Similarity, apply_affine, canonical_face, invert_affine
 from dubber.face.backend import FaceBox
 from dubber.face.tracker import TrackedFace, TrackerOptions
-from dubber.media import VideoReader
+from dubber.media import VideoReader, probe_media
+from dubber.pipeline.face_pass import track_video
 from dubber.pipeline.render_shift import shifted_transform
 
 PAL_WIDE = 64 / 45  # a 16:9 PAL frame stored 720 x 576
@@ -71,8 +75,6 @@ def test_a_tracked_anamorphic_face_gives_the_square_pixel_crop(tmp_path):
     square = make_video(tmp_path / "square.mp4", frames=frames, width=side, height=side, frame_fn=face_frame)
 
     def squeezed(i: int, w: int, h: int) -> np.ndarray:
-        import cv2
-
         return cv2.resize(face_frame(i, side, side), (w, h), interpolation=cv2.INTER_AREA)
 
     pal = make_video(
@@ -97,3 +99,36 @@ def test_a_tracked_anamorphic_face_gives_the_square_pixel_crop(tmp_path):
     stored = np.mean([psnr(a, b) for a, b in zip(crops["stored"], crops["square"], strict=True)])
     assert on_screen > 30 and stored < 20, (on_screen, stored)  # the square crop, not the squeezed one
     assert sizes["anamorphic"] == pytest.approx(sizes["square"], rel=0.03)
+
+
+def test_the_scores_measure_a_squeezed_face_on_screen():
+    face = canonical_face()[:, :2] * 180 + np.array([300.0, 200.0])  # on screen, in pixel heights
+    aligner = FaceAligner(128)
+    square, stored = aligner.estimate(face), aligner.estimate(_squeezed(face, PAL_WIDE), PAL_WIDE)
+    unit = aligner.to_crop(face, square)[None]
+    at = {name: tf.as_vector()[None] for name, tf in (("square", square), ("stored", stored))}
+    np.testing.assert_allclose(frame_points(unit, at["stored"], PAL_WIDE)[0], _squeezed(face, PAL_WIDE), atol=1e-3)
+    np.testing.assert_allclose(screen_points(unit, at["stored"], PAL_WIDE)[0], face, atol=1e-3)
+    np.testing.assert_array_equal(screen_points(unit, at["square"]), frame_points(unit, at["square"]))
+    # the lower face and the seam's band: the square frame's regions, squeezed
+    height, width = 480, 640
+    regions = face_regions(at["square"][0], (height, width))
+    squeezed_width = round(width / PAL_WIDE)
+
+    def overlap(wanted: np.ndarray, got: np.ndarray) -> float:
+        stretched = cv2.resize(got.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST) > 0
+        return (stretched & wanted).sum() / (stretched | wanted).sum()
+
+    squeezed = face_regions(at["stored"][0], (height, squeezed_width), aspect=PAL_WIDE)
+    for wanted, got in zip(regions, squeezed, strict=True):
+        assert overlap(wanted, got) > 0.9, overlap(wanted, got)
+    as_if_square = face_regions(at["stored"][0], (height, squeezed_width))  # what the scores used before
+    assert overlap(regions[0], as_if_square[0]) < 0.8
+
+
+def test_the_split_protocol_cuts_and_tracks_an_anamorphic_clip_as_the_dub_does(tmp_path):
+    clip = make_face_video(tmp_path / "pal.mp4", frames=8, size=256, audio_rate=16000, sample_aspect=Fraction(64, 45))
+    first, _ = cut_halves(clip, tmp_path, 4)
+    assert probe_media(first).video.sample_aspect == Fraction(64, 45)
+    track = track_video(first, 128)
+    assert track.aspect == pytest.approx(PAL_WIDE) and track.has_face.all()

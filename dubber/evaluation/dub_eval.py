@@ -17,16 +17,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from dubber.data.sources import ClipSource
-from dubber.evaluation.dub_metrics import ImageScores, frame_points, landmark_scores, speech_activity
+from dubber.evaluation.dub_metrics import ImageScores, landmark_scores, screen_points, speech_activity
 from dubber.evaluation.image_metrics import PSNR_CAP
 from dubber.evaluation.metrics import correlation
 from dubber.evaluation.redub import static_pipeline
-from dubber.face.aligner import FaceAligner
-from dubber.face.tracker import FaceTracker
 from dubber.media.audio import decode_audio, write_wav
 from dubber.media.video_reader import VideoReader
-from dubber.pipeline.analysis import VideoTrack, analyse_video
+from dubber.pipeline.analysis import VideoTrack
 from dubber.pipeline.dubbing import DubbingPipeline
+from dubber.pipeline.face_pass import track_video
 
 METHODS = ("dub", "static_mouth", "untouched")
 
@@ -47,18 +46,13 @@ class ClipReport:
         return asdict(self)
 
 
-def track(video: Path, size: int) -> VideoTrack:
-    with FaceTracker() as tracker:
-        return analyse_video(VideoReader(video), tracker, FaceAligner(size))
-
-
 def score_outputs(
     original: Path, truth: VideoTrack, outputs: dict[str, Path], size: int, *, ssim_every: int = 5
 ) -> tuple[dict[str, dict], dict[str, VideoTrack]]:
     """Metrics of each output video against ``original`` (tracked as ``truth``), and of the untouched baseline:
     ``original`` against itself, through the same landmark path, so its numbers are the exact floor."""
-    truth_points = frame_points(truth.points, truth.transforms)
-    tracks = {name: track(path, size) for name, path in outputs.items()}
+    truth_points = screen_points(truth.points, truth.transforms, truth.aspect)
+    tracks = {name: track_video(path, size) for name, path in outputs.items()}
     scores = {name: ImageScores() for name in outputs}
     readers = {name: iter(VideoReader(path)) for name, path in outputs.items()}
     for i, frame in enumerate(VideoReader(original)):
@@ -66,11 +60,11 @@ def score_outputs(
         for name in outputs:
             out = next(readers[name], None)
             if out is not None:
-                scores[name].add(out.image, frame.image, tf, full_ssim=i % ssim_every == 0)
+                scores[name].add(out.image, frame.image, tf, full_ssim=i % ssim_every == 0, aspect=truth.aspect)
     result = {}
     for name in outputs:
         t = tracks[name]
-        found = frame_points(t.points, t.transforms)
+        found = screen_points(t.points, t.transforms, t.aspect)
         result[name] = {**scores[name].result(), **landmark_scores(found, truth_points, t.opening, truth.opening)}
         if name == "cross":
             result[name] = {k: result[name][k] for k in ("seam", "jitter", "face_lost")}
@@ -87,7 +81,7 @@ def score_outputs(
 
 def speech_following(output: Path, audio: Path, size: int) -> float | None:
     """Correlation of the mouth opening found on ``output`` with the speech activity of ``audio`` over time."""
-    t = track(output, size)
+    t = track_video(output, size)
     speech = decode_audio(audio)
     return correlation(t.opening, speech_activity(speech.mono, speech.sample_rate, t.times))
 

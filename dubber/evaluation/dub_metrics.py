@@ -36,13 +36,17 @@ def psnr_from_sums(sq_error: float, count: int) -> float | None:
     return PSNR_CAP if mse == 0 else min(PSNR_CAP, 10.0 * math.log10(255.0**2 / mse))
 
 
-def face_regions(transform: np.ndarray, shape: tuple[int, int], band: float = 0.03) -> tuple[np.ndarray, np.ndarray]:
-    """(inside the lower-face polygon, a band of ``band`` crop units either side of its border) in frame pixels."""
-    poly = apply_affine(invert_affine(Similarity(*transform).to_matrix(1)), LOWER_FACE_POLYGON)
+def face_regions(
+    transform: np.ndarray, shape: tuple[int, int], band: float = 0.03, aspect: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """(inside the lower-face polygon, a band of ``band`` crop units either side of its border) in frame pixels;
+    ``aspect``: the video's pixel aspect (``VideoTrack.aspect``), with which the crop is square on screen."""
+    poly = apply_affine(invert_affine(Similarity(*transform, aspect=aspect).to_matrix(1)), LOWER_FACE_POLYGON)
     inside = np.zeros(shape, np.uint8)
     cv2.fillPoly(inside, [np.round(poly).astype(np.int32)], 1)
-    r = max(1, int(round(band * transform[2])))
-    kernel = np.ones((2 * r + 1, 2 * r + 1), np.uint8)
+    r = max(1, int(round(band * transform[2])))  # pixel heights; as wide on screen
+    rx = max(1, int(round(band * transform[2] / aspect)))
+    kernel = np.ones((2 * r + 1, 2 * rx + 1), np.uint8)
     ring = cv2.dilate(inside, kernel) & (1 - cv2.erode(inside, kernel))
     return inside > 0, ring > 0
 
@@ -82,7 +86,15 @@ class ImageScores:
     ssim_frame: list[float] = field(default_factory=list)
     seam: list[float] = field(default_factory=list)
 
-    def add(self, output: np.ndarray, original: np.ndarray, transform: np.ndarray | None, *, full_ssim: bool) -> None:
+    def add(
+        self,
+        output: np.ndarray,
+        original: np.ndarray,
+        transform: np.ndarray | None,
+        *,
+        full_ssim: bool,
+        aspect: float = 1.0,
+    ) -> None:
         diff = (output.astype(np.float64) - original.astype(np.float64)) ** 2
         self.sums["frame"][0] += float(diff.sum())
         self.sums["frame"][1] += diff.size
@@ -90,7 +102,7 @@ class ImageScores:
             self.ssim_frame.append(ssim(_small_grey(output), _small_grey(original)))
         if transform is None or not np.isfinite(transform).all():
             return
-        inside, ring = face_regions(transform, original.shape[:2])
+        inside, ring = face_regions(transform, original.shape[:2], aspect=aspect)
         if not inside.any():
             return
         self.sums["lower"][0] += float(diff[inside].sum())
@@ -112,12 +124,22 @@ class ImageScores:
         }
 
 
-def frame_points(points: np.ndarray, transforms: np.ndarray) -> np.ndarray:
-    """Unit-crop model points (N, 131, 2) -> frame pixels, NaN where there is no face."""
+def frame_points(points: np.ndarray, transforms: np.ndarray, aspect: float = 1.0) -> np.ndarray:
+    """Unit-crop model points (N, 131, 2) -> stored frame pixels (to draw or cut boxes with), NaN where there is no
+    face; ``aspect``: the video's pixel aspect (``VideoTrack.aspect``)."""
     out = np.full(points.shape, np.nan, np.float32)
     for i, (p, tf) in enumerate(zip(points, transforms, strict=True)):
         if np.isfinite(tf).all():
-            out[i] = apply_affine(invert_affine(Similarity(*tf).to_matrix(1)), p)
+            out[i] = apply_affine(invert_affine(Similarity(*tf, aspect=aspect).to_matrix(1)), p)
+    return out
+
+
+def screen_points(points: np.ndarray, transforms: np.ndarray, aspect: float = 1.0) -> np.ndarray:
+    """``frame_points`` as seen on screen, x in pixel heights: where distances are measured (an anamorphic video's
+    stored pixels squeeze them)."""
+    out = frame_points(points, transforms, aspect)
+    if aspect != 1.0:
+        out[..., 0] *= aspect
     return out
 
 

@@ -39,7 +39,7 @@ def _marks(image: np.ndarray, points: np.ndarray | None) -> np.ndarray:
 
 def contact_sheet(original: Path, dubbed: Path, dub_track: VideoTrack, dest: Path, rows: int = 6) -> Path:
     """Rows at evenly spaced frames: original | dubbed | dubbed with the landmarks found on it."""
-    points = frame_points(dub_track.points, dub_track.transforms)
+    points = frame_points(dub_track.points, dub_track.transforms, dub_track.aspect)
     n = dub_track.frames
     wanted = set(np.linspace(0, max(0, n - 1), min(rows, n)).round().astype(int).tolist())
     picked: dict[int, list[np.ndarray]] = {}

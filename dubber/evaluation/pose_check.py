@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from dubber.evaluation.dub_metrics import face_regions, frame_points, gradient_energy
+from dubber.evaluation.dub_metrics import face_regions, gradient_energy, screen_points
 from dubber.face.landmarks import ALL_INDICES, JAW, LEFT_EYE_OUTER, N_POSE, RIGHT_EYE_OUTER
 from dubber.media.encode_options import VideoEncodeOptions
 from dubber.media.video_reader import VideoReader
@@ -64,8 +64,11 @@ def check_pose(pipe: DubbingPipeline, video: Path, audio: Path, output: Path) ->
     timeline = Timeline.plan(source.frames, result.dubbed_frames / result.fps, result.fps)
     idx = np.asarray(timeline.source_indices(0, result.dubbed_frames))
     transforms = source.transforms[idx]
-    want = frame_points(np.concatenate([source.points[idx][:, :N_POSE], planned[:, N_POSE:]], axis=1), transforms)
-    got = frame_points(found.points[: len(idx)], found.transforms[: len(idx)])
+    aspect = source.aspect
+    want = screen_points(
+        np.concatenate([source.points[idx][:, :N_POSE], planned[:, N_POSE:]], axis=1), transforms, aspect
+    )
+    got = screen_points(found.points[: len(idx)], found.transforms[: len(idx)], found.aspect)
     eyes = want[:, _EYES[1]] - want[:, _EYES[0]]
     inter_ocular = np.linalg.norm(eyes, axis=-1)
     roll = np.degrees(np.arctan2(eyes[:, 1], eyes[:, 0]))
@@ -74,13 +77,15 @@ def check_pose(pipe: DubbingPipeline, video: Path, audio: Path, output: Path) ->
     for frame in VideoReader(video):
         tf = source.transforms[frame.index]
         if np.isfinite(tf).all():
-            source_edges[frame.index] = gradient_energy(frame.image, face_regions(tf, frame.image.shape[:2])[1])
+            source_edges[frame.index] = gradient_energy(
+                frame.image, face_regions(tf, frame.image.shape[:2], aspect=aspect)[1]
+            )
     ratio = np.full(len(idx), np.nan)
     for i, frame in enumerate(VideoReader(output)):
         if i >= len(idx):
             break
         tf = transforms[i]
         if np.isfinite(tf).all() and source_edges[idx[i]] > 0:
-            ring = face_regions(tf, frame.image.shape[:2])[1]
+            ring = face_regions(tf, frame.image.shape[:2], aspect=aspect)[1]
             ratio[i] = gradient_energy(frame.image, ring) / source_edges[idx[i]]
     return PoseCheck(roll, source.yaw[idx], jaw, ratio)

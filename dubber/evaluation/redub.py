@@ -23,13 +23,11 @@ import torch
 
 from dubber.evaluation.dub_metrics import face_regions, gradient_energy, psnr_from_sums
 from dubber.evaluation.metrics import correlation, lagged_correlation
-from dubber.face.aligner import FaceAligner
-from dubber.face.tracker import FaceTracker
 from dubber.media.encode_options import VideoEncodeOptions
 from dubber.media.transcode import reencode
 from dubber.media.video_reader import VideoReader
-from dubber.pipeline.analysis import analyse_video
 from dubber.pipeline.dubbing import DubbingPipeline
+from dubber.pipeline.face_pass import track_video
 from dubber.render.face_mask import lower_face_mask
 
 
@@ -60,11 +58,12 @@ def _mse(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> tuple[float, int]:
     return float((d**2).sum()), int(d.size)
 
 
-def _outer_ring(inside: np.ndarray, tf: np.ndarray, ring: float) -> np.ndarray:
-    """A ring ``ring`` crop units wide just outside the region ``inside`` (frame pixels)."""
-    r = max(2, int(round(ring * tf[2])))
+def _outer_ring(inside: np.ndarray, tf: np.ndarray, ring: float, aspect: float = 1.0) -> np.ndarray:
+    """A ring ``ring`` crop units wide just outside the region ``inside`` (frame pixels; as wide on screen across
+    as down, ``aspect`` the pixel aspect)."""
+    r, rx = max(2, int(round(ring * tf[2]))), max(2, int(round(ring * tf[2] / aspect)))
     region = inside.astype(np.uint8)
-    outer = cv2.dilate(region, np.ones((2 * r + 1, 2 * r + 1), np.uint8))
+    outer = cv2.dilate(region, np.ones((2 * r + 1, 2 * rx + 1), np.uint8))
     edge = cv2.dilate(region, np.ones((3, 3), np.uint8))
     return (outer > 0) & (edge == 0)
 
@@ -87,10 +86,9 @@ class RedubScore:
     seconds: float
 
 
-def _openings(video: Path, size: int) -> tuple[np.ndarray, np.ndarray]:
-    with FaceTracker() as tracker:
-        track = analyse_video(VideoReader(video), tracker, FaceAligner(size))
-    return track.opening, track.transforms
+def _openings(video: Path, size: int) -> tuple[np.ndarray, np.ndarray, float]:
+    track = track_video(video, size)
+    return track.opening, track.transforms, track.aspect
 
 
 def _fps(video: Path) -> float:
@@ -107,8 +105,8 @@ def redub_clip(
         result = pipe(video, video, tmp / "dub.mp4", overwrite=True)
         static(video, video, tmp / "static.mp4", overwrite=True)
         reencode(video, tmp / "plain.mp4", options=VideoEncodeOptions(crf=opts.crf, preset=opts.preset))
-        truth_open, transforms = _openings(video, pipe.renderer.size)
-        dub_open, _ = _openings(tmp / "dub.mp4", pipe.renderer.size)
+        truth_open, transforms, aspect = _openings(video, pipe.renderer.size)
+        dub_open, _, _ = _openings(tmp / "dub.mp4", pipe.renderer.size)
         sums = {k: [0.0, 0] for k in ("dub", "static", "seam_dub", "seam_plain")}
         edges: dict[str, list[float]] = {"dub": [], "plain": []}
         readers = [iter(VideoReader(p)) for p in (video, tmp / "dub.mp4", tmp / "static.mp4", tmp / "plain.mp4")]
@@ -116,8 +114,8 @@ def redub_clip(
             if i >= len(transforms) or not np.isfinite(transforms[i]).all():
                 continue
             orig, dub, stat, plain = (f.image for f in frames)
-            inside, band = face_regions(transforms[i], orig.shape[:2])
-            ring_px = _outer_ring(inside, transforms[i], ring)
+            inside, band = face_regions(transforms[i], orig.shape[:2], aspect=aspect)
+            ring_px = _outer_ring(inside, transforms[i], ring, aspect)
             for key, img, where in (
                 ("dub", dub, inside),
                 ("static", stat, inside),

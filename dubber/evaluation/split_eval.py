@@ -36,7 +36,7 @@ import numpy as np
 from dubber.data.clip_arrays import content_opening
 from dubber.data.sources import ClipSource
 from dubber.evaluation.dub_eval import score_each
-from dubber.evaluation.dub_metrics import face_regions, frame_points, gradient_energy
+from dubber.evaluation.dub_metrics import face_regions, frame_points, gradient_energy, screen_points
 from dubber.evaluation.metrics import correlation
 from dubber.evaluation.truth_motion import TruthLandmarksPipeline
 from dubber.face.landmarks import ALL_INDICES, LEFT_EYE_OUTER, LIP_INDICES, N_POSE, RIGHT_EYE_OUTER
@@ -90,7 +90,14 @@ def cut_halves(clip: Path, folder: Path, half: int) -> tuple[Path, Path]:
     width, height = reader.size
     options = VideoEncodeOptions(crf=12, preset="veryfast")  # the input a user would have: visually lossless
     with VideoWriter(
-        first, width=width, height=height, fps=reader.fps, time_base=reader.info.time_base, options=options, audio=audio
+        first,
+        width=width,
+        height=height,
+        fps=reader.fps,
+        time_base=reader.info.time_base,
+        options=options,
+        audio=audio,
+        sample_aspect=reader.info.sample_aspect,  # an anamorphic clip's half is anamorphic too
     ) as writer:
         for frame in reader:
             if frame.index >= half:
@@ -108,7 +115,8 @@ def second_half_speech(clip: Path, half: int, fps: float, path: Path) -> Path:
 
 
 def lip_shape(points: np.ndarray) -> np.ndarray:
-    """(N, 131, 2) frame-pixel points -> (N, 40, 2) lip points about their centre, in inter-ocular units."""
+    """(N, 131, 2) on-screen points (``screen_points``) -> (N, 40, 2) lip points about their centre, in
+    inter-ocular units."""
     lips = points[:, _LIPS]
     io = np.linalg.norm(points[:, _EYES[1]] - points[:, _EYES[0]], axis=-1)
     return (lips - lips.mean(axis=1, keepdims=True)) / np.maximum(io, 1e-6)[:, None, None]
@@ -138,12 +146,12 @@ def std_ratio(values: np.ndarray, truth: np.ndarray) -> float | None:
 def score_half(
     output: VideoTrack, output_path: Path, source: VideoTrack, source_path: Path, truth: dict, lag: int = 0
 ) -> dict:
-    """One output (frames i < h) against the truth (the second half's mouth, ``truth``), and against the source
-    frames it was drawn on for sharpness and seam; ``lag``: the recording's lag of the mouth behind its sound, at
-    which an output timed by the speech is scored too."""
+    """One output (frames i < h) against the truth (the second half's mouth, ``truth``; its points on screen), and
+    against the source frames it was drawn on for sharpness and seam; ``lag``: the recording's lag of the mouth
+    behind its sound, at which an output timed by the speech is scored too."""
     n = min(output.frames, len(truth["opening"]))
-    found = frame_points(output.points[:n], output.transforms[:n])
-    src_points = frame_points(source.points[:n], source.transforms[:n])
+    found = screen_points(output.points[:n], output.transforms[:n], output.aspect)
+    src_points = frame_points(source.points[:n], source.transforms[:n], source.aspect)  # the mouth boxes
     ok = np.isfinite(found).all(axis=(1, 2)) & np.isfinite(truth["points"][:n]).all(axis=(1, 2))
     shape_error = np.linalg.norm(lip_shape(found[ok]) - lip_shape(truth["points"][:n][ok]), axis=-1).mean(-1)
     opening, true_opening = output.opening[:n], truth["opening"][:n]
@@ -156,7 +164,7 @@ def score_half(
             sharp.append(a / b)
         tf = source.transforms[i]
         if np.isfinite(tf).all():
-            _, ring = face_regions(tf, src_frame.image.shape[:2])
+            _, ring = face_regions(tf, src_frame.image.shape[:2], aspect=source.aspect)
             reference = gradient_energy(src_frame.image, ring)
             if reference > 0:
                 seams.append(gradient_energy(out_frame.image, ring) / reference)
@@ -184,8 +192,8 @@ def fast_part(opening: np.ndarray, fps: float, seconds: float = FAST_SECONDS) ->
 
 
 def face_width(track: VideoTrack) -> float | None:
-    """Median cheek-to-cheek width of the tracked face in frame pixels (None without a face)."""
-    pts = frame_points(track.points, track.transforms)[:, _CHEEKS]
+    """Median cheek-to-cheek width of the tracked face in frame pixels, on screen (None without a face)."""
+    pts = screen_points(track.points, track.transforms, track.aspect)[:, _CHEEKS]
     width = np.linalg.norm(pts[:, 0] - pts[:, 1], axis=-1)
     width = width[np.isfinite(width)]
     return float(np.median(width)) if len(width) else None
@@ -205,7 +213,7 @@ def evaluate_split_clip(pipe: DubbingPipeline, clip: ClipSource, *, static: Dubb
         first, speech = cut_halves(clip.path, folder, half)
         truth = {
             "opening": whole.opening[half : 2 * half],
-            "points": frame_points(whole.points[half : 2 * half], whole.transforms[half : 2 * half]),
+            "points": screen_points(whole.points[half : 2 * half], whole.transforms[half : 2 * half], whole.aspect),
         }
         source = pipe.analyse(first)  # what the dub sees: the first half alone
         report.face_width = face_width(source)

@@ -4,6 +4,7 @@ hear about (a ``--face`` the video does not show, a face too small to dub visibl
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -14,6 +15,7 @@ from dubber.face.backend import FaceBackend
 from dubber.face.backends import make_backend
 from dubber.face.tracker import FaceTracker, TrackerOptions
 from dubber.log import get_logger
+from dubber.media.video_reader import VideoReader
 from dubber.pipeline.analysis import VideoTrack, analyse_video
 from dubber.pipeline.frame_source import FrameSpool
 from dubber.pipeline.job import DubJob
@@ -84,6 +86,15 @@ def track_faces(
     job.timings.update(track.seconds)
     _check_faces(job, track)
     return track
+
+
+def track_video(video: Path, crop_size: int) -> VideoTrack:
+    """``video``'s face tracked by one MediaPipe tracker as the dub tracks it (square on screen where its pixels are
+    not), without a job: for scoring a video the dub wrote, or its original."""
+    reader = VideoReader(video)
+    options = TrackerOptions(pixel_aspect=float(reader.info.sample_aspect or 1))
+    with FaceTracker(options=options) as tracker:
+        return analyse_video(reader, tracker, FaceAligner(crop_size))
 
 
 def _check_faces(job: DubJob, track: VideoTrack) -> None:
