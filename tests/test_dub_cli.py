@@ -230,6 +230,43 @@ def test_a_longer_video_is_cut_or_keeps_its_rest(tmp_path):
         assert len(c.streams.audio) == 2  # the dub (then the original) and the original as a second track
 
 
+def _main_frequency(samples: np.ndarray, rate: int) -> float:
+    spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples))))
+    return float(np.fft.rfftfreq(len(samples), 1 / rate)[spectrum.argmax()])
+
+
+def test_a_dub_can_start_into_the_video_and_keep_what_follows(tmp_path, capsys):
+    """``--start 0.2 --keep-rest``: the source's own frames and sound, the dub from 0.2 s for the speech's 0.4 s,
+    then the source's own again; the frames around the dub are the source's exactly."""
+    from dubber.media import decode_audio
+
+    video = make_face_video(tmp_path / "v.mp4", frames=20, audio_rate=16000)  # a 440 Hz tone
+    speech = make_audio(tmp_path / "s.wav", seconds=0.4, freqs=(1000.0,))
+    out, plain = tmp_path / "out.mp4", tmp_path / "plain.mp4"
+    assert dub(video, "--audio", speech, "-o", out, "--start", "0:00.2", "--keep-rest", "--json", *LOSSLESS) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert (result["frames"], result["dubbed_frames"], result["face_frames"], result["dub_start"]) == (20, 10, 10, 0.2)
+    reencode(video, plain, options=VideoEncodeOptions(crf=0, preset="ultrafast"))
+    dubbed, reference = frames_of(out), frames_of(plain)
+    assert len(dubbed) == 20
+    for i in [*range(5), *range(15, 20)]:
+        np.testing.assert_array_equal(dubbed[i], reference[i], err_msg=f"frame {i} is outside the dub")
+    assert sum(psnr(dubbed[i], reference[i]) < 50 for i in range(5, 15)) >= 8  # the dub's mouths were redrawn
+    sound = decode_audio(out)
+    rate, mono = sound.sample_rate, sound.mono
+    assert abs(sound.duration - 0.8) < 0.03
+    for (a, b), hz in (((0.02, 0.18), 440), ((0.24, 0.56), 1000), ((0.62, 0.78), 440)):
+        assert abs(_main_frequency(mono[int(a * rate) : int(b * rate)], rate) - hz) < 30, (a, b)
+    # the same dub without the rest ends with the speech; a start past the end is refused before any work
+    assert dub(video, "--audio", speech, "-o", tmp_path / "cut.mp4", "--start", "0.2") == 0
+    assert probe_media(tmp_path / "cut.mp4").video.frame_count == 15
+    assert dub(video, "--audio", speech, "-o", tmp_path / "late.mp4", "--start", "0.8") == 2
+    assert "v.mp4: --start 0.8 s is at or past the video's end (0.80 s)" in capsys.readouterr().err
+    assert dub(video, "--audio", speech, "-o", tmp_path / "late.mp4", "--start", "1:75") == 2
+    assert "--start '1:75': give seconds" in capsys.readouterr().err
+    assert not (tmp_path / "late.mp4").exists() and no_partials(tmp_path)
+
+
 def test_a_still_image_becomes_a_talking_video_beside_it(tmp_path):
     from tests.media_factory import face_frame
 
@@ -389,6 +426,23 @@ def test_batch_tracks_a_video_once_for_the_audios_that_follow_it(tmp_path, face_
         alone = tmp_path / f"{name}-alone.mp4"
         assert dub(face_clip, "--audio", audio, "-o", alone, "--crf", "0") == 0
         assert (out / f"{name}.mp4").read_bytes() == alone.read_bytes(), name
+
+
+def test_a_batch_row_can_start_its_dub_into_the_video(tmp_path, face_clip, capsys):
+    speech = make_audio(tmp_path / "s.wav", seconds=0.4)
+    manifest = tmp_path / "jobs.csv"
+    manifest.write_text(f"video,audio,output,start\n{face_clip},{speech},a.mp4,0.2\n{face_clip},{speech},b.mp4,\n")
+    out = tmp_path / "out"
+    assert run(["batch", str(manifest), "-o", str(out), "--json", "--weights", TINY_BUNDLE, "--crf", "0"]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert lines[0]["start"] == 0.2 and lines[0]["result"]["dub_start"] == 0.2 and "start" not in lines[1]
+    alone = tmp_path / "alone.mp4"
+    assert dub(face_clip, "--audio", speech, "-o", alone, "--crf", "0", "--start", "0.2") == 0
+    assert (out / "a.mp4").read_bytes() == alone.read_bytes()
+    assert probe_media(out / "b.mp4").video.frame_count == 10
+    manifest.write_text(f"video,audio,start\n{face_clip},{speech},soon\n")
+    assert run(["batch", str(manifest), "-o", str(out), "--weights", TINY_BUNDLE]) == 2
+    assert "jobs.csv: row 1: start 'soon' is not seconds or [HH:]MM:SS[.ms]" in capsys.readouterr().err
 
 
 # -- Python API, chunking, bench ---------------------------------------------------------------------------------

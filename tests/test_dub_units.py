@@ -42,6 +42,59 @@ def test_timeline_cuts_or_keeps_the_rest():
     assert Timeline.plan(100, 1.0, 30000 / 1001).dub_frames == 30
 
 
+def test_a_dub_that_starts_into_the_video_shows_the_source_before_it():
+    late = Timeline.plan(10, 0.12, 25, start_seconds=0.16)  # 4 frames of the source, then 3 dubbed
+    assert (late.lead_frames, late.dub_frames, late.total_frames, late.dub_end) == (4, 3, 7, 7)
+    assert late.source_indices() == list(range(7)) and late.dubbed_source_indices(0, 3) == [4, 5, 6]
+    kept = Timeline(10, 3, keep_rest=True, lead_frames=4)
+    assert (kept.rest_frames, kept.total_frames, kept.source_indices()) == (3, 10, list(range(10)))
+    # a video too short from the start on is extended over its frames from the start, not from its beginning
+    longer = Timeline(6, 7, "pingpong", lead_frames=3)
+    assert longer.source_indices() == [0, 1, 2, 3, 4, 5, 4, 3, 4, 5]
+    assert longer.dubbed_source_indices(2, 5) == [5, 4, 3] and longer.revisited() == [3, 4, 5]
+    assert Timeline(6, 5, "loop", lead_frames=3).source_indices() == [0, 1, 2, 3, 4, 5, 3, 4]
+    assert Timeline(6, 5, "freeze", lead_frames=3).forward_only
+    assert Timeline(6, 4, "pingpong", lead_frames=5).source_indices() == [0, 1, 2, 3, 4, 5, 5, 5, 5]
+    with pytest.raises(ValueError, match="start on one of the source's frames"):
+        Timeline(6, 4, lead_frames=6)
+
+
+def test_a_start_is_seconds_or_a_clock_time():
+    from dubber.pipeline.timeline import parse_time
+
+    for text, seconds in (("83.5", 83.5), ("1:23.5", 83.5), ("00:01:23.500", 83.5), ("2:00:00", 7200.0), ("0", 0)):
+        assert parse_time(text) == seconds
+    for bad in ("", "-1", "1:60", "1::2", "a", "1:2:3:4", "inf", "nan"):
+        with pytest.raises(ValueError):
+            parse_time(bad)
+
+
+def test_a_start_past_the_end_or_on_a_photo_is_refused_naming_the_file():
+    from dubber.pipeline.timeline import check_start
+
+    check_start(Path("v.mp4"), 0.0, 1, 25.0)  # a photo dubbed from its beginning
+    check_start(Path("v.mp4"), 0.36, 10, 25.0)  # frame 9 of 10: the dub starts on the last frame
+    with pytest.raises(InputError, match=r"v\.mp4: --start 0\.4 s is at or past the video's end \(0\.40 s\)"):
+        check_start(Path("v.mp4"), 0.4, 10, 25.0)
+    with pytest.raises(InputError, match="still image"):
+        check_start(Path("p.png"), 1.0, 1, 25.0)
+    with pytest.raises(InputError, match="start="):
+        DubOptions(start=-1.0)
+
+
+def test_the_sound_is_the_videos_own_before_and_after_the_dub(tmp_path):
+    from dubber.media import probe_media
+    from dubber.media.audio_feed import AudioSpan
+    from dubber.pipeline.audio_tracks import output_audio
+
+    video = make_video(tmp_path / "v.mp4", frames=10, audio_rate=16000)
+    info, speech = probe_media(video), tmp_path / "speech.wav"
+    (track,) = output_audio(speech, info, Timeline(10, 3, keep_rest=True, lead_frames=4), 25.0, keep_original=False)
+    assert track.spans == (AudioSpan(video, 0.0, 0.16), AudioSpan(speech, 0.0, 0.12), AudioSpan(video, 0.28, 0.12))
+    (track,) = output_audio(speech, info, Timeline(10, 3, lead_frames=4), 25.0, keep_original=False)
+    assert track.spans == (AudioSpan(video, 0.0, 0.16), AudioSpan(speech, 0.0, 0.12))
+
+
 def test_timeline_order_needs():
     assert Timeline(10, 4).forward_only and Timeline(10, 10).forward_only and Timeline(3, 9, "freeze").forward_only
     assert not Timeline(3, 9, "pingpong").forward_only and not Timeline(3, 9, "loop").forward_only

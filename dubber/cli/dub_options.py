@@ -67,6 +67,12 @@ BATCH = typer.Option(
 )
 FIT = typer.Option("pingpong", "--fit", help="Extend a video shorter than the audio: pingpong, loop or freeze.")
 KEEP_REST = typer.Option(False, "--keep-rest", help="Keep the rest of a longer video (its frames and audio).")
+START = typer.Option(
+    "0",
+    "--start",
+    help="Where in the video the dub starts: seconds (83.5) or [HH:]MM:SS[.ms] (1:23.5). The video's own frames and "
+    "audio play before it; with --keep-rest, after it too.",
+)
 FACE = typer.Option(0, "--face", min=0, help="Which face to dub: 0 the largest, 1 the next, ...")
 FACE_BACKEND = typer.Option(
     "mediapipe",
@@ -125,6 +131,17 @@ def parse_batch_size(value: str | int | None) -> int | None:
     return number
 
 
+def parse_start(value: str | float | None) -> float:
+    """``--start``: seconds, or [HH:]MM:SS[.fraction], as a number of seconds (an InputError when it is neither)."""
+    from dubber.errors import InputError
+    from dubber.pipeline.timeline import parse_time
+
+    try:
+        return parse_time(str(value if value is not None else "0"))
+    except ValueError:
+        raise InputError(None, f"--start {value!r}: give seconds (83.5) or [HH:]MM:SS[.ms] (1:23.5)") from None
+
+
 def dub_options(
     *,
     steps,
@@ -148,6 +165,7 @@ def dub_options(
     overlap=True,
     source_detail=True,
     articulation=True,
+    start=0.0,
 ):
     from dubber.pipeline.options import DubOptions
 
@@ -157,6 +175,7 @@ def dub_options(
         batch_size=parse_batch_size(batch_size),
         fit=fit,
         keep_rest=keep_rest,
+        start=parse_start(start),
         face_index=face,
         fps=Fraction(fps).limit_denominator(1001),
         keep_original_audio=keep_original_audio,

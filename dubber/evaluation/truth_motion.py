@@ -38,7 +38,7 @@ class TruthMotion:
 
     def targets(self, start: int, stop: int) -> np.ndarray:
         """(stop - start, 131, 2): the source frames' pose, the truth's lips and jaw carried to it."""
-        pose = self.source_points[self.fill[self.timeline.source_indices(start, stop)]].astype(np.float32)
+        pose = self.source_points[self.fill[self.timeline.dubbed_source_indices(start, stop)]].astype(np.float32)
         truth = self.truth[np.minimum(np.arange(start, stop), len(self.truth) - 1)]
         content = warp_references(
             torch.from_numpy(truth[:, None, :N_POSE]),

@@ -15,6 +15,7 @@ from dubber.media.dub_inputs import check_dub_files, default_output
 from dubber.media.encode_options import OUTPUT_SUFFIXES
 from dubber.pipeline.analysis import VideoTrack
 from dubber.pipeline.dubbing import DubbingPipeline
+from dubber.pipeline.timeline import parse_time
 
 log = get_logger("batch")
 
@@ -32,6 +33,7 @@ class BatchItem:
     audio: Path | None  # None: no audio could be paired (reported as a failed item)
     output: Path
     problem: str = ""
+    start: float = 0.0  # seconds into the video where the dub starts (the manifest's ``start`` column)
 
 
 @dataclass
@@ -48,6 +50,8 @@ class ItemResult:
             "output": str(self.item.output),
             "status": self.status,
         }
+        if self.item.start:
+            d["start"] = self.item.start
         if self.error:
             d["error"] = self.error
         if self.result:
@@ -86,13 +90,26 @@ def _read_rows(manifest: Path) -> list[dict]:
         return rows
     reader = csv.DictReader(text.splitlines())
     if not reader.fieldnames or not {"video", "audio"} <= {f.strip() for f in reader.fieldnames}:
-        raise InputError(manifest, "a batch manifest needs 'video' and 'audio' columns (and optionally 'output')")
+        raise InputError(
+            manifest, "a batch manifest needs 'video' and 'audio' columns (and optionally 'output' and 'start')"
+        )
     return [{k.strip(): (v or "").strip() for k, v in row.items() if k} for row in reader]
 
 
+def _start_of(manifest: Path, n: int, value) -> float:
+    """Row ``n``'s ``start`` (seconds or [HH:]MM:SS[.ms]; empty: 0)."""
+    if value is None or str(value).strip() == "":
+        return 0.0
+    try:
+        return parse_time(str(value))
+    except ValueError:
+        raise InputError(manifest, f"row {n}: start {value!r} is not seconds or [HH:]MM:SS[.ms]") from None
+
+
 def items_from_manifest(manifest: Path, out_dir: Path | None, suffix: str = ".mp4") -> list[BatchItem]:
-    """Rows ``video,audio[,output]`` (CSV with a header, or JSON lines); relative paths are relative to the
-    manifest's folder, a relative ``output`` to ``out_dir`` when given; rows without one get a ``suffix`` file."""
+    """Rows ``video,audio[,output][,start]`` (CSV with a header, or JSON lines); relative paths are relative to
+    the manifest's folder, a relative ``output`` to ``out_dir`` when given; rows without one get a ``suffix`` file;
+    ``start``: where in the video its dub starts (``--start``)."""
     base = manifest.parent
     items = []
     for n, row in enumerate(_read_rows(manifest), 1):
@@ -104,7 +121,7 @@ def items_from_manifest(manifest: Path, out_dir: Path | None, suffix: str = ".mp
             output = out if out.is_absolute() else (out_dir or base) / out
         else:
             output = _output_for(video, Path(row["video"]), out_dir, suffix)
-        items.append(BatchItem(video, audio, output))
+        items.append(BatchItem(video, audio, output, start=_start_of(manifest, n, row.get("start"))))
     if not items:
         raise InputError(manifest, "the manifest lists no jobs")
     return items
@@ -217,7 +234,13 @@ def run_item(
                 check_dub_files(item.video, item.audio, item.output, overwrite=overwrite)  # before tracking
                 analysis = analyses.track(pipe, item.video, progress)
             result = pipe(
-                item.video, item.audio, item.output, overwrite=overwrite, progress=progress, analysis=analysis
+                item.video,
+                item.audio,
+                item.output,
+                overwrite=overwrite,
+                progress=progress,
+                analysis=analysis,
+                start=item.start or None,  # None: the batch's own options
             )
             if analysis is not None and analyses.seconds:  # the tracking counts where it was done: its video's first
                 for stage, seconds in {**analysis.seconds, "total": analyses.seconds}.items():

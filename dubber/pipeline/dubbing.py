@@ -45,7 +45,7 @@ from dubber.pipeline.motion import MotionPlanner, Spread
 from dubber.pipeline.mouth_lag import MIN_CORRELATION
 from dubber.pipeline.options import DubOptions, DubResult
 from dubber.pipeline.phase_clock import PhaseClock, phase_report
-from dubber.pipeline.timeline import Timeline
+from dubber.pipeline.timeline import Timeline, check_start
 from dubber.pipeline.video_adaptation import completer_for_video
 from dubber.render.renderer_pipeline import FaceRenderer
 
@@ -178,8 +178,9 @@ class DubbingPipeline:
             clock.lap("audio")
             job.reader = reader = VideoReader(job.video, info=job.media)
             # Spool, in the analysis pass, the frames the output will show again after later ones.
+            check_start(job.video, opts.start, reader.frame_count, float(reader.fps))
             estimate = Timeline.plan(
-                max(1, reader.frame_count), job.audio_seconds, float(reader.fps), opts.fit, opts.keep_rest
+                max(1, reader.frame_count), job.audio_seconds, float(reader.fps), opts.fit, opts.keep_rest, opts.start
             )
             spool = None
             if analysis is not None:
@@ -191,7 +192,8 @@ class DubbingPipeline:
             job.still = track.frames == 1
             job.tracking_segments = track.segments
             job.fps = float(opts.fps) if job.still else float(reader.fps)
-            timeline = Timeline.plan(track.frames, job.audio_seconds, job.fps, opts.fit, opts.keep_rest)
+            check_start(job.video, opts.start, track.frames, job.fps)  # decoded: a container may declare more
+            timeline = Timeline.plan(track.frames, job.audio_seconds, job.fps, opts.fit, opts.keep_rest, opts.start)
             revisited = timeline.revisited()
             if revisited and (spool is None or not spool.holds(revisited)):  # given an analysis, or a container
                 spool = cleanup.enter_context(closing(FrameSpool(*reader.size, revisited)))  # that miscounted
@@ -405,4 +407,5 @@ class DubbingPipeline:
             network_frames=counts.get("network", 0),
             phases=phase_report(job.clock.phases),
             settings=dub_settings(self.name, self.runtime, self.renderer, job),
+            dub_start=timeline.lead_frames / job.fps,
         )

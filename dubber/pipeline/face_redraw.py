@@ -182,12 +182,13 @@ class FaceRedrawer:
         """The faces among output frames ``start..start+count`` and their target landmarks; None: no face. Called
         for the chunks in order (the completer's windows slide); ``render`` may then run for several at once."""
         timeline = self.timeline
-        stop = min(start + count, timeline.dub_frames)
-        todo = [i for i in range(start, stop) if self.track.has_face[timeline.source_index(i)]]
+        lead = timeline.lead_frames  # the source's own frames before the dub: not redrawn
+        first, stop = max(start, lead), min(start + count, timeline.dub_end)
+        todo = [i for i in range(first, stop) if self.track.has_face[timeline.source_index(i)]]
         if not todo:
             return None
         t0 = time.perf_counter()
-        planned = torch.from_numpy(self.motion.targets(start, stop)[np.asarray(todo) - start])
+        planned = torch.from_numpy(self.motion.targets(first - lead, stop - lead)[np.asarray(todo) - first])
         add_time(self.timings, "landmarks", t0)
         return PlannedFaces(todo, shifted_points(planned, self.refs.shift))  # the renderer's crop, lower
 

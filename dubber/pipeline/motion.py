@@ -103,7 +103,7 @@ class MotionPlanner:
         self._block: tuple[int, int, np.ndarray] | None = None  # the last predicted range and its points
 
     def pose(self, start: int, stop: int) -> np.ndarray:
-        idx = self.timeline.source_indices(start, stop)
+        idx = self.timeline.dubbed_source_indices(start, stop)
         return self.source_points[self.fill[idx], :N_POSE]
 
     def content(self, start: int, stop: int) -> np.ndarray:
@@ -139,7 +139,7 @@ class MotionPlanner:
     def targets(self, start: int, stop: int) -> np.ndarray:
         """(stop - start, 131, 2): pose from the source frames, content from the audio (the jaw's ends from the
         source frames too: ``anchored_jaw``)."""
-        idx = self.timeline.source_indices(start, stop)
+        idx = self.timeline.dubbed_source_indices(start, stop)
         source_jaw = self.source_points[self.fill[idx], N_POSE : N_POSE + len(JAW)]
         content = anchored_jaw(self.content(start, stop), source_jaw)
         return np.concatenate([self.pose(start, stop), content], axis=1).astype(np.float32)

@@ -24,6 +24,7 @@ class DubOptions:
     batch_size: int | None = None  # frames rendered together; None: chosen for the device (auto_batch.py)
     fit: str = "pingpong"  # how a video shorter than the audio is extended
     keep_rest: bool = False  # a video longer than the audio goes on with its own frames and audio
+    start: float = 0.0  # seconds into the video where the dub starts: its own frames and audio before
     face_index: int = 0  # which face to dub: 0 the largest
     fps: Fraction = Fraction(25)  # output rate for a still image
     keep_original_audio: bool = False  # the source's audio as a second track
@@ -54,6 +55,8 @@ class DubOptions:
             problems.append(f"batch_size={self.batch_size} must be at least 1")
         if self.fit not in FIT_MODES:
             problems.append(f"fit={self.fit!r} is not one of {', '.join(FIT_MODES)}")
+        if not 0 <= self.start < float("inf"):
+            problems.append(f"start={self.start} must be 0 or more seconds")
         if self.face_index < 0:
             problems.append(f"face={self.face_index} must be 0 or more")
         if not 0 < float(self.fps) <= 240:
@@ -111,6 +114,7 @@ class DubResult:
     # Per phase (audio, analyse, plan, dub, one after another) its wall seconds and the cores it kept busy.
     phases: dict[str, dict[str, float]] = field(default_factory=dict)
     settings: dict = field(default_factory=dict)  # what made the frames: weights, steps, seed, references, ...
+    dub_start: float = 0.0  # seconds into the output where the new audio starts (``start``, on a frame)
 
     @property
     def frames_per_second(self) -> float:
