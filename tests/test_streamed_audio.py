@@ -16,6 +16,7 @@ from dubber.errors import NoAudioStreamError
 from dubber.media import decode_audio, write_wav
 from dubber.media.audio_feed import AudioSpan, SplicedAudio, make_audio_feed
 from dubber.media.encode_options import AudioEncodeOptions
+from dubber.media.splice_fades import fade_ramp, faded
 from dubber.models.speech_encoder import SpeechEncoder, SpeechEncoderConfig
 
 
@@ -149,6 +150,36 @@ def test_spliced_audio_is_each_span_cut_or_padded_in_turn(tmp_path):
     got = np.concatenate(list(feed.blocks), axis=1)
     feed.close()
     sa, sb = decode_audio(a, sample_rate=48000).samples, decode_audio(b, sample_rate=48000).samples
-    want = np.concatenate([sa, np.zeros((1, 12000)), sb[:, 36000:84000], np.zeros((1, 12000))], axis=1)
+    middle = sb[:, 36000:84000].astype(np.float32)  # faded in and out at its joins (5 ms: 240 samples)
+    middle[:, :240] *= fade_ramp(240)
+    middle[:, -240:] *= fade_ramp(240)[::-1]
+    want = np.concatenate([sa, np.zeros((1, 12000)), middle, np.zeros((1, 12000))], axis=1)
     assert got.shape == (1, 96000)
-    np.testing.assert_array_equal(got, want.astype(np.float32))
+    np.testing.assert_allclose(got, want.astype(np.float32), atol=1e-7)
+
+
+@pytest.mark.parametrize("block", [1, 7, 100, 10_000])
+def test_a_join_is_faded_out_and_in_whatever_the_blocks(block):
+    x = np.ones((2, 1000), np.float32)
+    got = np.concatenate(list(faded([x[:, i : i + block] for i in range(0, 1000, block)], 30, 20)), 1)
+    assert got.shape == (2, 1000)
+    np.testing.assert_array_equal(got[:, :30], np.broadcast_to(fade_ramp(30), (2, 30)))
+    np.testing.assert_array_equal(got[:, -20:], np.broadcast_to(fade_ramp(20)[::-1], (2, 20)))
+    np.testing.assert_array_equal(got[:, 30:-20], 1.0)
+    assert 0 < got[0, 0] < 0.01 and 0 < got[0, -1] < 0.01  # near silence at the joins, never a jump
+    short = np.concatenate(list(faded([x[:, :10]], 30, 20)), 1)  # a span shorter than its fades: both, in part
+    np.testing.assert_array_equal(short[0], fade_ramp(30)[:10] * fade_ramp(20)[::-1][10:])
+
+
+def test_spliced_speech_has_no_click_where_the_spans_meet(tmp_path):
+    """Two tones spliced where their waveforms are far apart: the largest step between neighbouring samples at the
+    join is no larger than inside either tone."""
+    t = np.arange(48000) / 48000
+    a = write_wav(tmp_path / "a.wav", 0.5 * np.sin(2 * np.pi * 440 * t), 48000)
+    b = write_wav(tmp_path / "b.wav", 0.5 * np.cos(2 * np.pi * 300 * t), 48000)
+    spliced = SplicedAudio((AudioSpan(a, 0.0, 0.5), AudioSpan(b, 0.0, 0.5)), 48000)  # a ends near 0, b starts at 0.5
+    feed = make_audio_feed(spliced, "mp4", AudioEncodeOptions())
+    got = np.concatenate(list(feed.blocks), axis=1)[0]
+    feed.close()
+    steps = np.abs(np.diff(got))
+    assert steps[23900:24100].max() <= steps[:23000].max() + 1e-6  # sin 440 Hz at 0.5: 0.029 a sample

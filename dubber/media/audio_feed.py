@@ -22,6 +22,7 @@ from dubber.errors import MediaDecodeError, NoAudioStreamError
 from dubber.media.audio import AudioClip, AudioReader, channel_layout_name
 from dubber.media.container import open_input
 from dubber.media.encode_options import AudioEncodeOptions, can_copy_audio, encode_rate
+from dubber.media.splice_fades import FADE_SECONDS, faded
 
 _CHUNK = 1024  # AAC's frame size; other encoders re-chunk inside PyAV
 
@@ -281,26 +282,30 @@ def _spliced_feed(audio: SplicedAudio, options: AudioEncodeOptions) -> EncodedSa
         closing = undo.pop_all()
 
     def blocks() -> Iterator[np.ndarray]:
-        for span, reader in zip(audio.spans, readers, strict=True):
-            skip = int(round(span.start * rate))
-            left = None if span.seconds is None else int(round(span.seconds * rate))
-            for block in reader.blocks() if reader is not None else ():
-                if skip >= block.shape[1]:
-                    skip -= block.shape[1]
-                    continue
-                block, skip = block[:, skip:], 0
-                if left is not None:
-                    block = block[:, :left]
-                    left -= block.shape[1]
-                if block.shape[0] != channels:  # mono in stereo
-                    block = np.repeat(block, channels, axis=0)
-                yield block
-                if left == 0:
-                    break
-            while left:  # silence to the span's length, a second at a time
-                n = min(left, rate)
-                left -= n
-                yield np.zeros((channels, n), np.float32)
+        fade, last = max(1, round(FADE_SECONDS * rate)), len(audio.spans) - 1
+        for k, (span, reader) in enumerate(zip(audio.spans, readers, strict=True)):
+            yield from faded(span_blocks(span, reader), fade if k > 0 else 0, fade if k < last else 0)
+
+    def span_blocks(span: AudioSpan, reader: AudioReader | None) -> Iterator[np.ndarray]:
+        skip = int(round(span.start * rate))
+        left = None if span.seconds is None else int(round(span.seconds * rate))
+        for block in reader.blocks() if reader is not None else ():
+            if skip >= block.shape[1]:
+                skip -= block.shape[1]
+                continue
+            block, skip = block[:, skip:], 0
+            if left is not None:
+                block = block[:, :left]
+                left -= block.shape[1]
+            if block.shape[0] != channels:  # mono in stereo
+                block = np.repeat(block, channels, axis=0)
+            yield block
+            if left == 0:
+                break
+        while left:  # silence to the span's length, a second at a time
+            n = min(left, rate)
+            left -= n
+            yield np.zeros((channels, n), np.float32)
 
     return EncodedSamplesFeed(blocks(), rate, layout, options, on_close=closing.close)
 
