@@ -235,7 +235,7 @@ def _main_frequency(samples: np.ndarray, rate: int) -> float:
     return float(np.fft.rfftfreq(len(samples), 1 / rate)[spectrum.argmax()])
 
 
-def test_a_dub_can_start_into_the_video_and_keep_what_follows(tmp_path, capsys):
+def test_a_dub_can_start_into_the_video_and_keep_what_follows(tmp_path, capfd):
     """``--start 0.2 --keep-rest``: the source's own frames and sound, the dub from 0.2 s for the speech's 0.4 s,
     then the source's own again; the frames around the dub are the source's exactly."""
     from dubber.media import decode_audio
@@ -244,7 +244,7 @@ def test_a_dub_can_start_into_the_video_and_keep_what_follows(tmp_path, capsys):
     speech = make_audio(tmp_path / "s.wav", seconds=0.4, freqs=(1000.0,))
     out, plain = tmp_path / "out.mp4", tmp_path / "plain.mp4"
     assert dub(video, "--audio", speech, "-o", out, "--start", "0:00.2", "--keep-rest", "--json", *LOSSLESS) == 0
-    result = json.loads(capsys.readouterr().out)
+    result = json.loads(capfd.readouterr().out)
     assert (result["frames"], result["dubbed_frames"], result["face_frames"], result["dub_start"]) == (20, 10, 10, 0.2)
     reencode(video, plain, options=VideoEncodeOptions(crf=0, preset="ultrafast"))
     dubbed, reference = frames_of(out), frames_of(plain)
@@ -260,10 +260,11 @@ def test_a_dub_can_start_into_the_video_and_keep_what_follows(tmp_path, capsys):
     # the same dub without the rest ends with the speech; a start past the end is refused before any work
     assert dub(video, "--audio", speech, "-o", tmp_path / "cut.mp4", "--start", "0.2") == 0
     assert probe_media(tmp_path / "cut.mp4").video.frame_count == 15
+    assert "15 frames (0.60 s at 25 fps; the new speech from 0.20 to 0.60 s)" in capfd.readouterr().err
     assert dub(video, "--audio", speech, "-o", tmp_path / "late.mp4", "--start", "0.8") == 2
-    assert "v.mp4: --start 0.8 s is at or past the video's end (0.80 s)" in capsys.readouterr().err
+    assert "v.mp4: --start 0.8 s is at or past the video's end (0.80 s)" in capfd.readouterr().err
     assert dub(video, "--audio", speech, "-o", tmp_path / "late.mp4", "--start", "1:75") == 2
-    assert "--start '1:75': give seconds" in capsys.readouterr().err
+    assert "--start '1:75': give seconds" in capfd.readouterr().err
     assert not (tmp_path / "late.mp4").exists() and no_partials(tmp_path)
 
 

@@ -239,8 +239,12 @@ class DubProgress:
 
 def summary_line(result) -> str:
     t = result.timings
+    dubbed = ""
+    if result.dubbed_frames < result.frames:  # the video's own frames before or after the dub
+        end = result.dub_start + result.dubbed_frames / result.fps
+        dubbed = f"; the new speech from {result.dub_start:.2f} to {end:.2f} s"
     return (
-        f"{result.output}: {result.frames} frames ({result.seconds:.2f} s at {result.fps:g} fps), "
+        f"{result.output}: {result.frames} frames ({result.seconds:.2f} s at {result.fps:g} fps{dubbed}), "
         f"{result.face_frames} with the mouth redrawn, {result.frames_per_second:.2f} frames/s "
         f"(render {t.get('render', 0):.1f} s of {t.get('total', 0):.1f} s)"
     )
