@@ -24,88 +24,15 @@ from dubber.media.video_reader import Frame, VideoReader
 from dubber.models.reference_choice import spread_references
 from dubber.pipeline.frame_source import FrameSpool
 from dubber.pipeline.overlap import Consumer, Prefetcher
+from dubber.pipeline.reference_pool import YAW_BINS, YAW_STEP, PoolEntry, ReferencePool
+
+__all__ = ["YAW_BINS", "YAW_STEP", "PoolEntry", "ReferencePool", "VideoTrack", "analyse_video", "observe"]
 
 _ALL = np.asarray(ALL_INDICES)
 # Frames turned further than this are tracked and dubbed, but not used as references (the frontal crop is poor).
 MAX_REFERENCE_YAW, MAX_REFERENCE_PITCH = 40.0, 35.0
 # The side of a reference's detail crop at most: 4x the 128 px crop, a 1080p close-up's face (768 KB a pool entry).
 DETAIL_CROP_MAX = 512
-# The reference pool's head-turn bins: centred on 0, +-15 and +-30 degrees of yaw.
-YAW_STEP, YAW_BINS = 15.0, 2
-
-
-@dataclass
-class PoolEntry:
-    opening: float
-    turn: float  # degrees from the entry's pose bin (lower: kept)
-    index: int  # the source frame
-    yaw: float
-    crop: np.ndarray  # (S, S, 3) uint8
-    points: np.ndarray  # (131, 2) unit crop
-    detail: np.ndarray | None  # the same square at the face's resolution, when larger than the crop
-
-
-@dataclass
-class ReferencePool:
-    """Reference crops binned by mouth opening and head turn: per bin the frame nearest the bin's turn, with the same
-    square at the face's resolution when the face is larger than the crop (its detail, for the compositor).
-
-    Turn bins (``YAW_STEP`` degrees wide, centred on frontal) let a turned target be hinted by a frame turned the
-    same way: a frontal hint carried onto a face turned 20-30 degrees folds under the warp (docs/RENDERER.md
-    "Pose")."""
-
-    bins: int = 96  # opening bins per turn bin
-    max_opening: float = 0.72
-    entries: dict[tuple[int, int], PoolEntry] = field(default_factory=dict)
-
-    def offer(
-        self,
-        index: int,
-        opening: float,
-        angles: tuple[float, float],
-        usable: bool,
-        crop: Callable[[], np.ndarray],
-        points: np.ndarray,
-        detail: Callable[[], np.ndarray | None] | None = None,
-    ) -> None:
-        """Frame ``index`` with its (yaw, pitch); ``usable``: within the reference head-turn limits (others only
-        fill a bin nothing else fills). ``crop`` and ``detail`` are called only if the frame is kept."""
-        yaw, pitch = angles
-        pose = int(np.clip(round(yaw / YAW_STEP), -YAW_BINS, YAW_BINS))
-        key = (pose, int(np.clip(opening / self.max_opening * self.bins, 0, self.bins - 1)))
-        turn = abs(yaw - pose * YAW_STEP) + abs(pitch) + (0.0 if usable else 1000.0)
-        held = self.entries.get(key)
-        if held is None or turn < held.turn:
-            image = detail() if detail is not None else None
-            self.entries[key] = PoolEntry(opening, turn, index, float(yaw), crop(), points, image)
-
-    def merge(self, later: ReferencePool) -> None:
-        """Take ``later``'s entries, a pool of frames that all come after this one's: the same pool as one offered
-        every frame in order (a bin keeps its first frame of least turn)."""
-        for key, entry in later.entries.items():
-            held = self.entries.get(key)
-            if held is None or entry.turn < held.turn:
-                self.entries[key] = entry
-
-    def __len__(self) -> int:
-        return len(self.entries)
-
-    def held(self) -> list[PoolEntry]:
-        """Every entry, frontal first, each pose by opening."""
-        return [self.entries[k] for k in sorted(self.entries, key=lambda k: (abs(k[0]), k))]
-
-    def choose(self, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(crops (K, S, S, 3) uint8, points (K, 131, 2), frame indices) spread over the opening range, from the
-        frontal entries when there are any."""
-        held = [e for e in self.held() if e.turn < 1000.0]
-        frontal = [e for e in held if abs(e.yaw) < YAW_STEP / 2] or held or self.held()
-        opening = np.array([e.opening for e in frontal], np.float32)
-        pick = spread_references(opening, np.arange(len(frontal)), count, None)
-        return (
-            np.stack([frontal[i].crop for i in pick]),
-            np.stack([frontal[i].points for i in pick]),
-            np.array([frontal[i].index for i in pick]),
-        )
 
 
 @dataclass
@@ -124,6 +51,7 @@ class VideoTrack:
     most_faces: int = 0  # the most faces found in one frame (detection runs where the face is not being tracked)
     segments: int = 1  # trackers that ran at once, each on its segment of the video (parallel_tracking.py)
     aspect: float = 1.0  # a frame pixel's width over its height, which every transform shares (anamorphic video)
+    runs: np.ndarray | None = None  # (N,) per frame its run's first frame (-1 without a face): ``identity``
 
     def transform(self, i: int) -> Similarity:
         """Frame ``i``'s frame -> crop similarity (NaN without a face)."""
@@ -152,12 +80,23 @@ class VideoTrack:
         """Points with face-less frames taken from the nearest frame with a face."""
         return self.points[self.filled_index()]
 
+    def identity(self) -> np.ndarray:
+        """(N,) who each frame shows (``dubber.pipeline.identities``; -1: no face, or not told)."""
+        if self.runs is None:
+            return np.where(self.has_face, 0, -1)
+        of_run = self.pool.identities.of_run
+        return np.array([of_run.get(int(r), -1) if r >= 0 else -1 for r in self.runs], np.int64)
+
     def landmark_references(self, count: int) -> np.ndarray:
-        """(count, 131, 2) reference point sets spread over the speaker's mouth openings (IP_LAP); a photo's (one
-        frame with a face) are its own face at the typical openings of speech (``photo_references``)."""
+        """(count, 131, 2) reference point sets spread over the speaker's mouth openings (IP_LAP), from the frames
+        of the person seen longest; a photo's (one frame with a face) are its own face at the typical openings of
+        speech (``photo_references``)."""
         if self.frames == 1 and self.has_face[0]:
             return photo_references(self.points[0], count)
-        cands = np.flatnonzero(self.frontal)
+        theirs = self.identity() == self.pool.identities.main() if self.pool.identities.looks else self.has_face
+        cands = np.flatnonzero(self.frontal & theirs)
+        if len(cands) == 0:
+            cands = np.flatnonzero(self.frontal)
         if len(cands) == 0:
             cands = np.flatnonzero(self.has_face)
         return self.points[spread_references(np.nan_to_num(self.opening), cands, count, None)]
@@ -217,11 +156,11 @@ def _track_frames(
     pool = ReferencePool()
     trim = HeapTrimmer()
 
-    def keep(item: tuple[Frame, TrackedFace | None]) -> None:
-        frame, face = item
+    def keep(item: tuple[Frame, TrackedFace | None, bool]) -> None:
+        frame, face, new_run = item
         if spool is not None:
             spool.offer(frame.index, frame.image if frame.planes is None else frame.planes)
-        rows.add(*observe(frame, face, aligner, pool))
+        rows.add(*observe(frame, face, aligner, pool, new_run))
         trim()
 
     keeper = Consumer(keep, depth=2, name="analyse-keep") if behind else None
@@ -229,7 +168,8 @@ def _track_frames(
     try:
         for tracked, (frame, prepared) in enumerate(frames, 1):
             t0 = time.perf_counter()
-            hand_on((frame, tracker.step(frame, prepared).face))
+            step = tracker.step(frame, prepared)
+            hand_on((frame, step.face, step.reacquired))
             seconds["track"] += time.perf_counter() - t0
             if progress is not None:
                 progress(tracked)
@@ -244,13 +184,18 @@ def _track_frames(
     return track
 
 
-Row = tuple[float, np.ndarray | None, np.ndarray | None, float, bool, float]
+Row = tuple[float, np.ndarray | None, np.ndarray | None, float, bool, float, int]
 
 
-def observe(frame: Frame, face: TrackedFace | None, aligner: FaceAligner, pool: ReferencePool) -> Row:
-    """What the track keeps of one frame (``_FrameRows.add``'s arguments); the frame is offered to ``pool``."""
+def observe(
+    frame: Frame, face: TrackedFace | None, aligner: FaceAligner, pool: ReferencePool, new_run: bool = False
+) -> Row:
+    """What the track keeps of one frame (``_FrameRows.add``'s arguments); the frame is offered to ``pool``;
+    ``new_run``: the tracker acquired the face afresh on it (``TrackStep.reacquired``)."""
     if face is None:
-        return frame.time, None, None, np.nan, False, np.nan
+        return frame.time, None, None, np.nan, False, np.nan, -1
+    if new_run or pool.run.run < 0:
+        pool.start_run(frame.index)
     unit = aligner.to_crop(face.points[_ALL], face.transform)
     yaw, pitch, _ = face.angles
     ok = abs(yaw) <= MAX_REFERENCE_YAW and abs(pitch) <= MAX_REFERENCE_PITCH
@@ -259,7 +204,7 @@ def observe(frame: Frame, face: TrackedFace | None, aligner: FaceAligner, pool: 
     crop = partial(aligner.crop, frame.image, face.transform)
     detail = partial(aligner.detail_crop, frame.image, face.transform, DETAIL_CROP_MAX)
     pool.offer(frame.index, o, (yaw, pitch), ok, crop, unit, detail)
-    return frame.time, face.transform.as_vector(), unit, o, ok, yaw
+    return frame.time, face.transform.as_vector(), unit, o, ok, yaw, pool.run.run
 
 
 class _FrameRows:
@@ -285,6 +230,7 @@ class _FrameRows:
             "opening": np.empty(n, np.float32),
             "frontal": np.empty(n, bool),
             "yaw": np.empty(n, np.float32),
+            "runs": np.empty(n, np.int64),
         }
 
     def add(
@@ -295,6 +241,7 @@ class _FrameRows:
         opening: float,
         frontal: bool,
         yaw: float,
+        run: int = -1,
     ) -> None:
         i, a = self.count, self.arrays
         if i == len(a["times"]):
@@ -303,11 +250,12 @@ class _FrameRows:
                 grown[k][:i] = v
             self.arrays = a = grown
         a["times"][i], a["opening"][i], a["frontal"][i], a["has_face"][i] = time, opening, frontal, points is not None
-        a["yaw"][i] = yaw
+        a["yaw"][i], a["runs"][i] = yaw, run
         a["transforms"][i] = np.nan if transform is None else transform
         a["points"][i] = np.nan if points is None else points
         self.count += 1
 
     def track(self, pool: ReferencePool, seconds: dict[str, float]) -> VideoTrack:
         n = self.count
+        pool.end_run()  # the last run's identity
         return VideoTrack(**{k: v[:n] for k, v in self.arrays.items()}, pool=pool, seconds=seconds)

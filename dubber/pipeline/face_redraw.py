@@ -37,6 +37,9 @@ _COMPOSITOR_REACH = 8  # crop pixels above the renderer's mask (``paste_rows_fro
 # A pool frame turned YAW_STEP degrees further from the target than YAW_FREE costs this much mouth-shape distance
 # (unit crop): within YAW_FREE the mouth alone chooses (the dev split's frontal clips: unchanged).
 YAW_COST, YAW_FREE = 0.05, 10.0
+# Added to the mouth-shape distance of a pool frame of another person than the target's (``identities.py``): any
+# frame of the target's own comes first; with too few of them, the others follow.
+OTHER_PERSON = 1e3
 _TIMINGS_LOCK = threading.Lock()  # the stages of a pass run in several threads (dubber.pipeline.overlap)
 
 
@@ -99,6 +102,7 @@ class ReferenceSet:
     # The renderer's crop lies this far (unit crop) below the tracked one (``render_shift``): ``crops``, ``points``
     # and the pool are in the renderer's crop, ``landmark_sets`` and ``pool_details`` in the tracked one.
     shift: float = 0.0
+    pool_identity: torch.Tensor | None = None  # (P,) who each pool frame shows (-1: not told)
 
     @classmethod
     def from_track(cls, track: VideoTrack, renderer, landmark_sets: int, *, per_frame: bool = True) -> ReferenceSet:
@@ -121,11 +125,19 @@ class ReferenceSet:
             pool_tokens,
             [e.detail for e in held],
             dy,
+            torch.tensor([e.identity for e in held], dtype=torch.long),
         )
 
-    def nearest_order(self, targets: torch.Tensor, count: int, yaw: torch.Tensor | None = None) -> torch.Tensor:
+    def nearest_order(
+        self,
+        targets: torch.Tensor,
+        count: int,
+        yaw: torch.Tensor | None = None,
+        identity: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Per frame, the indices of the ``count`` pool frames whose mouth shape is nearest the target's, nearest
-        first: (B, K). The renderer takes the first as its hint.
+        first: (B, K); of the target's own person first (``identity``, (B,): -1 where not told). The renderer takes
+        the first as its hint.
 
         Shape (``mouth_shape_distance``), not position: distance over all lip and jaw points was ruled by where the
         jaw and the mouth sit in the crop, which follows the head's pose; on a speaker with small mouth motion the
@@ -135,6 +147,9 @@ class ReferenceSet:
         if yaw is not None:  # the target's head turn: a pool frame turned otherwise folds under the hint's warp
             turned = ((self.pool_yaw[None] - yaw[:, None]).abs() - YAW_FREE).clamp_min(0.0)
             d = d + YAW_COST * turned / YAW_STEP
+        if identity is not None and self.pool_identity is not None:
+            other = (self.pool_identity[None] != identity[:, None]) & (identity[:, None] >= 0)
+            d = d + OTHER_PERSON * other
         order = d.argsort(dim=1)[:, :count]
         if order.shape[1] < count:  # fewer bins than references: repeat the nearest
             order = torch.cat([order, order[:, :1].expand(-1, count - order.shape[1])], dim=1)
@@ -177,6 +192,7 @@ class FaceRedrawer:
         composite = CompositeOptions(colour_match=opts.colour_match, detail=15.0 if opts.source_detail else 0.0)
         self.compositor = compositor_for(renderer.device, renderer.size, composite)
         self.paste_rows_from = paste_rows_from(renderer.size)
+        self.identity = torch.from_numpy(track.identity())  # who each source frame shows
 
     def plan(self, start: int, count: int) -> PlannedFaces | None:
         """The faces among output frames ``start..start+count`` and their target landmarks; None: no face. Called
@@ -205,8 +221,9 @@ class FaceRedrawer:
         t0 = time.perf_counter()
         hints = reads = None
         if opts.references == "nearest":
-            yaw = torch.from_numpy(np.nan_to_num(self.track.yaw[[timeline.source_index(i) for i in todo]]))
-            order = self.refs.nearest_order(targets, self.renderer.n_refs, yaw)
+            sources = [timeline.source_index(i) for i in todo]
+            yaw = torch.from_numpy(np.nan_to_num(self.track.yaw[sources]))
+            order = self.refs.nearest_order(targets, self.renderer.n_refs, yaw, self.identity[sources])
             hints = order[:, 0]
             if self.renderer.hint_warp:  # the hint warp's spline, computed once for the renderer and the compositor
                 reads = self._hint_reads(hints, targets)

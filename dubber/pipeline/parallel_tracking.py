@@ -7,7 +7,8 @@ its filters have settled where one tracker run from the start would be (the tran
 about a quarter of a second). Each worker decodes the video with its own reader from the start, skipping the
 frames before its warm-up: decoding is a fraction of tracking's cost, and no seeking is needed, so the frame
 indices are the sequential reader's. Memory stays flat: each worker holds one frame. The segments' rows are joined
-in order and their reference pools merged (``ReferencePool.merge``: the pool one tracker would have kept).
+in order and their reference pools merged (``ReferencePool.merge``: the pool one tracker would have kept, each
+segment's people matched to the earlier segments' by their looks).
 """
 
 from __future__ import annotations
@@ -83,11 +84,11 @@ def _track_segment(
                 if frame.index < start - warm:
                     continue
                 t0 = time.perf_counter()
-                face = tracker.step(frame).face
+                step = tracker.step(frame)
                 if frame.index >= start:
                     if spool is not None:
                         spool.offer(frame.index, frame.image if frame.planes is None else frame.planes)
-                    rows.append(observe(frame, face, aligner, pool))
+                    rows.append(observe(frame, step.face, aligner, pool, step.reacquired))
                     shared.tracked()
                 trim()
                 seconds["track"] += time.perf_counter() - t0

@@ -1,0 +1,146 @@
+"""Who is on screen. The face tracked through a video can be different people from shot to shot (an interview cut
+between two speakers), and a frame redrawn from another person's reference frames takes on their mouth and skin.
+The track is cut into runs (a new one where the tracker acquires a face afresh, or where the look of the face
+changes at once from one frame to the next: a cut the scene-cut test missed), each run gets its look, and runs that
+look alike are one identity; a frame's references come from frames of its own identity.
+
+The look is the gradient magnitude of the upper face (brows, eyes, nose; not the mouth, which speech changes) in
+the aligned crop, on a coarse grid, zero-mean and unit-norm: insensitive to brightness and contrast, sensitive to
+the shape and placement of the features. Measured on the shared clips (`scripts/identity_looks.py`,
+`benchmarks/results/identity_look.json`): thirds of one clip agree at 0.54 or more (median 0.89), different
+speakers' clips at 0.26 (95th percentile 0.49). Runs at ``SAME_PERSON`` or more are joined: a person is seldom split
+in two (which would only narrow the references), and two people who look alike stay one identity, as every run was
+before.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+SAME_PERSON = 0.6  # cosine of two runs' mean looks at or above which they are one identity
+# Cosine of a frame's look and the previous one's under which the tracked face is taken to be another (a cut the
+# scene-cut test missed, between two shots of the same colours): within one person's shot consecutive looks agree
+# at 0.65-0.99 (lowest per clip, 31 of 35 single-speaker clips), across a cut between two people at 0.28-0.34.
+LOOK_CUT = 0.5
+MIN_RUN_LOOKS = 8  # a run with fewer looks joins its nearest identity: too little seen of it to tell a new person
+MOST_IDENTITIES = 4  # beyond this, a new run joins its nearest identity (the pool holds up to this many people)
+# Degrees of yaw and pitch up to which a frame's look counts towards its run's: a face turned further looks
+# otherwise (one person turned 20 degrees and facing the camera agreed at 0.57, less than two people did).
+MOST_YAW, MOST_PITCH = 12.0, 15.0
+# ... and up to which it is compared with the frame before (whose pose is nearly the same, unless at a cut).
+CUT_TURN = 35.0
+LOOK_GAP = 2  # frames between two looks over which a look cut is tested (further apart, the pose may have moved)
+_GRID = (24, 16)  # cells across, down
+_UPPER = (0.0625, 0.5625, 0.125, 0.875)  # unit-crop rows y0..y1, columns x0..x1: brows, eyes and nose
+
+
+def face_look(crop: np.ndarray) -> np.ndarray:
+    """(384,) float32, unit norm: the upper face's gradient magnitude on a coarse grid, zero-mean (an S x S aligned
+    RGB crop)."""
+    s = crop.shape[0]
+    grey = cv2.GaussianBlur(cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY).astype(np.float32), (0, 0), s / 128)
+    magnitude = cv2.magnitude(cv2.Sobel(grey, cv2.CV_32F, 1, 0), cv2.Sobel(grey, cv2.CV_32F, 0, 1))
+    y0, y1, x0, x1 = (round(v * s) for v in _UPPER)
+    cells = cv2.resize(magnitude[y0:y1, x0:x1], _GRID, interpolation=cv2.INTER_AREA).ravel()
+    cells -= cells.mean()
+    norm = float(np.linalg.norm(cells))
+    return cells / norm if norm > 0 else cells
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    norm = float(np.linalg.norm(v))
+    return v / norm if norm > 0 else v
+
+
+@dataclass
+class Identities:
+    """The people seen so far: per identity the sum of its runs' looks and its frames; per run (named by its first
+    frame) its identity, -1 where nothing told it (no look taken of it or of any run before it): such a run takes
+    references from all."""
+
+    looks: list[np.ndarray] = field(default_factory=list)
+    frames: list[int] = field(default_factory=list)
+    of_run: dict[int, int] = field(default_factory=dict)
+
+    def assign(self, run: int, look: np.ndarray | None, frames: int, looks: int) -> int:
+        """Run ``run``'s identity from the sum of its ``looks`` over its ``frames``; with none (every frame turned
+        away) the run before it's: a look cut inside one person's shot (a blink, a fast turn) changes nobody."""
+        if look is None:
+            who = self.of_run[max(self.of_run)] if self.of_run else -1
+            if who >= 0:
+                self.frames[who] += frames
+        else:
+            who = self._join(look, frames, new_allowed=looks >= MIN_RUN_LOOKS)
+        self.of_run[run] = who
+        return who
+
+    def _join(self, look: np.ndarray, frames: int, new_allowed: bool = True) -> int:
+        who = self.nearest(look, new_allowed)
+        if who < 0:
+            self.looks.append(look.copy())
+            self.frames.append(frames)
+            return len(self.looks) - 1
+        self.looks[who] = self.looks[who] + look
+        self.frames[who] += frames
+        return who
+
+    def nearest(self, look: np.ndarray, new_allowed: bool = True) -> int:
+        """The identity ``look`` (a sum of looks) belongs to, or -1 for a new one (only if ``new_allowed``)."""
+        if not self.looks:
+            return -1
+        similarity = [float(_unit(look) @ _unit(known)) for known in self.looks]
+        best = int(np.argmax(similarity))
+        known = similarity[best] >= SAME_PERSON or len(self.looks) >= MOST_IDENTITIES or not new_allowed
+        return best if known else -1
+
+    def main(self) -> int:
+        """The identity seen in the most frames (-1: none)."""
+        return int(np.argmax(self.frames)) if self.frames else -1
+
+    def absorb(self, later: Identities) -> dict[int, int]:
+        """Take ``later``'s identities (another tracker's, of later frames) as this one's: a map from its identity
+        numbers to this one's."""
+        mapping = {-1: -1}
+        for j, (look, frames) in enumerate(zip(later.looks, later.frames, strict=True)):
+            mapping[j] = self._join(look, frames)
+        for run, j in later.of_run.items():
+            self.of_run[run] = mapping[j]
+        return mapping
+
+
+@dataclass
+class RunLooks:
+    """The run being tracked: its name (first frame), the sum of the looks taken of it, the last one."""
+
+    run: int = -1
+    look: np.ndarray | None = None
+    last: np.ndarray | None = None
+    last_index: int = -1  # the frame of ``last``
+    looks: int = 0
+    frames: int = 0  # frames of the run seen
+
+    @staticmethod
+    def wants_look(angles: tuple[float, float]) -> bool:
+        """Whether a frame turned by ``angles`` (yaw, pitch) is looked at (``CUT_TURN``)."""
+        return max(abs(angles[0]), abs(angles[1])) <= CUT_TURN
+
+    @staticmethod
+    def counts(angles: tuple[float, float]) -> bool:
+        """Whether a frame's look counts towards its run's: one that faces the camera."""
+        return abs(angles[0]) <= MOST_YAW and abs(angles[1]) <= MOST_PITCH
+
+    def another_face(self, look: np.ndarray, index: int) -> bool:
+        """Whether ``look``, of frame ``index``, is so unlike the run's last one, a frame or two before, that the
+        tracked face is another (``LOOK_CUT``)."""
+        near = self.last is not None and index - self.last_index <= LOOK_GAP
+        return near and float(look @ self.last) < LOOK_CUT
+
+    def add(self, look: np.ndarray, index: int, counts: bool = True) -> None:
+        """Frame ``index``'s look: the last one seen, and one of the run's if it ``counts``."""
+        self.last, self.last_index = look, index
+        if counts:
+            self.look = look.copy() if self.look is None else self.look + look
+            self.looks += 1

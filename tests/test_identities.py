@@ -1,0 +1,120 @@
+"""Who is on screen: runs of tracked frames told apart by the look of the upper face, a pool kept per person, and
+each frame's references taken from its own person's frames."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from dubber.media import VideoReader, VideoWriter
+from dubber.media.encode_options import VideoEncodeOptions
+from dubber.pipeline.face_pass import track_video
+from dubber.pipeline.face_redraw import ReferenceSet
+from dubber.pipeline.identities import SAME_PERSON, Identities, face_look
+from dubber.pipeline.reference_pool import ReferencePool
+from tests.conftest import shared_path
+from tests.media_factory import face_frame
+
+
+def _look(rng: np.random.Generator, base: np.ndarray | None = None, noise: float = 0.3) -> np.ndarray:
+    v = rng.standard_normal(384) if base is None else base + noise * rng.standard_normal(384) / np.sqrt(384)
+    v -= v.mean()
+    return (v / np.linalg.norm(v)).astype(np.float32)
+
+
+def test_a_look_ignores_brightness_and_contrast_but_not_the_face():
+    crop = face_frame(0, 128, 128)
+    look = face_look(crop)
+    assert look.shape == (384,) and abs(float(np.linalg.norm(look)) - 1) < 1e-5
+    dimmer = np.clip(crop.astype(np.float32) * 0.7 + 20, 0, 255).astype(np.uint8)
+    assert float(look @ face_look(dimmer)) > 0.98
+    assert float(look @ face_look(np.ascontiguousarray(crop[::-1]))) < SAME_PERSON  # upside down: another face
+
+
+def test_runs_that_look_alike_are_one_person_and_short_runs_found_no_one():
+    rng = np.random.default_rng(0)
+    a, b = _look(rng), _look(rng)
+    people = Identities()
+    assert people.assign(0, 10 * _look(rng, a), frames=40, looks=10) == 0
+    assert people.assign(40, 10 * _look(rng, b), frames=40, looks=10) == 1  # another face
+    assert people.assign(80, 10 * _look(rng, a), frames=30, looks=10) == 0  # the first again
+    assert people.assign(110, 3 * _look(rng), frames=3, looks=3) in (0, 1)  # three looks: too few to be new
+    assert people.assign(113, None, frames=5, looks=0) == people.of_run[110]  # never facing the camera: as before
+    short = people.of_run[110]
+    assert people.frames == [70 + 8 * (short == 0), 40 + 8 * (short == 1)]
+    assert Identities().assign(0, None, frames=5, looks=0) == -1  # nothing told it: references from all
+    assert people.main() == 0 and people.of_run[80] == 0
+    later = Identities()  # another tracker's, of later frames: its people matched to these by their looks
+    later.assign(200, 10 * _look(rng, b), frames=20, looks=10)
+    later.assign(220, 10 * _look(rng), frames=20, looks=10)
+    assert people.absorb(later) == {-1: -1, 0: 1, 1: 2} and people.of_run[220] == 2
+
+
+def _offer_run(pool: ReferencePool, first: int, look: np.ndarray, openings, turn: float = 0.0) -> None:
+    pool.start_run(first)
+    for k, o in enumerate(openings):
+        crop = np.full((128, 128, 3), first % 251, np.uint8)
+        pool.run.add(look, first + k)  # the look a frame of this face would give
+        pool.offer(first + k, o, (turn, 0.0), True, lambda c=crop: c, np.zeros((131, 2), np.float32))
+
+
+def test_the_pool_keeps_each_persons_frames_and_one_person_as_before(monkeypatch):
+    rng = np.random.default_rng(1)
+    a, b = _look(rng), _look(rng)
+    monkeypatch.setattr("dubber.pipeline.reference_pool.ReferencePool._look_of", lambda self, crop: None)
+    openings = np.linspace(0.0, 0.5, 12)
+    two = ReferencePool()
+    _offer_run(two, 0, a, openings)
+    _offer_run(two, 12, b, openings)
+    _offer_run(two, 24, a, openings[::-1], turn=2.0)  # the same bins, more turned: the first run's frames stay
+    held = two.held()
+    assert [e.identity for e in held].count(0) == 12 and [e.identity for e in held].count(1) == 12
+    assert all(e.index < 12 for e in held if e.identity == 0)
+    one, together = ReferencePool(), ReferencePool()
+    _offer_run(one, 0, a, openings)
+    _offer_run(one, 12, a, openings[::-1], turn=2.0)
+    _offer_run(together, 0, a, [*openings, *openings[::-1]])
+    assert [(e.index, e.identity) for e in one.held()] == [(e.index, e.identity) for e in together.held()]
+
+
+def test_a_frame_is_hinted_by_its_own_persons_frames():
+    shapes = torch.rand(3, 131, 2, generator=torch.Generator().manual_seed(0))
+    refs = ReferenceSet(
+        landmark_sets=np.zeros((1, 131, 2), np.float32),
+        crops=torch.zeros(1, 3, 8, 8),
+        points=torch.zeros(1, 131, 2),
+        tokens={},
+        pool_crops=torch.zeros(3, 3, 8, 8),
+        pool_points=shapes,
+        pool_yaw=torch.zeros(3),
+        pool_identity=torch.tensor([0, 1, 1]),
+    )
+    target = shapes[:1].expand(3, -1, -1)  # every frame's mouth is pool frame 0's
+    order = refs.nearest_order(target, 2, identity=torch.tensor([0, 1, -1]))
+    assert order[0, 0] == 0 and order[1, 0] in (1, 2) and order[1, 1] in (1, 2) and order[2, 0] == 0
+    assert refs.nearest_order(target, 1).flatten().tolist() == [0, 0, 0]  # without identities: as before
+
+
+@pytest.mark.shared_data
+def test_two_people_cut_together_are_told_apart(tmp_path, shared_manifest):
+    """Two speakers' clips cut together (A B A) in the same framing and colours, so that the scene-cut test misses
+    the cuts and the tracker follows from one face to the other: three runs, two people."""
+    import cv2
+
+    clips = [shared_path({"path": p}) for p in (
+        "dev/katie_hill/SadTalker__WDA_KatieHill_000.mp4",
+        "train/aoc/SadTalker__WDA_AlexandriaOcasioCortez_000.mp4",
+    )]  # fmt: skip
+    video = tmp_path / "shots.mp4"
+    with VideoWriter(video, width=256, height=256, fps=25, options=VideoEncodeOptions(crf=14, preset="veryfast")) as w:
+        for clip, first in ((clips[0], 0), (clips[1], 0), (clips[0], 40)):
+            for frame in VideoReader(clip):
+                if first <= frame.index < first + 30:
+                    w.write(cv2.resize(frame.image, (256, 256), interpolation=cv2.INTER_AREA))
+    track = track_video(video, 128)
+    identity = track.identity()
+    assert set(identity[:30]) == {0} and set(identity[30:60]) == {1} and set(identity[60:]) == {0}
+    held = track.pool.held()
+    assert {e.identity for e in held} == {0, 1}
+    assert all((e.index < 30 or e.index >= 60) == (e.identity == 0) for e in held)
