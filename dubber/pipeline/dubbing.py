@@ -190,7 +190,7 @@ class DubbingPipeline:
                     spool = cleanup.enter_context(closing(FrameSpool(*reader.size, estimate.revisited())))
                 track = self._analyse(job, spool)
             job.still = track.frames == 1
-            job.tracking_segments = track.segments
+            job.tracking_segments, job.people = track.segments, len(track.pool.identities.looks)
             job.fps = float(opts.fps) if job.still else float(reader.fps)
             check_start(job.video, opts.start, track.frames, job.fps)  # decoded: a container may declare more
             timeline = Timeline.plan(track.frames, job.audio_seconds, job.fps, opts.fit, opts.keep_rest, opts.start)

@@ -38,6 +38,7 @@ class DubJob:
     batch_size: int = 8
     articulation_gain: float = 1.0  # the plan's spread (dubber/pipeline/articulation.py)
     tracking_segments: int = 1  # pass 1's trackers at once (dubber/pipeline/parallel_tracking.py)
+    people: int = 0  # the people pass 1 told apart (dubber/pipeline/identities.py; 0: none told)
     render_workers: int = 1  # pass 2's chunks rendered at once (dubber/pipeline/dub_pass.py)
     heard: HeardSpeech | None = None  # the video's own speech heard ahead (dubber/pipeline/articulation.py)
     timings: dict[str, float] = field(default_factory=dict)
@@ -65,6 +66,7 @@ def dub_settings(weights: str, runtime: str, renderer, job: DubJob) -> dict:
         "mouth_guard": guard.to_dict() if opts.reference_blend and guard is not None else None,
         "reference_key_side": renderer.reference_key_side,
         "tracking_segments": job.tracking_segments,
+        "people": job.people,
         "render_workers": job.render_workers,
         # Where the paste's pixel work ran: torch on the models' GPU, else OpenCV (pipeline/face_redraw.py).
         "paste": "torch" if renderer.device.type == "cuda" else "opencv",
