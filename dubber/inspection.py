@@ -5,10 +5,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
+from dubber.face.aligner import FaceAligner
+from dubber.face.identities import People
 from dubber.face.tracker import FaceTracker, TrackerOptions
 from dubber.media.audio_feed import AudioFromFile
 from dubber.media.encode_options import VideoEncodeOptions, container_format_for
@@ -40,6 +43,7 @@ class InspectReport:
     pitch_range: tuple[float, float] | None = None
     roll_range: tuple[float, float] | None = None
     scene_cuts: int = 0
+    people: int = 0  # the people the dub would tell apart (dubber/face/identities.py; 0: none facing the camera)
     seconds: float = 0.0
     preview: Path | None = None
 
@@ -59,6 +63,7 @@ class InspectReport:
             "pitch_range": self.pitch_range,
             "roll_range": self.roll_range,
             "scene_cuts": self.scene_cuts,
+            "people": self.people,
             "seconds": round(self.seconds, 3),
             "preview": str(self.preview) if self.preview else None,
         }
@@ -107,6 +112,7 @@ def inspect_video(
     frames = with_face = cuts = 0
     open_span: tuple[int, float] | None = None
     total = reader.frame_count
+    people, aligner = People(), FaceAligner()
     try:
         # An anamorphic face is tracked as shaped on screen, as the dub tracks it.
         options = replace(tracker_options or TrackerOptions(), pixel_aspect=float(reader.info.sample_aspect or 1))
@@ -119,6 +125,10 @@ def inspect_video(
                     with_face += 1
                     sizes.append(face.size)
                     angles.append(face.angles)
+                    if step.reacquired or people.run.run < 0:
+                        people.start_run(step.frame.index)
+                    crop = partial(aligner.crop, step.frame.image, face.transform)
+                    people.see(step.frame.index, face.angles[:2], crop)
                     if open_span is not None:
                         spans.append(FaceSpan(open_span[0], step.frame.index, open_span[1], step.frame.time))
                         open_span = None
@@ -130,6 +140,7 @@ def inspect_video(
                     progress(frames, total)
         if open_span is not None:
             spans.append(FaceSpan(open_span[0], frames, open_span[1], reader.info.duration))
+        people.end_run()
         if writer is not None:
             writer.close()
     except BaseException:
@@ -147,6 +158,7 @@ def inspect_video(
         pitch_range=_range(pitch),
         roll_range=_range(roll),
         scene_cuts=cuts,
+        people=len(people.identities.looks),
         seconds=time.perf_counter() - started,
         preview=Path(preview) if preview is not None else None,
     )

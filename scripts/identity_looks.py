@@ -1,4 +1,4 @@
-"""How well the look of the upper face (dubber/pipeline/identities.py) tells people apart, on ../shared/data.
+"""How well the look of the upper face (dubber/face/identities.py) tells people apart, on ../shared/data.
 
 Each single-speaker clip of 8 s or more (train, dev, wild; GRID left out) is tracked for up to 300 frames and every
 frame facing the camera within ``CUT_TURN`` gives a look. Reported: (1) per clip, the lowest agreement of two
@@ -27,9 +27,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from dubber.face import FaceAligner, FaceTracker  # noqa: E402
+from dubber.face import identities as ident  # noqa: E402
 from dubber.media import VideoReader, VideoWriter  # noqa: E402
 from dubber.media.encode_options import VideoEncodeOptions  # noqa: E402
-from dubber.pipeline import identities as ident  # noqa: E402
 from dubber.pipeline.face_pass import track_video  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -137,5 +137,5 @@ def test_demo_sample_has_a_trackable_face(tmp_path):
     r = dub("inspect", sample, "--json")
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
-    assert report["frames"] == 100 and report["face_ratio"] >= 0.95
+    assert report["frames"] == 100 and report["face_ratio"] >= 0.95 and report["people"] == 1
     assert report["media"]["audio"]["duration"] == pytest.approx(4.0, abs=0.05)

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
+from dubber.face.identities import SAME_PERSON, Identities, face_look
 from dubber.media import VideoReader, VideoWriter
 from dubber.media.encode_options import VideoEncodeOptions
 from dubber.pipeline.face_pass import track_video
 from dubber.pipeline.face_redraw import ReferenceSet
-from dubber.pipeline.identities import SAME_PERSON, Identities, face_look
 from dubber.pipeline.reference_pool import ReferencePool
 from tests.conftest import shared_path
 from tests.media_factory import face_frame
@@ -55,14 +55,14 @@ def _offer_run(pool: ReferencePool, first: int, look: np.ndarray, openings, turn
     pool.start_run(first)
     for k, o in enumerate(openings):
         crop = np.full((128, 128, 3), first % 251, np.uint8)
-        pool.run.add(look, first + k)  # the look a frame of this face would give
+        pool.people.run.add(look, first + k)  # the look a frame of this face would give
         pool.offer(first + k, o, (turn, 0.0), True, lambda c=crop: c, np.zeros((131, 2), np.float32))
 
 
 def test_the_pool_keeps_each_persons_frames_and_one_person_as_before(monkeypatch):
     rng = np.random.default_rng(1)
     a, b = _look(rng), _look(rng)
-    monkeypatch.setattr("dubber.pipeline.reference_pool.ReferencePool._look_of", lambda self, crop: None)
+    monkeypatch.setattr("dubber.face.identities.People.look_of", lambda self, crop: None)
     openings = np.linspace(0.0, 0.5, 12)
     two = ReferencePool()
     _offer_run(two, 0, a, openings)

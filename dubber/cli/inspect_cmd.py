@@ -48,6 +48,7 @@ def _table(report) -> Table:
         " / ".join(_fmt_range(r) for r in (report.yaw_range, report.pitch_range, report.roll_range)),
     )
     t.add_row("scene cuts", str(report.scene_cuts))
+    t.add_row("people told apart", str(report.people) if report.people else "none facing the camera")
     if report.preview:
         t.add_row("preview", str(report.preview))
     return t

@@ -81,7 +81,7 @@ class VideoTrack:
         return self.points[self.filled_index()]
 
     def identity(self) -> np.ndarray:
-        """(N,) who each frame shows (``dubber.pipeline.identities``; -1: no face, or not told)."""
+        """(N,) who each frame shows (``dubber.face.identities``; -1: no face, or not told)."""
         if self.runs is None:
             return np.where(self.has_face, 0, -1)
         of_run = self.pool.identities.of_run
@@ -194,7 +194,7 @@ def observe(
     ``new_run``: the tracker acquired the face afresh on it (``TrackStep.reacquired``)."""
     if face is None:
         return frame.time, None, None, np.nan, False, np.nan, -1
-    if new_run or pool.run.run < 0:
+    if new_run or pool.current_run < 0:
         pool.start_run(frame.index)
     unit = aligner.to_crop(face.points[_ALL], face.transform)
     yaw, pitch, _ = face.angles
@@ -204,7 +204,7 @@ def observe(
     crop = partial(aligner.crop, frame.image, face.transform)
     detail = partial(aligner.detail_crop, frame.image, face.transform, DETAIL_CROP_MAX)
     pool.offer(frame.index, o, (yaw, pitch), ok, crop, unit, detail)
-    return frame.time, face.transform.as_vector(), unit, o, ok, yaw, pool.run.run
+    return frame.time, face.transform.as_vector(), unit, o, ok, yaw, pool.current_run
 
 
 class _FrameRows:

@@ -38,7 +38,7 @@ class DubJob:
     batch_size: int = 8
     articulation_gain: float = 1.0  # the plan's spread (dubber/pipeline/articulation.py)
     tracking_segments: int = 1  # pass 1's trackers at once (dubber/pipeline/parallel_tracking.py)
-    people: int = 0  # the people pass 1 told apart (dubber/pipeline/identities.py; 0: none told)
+    people: int = 0  # the people pass 1 told apart (dubber/face/identities.py; 0: none told)
     render_workers: int = 1  # pass 2's chunks rendered at once (dubber/pipeline/dub_pass.py)
     heard: HeardSpeech | None = None  # the video's own speech heard ahead (dubber/pipeline/articulation.py)
     timings: dict[str, float] = field(default_factory=dict)

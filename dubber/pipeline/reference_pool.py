@@ -1,5 +1,5 @@
 """The reference pool of pass 1: a bounded set of the video's own frames, binned by mouth opening and head turn
-(and by who is on screen: ``dubber.pipeline.identities``), from which the renderer's references are chosen once
+(and by who is on screen: ``dubber.face.identities``), from which the renderer's references are chosen once
 the whole video has been seen."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from dubber.face.identities import Identities, People
 from dubber.models.reference_choice import spread_references
-from dubber.pipeline.identities import Identities, RunLooks, face_look
 
 # The reference pool's head-turn bins: centred on 0, +-15 and +-30 degrees of yaw.
 YAW_STEP, YAW_BINS = 15.0, 2
@@ -47,25 +47,34 @@ class ReferencePool:
     bins: int = 96  # opening bins per turn bin
     max_opening: float = 0.72
     entries: dict[tuple[int, int, int], PoolEntry] = field(default_factory=dict)  # (group, pose, opening) keys
-    identities: Identities = field(default_factory=Identities)
-    run: RunLooks = field(default_factory=RunLooks)
+    people: People = field(default_factory=People)
+
+    @property
+    def identities(self) -> Identities:
+        return self.people.identities
+
+    @property
+    def current_run(self) -> int:
+        """The run being tracked (its first frame; -1: none)."""
+        return self.people.run.run
 
     def start_run(self, index: int) -> None:
         """Frame ``index`` starts a run: the tracker acquired the face afresh (the start, a scene cut, a loss)."""
-        self.end_run()
-        self.run = RunLooks(index)
+        self._settle(self.people.start_run(index))
 
     def end_run(self) -> None:
         """The run being tracked is over: its frames join the bins of its identity."""
-        if self.run.run < 0:
+        self._settle(self.people.end_run())
+
+    def _settle(self, run: int | None) -> None:
+        """Move the frames of ``run``, which ended, into the bins of its identity."""
+        if run is None:
             return
-        who = self.identities.assign(self.run.run, self.run.look, self.run.frames, self.run.looks)
-        group = _run_group(self.run.run)
+        who, group = self.identities.of_run[run], _run_group(run)
         for key in [k for k in self.entries if k[0] == group]:
             entry = self.entries.pop(key)
             entry.identity = who
             self._keep((who, *key[1:]), entry)
-        self.run = RunLooks()
 
     def _keep(self, key: tuple[int, int, int], entry: PoolEntry) -> None:
         held = self.entries.get(key)
@@ -91,26 +100,17 @@ class ReferencePool:
                 made.append(crop())
             return made[0]
 
-        if self.run.run >= 0:
-            look = self._look_of(the_crop) if self.run.wants_look(angles) else None
-            if look is not None:
-                if self.run.another_face(look, index):  # a cut the tracker followed through: a run from here
-                    self.start_run(index)
-                self.run.add(look, index, self.run.counts(angles))
-            self.run.frames += 1
+        if self.current_run >= 0:
+            self._settle(self.people.see(index, angles, the_crop))
         yaw, pitch = angles
         pose = int(np.clip(round(yaw / YAW_STEP), -YAW_BINS, YAW_BINS))
-        group = _run_group(self.run.run) if self.run.run >= 0 else -1
+        group = _run_group(self.current_run) if self.current_run >= 0 else -1
         key = (group, pose, int(np.clip(opening / self.max_opening * self.bins, 0, self.bins - 1)))
         turn = abs(yaw - pose * YAW_STEP) + abs(pitch) + (0.0 if usable else 1000.0)
         held = self.entries.get(key)
         if held is None or turn < held.turn:
             image = detail() if detail is not None else None
             self.entries[key] = PoolEntry(opening, turn, index, float(yaw), the_crop(), points, image)
-
-    def _look_of(self, crop: Callable[[], np.ndarray]) -> np.ndarray | None:
-        """The look of a frame facing the camera (``identities.face_look`` of its aligned crop)."""
-        return face_look(crop())
 
     def merge(self, later: ReferencePool) -> None:
         """Take ``later``'s entries, a pool of frames that all come after this one's (both runs ended): the same

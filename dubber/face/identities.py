@@ -15,6 +15,7 @@ before.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import cv2
@@ -144,3 +145,45 @@ class RunLooks:
         if counts:
             self.look = look.copy() if self.look is None else self.look + look
             self.looks += 1
+
+
+@dataclass
+class People:
+    """Who the tracked face is, frame after frame, in order (pass 1's reference pool, ``dub inspect``): the run being
+    seen and the identities of those that ended."""
+
+    identities: Identities = field(default_factory=Identities)
+    run: RunLooks = field(default_factory=RunLooks)
+
+    def start_run(self, index: int) -> int | None:
+        """Frame ``index`` starts a run (the tracker acquired the face afresh); the run that ended, if one did."""
+        ended = self.end_run()
+        self.run = RunLooks(index)
+        return ended
+
+    def end_run(self) -> int | None:
+        """The run being seen is over: its identity is told (``identities.of_run``); it, or None if none was."""
+        ended = self.run.run
+        if ended < 0:
+            return None
+        self.identities.assign(ended, self.run.look, self.run.frames, self.run.looks)
+        self.run = RunLooks()
+        return ended
+
+    def see(self, index: int, angles: tuple[float, float], crop: Callable[[], np.ndarray]) -> int | None:
+        """Frame ``index`` of the run, turned by ``angles`` (yaw, pitch), its aligned crop made by ``crop`` if it is
+        looked at; the run that ended on it (its look so unlike the frame before's that it starts another), if one
+        did."""
+        ended = None
+        if self.run.wants_look(angles):
+            look = self.look_of(crop)
+            if look is not None:
+                if self.run.another_face(look, index):  # a cut the tracker followed through: a run from here
+                    ended = self.start_run(index)
+                self.run.add(look, index, self.run.counts(angles))
+        self.run.frames += 1
+        return ended
+
+    def look_of(self, crop: Callable[[], np.ndarray]) -> np.ndarray | None:
+        """The look of a frame facing the camera (``face_look`` of its aligned crop)."""
+        return face_look(crop())
