@@ -43,19 +43,24 @@ def test_runs_that_look_alike_are_one_person_and_short_runs_found_no_one():
     assert people.assign(113, None, frames=5, looks=0) == people.of_run[110]  # never facing the camera: as before
     short = people.of_run[110]
     assert people.frames == [70 + 8 * (short == 0), 40 + 8 * (short == 1)]
-    assert Identities().assign(0, None, frames=5, looks=0) == -1  # nothing told it: references from all
+    first = Identities()
+    assert first.assign(0, None, frames=5, looks=0) == -1  # nothing told it yet
+    assert first.assign(5, 10 * a, frames=20, looks=10) == 0 and first.of_run[0] == 0  # the first person told
+    assert first.frames == [25] and Identities().main() == -1
     assert people.main() == 0 and people.of_run[80] == 0
     later = Identities()  # another tracker's, of later frames: its people matched to these by their looks
     later.assign(200, 10 * _look(rng, b), frames=20, looks=10)
     later.assign(220, 10 * _look(rng), frames=20, looks=10)
-    assert people.absorb(later) == {-1: -1, 0: 1, 1: 2} and people.of_run[220] == 2
+    # its untold runs (none here) would be the person its runs follow: the short run's
+    assert people.absorb(later) == {-1: short, 0: 1, 1: 2} and people.of_run[220] == 2
 
 
-def _offer_run(pool: ReferencePool, first: int, look: np.ndarray, openings, turn: float = 0.0) -> None:
+def _offer_run(pool: ReferencePool, first: int, look: np.ndarray | None, openings, turn: float = 0.0) -> None:
     pool.start_run(first)
     for k, o in enumerate(openings):
         crop = np.full((128, 128, 3), first % 251, np.uint8)
-        pool.people.run.add(look, first + k)  # the look a frame of this face would give
+        if look is not None:
+            pool.people.run.add(look, first + k)  # the look a frame of this face would give
         pool.offer(first + k, o, (turn, 0.0), True, lambda c=crop: c, np.zeros((131, 2), np.float32))
 
 
@@ -72,10 +77,12 @@ def test_the_pool_keeps_each_persons_frames_and_one_person_as_before(monkeypatch
     assert [e.identity for e in held].count(0) == 12 and [e.identity for e in held].count(1) == 12
     assert all(e.index < 12 for e in held if e.identity == 0)
     one, together = ReferencePool(), ReferencePool()
-    _offer_run(one, 0, a, openings)
-    _offer_run(one, 12, a, openings[::-1], turn=2.0)
-    _offer_run(together, 0, a, [*openings, *openings[::-1]])
+    _offer_run(one, 0, None, openings)  # turned away: nobody told yet, then the person of the runs after
+    _offer_run(one, 12, a, openings[::-1])
+    _offer_run(one, 24, a, openings, turn=2.0)
+    _offer_run(together, 0, a, [*openings, *openings[::-1], *openings])
     assert [(e.index, e.identity) for e in one.held()] == [(e.index, e.identity) for e in together.held()]
+    assert {e.identity for e in one.held()} == {0} and all(e.index < 12 for e in one.held())
 
 
 def test_a_frame_is_hinted_by_its_own_persons_frames():

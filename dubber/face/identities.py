@@ -59,20 +59,28 @@ def _unit(v: np.ndarray) -> np.ndarray:
 @dataclass
 class Identities:
     """The people seen so far: per identity the sum of its runs' looks and its frames; per run (named by its first
-    frame) its identity, -1 where nothing told it (no look taken of it or of any run before it): such a run takes
-    references from all."""
+    frame) its identity. A run without a look (every frame turned away) is the run before it's person, or, before
+    any person was told, the first one told; -1 while none is (and for good, where none ever is: such runs take
+    references from all)."""
 
     looks: list[np.ndarray] = field(default_factory=list)
     frames: list[int] = field(default_factory=list)
     of_run: dict[int, int] = field(default_factory=dict)
+    untold_frames: int = 0  # frames of the runs waiting for the first person
+
+    def last(self) -> int:
+        """The identity of the latest run (-1: none yet, or none told)."""
+        return self.of_run[max(self.of_run)] if self.of_run else -1
 
     def assign(self, run: int, look: np.ndarray | None, frames: int, looks: int) -> int:
-        """Run ``run``'s identity from the sum of its ``looks`` over its ``frames``; with none (every frame turned
-        away) the run before it's: a look cut inside one person's shot (a blink, a fast turn) changes nobody."""
+        """Run ``run``'s identity from the sum of its ``looks`` over its ``frames``; with none, the run before it's
+        (a look cut inside one person's shot, a blink or a fast turn, changes nobody)."""
         if look is None:
-            who = self.of_run[max(self.of_run)] if self.of_run else -1
+            who = self.last()
             if who >= 0:
                 self.frames[who] += frames
+            else:
+                self.untold_frames += frames
         else:
             who = self._join(look, frames, new_allowed=looks >= MIN_RUN_LOOKS)
         self.of_run[run] = who
@@ -83,6 +91,10 @@ class Identities:
         if who < 0:
             self.looks.append(look.copy())
             self.frames.append(frames)
+            if len(self.looks) == 1:  # the first person told: the runs before, untold, were them
+                self.of_run = {run: 0 if w < 0 else w for run, w in self.of_run.items()}
+                self.frames[0] += self.untold_frames
+                self.untold_frames = 0
             return len(self.looks) - 1
         self.looks[who] = self.looks[who] + look
         self.frames[who] += frames
@@ -104,9 +116,16 @@ class Identities:
     def absorb(self, later: Identities) -> dict[int, int]:
         """Take ``later``'s identities (another tracker's, of later frames) as this one's: a map from its identity
         numbers to this one's."""
-        mapping = {-1: -1}
+        before = self.last()
+        mapping = {}
         for j, (look, frames) in enumerate(zip(later.looks, later.frames, strict=True)):
             mapping[j] = self._join(look, frames)
+        # ``later``'s untold runs come first in it: the person before them, else the first one told.
+        mapping[-1] = before if before >= 0 else (0 if self.looks else -1)
+        if mapping[-1] >= 0:
+            self.frames[mapping[-1]] += later.untold_frames
+        else:
+            self.untold_frames += later.untold_frames
         for run, j in later.of_run.items():
             self.of_run[run] = mapping[j]
         return mapping

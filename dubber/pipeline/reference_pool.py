@@ -67,10 +67,17 @@ class ReferencePool:
         self._settle(self.people.end_run())
 
     def _settle(self, run: int | None) -> None:
-        """Move the frames of ``run``, which ended, into the bins of its identity."""
+        """Move the frames of ``run``, which ended, into the bins of its identity (and those of the runs before the
+        first person was told into theirs, once one is)."""
         if run is None:
             return
-        who, group = self.identities.of_run[run], _run_group(run)
+        if self.identities.looks:  # the earlier frames first: a bin keeps its first frame of least turn
+            self._move(-1, 0)
+        self._move(_run_group(run), self.identities.of_run[run])
+
+    def _move(self, group: int, who: int) -> None:
+        if group == who:
+            return
         for key in [k for k in self.entries if k[0] == group]:
             entry = self.entries.pop(key)
             entry.identity = who
@@ -118,6 +125,8 @@ class ReferencePool:
         self.end_run()
         later.end_run()
         mapping = self.identities.absorb(later.identities)
+        if self.identities.looks:
+            self._move(-1, 0)
         for (group, pose, opening), entry in later.entries.items():
             entry.identity = mapping.get(group, group)
             self._keep((entry.identity, pose, opening), entry)
