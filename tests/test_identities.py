@@ -103,25 +103,45 @@ def test_a_frame_is_hinted_by_its_own_persons_frames():
     assert refs.nearest_order(target, 1).flatten().tolist() == [0, 0, 0]  # without identities: as before
 
 
-@pytest.mark.shared_data
-def test_two_people_cut_together_are_told_apart(tmp_path, shared_manifest):
-    """Two speakers' clips cut together (A B A) in the same framing and colours, so that the scene-cut test misses
-    the cuts and the tracker follows from one face to the other: three runs, two people."""
+@pytest.fixture(scope="module")
+def cut_clip(tmp_path_factory, shared_manifest):
+    """Two speakers' clips cut together (A B A, 30 frames each) in the same framing and colours, so that the
+    scene-cut test misses the cuts and the tracker follows from one face to the other."""
     import cv2
 
     clips = [shared_path({"path": p}) for p in (
         "dev/katie_hill/SadTalker__WDA_KatieHill_000.mp4",
         "train/aoc/SadTalker__WDA_AlexandriaOcasioCortez_000.mp4",
     )]  # fmt: skip
-    video = tmp_path / "shots.mp4"
+    video = tmp_path_factory.mktemp("cut") / "shots.mp4"
     with VideoWriter(video, width=256, height=256, fps=25, options=VideoEncodeOptions(crf=14, preset="veryfast")) as w:
-        for clip, first in ((clips[0], 0), (clips[1], 0), (clips[0], 40)):
+        for clip, first in ((clips[0], 0), (clips[1], 0), (clips[0], 0)):  # shots that face the camera
             for frame in VideoReader(clip):
                 if first <= frame.index < first + 30:
                     w.write(cv2.resize(frame.image, (256, 256), interpolation=cv2.INTER_AREA))
-    track = track_video(video, 128)
+    return video
+
+
+@pytest.mark.shared_data
+def test_two_people_cut_together_are_told_apart(cut_clip):
+    track = track_video(cut_clip, 128)
     identity = track.identity()
     assert set(identity[:30]) == {0} and set(identity[30:60]) == {1} and set(identity[60:]) == {0}
     held = track.pool.held()
     assert {e.identity for e in held} == {0, 1}
     assert all((e.index < 30 or e.index >= 60) == (e.identity == 0) for e in held)
+
+
+@pytest.mark.shared_data
+def test_trackers_at_once_tell_the_same_people_apart(cut_clip):
+    """Pass 1 in two segments (a host with cores to spare): each segment's people matched to the earlier one's."""
+    from dubber.face import FaceAligner, FaceTracker
+    from dubber.face.backends import make_backend
+    from dubber.pipeline.parallel_tracking import analyse_in_segments
+
+    track = analyse_in_segments(
+        VideoReader(cut_clip), lambda: FaceTracker(make_backend("mediapipe")), FaceAligner(128), 2
+    )
+    identity = track.identity()
+    assert set(identity[:30]) == {0} and set(identity[30:60]) == {1} and set(identity[60:]) == {0}
+    assert {e.identity for e in track.pool.held()} == {0, 1} and len(track.pool.identities.looks) == 2
