@@ -166,6 +166,8 @@ class DubbingPipeline:
         job = DubJob(
             Path(video), Path(audio), output, opts, progress=progress, started=started, media=media, clock=clock
         )
+        job.reader = reader = VideoReader(job.video, info=job.media)
+        check_start(job.video, opts.start, reader.frame_count, float(reader.fps))  # before any work
         with ExitStack() as cleanup:
             t0 = time.perf_counter()
             job.heard = self._hear_ahead(job, analysis)
@@ -176,9 +178,7 @@ class DubbingPipeline:
             job.audio_seconds, job.features = streamed.seconds, streamed.features
             add_time(job.timings, "audio", t0)  # decoding, and the speech encoder where the completer reads it
             clock.lap("audio")
-            job.reader = reader = VideoReader(job.video, info=job.media)
             # Spool, in the analysis pass, the frames the output will show again after later ones.
-            check_start(job.video, opts.start, reader.frame_count, float(reader.fps))
             estimate = Timeline.plan(
                 max(1, reader.frame_count), job.audio_seconds, float(reader.fps), opts.fit, opts.keep_rest, opts.start
             )
