@@ -48,11 +48,6 @@ def test_runs_that_look_alike_are_one_person_and_short_runs_found_no_one():
     assert first.assign(5, 10 * a, frames=20, looks=10) == 0 and first.of_run[0] == 0  # the first person told
     assert first.frames == [25] and Identities().main() == -1
     assert people.main() == 0 and people.of_run[80] == 0
-    later = Identities()  # another tracker's, of later frames: its people matched to these by their looks
-    later.assign(200, 10 * _look(rng, b), frames=20, looks=10)
-    later.assign(220, 10 * _look(rng), frames=20, looks=10)
-    # its untold runs (none here) would be the person its runs follow: the short run's
-    assert people.absorb(later) == {-1: short, 0: 1, 1: 2} and people.of_run[220] == 2
 
 
 def _offer_run(pool: ReferencePool, first: int, look: np.ndarray | None, openings, turn: float = 0.0) -> None:
@@ -83,6 +78,31 @@ def test_the_pool_keeps_each_persons_frames_and_one_person_as_before(monkeypatch
     _offer_run(together, 0, a, [*openings, *openings[::-1], *openings])
     assert [(e.index, e.identity) for e in one.held()] == [(e.index, e.identity) for e in together.held()]
     assert {e.identity for e in one.held()} == {0} and all(e.index < 12 for e in one.held())
+
+
+def test_segments_tracked_at_once_tell_the_people_one_tracker_tells(monkeypatch):
+    """Pass 1 in segments: a short shot of B after a cut in a segment that saw only A is B, as in one pass (its
+    segment alone would have had only A to join it to)."""
+    rng = np.random.default_rng(2)
+    a, b = _look(rng), _look(rng)
+    monkeypatch.setattr("dubber.face.identities.People.look_of", lambda self, crop: None)
+    openings = np.linspace(0.0, 0.5, 12)
+    runs = [  # (first frame, look, openings, turn): segment one, then segment two
+        [(0, None, openings[:4], 0.0), (4, a, openings, 0.0), (16, b, openings, 0.0)],
+        [(28, a, openings[::-1], 1.0), (40, b, openings[:3], 0.0), (43, None, openings[3:6], 0.0)],
+    ]
+    one = ReferencePool()
+    segments = [ReferencePool.segment(), ReferencePool.segment()]
+    for pool, segment_runs in zip(segments, runs, strict=True):
+        for first, look, run_openings, turn in segment_runs:
+            _offer_run(pool, first, None if look is None else _look(rng, look), run_openings, turn)
+            _offer_run(one, first, None if look is None else _look(rng, look), run_openings, turn)
+    merged = ReferencePool()
+    for segment in segments:
+        merged.merge(segment)
+    assert [(e.index, e.identity) for e in merged.held()] == [(e.index, e.identity) for e in one.held()]
+    assert merged.identities.of_run == one.identities.of_run == {0: 0, 4: 0, 16: 1, 28: 0, 40: 1, 43: 1}
+    assert merged.identities.frames == one.identities.frames == [28, 18]
 
 
 def test_a_frame_is_hinted_by_its_own_persons_frames():

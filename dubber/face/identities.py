@@ -67,6 +67,11 @@ class Identities:
     frames: list[int] = field(default_factory=list)
     of_run: dict[int, int] = field(default_factory=dict)
     untold_frames: int = 0  # frames of the runs waiting for the first person
+    # A segment's (several trackers at once): its runs are kept in order (``pending``) and told only when the
+    # segments are joined, as one tracker would have told them (a short run after a cut is then matched against
+    # everyone seen before it, not only those its own segment saw).
+    deferred: bool = False
+    pending: list[tuple[int, np.ndarray | None, int, int]] = field(default_factory=list)
 
     def last(self) -> int:
         """The identity of the latest run (-1: none yet, or none told)."""
@@ -74,7 +79,11 @@ class Identities:
 
     def assign(self, run: int, look: np.ndarray | None, frames: int, looks: int) -> int:
         """Run ``run``'s identity from the sum of its ``looks`` over its ``frames``; with none, the run before it's
-        (a look cut inside one person's shot, a blink or a fast turn, changes nobody)."""
+        (a look cut inside one person's shot, a blink or a fast turn, changes nobody). A deferred one keeps the
+        run for later (-1)."""
+        if self.deferred:
+            self.pending.append((run, None if look is None else look.copy(), frames, looks))
+            return -1
         if look is None:
             who = self.last()
             if who >= 0:
@@ -86,7 +95,7 @@ class Identities:
         self.of_run[run] = who
         return who
 
-    def _join(self, look: np.ndarray, frames: int, new_allowed: bool = True) -> int:
+    def _join(self, look: np.ndarray, frames: int, new_allowed: bool) -> int:
         who = self.nearest(look, new_allowed)
         if who < 0:
             self.looks.append(look.copy())
@@ -112,23 +121,6 @@ class Identities:
     def main(self) -> int:
         """The identity seen in the most frames (-1: none)."""
         return int(np.argmax(self.frames)) if self.frames else -1
-
-    def absorb(self, later: Identities) -> dict[int, int]:
-        """Take ``later``'s identities (another tracker's, of later frames) as this one's: a map from its identity
-        numbers to this one's."""
-        before = self.last()
-        mapping = {}
-        for j, (look, frames) in enumerate(zip(later.looks, later.frames, strict=True)):
-            mapping[j] = self._join(look, frames)
-        # ``later``'s untold runs come first in it: the person before them, else the first one told.
-        mapping[-1] = before if before >= 0 else (0 if self.looks else -1)
-        if mapping[-1] >= 0:
-            self.frames[mapping[-1]] += later.untold_frames
-        else:
-            self.untold_frames += later.untold_frames
-        for run, j in later.of_run.items():
-            self.of_run[run] = mapping[j]
-        return mapping
 
 
 @dataclass

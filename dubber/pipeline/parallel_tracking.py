@@ -7,8 +7,8 @@ its filters have settled where one tracker run from the start would be (the tran
 about a quarter of a second). Each worker decodes the video with its own reader from the start, skipping the
 frames before its warm-up: decoding is a fraction of tracking's cost, and no seeking is needed, so the frame
 indices are the sequential reader's. Memory stays flat: each worker holds one frame. The segments' rows are joined
-in order and their reference pools merged (``ReferencePool.merge``: the pool one tracker would have kept, each
-segment's people matched to the earlier segments' by their looks).
+in order and their reference pools merged (``ReferencePool.merge``: each segment's runs told in order, after the
+earlier segments', so that the people are those one tracker would have told).
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def _track_segment(
 ) -> tuple[list[Row], ReferencePool, dict[str, float], int, float]:
     start, stop = span
     rows: list[Row] = []
-    pool = ReferencePool()
+    pool = ReferencePool.segment()
     seconds = {"decode": 0.0, "track": 0.0}
     trim = HeapTrimmer()
     segment = VideoReader(reader.path, constant_rate=reader.constant_rate, threads=reader.threads, info=reader.media)

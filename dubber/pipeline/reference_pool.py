@@ -69,7 +69,7 @@ class ReferencePool:
     def _settle(self, run: int | None) -> None:
         """Move the frames of ``run``, which ended, into the bins of its identity (and those of the runs before the
         first person was told into theirs, once one is)."""
-        if run is None:
+        if run is None or self.identities.deferred:
             return
         if self.identities.looks:  # the earlier frames first: a bin keeps its first frame of least turn
             self._move(-1, 0)
@@ -119,17 +119,26 @@ class ReferencePool:
             image = detail() if detail is not None else None
             self.entries[key] = PoolEntry(opening, turn, index, float(yaw), the_crop(), points, image)
 
+    @classmethod
+    def segment(cls) -> ReferencePool:
+        """The pool of one of several segments tracked at once: its runs stay apart until ``merge`` tells them."""
+        return cls(people=People(Identities(deferred=True)))
+
     def merge(self, later: ReferencePool) -> None:
-        """Take ``later``'s entries, a pool of frames that all come after this one's (both runs ended): the same
-        pool as one offered every frame in order, its identities matched to this one's by their looks."""
+        """Take ``later``'s entries, a ``segment`` pool of frames that all come after this one's: its runs told in
+        order, after this pool's, so that the result is the pool one tracker offered every frame would hold (a run
+        that crosses the segments' border is two runs)."""
         self.end_run()
         later.end_run()
-        mapping = self.identities.absorb(later.identities)
-        if self.identities.looks:
-            self._move(-1, 0)
-        for (group, pose, opening), entry in later.entries.items():
-            entry.identity = mapping.get(group, group)
-            self._keep((entry.identity, pose, opening), entry)
+        for key in [k for k in later.entries if k[0] == -1]:  # offered before the segment's first run
+            self._keep(key, later.entries.pop(key))
+        for run, look, frames, looks in later.identities.pending:
+            group = _run_group(run)
+            for key in [k for k in later.entries if k[0] == group]:  # runs are named by frame: no clash
+                self.entries[key] = later.entries.pop(key)
+            self.identities.assign(run, look, frames, looks)
+            self._settle(run)
+        later.identities.pending.clear()
 
     def __len__(self) -> int:
         return len(self.entries)
