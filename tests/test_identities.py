@@ -150,6 +150,8 @@ def test_two_people_cut_together_are_told_apart(cut_clip):
     held = track.pool.held()
     assert {e.identity for e in held} == {0, 1}
     assert all((e.index < 30 or e.index >= 60) == (e.identity == 0) for e in held)
+    refs = track.references_by_person(15)  # the completer's: a set per person, each frame its own person's
+    assert refs.sets.shape == (2, 15, 131, 2) and refs.of_frame.tolist() == [0] * 30 + [1] * 30 + [0] * 30
 
 
 @pytest.mark.shared_data

@@ -20,6 +20,7 @@ def predict_sequence(
     batch_size: int = 256,
     offset: int = 0,
     length: int | None = None,
+    frame_sets: np.ndarray | None = None,
 ) -> np.ndarray:
     """Lip and jaw points (N, 57, 2) for N frames.
 
@@ -31,6 +32,10 @@ def predict_sequence(
     frames are frames ``offset..offset+N-1`` of a sequence of ``length`` (N frames from 0 by default), and the windows
     are that sequence's, so a part predicted with T - 1 frames of context on each side equals the same frames of the
     whole (``dubber.pipeline.motion``); frames of the part that none of them covers come back NaN.
+
+    With ``frame_sets`` (N,), ``refs`` is (K, R, 131, 2), a set per person, and each frame reads its own set: a
+    window reads the set of its middle frame, and a frame averages the windows that read its set (those that do
+    not, where none does: a window across a cut between two people).
     """
     n = len(audio_windows)
     if n == 0:
@@ -43,11 +48,17 @@ def predict_sequence(
     pad = max(0, t - n)
     audio = np.concatenate([audio_windows, np.repeat(audio_windows[-1:], pad, 0)]) if pad else audio_windows
     pos = np.concatenate([pose, np.repeat(pose[-1:], pad, 0)]) if pad else pose
+    sets = None
+    if frame_sets is not None:
+        sets = np.concatenate([frame_sets, np.repeat(frame_sets[-1:], pad, 0)]) if pad else np.asarray(frame_sets)
+    else:
+        refs = np.asarray(refs)[None]
     total = len(audio)
     starts = window_starts(offset, total, total if length is None else length, t, stride)
     acc = np.zeros((total, N_CONTENT, 2), np.float64)
     hits = np.zeros(total, np.float64)
-    refs_t = torch.as_tensor(refs, dtype=torch.float32, device=device)[None]
+    own_acc, own_hits = (np.zeros_like(acc), np.zeros_like(hits)) if sets is not None else (None, None)
+    refs_t = torch.as_tensor(refs, dtype=torch.float32, device=device)  # (K, R, 131, 2)
     pose_t = torch.as_tensor(pos, dtype=torch.float32, device=device)
     shared = isinstance(model, LandmarkCompleter)  # not an onnxruntime stand-in, which runs whole windows
     if shared:
@@ -59,21 +70,28 @@ def predict_sequence(
         chunk = starts[i : i + batch_size]
         idx = np.asarray(chunk)[:, None] + np.arange(t)[None]
         b = len(chunk)
+        which = None if sets is None else torch.as_tensor(sets[idx[:, t // 2]], device=device)
+        window_refs = refs_t.expand(b, -1, -1, -1) if sets is None else refs_t[which]
         if shared:
             rows = torch.as_tensor(idx, device=device)
-            out = model.decode(
-                ref_tok.expand(b, -1, -1), audio_tok[rows], pose_tok[rows], refs_t.expand(b, -1, -1, -1), pose_t[rows]
-            )
+            window_tok = ref_tok.expand(b, -1, -1) if sets is None else ref_tok[which]
+            out = model.decode(window_tok, audio_tok[rows], pose_tok[rows], window_refs, pose_t[rows])
         else:
             out = model(
                 torch.as_tensor(audio[idx], dtype=torch.float32, device=device),
                 torch.as_tensor(pos[idx], dtype=torch.float32, device=device),
-                refs_t.expand(b, -1, -1, -1),
+                window_refs,
             )
         out_np = out.float().cpu().numpy()
         np.add.at(acc, idx.reshape(-1), out_np.reshape(-1, N_CONTENT, 2))
         np.add.at(hits, idx.reshape(-1), 1.0)
+        if sets is not None:
+            own = (sets[idx] == sets[idx[:, t // 2]][:, None]).reshape(-1)
+            np.add.at(own_acc, idx.reshape(-1)[own], out_np.reshape(-1, N_CONTENT, 2)[own])
+            np.add.at(own_hits, idx.reshape(-1)[own], 1.0)
     model.train(was_training)
+    if sets is not None:  # a frame's own person's windows, where any cover it
+        acc, hits = np.where(own_hits[:, None, None] > 0, own_acc, acc), np.where(own_hits > 0, own_hits, hits)
     out = np.full_like(acc, np.nan)
     np.divide(acc, hits[:, None, None], out=out, where=hits[:, None, None] > 0)
     return out[:n].astype(np.float32)

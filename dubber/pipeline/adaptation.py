@@ -75,12 +75,14 @@ def adapt_completer(
     lag: int = 0,
 ) -> tuple[LandmarkCompleter | LandmarkEnsemble, AdaptationReport | None]:
     """A copy of ``model`` fine-tuned on the video ``track`` heard through ``features`` (its own audio), with the
-    dub's ``references`` (R, 131, 2); ``model`` itself and None when the video has no window to learn from.
+    references (R, 131, 2) of the person seen longest, on that person's frames (where people were told apart, the
+    others' frames with these references would teach it wrong lips); ``model`` itself and None when the video has no
+    window to learn from.
     ``lag``: frames the video's mouth follows its own sound; frame i learns from the sound at frame i - lag."""
     settings = settings or AdaptationSettings()
     started = time.perf_counter()
     window = model.config.window
-    starts = _window_starts(track.has_face, window)
+    starts = _window_starts(track.person_frames(), window)  # the references' person (``references``)
     if len(starts) < 4:
         return model, None
     held = max(1, len(starts) // 5)

@@ -24,6 +24,7 @@ from dubber.media.video_reader import Frame, VideoReader
 from dubber.models.reference_choice import spread_references
 from dubber.pipeline.frame_source import FrameSpool
 from dubber.pipeline.overlap import Consumer, Prefetcher
+from dubber.pipeline.person_references import LandmarkReferences, PersonReferences
 from dubber.pipeline.reference_pool import YAW_BINS, YAW_STEP, PoolEntry, ReferencePool
 
 __all__ = ["YAW_BINS", "YAW_STEP", "PoolEntry", "ReferencePool", "VideoTrack", "analyse_video", "observe"]
@@ -87,19 +88,41 @@ class VideoTrack:
         of_run = self.pool.identities.of_run
         return np.array([of_run.get(int(r), -1) if r >= 0 else -1 for r in self.runs], np.int64)
 
-    def landmark_references(self, count: int) -> np.ndarray:
+    def landmark_references(self, count: int, person: int | None = None) -> np.ndarray:
         """(count, 131, 2) reference point sets spread over the speaker's mouth openings (IP_LAP), from the frames
-        of the person seen longest; a photo's (one frame with a face) are its own face at the typical openings of
-        speech (``photo_references``)."""
+        of ``person`` (the person seen longest by default); a photo's (one frame with a face) are its own face at
+        the typical openings of speech (``photo_references``)."""
         if self.frames == 1 and self.has_face[0]:
             return photo_references(self.points[0], count)
-        theirs = self.identity() == self.pool.identities.main() if self.pool.identities.looks else self.has_face
+        if person is None:
+            person = self.pool.identities.main()
+        theirs = self.identity() == person if self.pool.identities.looks else self.has_face
         cands = np.flatnonzero(self.frontal & theirs)
         if len(cands) == 0:
             cands = np.flatnonzero(self.frontal)
         if len(cands) == 0:
             cands = np.flatnonzero(self.has_face)
         return self.points[spread_references(np.nan_to_num(self.opening), cands, count, None)]
+
+    def references_by_person(self, count: int) -> LandmarkReferences:
+        """The completer's references: where two or more people were told apart, a set per person and each frame's
+        person's set for its plan (``person_references``); else ``landmark_references``."""
+        people = self.pool.identities
+        if len(people.looks) < 2:
+            return self.landmark_references(count)
+        order = [people.main(), *(k for k in np.argsort(people.frames)[::-1] if k != people.main())]
+        sets = np.stack([self.landmark_references(count, int(k)) for k in order])
+        rank = {int(k): r for r, k in enumerate(order)}
+        of_frame = np.array([rank.get(int(k), 0) for k in self.identity()], np.int64)
+        return PersonReferences(sets, of_frame[self.filled_index()])
+
+    def person_frames(self) -> np.ndarray:
+        """(N,) the frames with a face of the person seen longest (all with a face where fewer than two people were
+        told apart)."""
+        people = self.pool.identities
+        if len(people.looks) < 2:
+            return self.has_face.copy()
+        return self.identity() == people.main()
 
 
 def analyse_video(

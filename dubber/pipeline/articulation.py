@@ -23,9 +23,11 @@ import numpy as np
 from dubber.audio.streaming import StreamedFeatures
 from dubber.cpu_threads import start_torch_thread
 from dubber.data.clip_arrays import content_opening
+from dubber.face.landmarks import N_CONTENT
 from dubber.pipeline.analysis import VideoTrack
 from dubber.pipeline.motion import MotionPlanner, Spread
 from dubber.pipeline.mouth_lag import MIN_CORRELATION, best_lag
+from dubber.pipeline.person_references import LandmarkReferences, PersonReferences
 from dubber.pipeline.timeline import Timeline
 
 MAX_GAIN = 1.5
@@ -63,25 +65,29 @@ def read_own_speech(
     own: StreamedFeatures,
     track: VideoTrack,
     fps: float,
-    references: np.ndarray,
+    references: LandmarkReferences,
     pool: Executor | None = None,
 ) -> OwnSpeech:
     """The reading of ``track``'s video through its own speech ``own`` (the completer's features of its audio),
     planned in blocks so nothing grows with the video's length; ``pool``: threads an ensemble's members are
-    predicted on at once."""
+    predicted on at once. With a reference set per person, the spread's centre is each person's own mean plan."""
     with closing(own):
         timeline = Timeline.plan(track.frames, own.seconds, fps, "pingpong", False)
         frames = min(timeline.dub_frames, track.frames, int(MAX_SECONDS * fps))
         points, fill = track.points, track.filled_index()
         motion = MotionPlanner(model, own.features, fps, timeline, points, fill, references, pool=pool)
-        total, count, openings = 0.0, 0, []
+        people = len(references.sets) if isinstance(references, PersonReferences) else 1
+        total, count, openings = np.zeros((people, N_CONTENT, 2)), np.zeros(people), []
         for start in range(0, frames, _BLOCK):
-            content = motion.content(start, min(frames, start + _BLOCK))
-            seen = track.has_face[start : start + len(content)]
-            total = total + content[seen].sum(0, dtype=np.float64)
-            count += int(seen.sum())
+            stop = min(frames, start + _BLOCK)
+            content, sets = motion.content(start, stop), motion.sets(start, stop)
+            seen = track.has_face[start:stop]
+            for k in range(people):
+                mine = seen if sets is None else seen & (sets == k)
+                total[k] += content[mine].sum(0, dtype=np.float64)
+                count[k] += int(mine.sum())
             openings.append(content_opening(content))
-    if not openings or count == 0:
+    if not openings or count.sum() == 0:
         return OwnSpeech(None, None)
     planned = np.concatenate(openings)
     tracked = np.where(track.has_face[:frames], track.opening[:frames], np.nan)
@@ -90,7 +96,9 @@ def read_own_speech(
     # A mouth that does not follow the video's sound (a voice-over, music) says nothing of how far the plan of a
     # voice falls short of this speaker: no spread.
     gain = gain_from_openings(planned, tracked) if follows else 1.0
-    spread = Spread(gain, (total / count).astype(np.float32)) if gain != 1.0 else None
+    # A person with no planned frame here (seen only after the reading's first seconds) spreads about everyone's.
+    centre = np.where(count[:, None, None] > 0, total / np.maximum(count, 1)[:, None, None], total.sum(0) / count.sum())
+    spread = Spread(gain, (centre[0] if people == 1 else centre).astype(np.float32)) if gain != 1.0 else None
     lag = found[0] if found is not None and follows else None
     return OwnSpeech(spread, lag, None if found is None else found[1])
 

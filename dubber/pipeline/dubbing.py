@@ -44,6 +44,7 @@ from dubber.pipeline.model_loading import load_models
 from dubber.pipeline.motion import MotionPlanner, Spread
 from dubber.pipeline.mouth_lag import MIN_CORRELATION
 from dubber.pipeline.options import DubOptions, DubResult
+from dubber.pipeline.person_references import LandmarkReferences
 from dubber.pipeline.phase_clock import PhaseClock, phase_report
 from dubber.pipeline.timeline import Timeline, check_start
 from dubber.pipeline.video_adaptation import completer_for_video
@@ -249,7 +250,7 @@ class DubbingPipeline:
         fps = analysis.frame_rate(float(self.options.fps))
         with closing(self._audio_features(Path(audio))) as streamed:
             timeline = Timeline.plan(analysis.frames, streamed.seconds, fps, "pingpong", False)
-            refs = analysis.landmark_references(self.landmarks.config.n_refs)
+            refs = analysis.references_by_person(self.landmarks.config.n_refs)
             model, points, fill = landmarks or self.landmarks, analysis.points, analysis.filled_index()
             motion = MotionPlanner(model, streamed.features, fps, timeline, points, fill, refs, spread=spread)
             return motion.targets(0, timeline.dub_frames)
@@ -292,7 +293,7 @@ class DubbingPipeline:
         track: VideoTrack,
         timeline: Timeline,
         landmarks: LandmarkCompleter | LandmarkEnsemble,
-        references: np.ndarray,
+        references: LandmarkReferences,
         own: OwnSpeech,
         pool: Executor | None = None,
     ) -> MotionPlanner:
@@ -336,7 +337,7 @@ class DubbingPipeline:
     ) -> OwnSpeech:
         if analysis.frames == 1:
             return OwnSpeech(None, None)
-        refs = analysis.landmark_references(model.config.n_refs)
+        refs = analysis.references_by_person(model.config.n_refs)
         fps = analysis.frame_rate(float(self.options.fps))
         own = None if heard is None else heard.take()
         if own is None:

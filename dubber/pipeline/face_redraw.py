@@ -19,6 +19,7 @@ from dubber.pipeline.compositor import CompositeOptions, Compositor, ReferenceDe
 from dubber.pipeline.frame_regions import crop_face, paste_face
 from dubber.pipeline.motion import MotionPlanner
 from dubber.pipeline.options import DubOptions
+from dubber.pipeline.person_references import LandmarkReferences
 from dubber.pipeline.render_shift import (
     mouth_shift,
     shifted_crops,
@@ -90,7 +91,7 @@ class DrawnFaces:
 class ReferenceSet:
     """What the models see of the speaker: the completer's landmark sets and the renderer's reference frames."""
 
-    landmark_sets: np.ndarray  # (R, 131, 2) spread over the mouth openings, for the completer
+    landmark_sets: LandmarkReferences  # for the completer: (R, 131, 2) over the mouth openings, or a set per person
     crops: torch.Tensor  # (K, 3, S, S) in [-1, 1]: closed, half-open, open ("spread")
     points: torch.Tensor  # (K, 131, 2)
     tokens: dict  # the renderer's encoding of ``crops``, computed once
@@ -115,7 +116,7 @@ class ReferenceSet:
         pool_points_t = torch.from_numpy(shifted_points(np.stack([e.points for e in held]), dy))
         pool_tokens = renderer.encode_reference_pool(pool_crops_t, pool_points_t) if per_frame else None
         return cls(
-            track.landmark_references(landmark_sets),
+            track.references_by_person(landmark_sets),
             crops_t,
             points_t,
             renderer.encode_references(crops_t, points_t),

@@ -22,6 +22,7 @@ from dubber.face.landmarks import JAW, N_POSE
 from dubber.models.landmark_completer import LandmarkCompleter, LandmarkCompleterConfig
 from dubber.models.landmark_ensemble import LandmarkEnsemble
 from dubber.models.landmark_sequence import predict_sequence
+from dubber.pipeline.person_references import LandmarkReferences, PersonReferences, sets_of_frames
 from dubber.pipeline.timeline import Timeline
 
 Features = AudioFeatures | SpeechFeatures | MelAndSpeechFeatures
@@ -52,19 +53,30 @@ def predict_from_features(
     pool: Executor | None = None,
     offset: int = 0,
     length: int | None = None,
+    frame_sets: np.ndarray | None = None,
 ) -> np.ndarray:
     """(N, 57, 2) lip and jaw points for frames at ``times`` (a completer, or an ensemble's weighted mean);
     ``pool``: an ensemble's members predicted on its threads, at once (summed in the same order: the same values);
-    ``offset``, ``length``: the frames are frames ``offset..`` of a sequence of ``length`` (``predict_sequence``)."""
+    ``offset``, ``length``: the frames are frames ``offset..`` of a sequence of ``length`` (``predict_sequence``);
+    ``frame_sets``: ``refs`` is a set per person and each frame reads the one named here."""
     if isinstance(model, LandmarkEnsemble):
         members = [model.members[k] for k in model.weights]
         predict = partial(
-            predict_from_features, features=features, times=times, pose=pose, refs=refs, offset=offset, length=length
+            predict_from_features,
+            features=features,
+            times=times,
+            pose=pose,
+            refs=refs,
+            offset=offset,
+            length=length,
+            frame_sets=frame_sets,
         )
         outs = map(predict, members) if pool is None else pool.map(partial(_on_torch_thread, predict), members)
         return sum(w * out for w, out in zip(model.weights.values(), outs, strict=True))
     windows = member_windows(model.config, features, times)
-    return predict_sequence(model, windows, pose, refs, stride=PLAN_STRIDE, offset=offset, length=length)
+    return predict_sequence(
+        model, windows, pose, refs, stride=PLAN_STRIDE, offset=offset, length=length, frame_sets=frame_sets
+    )
 
 
 def _on_torch_thread(predict: Callable[[LandmarkCompleter], np.ndarray], member: LandmarkCompleter) -> np.ndarray:
@@ -83,12 +95,13 @@ class MotionPlanner:
         timeline: Timeline,
         source_points: np.ndarray,
         fill: np.ndarray,
-        references: np.ndarray,
+        references: LandmarkReferences,
         spread: Spread | None = None,
         pool: Executor | None = None,
     ) -> None:
         """``source_points`` (N_source, 131, 2) with NaN where a frame has no face; ``fill`` (N_source,) the frame
-        whose points stand in for each (``VideoTrack.filled_index``); ``spread`` widens the planned movement
+        whose points stand in for each (``VideoTrack.filled_index``); ``references`` one set for every frame or a
+        set per person (``person_references``); ``spread`` widens the planned movement
         (dubber/pipeline/articulation.py); ``pool``: threads an ensemble's members are predicted on at once."""
         self.model = model
         self.features = features
@@ -96,7 +109,9 @@ class MotionPlanner:
         self.timeline = timeline
         self.source_points = source_points
         self.fill = fill
-        self.references = references.astype(np.float32)
+        self.references = references
+        # The sets the completer reads: (R, 131, 2) for every frame, or (K, R, 131, 2) one per person.
+        self._sets = (references.sets if isinstance(references, PersonReferences) else references).astype(np.float32)
         self.spread = spread
         self.pool = pool
         self.context = model.config.window - 1
@@ -128,13 +143,19 @@ class MotionPlanner:
         finally:
             self.pool = kept
 
+    def sets(self, start: int, stop: int) -> np.ndarray | None:
+        """(stop - start,) the reference set each dubbed frame's plan reads (None: one for all)."""
+        return sets_of_frames(self.references, self.fill[self.timeline.dubbed_source_indices(start, stop)])
+
     def _predict(self, start: int, stop: int) -> np.ndarray:
         lo, hi = max(0, start - self.context), min(self.timeline.dub_frames, stop + self.context)
         times = np.arange(lo, hi) / self.fps
-        pose, frames = self.pose(lo, hi), self.timeline.dub_frames
-        out = predict_from_features(self.model, self.features, times, pose, self.references, self.pool, lo, frames)
+        pose, frames, sets = self.pose(lo, hi), self.timeline.dub_frames, self.sets(lo, hi)
+        out = predict_from_features(self.model, self.features, times, pose, self._sets, self.pool, lo, frames, sets)
         out = out[start - lo : stop - lo]
-        return out if self.spread is None else self.spread(out)
+        if self.spread is None:
+            return out
+        return self.spread(out, None if sets is None else sets[start - lo : stop - lo])
 
     def targets(self, start: int, stop: int) -> np.ndarray:
         """(stop - start, 131, 2): pose from the source frames, content from the audio (the jaw's ends from the
@@ -147,14 +168,18 @@ class MotionPlanner:
 
 @dataclass(frozen=True)
 class Spread:
-    """The planned lips and jaw moved ``gain`` times as far from ``centre`` (57, 2): the mean of this speaker's plan
-    (dubber/pipeline/articulation.py chooses both)."""
+    """The planned lips and jaw moved ``gain`` times as far from ``centre``: the mean of this speaker's plan, (57, 2),
+    or of each person's, (K, 57, 2) (dubber/pipeline/articulation.py chooses both)."""
 
     gain: float
     centre: np.ndarray
 
-    def __call__(self, content: np.ndarray) -> np.ndarray:
-        return (self.centre + self.gain * (content - self.centre)).astype(content.dtype)
+    def __call__(self, content: np.ndarray, sets: np.ndarray | None = None) -> np.ndarray:
+        """``content`` (N, 57, 2) spread; ``sets`` (N,): each frame's person, where the centre is per person."""
+        centre = (
+            self.centre if self.centre.ndim == 2 else self.centre[np.zeros(len(content), int) if sets is None else sets]
+        )
+        return (centre + self.gain * (content - centre)).astype(content.dtype)
 
 
 def anchored_jaw(content: np.ndarray, source_jaw: np.ndarray) -> np.ndarray:
