@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from dubber.face.aligner import FaceAligner
-from dubber.face.identities import People
+from dubber.face.identities import Identities, People
 from dubber.face.tracker import FaceTracker, TrackerOptions
 from dubber.media.audio_feed import AudioFromFile
 from dubber.media.encode_options import VideoEncodeOptions, container_format_for
@@ -44,6 +44,8 @@ class InspectReport:
     roll_range: tuple[float, float] | None = None
     scene_cuts: int = 0
     people: int = 0  # the people the dub would tell apart (dubber/face/identities.py; 0: none facing the camera)
+    # Each of them as ``--person`` counts them (seen longest first): the frames they are seen in, and when first.
+    persons: list[PersonSeen] = field(default_factory=list)
     seconds: float = 0.0
     preview: Path | None = None
 
@@ -64,9 +66,28 @@ class InspectReport:
             "roll_range": self.roll_range,
             "scene_cuts": self.scene_cuts,
             "people": self.people,
+            "persons": [vars(p) for p in self.persons],
             "seconds": round(self.seconds, 3),
             "preview": str(self.preview) if self.preview else None,
         }
+
+
+@dataclass
+class PersonSeen:
+    person: int  # ``--person``'s number
+    frames: int
+    first_seen: float  # seconds
+
+
+def _persons(identities: Identities, fps: float) -> list[PersonSeen]:
+    order = np.argsort(-np.asarray(identities.frames), kind="stable")  # as VideoTrack.person_order
+    first = {
+        who: min(run for run, k in identities.of_run.items() if k == who) for who in set(identities.of_run.values())
+    }
+    return [
+        PersonSeen(rank, int(identities.frames[k]), round(first.get(int(k), 0) / fps, 3))
+        for rank, k in enumerate(order)
+    ]
 
 
 def _range(values: list[float]) -> tuple[float, float] | None:
@@ -159,6 +180,7 @@ def inspect_video(
         roll_range=_range(roll),
         scene_cuts=cuts,
         people=len(people.identities.looks),
+        persons=_persons(people.identities, float(reader.fps)) if len(people.identities.looks) > 1 else [],
         seconds=time.perf_counter() - started,
         preview=Path(preview) if preview is not None else None,
     )

@@ -73,8 +73,9 @@ def test_adaptation_keeps_the_model_when_nothing_improves_and_skips_a_clip_too_s
     assert kept is model and none is None
 
 
-def test_adaptation_learns_from_the_person_seen_longest_only(monkeypatch):
-    """In a video of two people the references are the person seen longest's, so only their frames teach it."""
+def test_adaptation_learns_from_one_persons_frames_only(monkeypatch):
+    """In a video of two people the references are one person's (the one dubbed, else the one seen longest), so
+    only their frames teach it."""
     torch.manual_seed(0)
     model = LandmarkCompleter(TINY).eval()
     track, features = _clip()
@@ -83,8 +84,8 @@ def test_adaptation_learns_from_the_person_seen_longest_only(monkeypatch):
     _, everyone = adapt_completer(model, track, features, refs, settings)
     theirs = np.zeros(track.frames, bool)
     theirs[50:120] = True  # the other person before and after
-    monkeypatch.setattr(VideoTrack, "person_frames", lambda self: theirs)
-    _, one = adapt_completer(model, track, features, refs, settings)
+    monkeypatch.setattr(VideoTrack, "person_frames", lambda self, rank: theirs if rank == 1 else ~theirs)
+    _, one = adapt_completer(model, track, features, refs, replace(settings, person=1))
     assert everyone.windows == track.frames - TINY.window + 1 and one.windows == 70 - TINY.window + 1
 
 

@@ -447,6 +447,23 @@ def test_a_batch_row_can_start_its_dub_into_the_video(tmp_path, face_clip, capsy
     assert "jobs.csv: row 1: start 'soon' is not seconds or [HH:]MM:SS[.ms]" in capsys.readouterr().err
 
 
+def test_a_batch_row_can_name_the_only_person_dubbed(tmp_path, face_clip, capsys):
+    speech = make_audio(tmp_path / "s.wav", seconds=0.4)
+    manifest, out = tmp_path / "jobs.csv", tmp_path / "out"
+    manifest.write_text(f"video,audio,output,person\n{face_clip},{speech},a.mp4,0\n{face_clip},{speech},b.mp4,1\n")
+    assert run(["batch", str(manifest), "-o", str(out), "--json", "--weights", TINY_BUNDLE, "--crf", "0"]) == 3
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert lines[0]["status"] == "ok" and lines[0]["person"] == 0 and lines[0]["result"]["settings"]["person"] == 0
+    assert lines[1]["status"] == "failed" and "--person 1 needs 2 people told apart" in lines[1]["error"]
+    assert not (out / "b.mp4").exists()
+    alone = tmp_path / "alone.mp4"  # one person: person 0 is every face, as without the column
+    assert dub(face_clip, "--audio", speech, "-o", alone, "--crf", "0") == 0
+    assert (out / "a.mp4").read_bytes() == alone.read_bytes()
+    manifest.write_text(f"video,audio,person\n{face_clip},{speech},first\n")
+    assert run(["batch", str(manifest), "-o", str(out), "--weights", TINY_BUNDLE]) == 2
+    assert "jobs.csv: row 1: person 'first' is not 0, 1, 2, ..." in capsys.readouterr().err
+
+
 # -- Python API, chunking, bench ---------------------------------------------------------------------------------
 def test_python_api_reports_progress_and_chunks_do_not_show(tmp_path, face_clip):
     from dubber import DubbingPipeline

@@ -80,6 +80,8 @@ def test_a_start_past_the_end_or_on_a_photo_is_refused_naming_the_file():
         check_start(Path("p.png"), 1.0, 1, 25.0)
     with pytest.raises(InputError, match="start="):
         DubOptions(start=-1.0)
+    with pytest.raises(InputError, match="person=-1 must be 0 or more"):
+        DubOptions(person=-1)
 
 
 def test_the_sound_is_the_videos_own_before_and_after_the_dub(tmp_path):

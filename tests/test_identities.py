@@ -3,6 +3,8 @@ each frame's references taken from its own person's frames."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -152,6 +154,17 @@ def test_two_people_cut_together_are_told_apart(cut_clip):
     assert all((e.index < 30 or e.index >= 60) == (e.identity == 0) for e in held)
     refs = track.references_by_person(15)  # the completer's: a set per person, each frame its own person's
     assert refs.sets.shape == (2, 15, 131, 2) and refs.of_frame.tolist() == [0] * 30 + [1] * 30 + [0] * 30
+    assert (
+        track.person_order() == [0, 1] and track.person_frames(1).tolist() == [False] * 30 + [True] * 30 + [False] * 30
+    )
+    from dubber.inspection import inspect_video
+
+    report = inspect_video(cut_clip).to_dict()  # what `dub inspect` lists, as --person counts them
+    assert report["people"] == 2
+    assert report["persons"] == [
+        {"person": 0, "frames": 60, "first_seen": 0.0},
+        {"person": 1, "frames": 30, "first_seen": 1.2},
+    ]
 
 
 @pytest.mark.shared_data
@@ -167,3 +180,30 @@ def test_trackers_at_once_tell_the_same_people_apart(cut_clip):
     identity = track.identity()
     assert set(identity[:30]) == {0} and set(identity[30:60]) == {1} and set(identity[60:]) == {0}
     assert {e.identity for e in track.pool.held()} == {0, 1} and len(track.pool.identities.looks) == 2
+
+
+@pytest.mark.shared_data
+def test_a_dub_of_one_person_keeps_the_others_frames(cut_clip, tmp_path, monkeypatch, capfd):
+    """``--person 1``: only the second person's frames are redrawn; the first person's are the source's, exactly."""
+    from dubber.cli.app import run
+    from dubber.media.transcode import reencode
+    from tests.media_factory import make_audio
+    from tests.tiny_bundle import TINY_BUNDLE, make_tiny_weights
+
+    monkeypatch.setenv("DUB_WEIGHTS", str(make_tiny_weights(tmp_path / "weights")))
+    speech, out, plain = make_audio(tmp_path / "s.wav", seconds=3.6), tmp_path / "out.mp4", tmp_path / "plain.mp4"
+    lossless = ["--crf", "0", "--preset", "ultrafast", "--weights", TINY_BUNDLE]
+    assert run(["video", str(cut_clip), "-a", str(speech), "-o", str(out), "--person", "1", "--json", *lossless]) == 0
+    result = json.loads(capfd.readouterr().out)
+    assert result["settings"]["person"] == 1 and result["settings"]["people"] == 2 and result["face_frames"] == 30
+    reencode(cut_clip, plain, options=VideoEncodeOptions(crf=0, preset="ultrafast"))
+    dubbed, source = [f.image for f in VideoReader(out)], [f.image for f in VideoReader(plain)]
+    assert len(dubbed) == len(source) == 90
+    for i in [*range(30), *range(60, 90)]:
+        np.testing.assert_array_equal(dubbed[i], source[i])
+    assert all(np.abs(dubbed[i].astype(int) - source[i]).max() > 0 for i in range(30, 60))
+    refused = tmp_path / "x.mp4"
+    assert run(["video", str(cut_clip), "-a", str(speech), "-o", str(refused), "--person", "2", *lossless]) == 2
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--person 2 needs 3 people told apart and the video shows 2 people" in err[0]
+    assert not refused.exists()

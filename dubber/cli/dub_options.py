@@ -74,6 +74,13 @@ START = typer.Option(
     "audio play before it; with --keep-rest, after it too.",
 )
 FACE = typer.Option(0, "--face", min=0, help="Which face to dub: 0 the largest, 1 the next, ...")
+PERSON = typer.Option(
+    None,
+    "--person",
+    min=0,
+    help="Dub only this person of a video cut between several (0: the one seen longest, 1: the next; `dub inspect` "
+    "lists them); the others' frames stay as they are. Default: everyone.",
+)
 FACE_BACKEND = typer.Option(
     "mediapipe",
     "--face-backend",
@@ -166,6 +173,7 @@ def dub_options(
     source_detail=True,
     articulation=True,
     start=0.0,
+    person=None,
 ):
     from dubber.pipeline.options import DubOptions
 
@@ -177,6 +185,7 @@ def dub_options(
         keep_rest=keep_rest,
         start=parse_start(start),
         face_index=face,
+        person=person,
         fps=Fraction(fps).limit_denominator(1001),
         keep_original_audio=keep_original_audio,
         crf=crf,

@@ -48,7 +48,12 @@ def _table(report) -> Table:
         " / ".join(_fmt_range(r) for r in (report.yaw_range, report.pitch_range, report.roll_range)),
     )
     t.add_row("scene cuts", str(report.scene_cuts))
-    t.add_row("people told apart", str(report.people) if report.people else "none facing the camera")
+    told = str(report.people) if report.people else "none facing the camera"
+    if report.persons:  # as --person numbers them
+        told += (
+            " (" + "; ".join(f"{p.person}: {p.frames} frames from {p.first_seen:.2f} s" for p in report.persons) + ")"
+        )
+    t.add_row("people told apart", told)
     if report.preview:
         t.add_row("preview", str(report.preview))
     return t

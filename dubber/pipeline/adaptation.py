@@ -44,6 +44,7 @@ class AdaptationSettings:
     # The fine-tuned weights' share in a weight-space average with the original ones: on short videos the fine-tuned
     # model alone overfits (docs/DUBBING.md "Adaptation"); half of each kept most of the gain and lost less.
     mix: float = 0.5
+    person: int = 0  # whose frames it learns from, as ``--person`` counts them (0: the person seen longest)
 
 
 @dataclass
@@ -75,14 +76,14 @@ def adapt_completer(
     lag: int = 0,
 ) -> tuple[LandmarkCompleter | LandmarkEnsemble, AdaptationReport | None]:
     """A copy of ``model`` fine-tuned on the video ``track`` heard through ``features`` (its own audio), with the
-    references (R, 131, 2) of the person seen longest, on that person's frames (where people were told apart, the
+    references (R, 131, 2) of ``settings.person``, on that person's frames (where people were told apart, the
     others' frames with these references would teach it wrong lips); ``model`` itself and None when the video has no
     window to learn from.
     ``lag``: frames the video's mouth follows its own sound; frame i learns from the sound at frame i - lag."""
     settings = settings or AdaptationSettings()
     started = time.perf_counter()
     window = model.config.window
-    starts = _window_starts(track.person_frames(), window)  # the references' person (``references``)
+    starts = _window_starts(track.person_frames(settings.person), window)  # the references' person
     if len(starts) < 4:
         return model, None
     held = max(1, len(starts) // 5)

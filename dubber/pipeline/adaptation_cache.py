@@ -29,7 +29,7 @@ log = get_logger("pipeline")
 ENTRY = "entry.json"
 MODEL = "model"
 RECIPE = 3  # of what adaptation does beyond its settings: 2 lines the video's sound up with its mouth first, 3 learns
-# from the person seen longest only
+# from one person's frames only (``AdaptationSettings.person``)
 
 
 def default_cache_dir() -> Path:

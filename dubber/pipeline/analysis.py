@@ -104,25 +104,30 @@ class VideoTrack:
             cands = np.flatnonzero(self.has_face)
         return self.points[spread_references(np.nan_to_num(self.opening), cands, count, None)]
 
+    def person_order(self) -> list[int]:
+        """The identities told apart, the person seen in the most frames first (``--person`` counts them so)."""
+        return [int(k) for k in np.argsort(-np.asarray(self.pool.identities.frames), kind="stable")]
+
     def references_by_person(self, count: int) -> LandmarkReferences:
         """The completer's references: where two or more people were told apart, a set per person and each frame's
         person's set for its plan (``person_references``); else ``landmark_references``."""
-        people = self.pool.identities
-        if len(people.looks) < 2:
+        order = self.person_order()
+        if len(order) < 2:
             return self.landmark_references(count)
-        order = [people.main(), *(k for k in np.argsort(people.frames)[::-1] if k != people.main())]
-        sets = np.stack([self.landmark_references(count, int(k)) for k in order])
-        rank = {int(k): r for r, k in enumerate(order)}
+        sets = np.stack([self.landmark_references(count, k) for k in order])
+        rank = {k: r for r, k in enumerate(order)}
         of_frame = np.array([rank.get(int(k), 0) for k in self.identity()], np.int64)
         return PersonReferences(sets, of_frame[self.filled_index()])
 
-    def person_frames(self) -> np.ndarray:
-        """(N,) the frames with a face of the person seen longest (all with a face where fewer than two people were
-        told apart)."""
-        people = self.pool.identities
-        if len(people.looks) < 2:
-            return self.has_face.copy()
-        return self.identity() == people.main()
+    def person_frames(self, rank: int = 0) -> np.ndarray:
+        """(N,) the frames with a face of the person ranked ``rank`` by the frames they are seen in (0: the most;
+        every frame with a face is person 0's where fewer than two people were told apart)."""
+        order = self.person_order()
+        if len(order) < 2:
+            return self.has_face & (rank == 0)
+        if rank >= len(order):
+            return np.zeros(self.frames, bool)
+        return self.identity() == order[rank]
 
 
 def analyse_video(

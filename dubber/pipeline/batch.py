@@ -34,6 +34,7 @@ class BatchItem:
     output: Path
     problem: str = ""
     start: float = 0.0  # seconds into the video where the dub starts (the manifest's ``start`` column)
+    person: int | None = None  # the only person dubbed (the manifest's ``person`` column; None: the batch's own)
 
 
 @dataclass
@@ -52,6 +53,8 @@ class ItemResult:
         }
         if self.item.start:
             d["start"] = self.item.start
+        if self.item.person is not None:
+            d["person"] = self.item.person
         if self.error:
             d["error"] = self.error
         if self.result:
@@ -91,7 +94,8 @@ def _read_rows(manifest: Path) -> list[dict]:
     reader = csv.DictReader(text.splitlines())
     if not reader.fieldnames or not {"video", "audio"} <= {f.strip() for f in reader.fieldnames}:
         raise InputError(
-            manifest, "a batch manifest needs 'video' and 'audio' columns (and optionally 'output' and 'start')"
+            manifest,
+            "a batch manifest needs 'video' and 'audio' columns (and optionally 'output', 'start' and 'person')",
         )
     return [{k.strip(): (v or "").strip() for k, v in row.items() if k} for row in reader]
 
@@ -106,10 +110,21 @@ def _start_of(manifest: Path, n: int, value) -> float:
         raise InputError(manifest, f"row {n}: start {value!r} is not seconds or [HH:]MM:SS[.ms]") from None
 
 
+def _person_of(manifest: Path, n: int, value) -> int | None:
+    """Row ``n``'s ``person`` (0, 1, ...; empty: the batch's own ``--person``)."""
+    if value is None or str(value).strip() == "":
+        return None
+    text = str(value).strip()
+    if not text.isdigit():
+        raise InputError(manifest, f"row {n}: person {value!r} is not 0, 1, 2, ... (0: the person seen longest)")
+    return int(text)
+
+
 def items_from_manifest(manifest: Path, out_dir: Path | None, suffix: str = ".mp4") -> list[BatchItem]:
-    """Rows ``video,audio[,output][,start]`` (CSV with a header, or JSON lines); relative paths are relative to
-    the manifest's folder, a relative ``output`` to ``out_dir`` when given; rows without one get a ``suffix`` file;
-    ``start``: where in the video its dub starts (``--start``)."""
+    """Rows ``video,audio[,output][,start][,person]`` (CSV with a header, or JSON lines); relative paths are relative
+    to the manifest's folder, a relative ``output`` to ``out_dir`` when given; rows without one get a ``suffix``
+    file; ``start``: where in the video its dub starts (``--start``); ``person``: the only person dubbed
+    (``--person``)."""
     base = manifest.parent
     items = []
     for n, row in enumerate(_read_rows(manifest), 1):
@@ -121,7 +136,8 @@ def items_from_manifest(manifest: Path, out_dir: Path | None, suffix: str = ".mp
             output = out if out.is_absolute() else (out_dir or base) / out
         else:
             output = _output_for(video, Path(row["video"]), out_dir, suffix)
-        items.append(BatchItem(video, audio, output, start=_start_of(manifest, n, row.get("start"))))
+        start, person = _start_of(manifest, n, row.get("start")), _person_of(manifest, n, row.get("person"))
+        items.append(BatchItem(video, audio, output, start=start, person=person))
     if not items:
         raise InputError(manifest, "the manifest lists no jobs")
     return items
@@ -241,6 +257,7 @@ def run_item(
                 progress=progress,
                 analysis=analysis,
                 start=item.start or None,  # None: the batch's own options
+                person=item.person,
             )
             if analysis is not None and analyses.seconds:  # the tracking counts where it was done: its video's first
                 for stage, seconds in {**analysis.seconds, "total": analyses.seconds}.items():

@@ -36,7 +36,7 @@ from dubber.pipeline.analysis import VideoTrack
 from dubber.pipeline.articulation import MAX_SECONDS, HeardSpeech, LastReading, OwnSpeech, read_own_speech
 from dubber.pipeline.auto_batch import auto_batch_size
 from dubber.pipeline.dub_pass import encode_dub, render_workers
-from dubber.pipeline.face_pass import track_faces
+from dubber.pipeline.face_pass import check_person, track_faces
 from dubber.pipeline.face_redraw import FaceRedrawer, ReferenceSet, add_time
 from dubber.pipeline.frame_source import FrameSpool
 from dubber.pipeline.job import DubJob, ProgressCallback, dub_settings
@@ -192,6 +192,7 @@ class DubbingPipeline:
                 track = self._analyse(job, spool)
             job.still = track.frames == 1
             job.tracking_segments, job.people = track.segments, len(track.pool.identities.looks)
+            check_person(job.video, opts.person, track)
             job.fps = float(opts.fps) if job.still else float(reader.fps)
             check_start(job.video, opts.start, track.frames, job.fps)  # decoded: a container may declare more
             timeline = Timeline.plan(track.frames, job.audio_seconds, job.fps, opts.fit, opts.keep_rest, opts.start)

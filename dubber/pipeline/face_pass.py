@@ -97,6 +97,22 @@ def track_video(video: Path, crop_size: int) -> VideoTrack:
         return analyse_video(reader, tracker, FaceAligner(crop_size))
 
 
+def check_person(video: Path, person: int | None, track: VideoTrack) -> None:
+    """``--person``: a person the track told apart (one, where it told none apart but found a face)."""
+    if person is None:
+        return
+    told = len(track.person_order()) or int(bool(track.has_face.any()))
+    if person >= max(told, 1):  # person 0 of a video without a face: nothing to dub, as without --person
+        shows = {0: "no face", 1: "one person"}.get(told, f"{told} people")
+        raise InputError(
+            video,
+            f"--person {person} needs {person + 1} people told apart and the video shows {shows} (--person 0 is "
+            "the person seen longest; `dub inspect` lists them)",
+        )
+    redrawn, faces = int(track.person_frames(person).sum()), int(track.has_face.sum())
+    log.info("%s: only person %d is dubbed, in %d of the %d frames with a face", video, person, redrawn, faces)
+
+
 def _check_faces(job: DubJob, track: VideoTrack) -> None:
     wanted = job.opts.face_index
     if wanted > 0 and not track.has_face.any():

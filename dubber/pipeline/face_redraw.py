@@ -194,6 +194,8 @@ class FaceRedrawer:
         self.compositor = compositor_for(renderer.device, renderer.size, composite)
         self.paste_rows_from = paste_rows_from(renderer.size)
         self.identity = torch.from_numpy(track.identity())  # who each source frame shows
+        # The source frames whose face is redrawn: every face, or only ``--person``'s.
+        self.redrawn = track.has_face if opts.person is None else track.person_frames(opts.person)
 
     def plan(self, start: int, count: int) -> PlannedFaces | None:
         """The faces among output frames ``start..start+count`` and their target landmarks; None: no face. Called
@@ -201,7 +203,7 @@ class FaceRedrawer:
         timeline = self.timeline
         lead = timeline.lead_frames  # the source's own frames before the dub: not redrawn
         first, stop = max(start, lead), min(start + count, timeline.dub_end)
-        todo = [i for i in range(first, stop) if self.track.has_face[timeline.source_index(i)]]
+        todo = [i for i in range(first, stop) if self.redrawn[timeline.source_index(i)]]
         if not todo:
             return None
         t0 = time.perf_counter()

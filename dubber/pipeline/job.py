@@ -67,6 +67,7 @@ def dub_settings(weights: str, runtime: str, renderer, job: DubJob) -> dict:
         "reference_key_side": renderer.reference_key_side,
         "tracking_segments": job.tracking_segments,
         "people": job.people,
+        "person": opts.person,
         "render_workers": job.render_workers,
         # Where the paste's pixel work ran: torch on the models' GPU, else OpenCV (pipeline/face_redraw.py).
         "paste": "torch" if renderer.device.type == "cuda" else "opencv",

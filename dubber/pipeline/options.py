@@ -26,6 +26,9 @@ class DubOptions:
     keep_rest: bool = False  # a video longer than the audio goes on with its own frames and audio
     start: float = 0.0  # seconds into the video where the dub starts: its own frames and audio before
     face_index: int = 0  # which face to dub: 0 the largest
+    # Whose frames to redraw, of the people pass 1 tells apart (0: the person seen longest; None: everyone's); the
+    # others' frames are kept as they are.
+    person: int | None = None
     fps: Fraction = Fraction(25)  # output rate for a still image
     keep_original_audio: bool = False  # the source's audio as a second track
     crf: int = 18
@@ -59,6 +62,8 @@ class DubOptions:
             problems.append(f"start={self.start} must be 0 or more seconds")
         if self.face_index < 0:
             problems.append(f"face={self.face_index} must be 0 or more")
+        if self.person is not None and self.person < 0:
+            problems.append(f"person={self.person} must be 0 or more")
         if not 0 < float(self.fps) <= 240:
             problems.append(f"fps={self.fps} must be in (0, 240]")
         if not 0 <= self.crf <= 51:

@@ -55,7 +55,8 @@ def completer_for_video(
         (log.warning if mode == "on" else log.info)("%s: not adapted to the speaker: %s", job.video, problem)
         return landmarks
     t0 = time.perf_counter()
-    settings = AdaptationSettings(seconds=job.opts.adapt_seconds, seed=job.opts.seed)
+    person = job.opts.person or 0  # the person dubbed, else the one seen longest
+    settings = AdaptationSettings(seconds=job.opts.adapt_seconds, seed=job.opts.seed, person=person)
     cache = AdaptationCache(Path(job.opts.cache_dir) if job.opts.cache_dir else None)
     key = entry_key(job.video, landmarks, settings)
     model = cache.load(key, landmarks)
@@ -64,7 +65,8 @@ def completer_for_video(
     else:
         lag = mouth_lag() or 0
         with closing(audio_features(job.video)) as own:
-            refs = track.landmark_references(landmarks.config.n_refs)
+            order = track.person_order()
+            refs = track.landmark_references(landmarks.config.n_refs, order[person] if len(order) > 1 else None)
             model, report = adapt_completer(landmarks, track, own.features, refs, settings, lag=lag)
         if report is not None:
             cache.store(key, model, job.video, report.seconds)
