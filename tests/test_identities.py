@@ -135,8 +135,13 @@ def cut_clip(tmp_path_factory, shared_manifest):
         "dev/katie_hill/SadTalker__WDA_KatieHill_000.mp4",
         "train/aoc/SadTalker__WDA_AlexandriaOcasioCortez_000.mp4",
     )]  # fmt: skip
-    video = tmp_path_factory.mktemp("cut") / "shots.mp4"
-    with VideoWriter(video, width=256, height=256, fps=25, options=VideoEncodeOptions(crf=14, preset="veryfast")) as w:
+    from dubber.media.audio_feed import AudioFromFile
+    from tests.media_factory import make_audio
+
+    folder = tmp_path_factory.mktemp("cut")
+    video, sound = folder / "shots.mp4", AudioFromFile(make_audio(folder / "sound.wav", seconds=3.6))
+    options = VideoEncodeOptions(crf=14, preset="veryfast")
+    with VideoWriter(video, width=256, height=256, fps=25, options=options, audio=sound) as w:
         for clip, first in ((clips[0], 0), (clips[1], 0), (clips[0], 0)):  # shots that face the camera
             for frame in VideoReader(clip):
                 if first <= frame.index < first + 30:
@@ -207,3 +212,34 @@ def test_a_dub_of_one_person_keeps_the_others_frames(cut_clip, tmp_path, monkeyp
     err = capfd.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--person 2 needs 3 people told apart and the video shows 2 people" in err[0]
     assert not refused.exists()
+
+
+@pytest.mark.shared_data
+def test_only_the_speakers_are_dubbed(cut_clip, tmp_path, monkeypatch, capfd):
+    """``--only-speaking``: a person whose mouth does not follow the video's sound (read here as given) is kept."""
+    from dubber.cli.app import run
+    from dubber.media.transcode import reencode
+    from dubber.pipeline.speaking_people import SpeakingPeople
+    from tests.media_factory import make_audio
+    from tests.tiny_bundle import TINY_BUNDLE, make_tiny_weights
+
+    monkeypatch.setenv("DUB_WEIGHTS", str(make_tiny_weights(tmp_path / "weights")))
+    monkeypatch.setattr("dubber.pipeline.dubbing.read_speaking", lambda *a, **k: SpeakingPeople((0.1, 0.6)))
+    speech, out, plain = make_audio(tmp_path / "s.wav", seconds=3.6), tmp_path / "out.mp4", tmp_path / "plain.mp4"
+    lossless = ["--crf", "0", "--preset", "ultrafast", "--weights", TINY_BUNDLE]
+    assert run(["video", str(cut_clip), "-a", str(speech), "-o", str(out), "--only-speaking", "--json", *lossless]) == 0
+    result = json.loads(capfd.readouterr().out)
+    assert result["settings"]["speaking"] == [1] and result["face_frames"] == 30
+    reencode(cut_clip, plain, options=VideoEncodeOptions(crf=0, preset="ultrafast"))
+    dubbed, source = [f.image for f in VideoReader(out)], [f.image for f in VideoReader(plain)]
+    for i in [*range(30), *range(60, 90)]:  # person 0, a listener here
+        np.testing.assert_array_equal(dubbed[i], source[i])
+    monkeypatch.setattr("dubber.pipeline.dubbing.read_speaking", lambda *a, **k: SpeakingPeople((0.1, 0.2)))
+    assert (
+        run(["video", str(cut_clip), "-a", str(speech), "-o", str(out), "--only-speaking", "--overwrite", *lossless])
+        == 0
+    )
+    assert "no one's mouth follows the video's own sound" in capfd.readouterr().err  # then everyone is dubbed
+    both = ["--only-speaking", "--person", "0"]
+    assert run(["video", str(cut_clip), "-a", str(speech), "-o", str(tmp_path / "x.mp4"), *both, *lossless]) == 2
+    assert "give one" in capfd.readouterr().err

@@ -136,3 +136,31 @@ def test_a_video_of_two_people_gives_each_their_own_references():
     assert isinstance(plain, np.ndarray)
     np.testing.assert_array_equal(plain, one.landmark_references(4))
     assert one.person_frames().all()
+
+
+def test_the_people_whose_mouths_follow_the_sound_are_the_speakers(model):
+    from dubber.data.clip_arrays import content_opening
+    from dubber.pipeline.speaking_people import SpeakingPeople, read_speaking, redrawn_frames
+
+    frames, cut = 150, 70  # each person on screen 2 s or more: enough to tell
+    rng = np.random.default_rng(4)
+    mel = AudioFeatures(rng.normal(size=(int(frames / 25 * 80) + 20, 80)).astype(np.float32))
+    points = rng.uniform(0.2, 0.8, (frames, 131, 2)).astype(np.float32)
+    references = PersonReferences(
+        rng.uniform(0.2, 0.8, (2, 4, 131, 2)).astype(np.float32), (np.arange(frames) >= cut).astype(np.int64)
+    )
+    timeline = Timeline(frames, frames, "pingpong")
+    planned = content_opening(
+        MotionPlanner(model, mel, 25.0, timeline, points, np.arange(frames), references).content(0, frames)
+    )
+    tracked = planned.copy()
+    tracked[cut:] = rng.permutation(planned[cut:])  # person 1 moves, not to this sound
+    track = SimpleNamespace(
+        frames=frames, points=points, has_face=np.ones(frames, bool), opening=tracked,
+        filled_index=lambda: np.arange(frames),
+    )  # fmt: skip
+    reading = read_speaking(model, StreamedFeatures(mel, frames / 25.0, ()), track, 25.0, references)
+    assert reading.matches[0] > 0.99 and reading.matches[1] < 0.3 and reading.speaking() == [0]
+    np.testing.assert_array_equal(redrawn_frames(track, references, [0]), np.arange(frames) < cut)
+    assert SpeakingPeople((0.1, 0.2)).speaking() == [0, 1]  # nobody follows (a voice-over): everyone
+    assert SpeakingPeople((0.5, None, 0.1)).speaking() == [0, 1]  # too few frames to tell: dubbed

@@ -81,6 +81,12 @@ PERSON = typer.Option(
     help="Dub only this person of a video cut between several (0: the one seen longest, 1: the next; `dub inspect` "
     "lists them); the others' frames stay as they are. Default: everyone.",
 )
+ONLY_SPEAKING = typer.Option(
+    False,
+    "--only-speaking",
+    help="In a video cut between several people, dub only those whose mouths follow the video's own sound; "
+    "listeners' frames (reaction shots) stay as they are.",
+)
 FACE_BACKEND = typer.Option(
     "mediapipe",
     "--face-backend",
@@ -174,6 +180,7 @@ def dub_options(
     articulation=True,
     start=0.0,
     person=None,
+    only_speaking=False,
 ):
     from dubber.pipeline.options import DubOptions
 
@@ -186,6 +193,7 @@ def dub_options(
         start=parse_start(start),
         face_index=face,
         person=person,
+        speaking_only=only_speaking,
         fps=Fraction(fps).limit_denominator(1001),
         keep_original_audio=keep_original_audio,
         crf=crf,

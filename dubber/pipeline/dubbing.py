@@ -44,8 +44,9 @@ from dubber.pipeline.model_loading import load_models
 from dubber.pipeline.motion import MotionPlanner, Spread
 from dubber.pipeline.mouth_lag import MIN_CORRELATION
 from dubber.pipeline.options import DubOptions, DubResult
-from dubber.pipeline.person_references import LandmarkReferences
+from dubber.pipeline.person_references import LandmarkReferences, PersonReferences
 from dubber.pipeline.phase_clock import PhaseClock, phase_report
+from dubber.pipeline.speaking_people import read_speaking, redrawn_frames
 from dubber.pipeline.timeline import Timeline, check_start
 from dubber.pipeline.video_adaptation import completer_for_video
 from dubber.render.renderer_pipeline import FaceRenderer
@@ -361,6 +362,29 @@ class DubbingPipeline:
             )
         return reading
 
+    def _speakers(self, job: DubJob, track: VideoTrack, landmarks, references: LandmarkReferences) -> np.ndarray | None:
+        """With ``--only-speaking``, the frames of the people whose mouths follow the video's own sound (None:
+        every face, where the option is off or there is one person or no sound to tell by)."""
+        if not job.opts.speaking_only:
+            return None
+        if job.still or job.media.audio is None or not isinstance(references, PersonReferences):
+            log.info("%s: one person, or no sound of its own to tell speakers by: every face is dubbed", job.video)
+            return None
+        t0 = time.perf_counter()
+        reading = read_speaking(landmarks, self._audio_features(job.video), track, job.fps, references)
+        job.speaking = reading.speaking()
+        add_time(job.timings, "speaking", t0)
+        for k, match in enumerate(reading.matches):
+            follows = "too few frames to tell" if match is None else f"its mouth follows the sound at {match:.2f}"
+            dubbed = "dubbed" if k in job.speaking else "kept as it is (a listener)"
+            log.info("%s: person %d: %s: %s", job.video, k, follows, dubbed)
+        if not reading.anyone_follows:
+            log.warning(
+                "%s: no one's mouth follows the video's own sound (a voice-over, music?): every face is dubbed",
+                job.video,
+            )
+        return redrawn_frames(track, references, job.speaking)
+
     def _write(
         self,
         job: DubJob,
@@ -385,7 +409,8 @@ class DubbingPipeline:
                     track, self.renderer, landmarks.config.n_refs, per_frame=opts.references == "nearest"
                 )
                 motion = self._motion(job, track, timeline, landmarks, refs.landmark_sets, own.result(), members)
-            redraw = FaceRedrawer(self.renderer, track, timeline, motion, refs, opts, timings, counts)
+            redrawn = self._speakers(job, track, landmarks, refs.landmark_sets)
+            redraw = FaceRedrawer(self.renderer, track, timeline, motion, refs, opts, timings, counts, redrawn)
         add_time(timings, "landmarks", t0)
         width, height = reader.size
         job.batch_size = opts.batch_size or auto_batch_size(self.device, reader.size)

@@ -186,7 +186,9 @@ class FaceRedrawer:
         opts: DubOptions,
         timings: dict[str, float],
         counts: dict[str, int] | None = None,
+        redrawn: np.ndarray | None = None,
     ) -> None:
+        """``redrawn``: the source frames whose face is redrawn (default: every face, or ``--person``'s)."""
         self.renderer, self.track, self.timeline, self.motion, self.refs = renderer, track, timeline, motion, refs
         self.opts, self.timings = opts, timings
         self.counts = counts if counts is not None else {}  # "network": frames the renderer network drew
@@ -194,8 +196,9 @@ class FaceRedrawer:
         self.compositor = compositor_for(renderer.device, renderer.size, composite)
         self.paste_rows_from = paste_rows_from(renderer.size)
         self.identity = torch.from_numpy(track.identity())  # who each source frame shows
-        # The source frames whose face is redrawn: every face, or only ``--person``'s.
-        self.redrawn = track.has_face if opts.person is None else track.person_frames(opts.person)
+        if redrawn is None:
+            redrawn = track.has_face if opts.person is None else track.person_frames(opts.person)
+        self.redrawn = redrawn
 
     def plan(self, start: int, count: int) -> PlannedFaces | None:
         """The faces among output frames ``start..start+count`` and their target landmarks; None: no face. Called

@@ -29,6 +29,8 @@ class DubOptions:
     # Whose frames to redraw, of the people pass 1 tells apart (0: the person seen longest; None: everyone's); the
     # others' frames are kept as they are.
     person: int | None = None
+    # Of several people, redraw only those whose mouths follow the video's own sound (pipeline/speaking_people.py)
+    speaking_only: bool = False
     fps: Fraction = Fraction(25)  # output rate for a still image
     keep_original_audio: bool = False  # the source's audio as a second track
     crf: int = 18
@@ -64,6 +66,8 @@ class DubOptions:
             problems.append(f"face={self.face_index} must be 0 or more")
         if self.person is not None and self.person < 0:
             problems.append(f"person={self.person} must be 0 or more")
+        if self.person is not None and self.speaking_only:
+            problems.append("person and speaking_only choose whom to dub two ways: give one")
         if not 0 < float(self.fps) <= 240:
             problems.append(f"fps={self.fps} must be in (0, 240]")
         if not 0 <= self.crf <= 51:
