@@ -243,3 +243,23 @@ def test_only_the_speakers_are_dubbed(cut_clip, tmp_path, monkeypatch, capfd):
     both = ["--only-speaking", "--person", "0"]
     assert run(["video", str(cut_clip), "-a", str(speech), "-o", str(tmp_path / "x.mp4"), *both, *lossless]) == 2
     assert "give one" in capfd.readouterr().err
+
+
+@pytest.mark.shared_data
+def test_dubs_of_one_analysed_video_read_who_speaks_once(cut_clip, tmp_path, monkeypatch):
+    from dubber import DubbingPipeline
+    from dubber.pipeline import speaking_people
+    from tests.media_factory import make_audio
+    from tests.tiny_bundle import TINY_BUNDLE, make_tiny_weights
+
+    monkeypatch.setenv("DUB_WEIGHTS", str(make_tiny_weights(tmp_path / "weights")))
+    calls = []
+    real = speaking_people.read_speaking
+    monkeypatch.setattr("dubber.pipeline.dubbing.read_speaking", lambda *a, **k: calls.append(1) or real(*a, **k))
+    pipe = DubbingPipeline.from_pretrained(TINY_BUNDLE, device="cpu")
+    track = pipe.analyse(cut_clip)
+    for k, seconds in enumerate((1.0, 1.4)):  # as dub batch does: many audios onto one video
+        speech = make_audio(tmp_path / f"s{k}.wav", seconds=seconds)
+        result = pipe(cut_clip, speech, tmp_path / f"o{k}.mp4", analysis=track, speaking_only=True)
+        assert result.face_frames > 0
+    assert len(calls) == 1  # the second dub took the first one's reading

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -35,6 +36,7 @@ POWER = 0.5  # of the std ratio: the gain's shrinkage towards 1
 MIN_FRAMES = 25  # frames with a face and a plan: fewer say nothing about the speaker's range
 MAX_SECONDS = 30.0  # of the video's own speech read: the range is the speaker's, not the video length's
 _BLOCK = 256
+Reading = TypeVar("Reading")
 
 
 def gain_from_openings(planned: np.ndarray, tracked: np.ndarray) -> float:
@@ -134,9 +136,10 @@ class LastReading:
     video's speech once."""
 
     def __init__(self) -> None:
-        self._last: tuple[weakref.ref, weakref.ref, OwnSpeech] | None = None
+        self._last: tuple[weakref.ref, weakref.ref, Any] | None = None
 
-    def get(self, track: VideoTrack, model, read: Callable[[], OwnSpeech]) -> OwnSpeech:
+    def get(self, track: VideoTrack, model, read: Callable[[], Reading]) -> Reading:
+        """What ``read`` returns (an ``OwnSpeech``, a ``SpeakingPeople``), read once for ``track`` and ``model``."""
         last = self._last
         if last is not None and last[0]() is track and last[1]() is model:
             return last[2]

@@ -90,6 +90,7 @@ class DubbingPipeline:
         self.backend_factory = backend_factory
         self.name = name
         self._last_reading = LastReading()  # several dubs of one analysed video (dub batch) read its speech once
+        self._last_speaking = LastReading()  # ... and who speaks in it (--only-speaking)
 
     @classmethod
     def from_pretrained(
@@ -371,7 +372,8 @@ class DubbingPipeline:
             log.info("%s: one person, or no sound of its own to tell speakers by: every face is dubbed", job.video)
             return None
         t0 = time.perf_counter()
-        reading = read_speaking(landmarks, self._audio_features(job.video), track, job.fps, references)
+        read = partial(read_speaking, landmarks, partial(self._audio_features, job.video), track, job.fps, references)
+        reading = self._last_speaking.get(track, landmarks, read)
         job.speaking = reading.speaking()
         add_time(job.timings, "speaking", t0)
         for k, match in enumerate(reading.matches):

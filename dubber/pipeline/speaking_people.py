@@ -12,6 +12,7 @@ nothing of who speaks). Measured in docs/DUBBING.md "Several people in one video
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import Executor
 from contextlib import closing
 from dataclasses import dataclass
@@ -49,14 +50,15 @@ class SpeakingPeople:
 
 def read_speaking(
     model,
-    own: StreamedFeatures,
+    own: StreamedFeatures | Callable[[], StreamedFeatures],
     track: VideoTrack,
     fps: float,
     references: LandmarkReferences,
     pool: Executor | None = None,
 ) -> SpeakingPeople:
-    """Each person's match between the completer's plan of the video's own speech ``own`` and their tracked mouth."""
-    with closing(own):
+    """Each person's match between the completer's plan of the video's own speech ``own`` (or what computes it) and
+    their tracked mouth."""
+    with closing(own() if callable(own) else own) as own:
         timeline = Timeline.plan(track.frames, own.seconds, fps, "pingpong", False)
         frames = min(timeline.dub_frames, track.frames)
         motion = MotionPlanner(model, own.features, fps, timeline, track.points, track.filled_index(), references)
