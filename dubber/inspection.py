@@ -80,13 +80,12 @@ class PersonSeen:
 
 
 def _persons(identities: Identities, fps: float) -> list[PersonSeen]:
-    order = np.argsort(-np.asarray(identities.frames), kind="stable")  # as VideoTrack.person_order
     first = {
         who: min(run for run, k in identities.of_run.items() if k == who) for who in set(identities.of_run.values())
     }
     return [
-        PersonSeen(rank, int(identities.frames[k]), round(first.get(int(k), 0) / fps, 3))
-        for rank, k in enumerate(order)
+        PersonSeen(rank, int(identities.frames[k]), round(first.get(k, 0) / fps, 3))
+        for rank, k in enumerate(identities.ranked())
     ]
 
 

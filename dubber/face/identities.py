@@ -122,6 +122,10 @@ class Identities:
         """The identity seen in the most frames (-1: none)."""
         return int(np.argmax(self.frames)) if self.frames else -1
 
+    def ranked(self) -> list[int]:
+        """The identities, the one seen in the most frames first (``--person`` counts them so; ties: the first told)."""
+        return [int(k) for k in np.argsort(-np.asarray(self.frames), kind="stable")]
+
 
 @dataclass
 class RunLooks:

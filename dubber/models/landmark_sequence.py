@@ -70,7 +70,8 @@ def predict_sequence(
         chunk = starts[i : i + batch_size]
         idx = np.asarray(chunk)[:, None] + np.arange(t)[None]
         b = len(chunk)
-        which = None if sets is None else torch.as_tensor(sets[idx[:, t // 2]], device=device)
+        middle = None if sets is None else sets[idx[:, t // 2]]  # the set each window reads
+        which = None if middle is None else torch.as_tensor(middle, device=device)
         window_refs = refs_t.expand(b, -1, -1, -1) if sets is None else refs_t[which]
         if shared:
             rows = torch.as_tensor(idx, device=device)
@@ -86,7 +87,7 @@ def predict_sequence(
         np.add.at(acc, idx.reshape(-1), out_np.reshape(-1, N_CONTENT, 2))
         np.add.at(hits, idx.reshape(-1), 1.0)
         if sets is not None:
-            own = (sets[idx] == sets[idx[:, t // 2]][:, None]).reshape(-1)
+            own = (sets[idx] == middle[:, None]).reshape(-1)
             np.add.at(own_acc, idx.reshape(-1)[own], out_np.reshape(-1, N_CONTENT, 2)[own])
             np.add.at(own_hits, idx.reshape(-1)[own], 1.0)
     model.train(was_training)

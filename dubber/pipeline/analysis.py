@@ -106,7 +106,7 @@ class VideoTrack:
 
     def person_order(self) -> list[int]:
         """The identities told apart, the person seen in the most frames first (``--person`` counts them so)."""
-        return [int(k) for k in np.argsort(-np.asarray(self.pool.identities.frames), kind="stable")]
+        return self.pool.identities.ranked()
 
     def references_by_person(self, count: int) -> LandmarkReferences:
         """The completer's references: where two or more people were told apart, a set per person and each frame's

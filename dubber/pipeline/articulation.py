@@ -28,7 +28,7 @@ from dubber.face.landmarks import N_CONTENT
 from dubber.pipeline.analysis import VideoTrack
 from dubber.pipeline.motion import MotionPlanner, Spread
 from dubber.pipeline.mouth_lag import MIN_CORRELATION, best_lag
-from dubber.pipeline.person_references import LandmarkReferences, PersonReferences
+from dubber.pipeline.person_references import LandmarkReferences, people_in
 from dubber.pipeline.timeline import Timeline
 
 MAX_GAIN = 1.5
@@ -78,7 +78,7 @@ def read_own_speech(
         frames = min(timeline.dub_frames, track.frames, int(MAX_SECONDS * fps))
         points, fill = track.points, track.filled_index()
         motion = MotionPlanner(model, own.features, fps, timeline, points, fill, references, pool=pool)
-        people = len(references.sets) if isinstance(references, PersonReferences) else 1
+        people = people_in(references)
         total, count, openings = np.zeros((people, N_CONTENT, 2)), np.zeros(people), []
         for start in range(0, frames, _BLOCK):
             stop = min(frames, start + _BLOCK)

@@ -46,7 +46,7 @@ from dubber.pipeline.mouth_lag import MIN_CORRELATION
 from dubber.pipeline.options import DubOptions, DubResult
 from dubber.pipeline.person_references import LandmarkReferences, PersonReferences
 from dubber.pipeline.phase_clock import PhaseClock, phase_report
-from dubber.pipeline.speaking_people import read_speaking, redrawn_frames
+from dubber.pipeline.speaking_people import SpeakingPeople, read_speaking, redrawn_frames
 from dubber.pipeline.timeline import Timeline, check_start
 from dubber.pipeline.video_adaptation import completer_for_video
 from dubber.render.renderer_pipeline import FaceRenderer
@@ -372,7 +372,10 @@ class DubbingPipeline:
             log.info("%s: one person, or no sound of its own to tell speakers by: every face is dubbed", job.video)
             return None
         t0 = time.perf_counter()
-        read = partial(read_speaking, landmarks, partial(self._audio_features, job.video), track, job.fps, references)
+
+        def read() -> SpeakingPeople:
+            return read_speaking(landmarks, self._audio_features(job.video), track, job.fps, references)
+
         reading = self._last_speaking.get(track, landmarks, read)
         job.speaking = reading.speaking()
         add_time(job.timings, "speaking", t0)
@@ -411,9 +414,11 @@ class DubbingPipeline:
                     track, self.renderer, landmarks.config.n_refs, per_frame=opts.references == "nearest"
                 )
                 motion = self._motion(job, track, timeline, landmarks, refs.landmark_sets, own.result(), members)
-            redrawn = self._speakers(job, track, landmarks, refs.landmark_sets)
+            add_time(timings, "landmarks", t0)
+            redrawn = self._speakers(job, track, landmarks, refs.landmark_sets)  # timed as "speaking"
             redraw = FaceRedrawer(self.renderer, track, timeline, motion, refs, opts, timings, counts, redrawn)
-        add_time(timings, "landmarks", t0)
+        else:
+            add_time(timings, "landmarks", t0)
         width, height = reader.size
         job.batch_size = opts.batch_size or auto_batch_size(self.device, reader.size)
         job.render_workers = render_workers(self.device, self.runtime) if opts.overlap else 1

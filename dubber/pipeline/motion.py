@@ -176,9 +176,7 @@ class Spread:
 
     def __call__(self, content: np.ndarray, sets: np.ndarray | None = None) -> np.ndarray:
         """``content`` (N, 57, 2) spread; ``sets`` (N,): each frame's person, where the centre is per person."""
-        centre = (
-            self.centre if self.centre.ndim == 2 else self.centre[np.zeros(len(content), int) if sets is None else sets]
-        )
+        centre = self.centre if self.centre.ndim == 2 else self.centre[0 if sets is None else sets]
         return (centre + self.gain * (content - centre)).astype(content.dtype)
 
 

@@ -32,6 +32,11 @@ def main_set(references: LandmarkReferences) -> np.ndarray:
     return references.main if isinstance(references, PersonReferences) else references
 
 
+def people_in(references: LandmarkReferences) -> int:
+    """The reference sets: one per person, or one for every frame."""
+    return len(references.sets) if isinstance(references, PersonReferences) else 1
+
+
 def sets_of_frames(references: LandmarkReferences, source_frames: np.ndarray) -> np.ndarray | None:
     """(n,) the set each of ``source_frames`` reads; None where there is one set for all."""
     return references.of_frame[source_frames] if isinstance(references, PersonReferences) else None

@@ -12,7 +12,6 @@ nothing of who speaks). Measured in docs/DUBBING.md "Several people in one video
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from concurrent.futures import Executor
 from contextlib import closing
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from dubber.data.clip_arrays import content_opening
 from dubber.pipeline.analysis import VideoTrack
 from dubber.pipeline.motion import MotionPlanner
 from dubber.pipeline.mouth_lag import MIN_CORRELATION, best_lag
-from dubber.pipeline.person_references import LandmarkReferences, PersonReferences
+from dubber.pipeline.person_references import LandmarkReferences, PersonReferences, people_in
 from dubber.pipeline.timeline import Timeline
 
 _BLOCK = 256
@@ -50,15 +49,14 @@ class SpeakingPeople:
 
 def read_speaking(
     model,
-    own: StreamedFeatures | Callable[[], StreamedFeatures],
+    own: StreamedFeatures,
     track: VideoTrack,
     fps: float,
     references: LandmarkReferences,
     pool: Executor | None = None,
 ) -> SpeakingPeople:
-    """Each person's match between the completer's plan of the video's own speech ``own`` (or what computes it) and
-    their tracked mouth."""
-    with closing(own() if callable(own) else own) as own:
+    """Each person's match between the completer's plan of the video's own speech ``own`` and their tracked mouth."""
+    with closing(own):
         timeline = Timeline.plan(track.frames, own.seconds, fps, "pingpong", False)
         frames = min(timeline.dub_frames, track.frames)
         motion = MotionPlanner(model, own.features, fps, timeline, track.points, track.filled_index(), references)
@@ -68,7 +66,7 @@ def read_speaking(
             openings.append(content_opening(motion.content(start, stop)))
             who = motion.sets(start, stop)
             sets.append(np.zeros(stop - start, np.int64) if who is None else who)
-    people = len(references.sets) if isinstance(references, PersonReferences) else 1
+    people = people_in(references)
     if not openings:
         return SpeakingPeople((None,) * people)
     planned, who = np.concatenate(openings), np.concatenate(sets)
