@@ -140,6 +140,8 @@ def inspect_video(
             for step in tracker.track(reader):
                 frames += 1
                 cuts += step.scene_cut
+                if step.scene_cut:
+                    people.saw_cut()
                 face = step.face
                 if face is not None:
                     with_face += 1

@@ -7,7 +7,9 @@ a clip, from the frames within ``MOST_YAW`` / ``MOST_PITCH``, against the other 
 person in one video: what ``SAME_PERSON`` must join), of the same speaker's other clips (another recording: for
 information) and every other speaker's thirds (what ``SAME_PERSON`` must keep apart); (3) two speakers
 of the same framing and colours cut together (A B A, 30 frames each, 256 px), which the scene-cut test misses:
-the runs and identities pass 1 finds.
+the runs and identities pass 1 finds; (4) ``turned``: over the clips of 3 s or more (video_only too, up to 400
+frames), the mean look of each third of a clip in each turned pose bin (``pose_bin``, 8 looks or more) against the
+other thirds' and other speakers' in the same bin, a bin apart, and mirrored to the other side.
 
     .venv/bin/python scripts/identity_looks.py [--out benchmarks/results/identity_look.json]
 """
@@ -71,6 +73,54 @@ def cut_pair(folder: Path) -> dict:
     }
 
 
+def _turned_groups(rows: list[dict]) -> list[tuple[str, str, int, int, np.ndarray, np.ndarray]]:
+    """(speaker, clip, third, pose bin, unit mean look, the same mirrored) for each third of each clip and turned
+    pose bin with ``MIN_RUN_LOOKS`` looks or more."""
+    groups = []
+    for r in rows:
+        looks, angles, _ = looks_of(SHARED / r["path"], most=400)
+        if len(looks) < 3 * ident.MIN_RUN_LOOKS:
+            continue
+        poses = np.array([ident.pose_bin((float(y), float(p))) for y, p in angles], dtype=object)
+        n = len(looks)
+        for third in range(3):
+            part = np.zeros(n, bool)
+            part[third * n // 3 : (third + 1) * n // 3] = True
+            for pose in sorted({q for q in poses[part] if q}):
+                chosen = part & (poses == pose)
+                if chosen.sum() >= ident.MIN_RUN_LOOKS:
+                    mean = looks[chosen].sum(0)
+                    mean /= np.linalg.norm(mean)
+                    mirrored = mean.reshape(ident._GRID[1], ident._GRID[0])[:, ::-1].ravel()  # the look is symmetric
+                    groups.append((r["speaker"], r["path"], third, int(pose), mean, mirrored))
+        print(r["path"], "turned looks:", int(sum(1 for q in poses if q)), flush=True)
+    return groups
+
+
+def _turned_agreement(groups: list) -> dict:
+    """Cosines of the groups' mean looks by how their poses relate (one side, the same bin or a bin apart; the
+    other side's mirrored onto this one, the same bin) and whose they are."""
+    pairs: dict[str, list[float]] = {}
+    for a, b in itertools.combinations(groups, 2):
+        if a[1] == b[1] and a[2] == b[2]:
+            continue
+        if a[3] == b[3]:
+            how, cosine = "same side, same bin", float(a[4] @ b[4])
+        elif a[3] * b[3] > 0 and abs(a[3] - b[3]) == 1:
+            how, cosine = "same side, a bin apart", float(a[4] @ b[4])
+        elif a[3] == -b[3]:
+            how, cosine = "other side mirrored, same bin", float(a[5] @ b[4])
+        else:
+            continue
+        whose = "same clip" if a[1] == b[1] else "same speaker" if a[0] == b[0] else "other speakers"
+        pairs.setdefault(f"{how}: {whose}", []).append(cosine)
+    return {
+        key: {"pairs": len(v), "min": float(np.min(v)), "p5": float(np.percentile(v, 5)), "median": float(np.median(v)),
+              "p95": float(np.percentile(v, 95)), "max": float(np.max(v))}
+        for key, v in sorted(pairs.items())
+    }  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=None)
@@ -103,6 +153,13 @@ def main() -> None:
     same_a, rec_a, other_a = np.array(same), np.array(recordings), np.array(other)
     with tempfile.TemporaryDirectory() as tmp:
         pair = cut_pair(Path(tmp))
+    turned_rows = [
+        r
+        for r in rows
+        if float(r["seconds"]) >= 3 and r["split"] in ("train", "dev", "wild", "video_only")
+        and not r["speaker"].startswith("grid") and "2spk" not in r["speaker"]
+    ]  # fmt: skip
+    turned = _turned_agreement(_turned_groups(turned_rows))
     low = np.array(list(consecutive.values()))
     result = {
         "command": ".venv/bin/python scripts/identity_looks.py --out benchmarks/results/identity_look.json",
@@ -119,6 +176,7 @@ def main() -> None:
         "same_split_at_threshold": float((same_a < ident.SAME_PERSON).mean()),
         "others_joined_at_threshold": float((other_a >= ident.SAME_PERSON).mean()),
         "cut_pair": pair,
+        "turned": turned,
     }  # fmt: skip
     result = json.loads(json.dumps(result, default=float))
     print(json.dumps({k: v for k, v in result.items() if k != "consecutive_lowest_per_clip"}, indent=1))

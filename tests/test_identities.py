@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from dubber.face.identities import SAME_PERSON, Identities, face_look
+from dubber.face.identities import SAME_PERSON, Identities, People, face_look, pose_bin
 from dubber.media import VideoReader, VideoWriter
 from dubber.media.encode_options import VideoEncodeOptions
 from dubber.pipeline.face_pass import track_video
@@ -50,6 +50,68 @@ def test_runs_that_look_alike_are_one_person_and_short_runs_found_no_one():
     assert first.assign(5, 10 * a, frames=20, looks=10) == 0 and first.of_run[0] == 0  # the first person told
     assert first.frames == [25] and Identities().main() == -1
     assert people.main() == 0 and people.of_run[80] == 0
+
+
+def test_poses_a_look_is_compared_in():
+    assert pose_bin((0.0, 0.0)) == pose_bin((-12.0, 15.0)) == 0  # facing the camera
+    assert pose_bin((12.5, 0.0)) == 1 and pose_bin((-16.9, 0.0)) == -1 and pose_bin((-17.0, 0.0)) == -2
+    assert pose_bin((34.0, 5.0)) == 5 and pose_bin((36.0, 0.0)) is None and pose_bin((0.0, 16.0)) is None
+
+
+def test_turned_runs_are_told_apart_in_the_poses_both_were_seen_in():
+    """An interview whose speakers never face the camera: runs are compared in the turned poses they share, and a
+    run seen only in poses no one else was is the run before it's person."""
+    rng = np.random.default_rng(3)
+    a, b = _look(rng), _look(rng)
+
+    def turned(base, poses):
+        return {pose: (count * _look(rng, base), count) for pose, count in poses.items()}
+
+    people = Identities()
+    assert people.assign(0, None, 40, 0, turned(a, {-3: 20, -4: 20})) == 0  # the first person, never frontal
+    assert people.assign(40, None, 40, 0, turned(b, {-4: 10, -5: 30})) == 1  # another face at -4
+    assert people.assign(80, None, 40, 0, turned(a, {-4: 30, -5: 5})) == 0  # A again, B's pose -5 in common too
+    assert people.assign(120, None, 40, 0, turned(b, {-5: 40})) == 1  # only B was seen at -5 ... until A was
+    assert people.assign(160, None, 30, 0, turned(b, {3: 30})) == 1  # a pose no one was seen in: as the run before
+    assert people.assign(190, 10 * _look(rng, a), 20, 10) == 1  # facing the camera, no one was: as before
+    assert people.frames == [80, 130] and not people.looks[0].any() and not people.looks[1].any()
+    frontal = Identities()
+    assert frontal.assign(0, 10 * _look(rng, a), 20, 10, turned(a, {2: 10})) == 0
+    assert frontal.assign(20, 10 * _look(rng, b), 20, 10, turned(a, {2: 10})) == 1  # facing the camera rules
+
+
+def test_after_a_scene_cut_a_run_in_a_pose_no_one_was_seen_in_is_someone_new():
+    """An interview filmed from two sides: A only ever turned, B only facing the camera, each shot after a cut."""
+    rng = np.random.default_rng(5)
+    a, b = _look(rng), _look(rng)
+    people = Identities()
+    assert people.assign(0, None, 40, 0, {4: (30 * _look(rng, a), 30)}) == 0
+    assert people.assign(40, 10 * _look(rng, b), 40, 10, after_cut=True) == 1  # nothing to compare: a new person
+    assert people.assign(80, None, 40, 0, {4: (20 * _look(rng, a), 20)}, after_cut=True) == 0  # A's pose again
+    assert people.assign(120, 10 * _look(rng, b), 40, 10, after_cut=True) == 1  # B facing the camera again
+    assert people.assign(160, None, 40, 0, {-3: (5 * _look(rng, b), 5)}, after_cut=True) == 1  # too few looks
+    assert people.assign(200, None, 40, 0, {-3: (20 * _look(rng, b), 20)}) == 1  # no cut: the run before's
+    tracked = People()
+    tracked.start_run(0)
+    tracked.saw_cut()
+    tracked.start_run(10)
+    assert tracked.run.after_cut and not tracked.cut
+    tracked.start_run(20)  # a loss, or a look cut: no scene cut
+    assert not tracked.run.after_cut
+
+
+def test_a_run_keeps_its_looks_by_pose(monkeypatch):
+    rng = np.random.default_rng(4)
+    a = _look(rng)
+    monkeypatch.setattr(People, "look_of", lambda self, crop: _look(rng, a, noise=0.05))
+    people = People()
+    people.start_run(0)
+    for index, yaw in enumerate([0.0, 5.0, -14.0, -15.0, 20.0, 40.0]):
+        assert people.see(index, (yaw, 0.0), lambda: None) is None
+    run = people.run
+    assert run.looks == 2 and run.frames == 6 and {p: n for p, (_, n) in run.turned.items()} == {-1: 2, 2: 1}
+    people.end_run()
+    assert people.identities.turned[0][-1][1] == 2 and people.identities.of_run == {0: 0}
 
 
 def _offer_run(pool: ReferencePool, first: int, look: np.ndarray | None, openings, turn: float = 0.0) -> None:

@@ -162,5 +162,10 @@ def test_the_people_whose_mouths_follow_the_sound_are_the_speakers(model):
     reading = read_speaking(model, StreamedFeatures(mel, frames / 25.0, ()), track, 25.0, references)
     assert reading.matches[0] > 0.99 and reading.matches[1] < 0.3 and reading.speaking() == [0]
     np.testing.assert_array_equal(redrawn_frames(track, references, [0]), np.arange(frames) < cut)
+    held = tracked.copy()  # person 1 held on one frame: the tracker's jitter alone, in time with the sound
+    held[cut:] = 0.1 + 1e-4 * (planned[cut:] - planned[cut:].mean()) / planned[cut:].std()
+    track.opening = held
+    still = read_speaking(model, StreamedFeatures(mel, frames / 25.0, ()), track, 25.0, references)
+    assert still.matches[0] == reading.matches[0] and still.matches[1] == 0.0 and still.speaking() == [0]
     assert SpeakingPeople((0.1, 0.2)).speaking() == [0, 1]  # nobody follows (a voice-over): everyone
     assert SpeakingPeople((0.5, None, 0.1)).speaking() == [0, 1]  # too few frames to tell: dubbed

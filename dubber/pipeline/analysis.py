@@ -184,11 +184,11 @@ def _track_frames(
     pool = ReferencePool()
     trim = HeapTrimmer()
 
-    def keep(item: tuple[Frame, TrackedFace | None, bool]) -> None:
-        frame, face, new_run = item
+    def keep(item: tuple[Frame, TrackedFace | None, bool, bool]) -> None:
+        frame, face, new_run, cut = item
         if spool is not None:
             spool.offer(frame.index, frame.image if frame.planes is None else frame.planes)
-        rows.add(*observe(frame, face, aligner, pool, new_run))
+        rows.add(*observe(frame, face, aligner, pool, new_run, cut))
         trim()
 
     keeper = Consumer(keep, depth=2, name="analyse-keep") if behind else None
@@ -197,7 +197,7 @@ def _track_frames(
         for tracked, (frame, prepared) in enumerate(frames, 1):
             t0 = time.perf_counter()
             step = tracker.step(frame, prepared)
-            hand_on((frame, step.face, step.reacquired))
+            hand_on((frame, step.face, step.reacquired, step.scene_cut))
             seconds["track"] += time.perf_counter() - t0
             if progress is not None:
                 progress(tracked)
@@ -216,10 +216,18 @@ Row = tuple[float, np.ndarray | None, np.ndarray | None, float, bool, float, int
 
 
 def observe(
-    frame: Frame, face: TrackedFace | None, aligner: FaceAligner, pool: ReferencePool, new_run: bool = False
+    frame: Frame,
+    face: TrackedFace | None,
+    aligner: FaceAligner,
+    pool: ReferencePool,
+    new_run: bool = False,
+    cut: bool = False,
 ) -> Row:
     """What the track keeps of one frame (``_FrameRows.add``'s arguments); the frame is offered to ``pool``;
-    ``new_run``: the tracker acquired the face afresh on it (``TrackStep.reacquired``)."""
+    ``new_run``: the tracker acquired the face afresh on it (``TrackStep.reacquired``); ``cut``: the tracker found
+    a scene cut on it (``TrackStep.scene_cut``)."""
+    if cut:
+        pool.saw_cut()
     if face is None:
         return frame.time, None, None, np.nan, False, np.nan, -1
     if new_run or pool.current_run < 0:

@@ -88,7 +88,7 @@ def _track_segment(
                 if frame.index >= start:
                     if spool is not None:
                         spool.offer(frame.index, frame.image if frame.planes is None else frame.planes)
-                    rows.append(observe(frame, step.face, aligner, pool, step.reacquired))
+                    rows.append(observe(frame, step.face, aligner, pool, step.reacquired, step.scene_cut))
                     shared.tracked()
                 trim()
                 seconds["track"] += time.perf_counter() - t0

@@ -62,6 +62,10 @@ class ReferencePool:
         """Frame ``index`` starts a run: the tracker acquired the face afresh (the start, a scene cut, a loss)."""
         self._settle(self.people.start_run(index))
 
+    def saw_cut(self) -> None:
+        """The tracker found a scene cut (``People.saw_cut``)."""
+        self.people.saw_cut()
+
     def end_run(self) -> None:
         """The run being tracked is over: its frames join the bins of its identity."""
         self._settle(self.people.end_run())
@@ -132,11 +136,11 @@ class ReferencePool:
         later.end_run()
         for key in [k for k in later.entries if k[0] == -1]:  # offered before the segment's first run
             self._keep(key, later.entries.pop(key))
-        for run, look, frames, looks in later.identities.pending:
+        for run, look, frames, looks, turned, after_cut in later.identities.pending:
             group = _run_group(run)
             for key in [k for k in later.entries if k[0] == group]:  # runs are named by frame: no clash
                 self.entries[key] = later.entries.pop(key)
-            self.identities.assign(run, look, frames, looks)
+            self.identities.assign(run, look, frames, looks, turned, after_cut)
             self._settle(run)
         later.identities.pending.clear()
 
