@@ -2,7 +2,8 @@
 
     python scripts/speaking_people.py CLIP [CLIP ...] [--out RESULTS.json]
 
-One JSON line per clip: the people told apart, each one's match (None: under 2 s of frames) and those dubbed.
+One JSON line per clip: the people told apart, each one's match (None: under 2 s of frames), those dubbed in some
+shot, and per shot its first frame, person, match and whether it is dubbed.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ def main() -> None:
         reading = read_speaking(pipe.landmarks, pipe._audio_features(clip), track, track.frame_rate(), references)
         row = {"clip": str(clip), "people": len(track.person_order()), "matches": reading.matches}
         row["dubbed"] = reading.speaking()
+        row["shots"] = [[shot.first, shot.person, shot.match, reading.shot_speaks(shot)] for shot in reading.shots]
         print(json.dumps(row), flush=True)
         rows.append(row)
     if args.out:

@@ -11,7 +11,8 @@ video cut between two people is dubbed on both.
 Clips are paired in the manifest's order, the i-th of those at the most common frame rate with the (i + n/2)-th.
 ``--listener moving`` gives B's shots the sound of a third clip (the next pair's A), so that B's mouth moves but
 not to what is heard; ``--listener still`` also holds B's first frame through B's shots (a listener who does not
-move): clips with a speaker and a listener, for ``--only-speaking`` (``scripts/speaking_people.py`` reads them).
+move); ``--listener second`` gives only B's second shot the third clip's sound (B speaks, then listens): clips with
+a speaker and a listener, for ``--only-speaking`` (``scripts/speaking_people.py`` reads them).
 """
 
 from __future__ import annotations
@@ -35,10 +36,17 @@ def _frames(path: Path) -> int:
 
 
 def write_pair(
-    first: Path, second: Path, out: Path, size: int, fps: int, heard: Path | None = None, still: bool = False
+    first: Path,
+    second: Path,
+    out: Path,
+    size: int,
+    fps: int,
+    heard: Path | None = None,
+    still: bool = False,
+    heard_late: bool = False,
 ) -> int:
-    """``out`` (an .mp4): A B A B, each shot half of the shorter clip (B's shots with ``heard``'s sound, and B's
-    first frame held through them if ``still``); the shot length in frames."""
+    """``out`` (an .mp4): A B A B, each shot half of the shorter clip (B's shots with ``heard``'s sound, only the
+    second if ``heard_late``, and B's first frame held through them if ``still``); the shot length in frames."""
     n = min(_frames(first), _frames(second), *([_frames(heard)] if heard else [])) // 2
     out.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(out), "w") as container:
@@ -60,7 +68,8 @@ def write_pair(
                         held = image if held is None else held
                         image = held
                     container.mux(video.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
-            sound_of = heard if heard is not None and path == second else path
+            hears = heard is not None and path == second and (lo > 0 or not heard_late)
+            sound_of = heard if hears else path
             samples = decode_audio(sound_of, sample_rate=RATE).mono
             shot = samples[int(lo / fps * RATE) : int((lo + n) / fps * RATE)]
             sound.append(np.pad(shot, (0, max(0, round(n / fps * RATE) - len(shot))))[: round(n / fps * RATE)])
@@ -80,7 +89,9 @@ def main() -> None:
     parser.add_argument("--split", default="held_out")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--size", type=int, default=320)
-    parser.add_argument("--listener", choices=("moving", "still"), help="B listens: another clip's sound in its shots")
+    parser.add_argument(
+        "--listener", choices=("moving", "still", "second"), help="B listens: another clip's sound in its shots"
+    )
     args = parser.parse_args()
     rows = [r for r in csv.DictReader(args.manifest.open()) if r["split"] == args.split]
     clips = [(r["speaker"], (args.manifest.parent / r["path"]).resolve()) for r in rows]
@@ -92,7 +103,7 @@ def main() -> None:
     for k, ((a, first), (b, second)) in enumerate(pairs):
         voice, heard = pairs[(k + 1) % len(pairs)][0] if args.listener else ("", None)
         out = args.out / f"{a}+{b}" / "abab.mp4"
-        n = write_pair(first, second, out, args.size, fps, heard, args.listener == "still")
+        n = write_pair(first, second, out, args.size, fps, heard, args.listener == "still", args.listener == "second")
         print(f"{a} + {b}: 4 shots of {n} frames" + (f", B hearing {voice}" if heard else ""))
 
 

@@ -132,6 +132,7 @@ def test_a_seeded_dub_reproduces_byte_for_byte(tmp_path, face_clip, capsys):
         "people": 1,  # one face, facing the camera
         "person": None,  # every person dubbed
         "speaking": None,  # no reading of who speaks (--only-speaking)
+        "kept_shots": None,  # ... nor of the shots it keeps
         # Two where the CLI left torch one thread on a CPU of two cores or more (the free cores less one).
         "render_workers": render_workers(torch.device("cpu"), "torch"),
         "paste": "opencv",

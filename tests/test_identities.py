@@ -292,6 +292,7 @@ def test_only_the_speakers_are_dubbed(cut_clip, tmp_path, monkeypatch, capfd):
     assert run(["video", str(cut_clip), "-a", str(speech), "-o", str(out), "--only-speaking", "--json", *lossless]) == 0
     result = json.loads(capfd.readouterr().out)
     assert result["settings"]["speaking"] == [1] and result["face_frames"] == 30
+    assert result["settings"]["kept_shots"] == []  # a reading of people alone, no shots
     reencode(cut_clip, plain, options=VideoEncodeOptions(crf=0, preset="ultrafast"))
     dubbed, source = [f.image for f in VideoReader(out)], [f.image for f in VideoReader(plain)]
     for i in [*range(30), *range(60, 90)]:  # person 0, a listener here

@@ -138,34 +138,44 @@ def test_a_video_of_two_people_gives_each_their_own_references():
     assert one.person_frames().all()
 
 
-def test_the_people_whose_mouths_follow_the_sound_are_the_speakers(model):
+def test_the_shots_whose_mouths_follow_the_sound_are_dubbed(model):
+    """Person 0 speaks in shot 0; person 1 speaks in shot 70 and listens in shot 150 (their mouth moves, not to
+    this sound): shot 150 alone is kept, though person 1 follows the sound over the whole video."""
     from dubber.data.clip_arrays import content_opening
-    from dubber.pipeline.speaking_people import SpeakingPeople, read_speaking, redrawn_frames
+    from dubber.pipeline.speaking_people import Shot, SpeakingPeople, read_speaking, redrawn_frames
 
-    frames, cut = 150, 70  # each person on screen 2 s or more: enough to tell
+    frames = 250  # each shot 2 s or more: enough to tell
     rng = np.random.default_rng(4)
     mel = AudioFeatures(rng.normal(size=(int(frames / 25 * 80) + 20, 80)).astype(np.float32))
     points = rng.uniform(0.2, 0.8, (frames, 131, 2)).astype(np.float32)
-    references = PersonReferences(
-        rng.uniform(0.2, 0.8, (2, 4, 131, 2)).astype(np.float32), (np.arange(frames) >= cut).astype(np.int64)
-    )
+    runs = np.repeat([0, 70, 150], [70, 80, 100])
+    references = PersonReferences(rng.uniform(0.2, 0.8, (2, 4, 131, 2)).astype(np.float32), (runs > 0).astype(int))
     timeline = Timeline(frames, frames, "pingpong")
     planned = content_opening(
         MotionPlanner(model, mel, 25.0, timeline, points, np.arange(frames), references).content(0, frames)
     )
     tracked = planned.copy()
-    tracked[cut:] = rng.permutation(planned[cut:])  # person 1 moves, not to this sound
+    tracked[150:] = rng.permutation(planned[150:])
     track = SimpleNamespace(
-        frames=frames, points=points, has_face=np.ones(frames, bool), opening=tracked,
+        frames=frames, points=points, has_face=np.ones(frames, bool), opening=tracked, runs=runs,
         filled_index=lambda: np.arange(frames),
     )  # fmt: skip
     reading = read_speaking(model, StreamedFeatures(mel, frames / 25.0, ()), track, 25.0, references)
-    assert reading.matches[0] > 0.99 and reading.matches[1] < 0.3 and reading.speaking() == [0]
-    np.testing.assert_array_equal(redrawn_frames(track, references, [0]), np.arange(frames) < cut)
-    held = tracked.copy()  # person 1 held on one frame: the tracker's jitter alone, in time with the sound
-    held[cut:] = 0.1 + 1e-4 * (planned[cut:] - planned[cut:].mean()) / planned[cut:].std()
+    assert reading.matches[0] > 0.99 and reading.matches[1] >= 0.3  # person 1 over the whole video: speaks
+    assert [(s.first, s.stop, s.person) for s in reading.shots] == [(0, 70, 0), (70, 150, 1), (150, 250, 1)]
+    assert reading.shots[1].match > 0.99 and reading.shots[2].match < 0.3
+    assert reading.kept_shots() == [reading.shots[2]] and reading.speaking() == [0, 1]
+    np.testing.assert_array_equal(redrawn_frames(track, references, reading), np.arange(frames) < 150)
+    held = tracked.copy()  # shot 150 held on one frame: the tracker's jitter alone, in time with the sound
+    held[150:] = 0.1 + 1e-4 * (planned[150:] - planned[150:].mean()) / planned[150:].std()
     track.opening = held
     still = read_speaking(model, StreamedFeatures(mel, frames / 25.0, ()), track, 25.0, references)
-    assert still.matches[0] == reading.matches[0] and still.matches[1] == 0.0 and still.speaking() == [0]
+    assert still.shots[2].match == 0.0 and still.kept_shots() == [still.shots[2]]
+    # Without shots read (a person-level reading), or with a shot too short to tell, the person decides.
+    assert SpeakingPeople((0.9, 0.1)).speaking() == [0]
     assert SpeakingPeople((0.1, 0.2)).speaking() == [0, 1]  # nobody follows (a voice-over): everyone
     assert SpeakingPeople((0.5, None, 0.1)).speaking() == [0, 1]  # too few frames to tell: dubbed
+    short = SpeakingPeople((0.9, 0.1), (Shot(0, 60, 0, 0.9), Shot(60, 80, 1, None), Shot(80, 150, 1, 0.5)))
+    assert [short.shot_speaks(s) for s in short.shots] == [True, False, True] and short.speaking() == [0, 1]
+    nobody = SpeakingPeople((0.1, 0.2), (Shot(0, 60, 0, 0.1), Shot(60, 120, 1, 0.2)))
+    assert nobody.kept_shots() == [] and nobody.speaking() == [0, 1]

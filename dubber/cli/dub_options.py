@@ -84,8 +84,8 @@ PERSON = typer.Option(
 ONLY_SPEAKING = typer.Option(
     False,
     "--only-speaking",
-    help="In a video cut between several people, dub only those whose mouths follow the video's own sound; "
-    "listeners' frames (reaction shots) stay as they are.",
+    help="In a video cut between shots, dub only the shots whose mouths follow the video's own sound; "
+    "listeners' shots (reaction shots) stay as they are.",
 )
 FACE_BACKEND = typer.Option(
     "mediapipe",

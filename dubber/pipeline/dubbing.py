@@ -44,7 +44,7 @@ from dubber.pipeline.model_loading import load_models
 from dubber.pipeline.motion import MotionPlanner, Spread
 from dubber.pipeline.mouth_lag import MIN_CORRELATION
 from dubber.pipeline.options import DubOptions, DubResult
-from dubber.pipeline.person_references import LandmarkReferences, PersonReferences
+from dubber.pipeline.person_references import LandmarkReferences
 from dubber.pipeline.phase_clock import PhaseClock, phase_report
 from dubber.pipeline.speaking_people import SpeakingPeople, read_speaking, redrawn_frames
 from dubber.pipeline.timeline import Timeline, check_start
@@ -364,12 +364,12 @@ class DubbingPipeline:
         return reading
 
     def _speakers(self, job: DubJob, track: VideoTrack, landmarks, references: LandmarkReferences) -> np.ndarray | None:
-        """With ``--only-speaking``, the frames of the people whose mouths follow the video's own sound (None:
-        every face, where the option is off or there is one person or no sound to tell by)."""
+        """With ``--only-speaking``, the frames of the shots whose mouths follow the video's own sound (None: every
+        face, where the option is off or there is no sound to tell by)."""
         if not job.opts.speaking_only:
             return None
-        if job.still or job.media.audio is None or not isinstance(references, PersonReferences):
-            log.info("%s: one person, or no sound of its own to tell speakers by: every face is dubbed", job.video)
+        if job.still or job.media.audio is None:
+            log.info("%s: no sound of its own to tell speakers by: every face is dubbed", job.video)
             return None
         t0 = time.perf_counter()
 
@@ -381,14 +381,21 @@ class DubbingPipeline:
         add_time(job.timings, "speaking", t0)
         for k, match in enumerate(reading.matches):
             follows = "too few frames to tell" if match is None else f"its mouth follows the sound at {match:.2f}"
-            dubbed = "dubbed" if k in job.speaking else "kept as it is (a listener)"
-            log.info("%s: person %d: %s: %s", job.video, k, follows, dubbed)
+            log.info("%s: person %d: %s", job.video, k, follows)
+        for shot in reading.shots:
+            follows = "too short to tell" if shot.match is None else f"follows the sound at {shot.match:.2f}"
+            dubbed = "dubbed" if reading.shot_speaks(shot) else "kept as it is (a listener)"
+            span = f"{track.times[shot.first]:.2f}-{track.times[shot.stop - 1]:.2f} s"
+            log.info("%s: shot at %s, person %d: %s: %s", job.video, span, shot.person, follows, dubbed)
+        times = track.times  # a shot from its first frame's time to its last's
+        kept = reading.kept_shots()
+        job.kept_shots = [[round(float(times[s.first]), 3), round(float(times[s.stop - 1]), 3), s.person] for s in kept]
         if not reading.anyone_follows:
             log.warning(
                 "%s: no one's mouth follows the video's own sound (a voice-over, music?): every face is dubbed",
                 job.video,
             )
-        return redrawn_frames(track, references, job.speaking)
+        return redrawn_frames(track, references, reading)
 
     def _write(
         self,

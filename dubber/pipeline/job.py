@@ -40,6 +40,7 @@ class DubJob:
     tracking_segments: int = 1  # pass 1's trackers at once (dubber/pipeline/parallel_tracking.py)
     people: int = 0  # the people pass 1 told apart (dubber/face/identities.py; 0: none told)
     speaking: list[int] | None = None  # with --only-speaking, the people dubbed (dubber/pipeline/speaking_people.py)
+    kept_shots: list[list] | None = None  # ... and the shots kept: [first frame's s, last's, person]
     render_workers: int = 1  # pass 2's chunks rendered at once (dubber/pipeline/dub_pass.py)
     heard: HeardSpeech | None = None  # the video's own speech heard ahead (dubber/pipeline/articulation.py)
     timings: dict[str, float] = field(default_factory=dict)
@@ -70,6 +71,7 @@ def dub_settings(weights: str, runtime: str, renderer, job: DubJob) -> dict:
         "people": job.people,
         "person": opts.person,
         "speaking": job.speaking,
+        "kept_shots": job.kept_shots,
         "render_workers": job.render_workers,
         # Where the paste's pixel work ran: torch on the models' GPU, else OpenCV (pipeline/face_redraw.py).
         "paste": "torch" if renderer.device.type == "cuda" else "opencv",

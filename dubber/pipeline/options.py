@@ -29,7 +29,7 @@ class DubOptions:
     # Whose frames to redraw, of the people pass 1 tells apart (0: the person seen longest; None: everyone's); the
     # others' frames are kept as they are.
     person: int | None = None
-    # Of several people, redraw only those whose mouths follow the video's own sound (pipeline/speaking_people.py)
+    # Redraw only the shots whose mouths follow the video's own sound (pipeline/speaking_people.py)
     speaking_only: bool = False
     fps: Fraction = Fraction(25)  # output rate for a still image
     keep_original_audio: bool = False  # the source's audio as a second track

@@ -1,14 +1,17 @@
-"""Who speaks in the video: of the people pass 1 tells apart, those whose mouths follow the video's own sound.
+"""Who speaks in the video, shot by shot: the shots whose mouth follows the video's own sound.
 
 A video cut between people shows listeners too (a reaction shot, an interviewer hearing the answer): their mouths
 do not follow the sound heard while they are on screen, and a dub that redraws them to the new speech makes them
-say another person's words. The completer plans the video's own speech (each frame from its own person's
-references, ``person_references``), and each person's planned opening is set against the opening tracked on their
-frames at the best shift within 0.16 s (``mouth_lag.best_lag``), over the whole video, in blocks (nothing grows
-with its length). A person followed at ``MIN_CORRELATION`` or more speaks; a person with under 2 s of frames cannot
-be read and counts as speaking, as does everyone where nobody is followed (a voice-over, music: the reading says
-nothing of who speaks). A mouth that does not move (its opening's std under ``STILL_MOUTH``) follows nothing,
-whatever a correlation of its tracker's jitter says. Measured in docs/DUBBING.md "Several people in one video".
+say another person's words. The same person speaks in some shots and listens in others, so the reading is made
+per shot (a run of the track: from a scene cut, a lost face or a look cut to the next). The completer plans the
+video's own speech (each frame from its own person's references, ``person_references``), and the planned opening
+is set against the opening tracked on each shot's frames, and on each person's, at the best shift within 0.16 s
+(``mouth_lag.best_lag``), in blocks (nothing grows with the video's length). A shot followed at
+``MIN_CORRELATION`` or more speaks; a shot under 2 s cannot be read and goes with its person's reading over the
+whole video (a person under 2 s counts as speaking); everyone is dubbed where nothing is followed (a voice-over,
+music: the reading says nothing of who speaks). A mouth that does not move (its opening's std under
+``STILL_MOUTH``) follows nothing, whatever a correlation of its tracker's jitter says. Measured in
+docs/DUBBING.md "Several people in one video".
 """
 
 from __future__ import annotations
@@ -35,21 +38,49 @@ STILL_MOUTH = 0.005
 
 
 @dataclass(frozen=True)
+class Shot:
+    """A run of the track (``VideoTrack.runs``) and how well its mouth follows the video's own sound."""
+
+    first: int  # its first frame (the run's name)
+    stop: int  # one past its last frame with a face
+    person: int  # whom it shows, as ``--person`` counts them
+    match: float | None  # None: too short to tell
+
+
+@dataclass(frozen=True)
 class SpeakingPeople:
     """Per person, as ``--person`` counts them, how well their mouth follows the video's own sound (None: too few
-    frames to tell)."""
+    frames to tell), and the same per shot."""
 
     matches: tuple[float | None, ...]
+    shots: tuple[Shot, ...] = ()
 
     @property
     def anyone_follows(self) -> bool:
-        return any(m is not None and m >= MIN_CORRELATION for m in self.matches)
+        found = [*self.matches, *(shot.match for shot in self.shots)]
+        return any(m is not None and m >= MIN_CORRELATION for m in found)
+
+    def person_speaks(self, person: int) -> bool:
+        """Over the whole video (the reading of their shots too short to tell; everyone where nothing follows)."""
+        match = self.matches[person]
+        return not self.anyone_follows or match is None or match >= MIN_CORRELATION
+
+    def shot_speaks(self, shot: Shot) -> bool:
+        """Whether ``shot`` is dubbed: by its own reading, or its person's where it is too short to tell."""
+        if not self.anyone_follows or shot.match is None:
+            return self.person_speaks(shot.person)
+        return shot.match >= MIN_CORRELATION
+
+    def kept_shots(self) -> list[Shot]:
+        """The shots of listeners, kept as they are."""
+        return [shot for shot in self.shots if not self.shot_speaks(shot)]
 
     def speaking(self) -> list[int]:
-        """The people who speak (everyone where nobody's mouth follows the sound)."""
-        if not self.anyone_follows:
-            return list(range(len(self.matches)))
-        return [k for k, m in enumerate(self.matches) if m is None or m >= MIN_CORRELATION]
+        """The people dubbed in some frames: in a shot that speaks, or speaking over the whole video where no shot
+        was read."""
+        if not self.shots:
+            return [k for k in range(len(self.matches)) if self.person_speaks(k)]
+        return sorted({shot.person for shot in self.shots if self.shot_speaks(shot)})
 
 
 def read_speaking(
@@ -60,7 +91,8 @@ def read_speaking(
     references: LandmarkReferences,
     pool: Executor | None = None,
 ) -> SpeakingPeople:
-    """Each person's match between the completer's plan of the video's own speech ``own`` and their tracked mouth."""
+    """Each person's and each shot's match between the completer's plan of the video's own speech ``own`` and the
+    mouth tracked on their frames."""
     with closing(own):
         timeline = Timeline.plan(track.frames, own.seconds, fps, "pingpong", False)
         frames = min(timeline.dub_frames, track.frames)
@@ -76,17 +108,33 @@ def read_speaking(
         return SpeakingPeople((None,) * people)
     planned, who = np.concatenate(openings), np.concatenate(sets)
     tracked = np.where(track.has_face[:frames], track.opening[:frames], np.nan)
-    matches = []
-    for k in range(people):
-        theirs = np.where(who == k, tracked, np.nan)
-        found = best_lag(planned, theirs, fps)
-        still = found is not None and float(np.nanstd(theirs)) < STILL_MOUTH
-        matches.append(None if found is None else 0.0 if still else round(found[1], 4))
-    return SpeakingPeople(tuple(matches))
+    matches = tuple(_match(planned, np.where(who == k, tracked, np.nan), fps) for k in range(people))
+    shots = []
+    runs = track.runs[:frames] if track.runs is not None else np.full(frames, -1)
+    for first in np.unique(runs[runs >= 0]).tolist():
+        of_run = np.flatnonzero(runs == first)
+        theirs = np.full(frames, np.nan, np.float32)
+        theirs[of_run] = tracked[of_run]
+        person = int(np.bincount(who[of_run]).argmax())
+        shots.append(Shot(int(first), int(of_run[-1]) + 1, person, _match(planned, theirs, fps)))
+    return SpeakingPeople(matches, tuple(shots))
 
 
-def redrawn_frames(track: VideoTrack, references: LandmarkReferences, speaking: list[int]) -> np.ndarray:
-    """(N,) the frames with a face of the people in ``speaking`` (ranks, as ``--person`` counts them)."""
-    if not isinstance(references, PersonReferences):
-        return track.has_face.copy() if 0 in speaking else np.zeros(track.frames, bool)
-    return track.has_face & np.isin(references.of_frame, speaking)
+def _match(planned: np.ndarray, tracked: np.ndarray, fps: float) -> float | None:
+    """How well the mouth ``tracked`` (NaN where not theirs) follows the opening ``planned``; None: too few frames."""
+    found = best_lag(planned, tracked, fps)
+    if found is None:
+        return None
+    return 0.0 if float(np.nanstd(tracked)) < STILL_MOUTH else round(found[1], 4)
+
+
+def redrawn_frames(track: VideoTrack, references: LandmarkReferences, reading: SpeakingPeople) -> np.ndarray:
+    """(N,) the frames with a face that ``reading`` dubs: those of the shots that speak, and beyond the shots read
+    (frames past the video's own sound) those of the people who speak."""
+    who = references.of_frame if isinstance(references, PersonReferences) else np.zeros(track.frames, np.int64)
+    people = [k for k in range(len(reading.matches)) if reading.person_speaks(k)]
+    redrawn = track.has_face & np.isin(who, people)
+    for shot in reading.shots:
+        ran = track.runs == shot.first
+        redrawn[ran] = track.has_face[ran] & reading.shot_speaks(shot)
+    return redrawn
