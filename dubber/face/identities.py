@@ -136,9 +136,10 @@ class Identities:
         ``frames``; with none to compare, the run before it's (a look cut inside one person's shot, a blink or a
         fast turn, changes nobody), unless it starts ``after_cut`` (a scene cut) with enough looks: then someone
         new. A deferred one keeps the run for later (-1)."""
-        turned = {pose: (v.copy(), n) for pose, (v, n) in (turned or {}).items()}
-        if self.deferred:
-            self.pending.append((run, None if look is None else look.copy(), frames, looks, turned, after_cut))
+        turned = turned or {}
+        if self.deferred:  # kept apart from the run's sums, which the caller may go on adding to
+            kept = {pose: (v.copy(), n) for pose, (v, n) in turned.items()}
+            self.pending.append((run, None if look is None else look.copy(), frames, looks, kept, after_cut))
             return -1
         who = self._told(look, looks, turned, after_cut)
         if who is None:  # nothing to compare with anyone

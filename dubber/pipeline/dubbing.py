@@ -382,12 +382,12 @@ class DubbingPipeline:
         for k, match in enumerate(reading.matches):
             follows = "too few frames to tell" if match is None else f"its mouth follows the sound at {match:.2f}"
             log.info("%s: person %d: %s", job.video, k, follows)
+        times = track.times  # a shot from its first frame's time to its last's
         for shot in reading.shots:
             follows = "too short to tell" if shot.match is None else f"follows the sound at {shot.match:.2f}"
             dubbed = "dubbed" if reading.shot_speaks(shot) else "kept as it is (a listener)"
-            span = f"{track.times[shot.first]:.2f}-{track.times[shot.stop - 1]:.2f} s"
+            span = f"{times[shot.first]:.2f}-{times[shot.stop - 1]:.2f} s"
             log.info("%s: shot at %s, person %d: %s: %s", job.video, span, shot.person, follows, dubbed)
-        times = track.times  # a shot from its first frame's time to its last's
         kept = reading.kept_shots()
         job.kept_shots = [[round(float(times[s.first]), 3), round(float(times[s.stop - 1]), 3), s.person] for s in kept]
         if not reading.anyone_follows:

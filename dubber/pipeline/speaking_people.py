@@ -16,7 +16,6 @@ docs/DUBBING.md "Several people in one video".
 
 from __future__ import annotations
 
-from concurrent.futures import Executor
 from contextlib import closing
 from dataclasses import dataclass
 
@@ -89,7 +88,6 @@ def read_speaking(
     track: VideoTrack,
     fps: float,
     references: LandmarkReferences,
-    pool: Executor | None = None,
 ) -> SpeakingPeople:
     """Each person's and each shot's match between the completer's plan of the video's own speech ``own`` and the
     mouth tracked on their frames."""
@@ -112,11 +110,10 @@ def read_speaking(
     shots = []
     runs = track.runs[:frames] if track.runs is not None else np.full(frames, -1)
     for first in np.unique(runs[runs >= 0]).tolist():
-        of_run = np.flatnonzero(runs == first)
-        theirs = np.full(frames, np.nan, np.float32)
-        theirs[of_run] = tracked[of_run]
-        person = int(np.bincount(who[of_run]).argmax())
-        shots.append(Shot(int(first), int(of_run[-1]) + 1, person, _match(planned, theirs, fps)))
+        ran = runs == first
+        person = int(np.bincount(who[ran]).argmax())
+        stop = int(np.flatnonzero(ran)[-1]) + 1
+        shots.append(Shot(int(first), stop, person, _match(planned, np.where(ran, tracked, np.nan), fps)))
     return SpeakingPeople(matches, tuple(shots))
 
 
