@@ -34,6 +34,7 @@ def tiny_root(tmp_path_factory) -> Path:
     root = make_tiny_weights(tmp_path_factory.mktemp("weights"))
     make_tiny_weights(root, "tiny-speech", speech=True)  # a completer that reads speech-encoder features
     make_tiny_weights(root, "tiny-mel-speech", speech=True, keep_mel=True)  # ... and the mel too
+    make_tiny_weights(root, "tiny-hearing", hearing=True)  # a completer whose lips and jaw follow the audio
     return make_tiny_weights(root, "tiny-ensemble", ensemble=True)  # a mel and a speech completer, as shipped
 
 
@@ -117,6 +118,7 @@ def test_a_seeded_dub_reproduces_byte_for_byte(tmp_path, face_clip, capsys):
         "runtime": "torch",
         "steps": 2,
         "seed": 0,
+        "speech": None,  # the mouth follows the audio itself (no --speech stem)
         "references": "nearest",
         "batch_size": 8,  # auto, on the CPU
         "articulation_gain": 1.0,  # 20 frames: too few to read the speaker's range
@@ -270,6 +272,51 @@ def test_a_dub_can_start_into_the_video_and_keep_what_follows(tmp_path, capfd):
     assert dub(video, "--audio", speech, "-o", tmp_path / "late.mp4", "--start", "1:75") == 2
     assert "--start '1:75': give seconds" in capfd.readouterr().err
     assert not (tmp_path / "late.mp4").exists() and no_partials(tmp_path)
+
+
+def test_the_mouth_follows_a_speech_stem_while_the_output_carries_the_mix(tmp_path, face_clip, capfd):
+    """``--speech STEM``: the frames a dub with the stem as its audio draws, the sound of ``--audio`` (the mix); a
+    stem that ends early is followed by silence (the frames of a dub with the silence written out), with a warning;
+    a stem without sound is refused before any work."""
+    from dubber.media import decode_audio
+    from tests.media_factory import tone
+
+    stem = make_audio(tmp_path / "stem.wav", seconds=0.8, freqs=(300.0,))
+    mix = make_audio(tmp_path / "mix.wav", seconds=0.8, freqs=(2000.0,))
+    out, by_stem, by_mix = tmp_path / "out.mp4", tmp_path / "by_stem.mp4", tmp_path / "by_mix.mp4"
+
+    def dub(*args) -> int:
+        return run(["video", *map(str, args), "--weights", "tiny-hearing"])
+
+    assert dub(face_clip, "--audio", mix, "--speech", stem, "-o", out, "--json", *LOSSLESS) == 0
+    result = json.loads(capfd.readouterr().out)
+    assert result["settings"]["speech"] == str(stem) and result["frames"] == 20
+    assert dub(face_clip, "--audio", stem, "-o", by_stem, *LOSSLESS) == 0
+    assert dub(face_clip, "--audio", mix, "-o", by_mix, *LOSSLESS) == 0
+    got, want, other = frames_of(out), frames_of(by_stem), frames_of(by_mix)
+    for i, (a, b) in enumerate(zip(got, want, strict=True)):
+        np.testing.assert_array_equal(a, b, err_msg=f"frame {i} is not the stem's")
+    assert any(not np.array_equal(a, b) for a, b in zip(got, other, strict=True))  # the mix: other mouths
+    sound = decode_audio(out)
+    assert abs(sound.duration - 0.8) < 0.03 and abs(_main_frequency(sound.mono, sound.sample_rate) - 2000) < 30
+
+    short = make_audio(tmp_path / "short.wav", seconds=0.3, freqs=(300.0,))
+    long_mix = make_audio(tmp_path / "long_mix.wav", seconds=1.6, freqs=(2000.0,))
+    rest = np.zeros((1, round(1.3 * 16000)), np.float32)
+    written = make_audio(tmp_path / "written.wav", samples=np.concatenate([tone(0.3, 16000, 1, (300.0,)), rest], 1))
+    capfd.readouterr()
+    assert dub(face_clip, "--audio", long_mix, "--speech", short, "-o", out, "--overwrite", *LOSSLESS) == 0
+    assert "short.wav ends 1.30 s before" in capfd.readouterr().err
+    assert dub(face_clip, "--audio", written, "-o", by_stem, "--overwrite", *LOSSLESS) == 0
+    got, want = frames_of(out), frames_of(by_stem)
+    assert len(got) == 40 == len(want)
+    for i, (a, b) in enumerate(zip(got, want, strict=True)):
+        np.testing.assert_array_equal(a, b, err_msg=f"frame {i} is not the stem's then silence's")
+
+    silent = make_video(tmp_path / "silent.mp4", frames=3)
+    assert dub(face_clip, "--audio", mix, "--speech", silent, "-o", tmp_path / "no.mp4") == 2
+    assert "silent.mp4: no audio stream" in capfd.readouterr().err
+    assert not (tmp_path / "no.mp4").exists()
 
 
 def test_a_still_image_becomes_a_talking_video_beside_it(tmp_path):
@@ -465,6 +512,21 @@ def test_a_batch_row_can_name_the_only_person_dubbed(tmp_path, face_clip, capsys
     manifest.write_text(f"video,audio,person\n{face_clip},{speech},first\n")
     assert run(["batch", str(manifest), "-o", str(out), "--weights", TINY_BUNDLE]) == 2
     assert "jobs.csv: row 1: person 'first' is not 0, 1, 2, ..." in capsys.readouterr().err
+
+
+def test_a_batch_row_can_name_the_speech_stem_its_mouth_follows(tmp_path, face_clip, capsys):
+    stem = make_audio(tmp_path / "stem.wav", seconds=0.4, freqs=(300.0,))
+    mix = make_audio(tmp_path / "mix.wav", seconds=0.4, freqs=(2000.0,))
+    manifest, out = tmp_path / "jobs.csv", tmp_path / "out"
+    manifest.write_text(f"video,audio,output,speech\n{face_clip},mix.wav,a.mp4,stem.wav\n{face_clip},mix.wav,b.mp4,\n")
+    args = ["--weights", "tiny-hearing", "--crf", "0"]
+    assert run(["batch", str(manifest), "-o", str(out), "--json", *args]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert lines[0]["speech"] == str(stem) and lines[0]["result"]["settings"]["speech"] == str(stem)
+    assert "speech" not in lines[1] and lines[1]["result"]["settings"]["speech"] is None
+    alone = tmp_path / "alone.mp4"
+    assert run(["video", str(face_clip), "--audio", str(mix), "--speech", str(stem), "-o", str(alone), *args]) == 0
+    assert (out / "a.mp4").read_bytes() == alone.read_bytes() != (out / "b.mp4").read_bytes()
 
 
 # -- Python API, chunking, bench ---------------------------------------------------------------------------------

@@ -128,6 +128,36 @@ def test_streamed_features_of_a_files_start_equal_those_of_the_start_alone(tmp_p
     got.close(), want.close()
 
 
+@pytest.mark.parametrize("kind", ["mel", "mel+speech"])
+def test_a_stem_read_on_a_longer_timeline_equals_the_stem_followed_by_silence(tmp_path, kind):
+    """``seconds`` past the stem's end: the features of the stem with that much silence after it, whatever the
+    decoder's blocks; short of its end: those of its start, and it says which it did."""
+    torch.manual_seed(0)
+    encoder = SpeechEncoder(SpeechEncoderConfig.named("tiny-test")).eval()
+    rng = np.random.default_rng(4)
+    samples = (0.2 * rng.standard_normal(16000 * 2 + 123)).clip(-1, 1)
+    stem = write_wav(tmp_path / "stem.wav", samples, 16000)
+    padded = write_wav(tmp_path / "padded.wav", np.concatenate([samples, np.zeros(16000 * 3 - len(samples))]), 16000)
+    got = stream_features(stem, kind, encoder, layer=1, seconds=3.0, folder=tmp_path)
+    want = stream_features(padded, kind, encoder, layer=1, folder=tmp_path)
+    assert got.seconds == want.seconds == 3.0 and not got.cut
+    assert got.padded == pytest.approx(3.0 - len(samples) / 16000)
+    times = np.arange(0, 3.0, 0.04)
+    if kind == "mel":
+        np.testing.assert_allclose(got.features.windows(times), want.features.windows(times), atol=1e-6)
+    else:
+        for part in ("mel", "speech"):
+            np.testing.assert_allclose(
+                getattr(got.features, part).windows(times), getattr(want.features, part).windows(times), atol=1e-5
+            )
+    short = stream_features(stem, "mel", seconds=1.5, folder=tmp_path)
+    exact = stream_features(stem, "mel", seconds=len(samples) / 16000, folder=tmp_path)
+    assert (short.seconds, short.cut, short.padded) == (1.5, True, 0.0)
+    assert (exact.cut, exact.padded) == (False, 0.0)  # a stem exactly the mix's length is neither cut nor padded
+    for streamed in (got, want, short, exact):
+        streamed.close()
+
+
 def test_streamed_features_fail_typed_and_leave_nothing(tmp_path):
     from tests.media_factory import make_video
 

@@ -38,10 +38,13 @@ def make_tiny_weights(
     speech: bool = False,
     keep_mel: bool = False,
     ensemble: bool = False,
+    hearing: bool = False,
 ) -> Path:
     """Write ``root/<name>/{landmarks,renderer}`` with manifest entries; returns ``root``. ``speech``: the completer
     reads the features of a tiny random speech encoder, registered beside it (with ``keep_mel``, mel+speech);
-    ``ensemble``: the landmarks are a 0.7 / 0.3 ensemble of a mel completer and such a speech completer, as shipped."""
+    ``ensemble``: the landmarks are a 0.7 / 0.3 ensemble of a mel completer and such a speech completer, as shipped;
+    ``hearing``: the completer's output heads get small random weights, so its lips and jaw follow the audio (else
+    they start at zero and every audio gives the references' mean shape)."""
     config = LandmarkCompleterConfig.named("tiny")
     if speech or ensemble:
         encoder = make_tiny_speech_encoder(root, seed)
@@ -52,6 +55,12 @@ def make_tiny_weights(
         landmarks = LandmarkEnsemble(members, {"mel": 0.7, "speech": 0.3})
     else:
         landmarks = LandmarkCompleter(speech_config if speech else config)
+    if hearing:
+        heads = torch.Generator().manual_seed(seed + 2)
+        with torch.no_grad():
+            for pname, p in landmarks.named_parameters():
+                if "_head." in pname:
+                    p.copy_(torch.randn(p.shape, generator=heads) * 0.01)
     unet = RendererUNet(**renderer_config("tiny"))
     g = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():  # the output layers start at zero; give them weights so the render changes pixels

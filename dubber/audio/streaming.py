@@ -148,6 +148,8 @@ class StreamedFeatures:
     features: AudioFeatures | SpeechFeatures | MelAndSpeechFeatures
     seconds: float
     stores: tuple[RowStore, ...]
+    padded: float = 0.0  # seconds of silence added after the audio to reach the length asked for
+    cut: bool = False  # the audio went on past the length asked for
 
     def close(self) -> None:
         for store in self.stores:
@@ -163,10 +165,12 @@ def stream_features(
     mel_config: MelConfig = MelConfig(),
     folder: str | Path | None = None,
     max_seconds: float | None = None,
+    seconds: float | None = None,
 ) -> StreamedFeatures:
     """Decode ``audio`` once and compute the completer's input: ``kind`` "mel", "speech" or "mel+speech" (a speech
-    kind needs ``encoder``); only its first ``max_seconds`` when given. Raises the decoder's typed errors; nothing is
-    left on disk when it does."""
+    kind needs ``encoder``); only its first ``max_seconds`` when given; exactly ``seconds`` when given (cut there,
+    or followed by silence up to it: a speech stem read on the timeline of the audio it was mixed into). Raises the
+    decoder's typed errors; nothing is left on disk when it does."""
     if kind not in ("mel", "speech", "mel+speech"):
         raise ValueError(f"unknown audio input {kind!r}")
     if kind != "mel" and encoder is None:
@@ -193,9 +197,16 @@ def stream_features(
                 speech.push(mono)
             held.clear()
 
-        most = None if max_seconds is None else max(1, round(max_seconds * mel_config.sample_rate))
+        rate = mel_config.sample_rate
+        exact = None if seconds is None else max(1, round(seconds * rate))
+        most = exact if max_seconds is None else max(1, round(max_seconds * rate))
+        if exact is not None:
+            most = min(most, exact)
+        cut = False
         with AudioReader(audio, sample_rate=mel_config.sample_rate, mono=True) as reader:
-            for block in reader.blocks():  # decoder frames (~1k samples) fed a second at a time: less overhead
+            blocks = reader.blocks()
+            for block in blocks:  # decoder frames (~1k samples) fed a second at a time: less overhead
+                whole = block.shape[1]
                 if most is not None:
                     block = block[:, : most - samples]
                 held.append(block[0])
@@ -205,7 +216,14 @@ def stream_features(
                     feed()
                     held_count = 0
                 if most is not None and samples >= most:
+                    more = block.shape[1] < whole or next(blocks, None) is not None
+                    cut = exact is not None and samples >= exact and more
                     break
+        padding = 0 if exact is None else max(0, most - samples)
+        for start in range(0, padding, rate):  # a second of silence at a time, as decoded audio is fed
+            held.append(np.zeros(min(rate, padding - start), np.float32))
+            feed()
+        samples += padding
         if held:
             feed()
         if mel is not None:
@@ -222,4 +240,4 @@ def stream_features(
         features = speech_features
     else:
         features = MelAndSpeechFeatures(mel_features, speech_features)
-    return StreamedFeatures(features, samples / mel_config.sample_rate, stores)
+    return StreamedFeatures(features, samples / rate, stores, padded=padding / rate, cut=cut)

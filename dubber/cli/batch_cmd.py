@@ -15,7 +15,9 @@ EXIT_PARTIAL = 3
 
 def batch_command(
     manifest: Path | None = typer.Argument(
-        None, help="CSV (header video,audio[,output]) or JSON lines with the same keys.", show_default=False
+        None,
+        help="CSV (header video,audio[,output][,start][,person][,speech]) or JSON lines with the same keys.",
+        show_default=False,
     ),
     videos: Path | None = typer.Option(
         None, "--videos", help="Folder of videos/images (instead of a manifest).", show_default=False

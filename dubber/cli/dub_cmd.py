@@ -15,6 +15,13 @@ def dub_command(
     audio: Path = typer.Option(
         ..., "--audio", "-a", help="The new speech (any audio or video file).", show_default=False
     ),
+    speech: Path | None = typer.Option(
+        None,
+        "--speech",
+        help="The voice the mouth follows, where --audio mixes it with music or effects: a dialogue stem on the same "
+        "timeline (the output carries --audio).",
+        show_default=False,
+    ),
     output: Path | None = typer.Option(
         None,
         "--output",
@@ -60,7 +67,7 @@ def dub_command(
     from dubber.media.dub_inputs import check_dub_files
 
     # A bad file is named in a second, before torch and the models load.
-    check_dub_files(video, audio, output, overwrite=overwrite)
+    check_dub_files(video, audio, output, overwrite=overwrite, speech=speech)
     options = o.dub_options(
         steps=steps,
         seed=seed,
@@ -90,5 +97,5 @@ def dub_command(
     pipe = o.load_pipeline(weights, device, dtype, options, runtime)
     o.threads_for(pipe)
     with o.DubProgress(video.name, enabled=stderr.is_terminal and not is_quiet()) as progress:
-        result = pipe(video, audio, output, progress=progress)
+        result = pipe(video, audio, output, speech=speech, progress=progress)
     o.show_result(result, json_out)

@@ -153,6 +153,13 @@ def decode_audio(path: str | Path, *, sample_rate: int | None = FEATURE_SAMPLE_R
         return AudioClip(samples=np.ascontiguousarray(np.concatenate(chunks, axis=1)), sample_rate=reader.sample_rate)
 
 
+def decoded_seconds(path: str | Path, *, sample_rate: int = FEATURE_SAMPLE_RATE) -> float:
+    """How long the first audio stream of ``path`` lasts, counted in the samples it decodes to at ``sample_rate``
+    (as :func:`dubber.audio.streaming.stream_features` counts them, so a file's length is the same either way)."""
+    with AudioReader(path, sample_rate=sample_rate, mono=True) as reader:
+        return sum(block.shape[1] for block in reader.blocks()) / sample_rate
+
+
 def write_wav(path: str | Path, samples: np.ndarray, sample_rate: int) -> Path:
     """Mono float samples in [-1, 1] as a 16-bit PCM WAV (clipped; speech for the demo, benchmarks and evaluation)."""
     pcm = (np.clip(samples, -1, 1) * 32767).astype(np.int16)[None, :]

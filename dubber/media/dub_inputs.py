@@ -20,19 +20,27 @@ def default_output(video: str | Path, suffix: str = ".mp4") -> Path:
 
 
 def check_dub_files(
-    video: str | Path, audio: str | Path, output: str | Path | None = None, *, overwrite: bool = False
+    video: str | Path,
+    audio: str | Path,
+    output: str | Path | None = None,
+    *,
+    overwrite: bool = False,
+    speech: str | Path | None = None,
 ) -> Path:
-    """The output path (``default_output`` when None), once it can be written there and both inputs open: a video
-    (or still image) with a picture stream, an audio with a sound stream. Only the containers' headers are read
-    (probing reads through every packet of the video, which the dub does once, later). Raises
-    :class:`dubber.errors.InputError` subclasses naming the file."""
-    video, audio = Path(video), Path(audio)
+    """The output path (``default_output`` when None), once it can be written there and the inputs open: a video
+    (or still image) with a picture stream, an audio (and a ``speech`` stem, when given) with a sound stream. Only
+    the containers' headers are read (probing reads through every packet of the video, which the dub does once,
+    later). Raises :class:`dubber.errors.InputError` subclasses naming the file."""
+    inputs = [(Path(video), "video"), (Path(audio), "audio")]
+    if speech is not None:
+        inputs.append((Path(speech), "audio"))
+    video = inputs[0][0]
     output = default_output(video) if output is None else Path(output)
-    if output.exists() and output.resolve() in (video.resolve(), audio.resolve()):
+    if output.exists() and output.resolve() in {path.resolve() for path, _ in inputs}:
         raise OutputError(output, "is one of the inputs; choose another output name")
     check_output_path(output, overwrite=overwrite)  # a folder is named as one, before its suffix
     container_format_for(output)
-    for path, kind in ((video, "video"), (audio, "audio")):
+    for path, kind in inputs:
         with open_input(path) as container:
             if kind == "video" and not container.streams.video:
                 raise NoVideoStreamError(path, "no video stream (an audio-only or data file?)")
@@ -42,8 +50,13 @@ def check_dub_files(
 
 
 def check_dub_inputs(
-    video: str | Path, audio: str | Path, output: str | Path | None = None, *, overwrite: bool = False
+    video: str | Path,
+    audio: str | Path,
+    output: str | Path | None = None,
+    *,
+    overwrite: bool = False,
+    speech: str | Path | None = None,
 ) -> tuple[Path, MediaInfo]:
     """``check_dub_files``, and the video's description (``probe_media``: a truncated or empty video is named)."""
-    output = check_dub_files(video, audio, output, overwrite=overwrite)
+    output = check_dub_files(video, audio, output, overwrite=overwrite, speech=speech)
     return output, probe_media(video, require_video=True)

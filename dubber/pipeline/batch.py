@@ -35,6 +35,7 @@ class BatchItem:
     problem: str = ""
     start: float = 0.0  # seconds into the video where the dub starts (the manifest's ``start`` column)
     person: int | None = None  # the only person dubbed (the manifest's ``person`` column; None: the batch's own)
+    speech: Path | None = None  # the voice the mouth follows where ``audio`` is a mix (the ``speech`` column)
 
 
 @dataclass
@@ -55,6 +56,8 @@ class ItemResult:
             d["start"] = self.item.start
         if self.item.person is not None:
             d["person"] = self.item.person
+        if self.item.speech is not None:
+            d["speech"] = str(self.item.speech)
         if self.error:
             d["error"] = self.error
         if self.result:
@@ -95,7 +98,8 @@ def _read_rows(manifest: Path) -> list[dict]:
     if not reader.fieldnames or not {"video", "audio"} <= {f.strip() for f in reader.fieldnames}:
         raise InputError(
             manifest,
-            "a batch manifest needs 'video' and 'audio' columns (and optionally 'output', 'start' and 'person')",
+            "a batch manifest needs 'video' and 'audio' columns (and optionally 'output', 'start', 'person' and "
+            "'speech')",
         )
     return [{k.strip(): (v or "").strip() for k, v in row.items() if k} for row in reader]
 
@@ -121,10 +125,10 @@ def _person_of(manifest: Path, n: int, value) -> int | None:
 
 
 def items_from_manifest(manifest: Path, out_dir: Path | None, suffix: str = ".mp4") -> list[BatchItem]:
-    """Rows ``video,audio[,output][,start][,person]`` (CSV with a header, or JSON lines); relative paths are relative
-    to the manifest's folder, a relative ``output`` to ``out_dir`` when given; rows without one get a ``suffix``
-    file; ``start``: where in the video its dub starts (``--start``); ``person``: the only person dubbed
-    (``--person``)."""
+    """Rows ``video,audio[,output][,start][,person][,speech]`` (CSV with a header, or JSON lines); relative paths are
+    relative to the manifest's folder, a relative ``output`` to ``out_dir`` when given; rows without one get a
+    ``suffix`` file; ``start``: where in the video its dub starts (``--start``); ``person``: the only person dubbed
+    (``--person``); ``speech``: the voice the mouth follows where ``audio`` is a mix (``--speech``)."""
     base = manifest.parent
     items = []
     for n, row in enumerate(_read_rows(manifest), 1):
@@ -137,7 +141,8 @@ def items_from_manifest(manifest: Path, out_dir: Path | None, suffix: str = ".mp
         else:
             output = _output_for(video, Path(row["video"]), out_dir, suffix)
         start, person = _start_of(manifest, n, row.get("start")), _person_of(manifest, n, row.get("person"))
-        items.append(BatchItem(video, audio, output, start=start, person=person))
+        speech = base / row["speech"] if row.get("speech") else None
+        items.append(BatchItem(video, audio, output, start=start, person=person, speech=speech))
     if not items:
         raise InputError(manifest, "the manifest lists no jobs")
     return items
@@ -247,12 +252,13 @@ def run_item(
             _make_folder(item.output)
             analysis = None
             if analyses is not None:
-                check_dub_files(item.video, item.audio, item.output, overwrite=overwrite)  # before tracking
+                check_dub_files(item.video, item.audio, item.output, overwrite=overwrite, speech=item.speech)
                 analysis = analyses.track(pipe, item.video, progress)
             result = pipe(
                 item.video,
                 item.audio,
                 item.output,
+                speech=item.speech,
                 overwrite=overwrite,
                 progress=progress,
                 analysis=analysis,

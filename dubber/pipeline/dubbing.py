@@ -43,6 +43,7 @@ from dubber.pipeline.job import DubJob, ProgressCallback, dub_settings
 from dubber.pipeline.model_loading import load_models
 from dubber.pipeline.motion import MotionPlanner, Spread
 from dubber.pipeline.mouth_lag import MIN_CORRELATION
+from dubber.pipeline.new_speech import new_speech_features
 from dubber.pipeline.options import DubOptions, DubResult
 from dubber.pipeline.person_references import LandmarkReferences
 from dubber.pipeline.phase_clock import PhaseClock, phase_report
@@ -135,15 +136,18 @@ class DubbingPipeline:
     def device(self) -> torch.device:
         return self.renderer.device
 
-    def _audio_features(self, audio: Path, max_seconds: float | None = None) -> StreamedFeatures:
-        """The completer's input from ``audio``, decoded and computed block by block, the rows kept on disk."""
+    def _audio_features(
+        self, audio: Path, max_seconds: float | None = None, seconds: float | None = None
+    ) -> StreamedFeatures:
+        """The completer's input from ``audio``, decoded and computed block by block, the rows kept on disk; exactly
+        ``seconds`` long when given (cut, or followed by silence)."""
         kind = self.landmarks.config.audio_input
         if self.speech_encoder is None:
             kind = "mel"
         elif kind != "speech":  # an ensemble's members may read either: compute both
             kind = "mel+speech"
         layer = self.landmarks.config.speech_layer
-        return stream_features(audio, kind, self.speech_encoder, layer=layer, max_seconds=max_seconds)
+        return stream_features(audio, kind, self.speech_encoder, layer=layer, max_seconds=max_seconds, seconds=seconds)
 
     # -- one dub ---------------------------------------------------------------------------------------------------
     def __call__(
@@ -152,6 +156,7 @@ class DubbingPipeline:
         audio: str | Path,
         output: str | Path | None = None,
         *,
+        speech: str | Path | None = None,
         options: DubOptions | None = None,
         progress: ProgressCallback | None = None,
         analysis: VideoTrack | None = None,
@@ -159,16 +164,19 @@ class DubbingPipeline:
     ) -> DubResult:
         """Dub ``video`` with ``audio`` into ``output`` (default ``<stem>.dubbed.mp4`` beside the video).
 
-        ``overrides`` are :class:`DubOptions` fields (``steps=4``, ``fit="loop"``...). Nothing appears at
-        ``output`` unless the whole dub succeeds. ``analysis``: this video's :meth:`analyse` result, to dub it with
-        several audios while tracking it once.
+        ``speech``: the voice the mouth follows, when ``audio`` (what the output carries) mixes it with music or
+        effects: a dialogue stem on the same timeline (read from its start, cut or followed by silence to the
+        audio's length). ``overrides`` are :class:`DubOptions` fields (``steps=4``, ``fit="loop"``...). Nothing
+        appears at ``output`` unless the whole dub succeeds. ``analysis``: this video's :meth:`analyse` result, to
+        dub it with several audios while tracking it once.
         """
         opts = (options or self.options).updated(**overrides)
         started, clock = time.perf_counter(), PhaseClock()
-        output, media = check_dub_inputs(video, audio, output, overwrite=opts.overwrite)
+        output, media = check_dub_inputs(video, audio, output, overwrite=opts.overwrite, speech=speech)
         job = DubJob(
             Path(video), Path(audio), output, opts, progress=progress, started=started, media=media, clock=clock
         )
+        job.speech = None if speech is None else Path(speech)
         job.reader = reader = VideoReader(job.video, info=job.media)
         check_start(job.video, opts.start, reader.frame_count, float(reader.fps))  # before any work
         with ExitStack() as cleanup:
@@ -176,7 +184,7 @@ class DubbingPipeline:
             job.heard = self._hear_ahead(job, analysis)
             if job.heard is not None:
                 cleanup.callback(job.heard.close)
-            streamed = self._audio_features(job.audio)
+            streamed = new_speech_features(self._audio_features, job.audio, job.speech)
             cleanup.callback(streamed.close)
             job.audio_seconds, job.features = streamed.seconds, streamed.features
             add_time(job.timings, "audio", t0)  # decoding, and the speech encoder where the completer reads it

@@ -30,6 +30,7 @@ class DubJob:
     progress: ProgressCallback | None
     started: float
     media: MediaInfo | None = None
+    speech: Path | None = None  # the voice the mouth follows where ``audio`` mixes it with more (new_speech.py)
     reader: VideoReader | None = None
     features: AudioFeatures | SpeechFeatures | MelAndSpeechFeatures | None = None
     audio_seconds: float = 0.0
@@ -56,6 +57,7 @@ def dub_settings(weights: str, runtime: str, renderer, job: DubJob) -> dict:
         "runtime": runtime,
         "steps": opts.steps or renderer.default_steps,
         "seed": opts.seed,
+        "speech": None if job.speech is None else str(job.speech),  # a stem the mouth followed, not the audio
         "references": opts.references,
         "batch_size": job.batch_size,
         "articulation_gain": round(job.articulation_gain, 4),
