@@ -43,6 +43,8 @@ class InspectReport:
     pitch_range: tuple[float, float] | None = None
     roll_range: tuple[float, float] | None = None
     scene_cuts: int = 0
+    # The most faces one detection found (detection runs where no face is being followed): ``--face`` picks among them.
+    most_faces: int = 0
     people: int = 0  # the people the dub would tell apart (dubber/face/identities.py; 0: none facing the camera)
     # Each of them as ``--person`` counts them (seen longest first): the frames they are seen in, and when first.
     persons: list[PersonSeen] = field(default_factory=list)
@@ -65,6 +67,7 @@ class InspectReport:
             "pitch_range": self.pitch_range,
             "roll_range": self.roll_range,
             "scene_cuts": self.scene_cuts,
+            "most_faces": self.most_faces,
             "people": self.people,
             "persons": [vars(p) for p in self.persons],
             "seconds": round(self.seconds, 3),
@@ -160,6 +163,7 @@ def inspect_video(
                     writer.write(draw_face(step.frame.image, face))
                 if progress is not None:
                     progress(frames, total)
+            most_faces = tracker.most_faces
         if open_span is not None:
             spans.append(FaceSpan(open_span[0], frames, open_span[1], reader.info.duration))
         people.end_run()
@@ -180,6 +184,7 @@ def inspect_video(
         pitch_range=_range(pitch),
         roll_range=_range(roll),
         scene_cuts=cuts,
+        most_faces=most_faces,
         people=len(people.identities.looks),
         persons=_persons(people.identities, float(reader.fps)) if len(people.identities.looks) > 1 else [],
         seconds=time.perf_counter() - started,

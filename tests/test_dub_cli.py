@@ -319,6 +319,35 @@ def test_the_mouth_follows_a_speech_stem_while_the_output_carries_the_mix(tmp_pa
     assert not (tmp_path / "no.mp4").exists()
 
 
+def _two_faces(i: int, w: int, h: int) -> np.ndarray:
+    """The portrait at full height on the left, a smaller one on the right (--face 0 and --face 1)."""
+    from tests.media_factory import face_frame
+
+    small = np.zeros((h, w - h, 3), np.uint8)
+    small[h - (w - h) :] = face_frame(i + 7, w - h, w - h)
+    return np.hstack([face_frame(i, h, h), small])
+
+
+def test_face_n_redraws_that_face_alone(tmp_path):
+    """Two faces in one shot: ``--face 1`` redraws the smaller one and leaves the larger's pixels exactly as they
+    were, ``--face 0`` the other way round; ``dub inspect`` says two faces can be picked."""
+    from dubber.inspection import inspect_video
+
+    video = make_video(tmp_path / "two.mp4", frames=10, width=352, height=192, frame_fn=_two_faces)
+    assert inspect_video(video).most_faces == 2
+    speech = make_audio(tmp_path / "s.wav", seconds=0.4)
+    plain = tmp_path / "plain.mp4"
+    reencode(video, plain, options=VideoEncodeOptions(crf=0, preset="ultrafast"))
+    reference = frames_of(plain)
+    for face, kept, redrawn in ((0, slice(208, 352), slice(0, 192)), (1, slice(0, 176), slice(192, 352))):
+        out = tmp_path / f"face{face}.mp4"
+        assert dub(video, "--audio", speech, "-o", out, "--face", str(face), *LOSSLESS) == 0
+        dubbed = frames_of(out)
+        for i, (a, b) in enumerate(zip(dubbed, reference, strict=True)):
+            np.testing.assert_array_equal(a[:, kept], b[:, kept], err_msg=f"--face {face}: frame {i}'s other face")
+        assert sum(psnr(a[:, redrawn], b[:, redrawn]) < 50 for a, b in zip(dubbed, reference, strict=True)) >= 8
+
+
 def test_a_still_image_becomes_a_talking_video_beside_it(tmp_path):
     from tests.media_factory import face_frame
 

@@ -48,6 +48,10 @@ def _table(report) -> Table:
         " / ".join(_fmt_range(r) for r in (report.yaw_range, report.pitch_range, report.roll_range)),
     )
     t.add_row("scene cuts", str(report.scene_cuts))
+    faces = str(report.most_faces)
+    if report.most_faces > 1:  # what --face can pick
+        faces += f" (--face 0 the largest .. --face {report.most_faces - 1})"
+    t.add_row("faces in one frame", faces)
     told = str(report.people) if report.people else "none facing the camera"
     if report.persons:  # as --person numbers them
         told += (
