@@ -484,6 +484,32 @@ def test_batch_pairs_folders_by_stem_and_keeps_subfolders(tmp_path, capsys):
     assert "--format 'avi' is not one of m4v, mkv, mov, mp4, webm" in capsys.readouterr().err
 
 
+def test_batch_folders_pair_speech_stems_by_stem_too(tmp_path, face_clip, capsys):
+    """``--speech DIR`` beside ``--videos`` and ``--audio``: each video's stem is found as its audio is; an item
+    without one fails (exit 3) naming what is missing; ``--speech`` with a manifest is refused."""
+    for folder in ("videos", "mixes", "stems"):
+        (tmp_path / folder).mkdir()
+    for name in ("a", "b"):
+        (tmp_path / "videos" / f"{name}.mp4").write_bytes(face_clip.read_bytes())
+        make_audio(tmp_path / "mixes" / f"{name}.wav", seconds=0.4, freqs=(2000.0,))
+    stem = make_audio(tmp_path / "stems" / "a.flac", seconds=0.4, freqs=(300.0,))
+    out = tmp_path / "out"
+    args = ["batch", "--videos", str(tmp_path / "videos"), "--audio", str(tmp_path / "mixes"), "-o", str(out)]
+    assert run([*args, "--speech", str(tmp_path / "stems"), "--json", "--weights", "tiny-hearing", *LOSSLESS]) == 3
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert lines[0]["status"] == "ok" and lines[0]["speech"] == str(stem)
+    assert lines[1]["status"] == "failed" and f"no speech named b.* under {tmp_path / 'stems'}" in lines[1]["error"]
+    alone = tmp_path / "alone.mp4"
+    mix = tmp_path / "mixes" / "a.wav"
+    assert run(["video", str(face_clip), "-a", str(mix), "--speech", str(stem), "-o", str(alone), *LOSSLESS,
+                "--weights", "tiny-hearing"]) == 0  # fmt: skip
+    assert (out / "a.mp4").read_bytes() == alone.read_bytes()
+    manifest = tmp_path / "jobs.csv"
+    manifest.write_text(f"video,audio\n{face_clip},{mix}\n")
+    assert run(["batch", str(manifest), "--speech", str(tmp_path / "stems"), "--weights", "tiny-hearing"]) == 2
+    assert "--speech DIR pairs stems with --videos DIR" in capsys.readouterr().err
+
+
 def test_batch_tracks_a_video_once_for_the_audios_that_follow_it(tmp_path, face_clip, capsys, monkeypatch):
     """One video into several languages: the items in a row that dub it share one face track, and each output is
     the bytes a dub of its own gives (ping-pong extension included: the reused track's frames are spooled anew)."""

@@ -25,6 +25,13 @@ def batch_command(
     audio: Path | None = typer.Option(
         None, "--audio", help="Folder of audio files paired with --videos by stem.", show_default=False
     ),
+    speech: Path | None = typer.Option(
+        None,
+        "--speech",
+        help="With --videos: a folder of speech stems paired by stem, the voices the mouths follow where the --audio "
+        "files are mixes (a manifest names them in its speech column).",
+        show_default=False,
+    ),
     out_dir: Path | None = typer.Option(
         None,
         "--output",
@@ -89,13 +96,17 @@ def batch_command(
 
     if (manifest is None) == (videos is None) or (videos is None) != (audio is None):
         raise InputError(None, "give either a manifest, or --videos DIR together with --audio DIR")
+    if speech is not None and videos is None:
+        raise InputError(
+            speech, "--speech DIR pairs stems with --videos DIR; a manifest names them in its speech column"
+        )
     if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
         raise InputError(out_dir, "is a file; --output must be a folder for a batch")
     suffix = output_suffix(container)
     if manifest:
         items = items_from_manifest(manifest, out_dir, suffix)
     else:
-        items = items_from_folders(videos, audio, out_dir, suffix)
+        items = items_from_folders(videos, audio, out_dir, suffix, speech)
     options = o.dub_options(
         steps=steps,
         seed=seed,

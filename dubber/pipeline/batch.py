@@ -154,31 +154,51 @@ def _media_files(folder: Path, suffixes: set[str]) -> list[Path]:
     )
 
 
-def items_from_folders(videos: Path, audio: Path, out_dir: Path | None, suffix: str = ".mp4") -> list[BatchItem]:
-    """Every video under ``videos`` paired with the audio of the same relative stem under ``audio`` (or, failing
-    that, the one audio file anywhere under it with the same stem)."""
-    for folder in (videos, audio):
+class _FolderPairs:
+    """The media files under a folder, found by a video's relative stem (or, failing that, its stem anywhere)."""
+
+    def __init__(self, folder: Path, what: str) -> None:
         if not folder.is_dir():
             raise InputError(folder, "is not a folder")
-    by_rel: dict[Path, Path] = {}
-    by_stem: dict[str, list[Path]] = {}
-    for a in _media_files(audio, AUDIO_SUFFIXES):
-        rel = a.relative_to(audio)
-        by_rel.setdefault(rel.with_suffix(""), a)
-        by_stem.setdefault(a.stem, []).append(a)
+        self.folder, self.what = folder, what
+        self.by_rel: dict[Path, Path] = {}
+        self.by_stem: dict[str, list[Path]] = {}
+        for a in _media_files(folder, AUDIO_SUFFIXES):
+            self.by_rel.setdefault(a.relative_to(folder).with_suffix(""), a)
+            self.by_stem.setdefault(a.stem, []).append(a)
+
+    def find(self, video: Path, rel: Path) -> tuple[Path | None, str]:
+        """The file paired with ``video`` (``rel`` under its folder), or None and why."""
+        match = self.by_rel.get(rel.with_suffix(""))
+        if match is not None:
+            return match, ""
+        found = self.by_stem.get(video.stem, [])
+        if len(found) == 1:
+            return found[0], ""
+        if found:
+            return None, f"{len(found)} {self.what} files named {video.stem}.* under {self.folder}; which one is meant?"
+        return None, f"no {self.what} named {video.stem}.* under {self.folder}"
+
+
+def items_from_folders(
+    videos: Path, audio: Path, out_dir: Path | None, suffix: str = ".mp4", speech: Path | None = None
+) -> list[BatchItem]:
+    """Every video under ``videos`` paired with the audio of the same relative stem under ``audio`` (or, failing
+    that, the one audio file anywhere under it with the same stem), and so with a speech stem under ``speech``
+    when given (an item without one fails: its mouth would follow the mix)."""
+    if not videos.is_dir():
+        raise InputError(videos, "is not a folder")
+    audios = _FolderPairs(audio, "audio")
+    stems = None if speech is None else _FolderPairs(speech, "speech")
     items = []
     for v in _media_files(videos, VIDEO_SUFFIXES):
         rel = v.relative_to(videos)
-        match = by_rel.get(rel.with_suffix(""))
-        problem = ""
-        if match is None:
-            found = by_stem.get(v.stem, [])
-            match = found[0] if len(found) == 1 else None
-            if len(found) > 1:
-                problem = f"{len(found)} audio files named {v.stem}.* under {audio}; which one is meant?"
-            elif not found:
-                problem = f"no audio named {v.stem}.* under {audio}"
-        items.append(BatchItem(v, match, _output_for(v, rel, out_dir, suffix), problem))
+        match, problem = audios.find(v, rel)
+        voice = None
+        if stems is not None and match is not None:
+            voice, problem = stems.find(v, rel)
+            match = match if voice is not None else None
+        items.append(BatchItem(v, match, _output_for(v, rel, out_dir, suffix), problem, speech=voice))
     if not items:
         raise InputError(videos, "holds no video or image files")
     return items
