@@ -166,11 +166,13 @@ def stream_features(
     folder: str | Path | None = None,
     max_seconds: float | None = None,
     seconds: float | None = None,
+    gain: float = 1.0,
 ) -> StreamedFeatures:
     """Decode ``audio`` once and compute the completer's input: ``kind`` "mel", "speech" or "mel+speech" (a speech
     kind needs ``encoder``); only its first ``max_seconds`` when given; exactly ``seconds`` when given (cut there,
-    or followed by silence up to it: a speech stem read on the timeline of the audio it was mixed into). Raises the
-    decoder's typed errors; nothing is left on disk when it does."""
+    or followed by silence up to it: a speech stem read on the timeline of the audio it was mixed into); the samples
+    multiplied by ``gain`` (``dubber.audio.level``). Raises the decoder's typed errors; nothing is left on disk when
+    it does."""
     if kind not in ("mel", "speech", "mel+speech"):
         raise ValueError(f"unknown audio input {kind!r}")
     if kind != "mel" and encoder is None:
@@ -209,7 +211,7 @@ def stream_features(
                 whole = block.shape[1]
                 if most is not None:
                     block = block[:, : most - samples]
-                held.append(block[0])
+                held.append(block[0] if gain == 1.0 else block[0] * np.float32(gain))
                 held_count += block.shape[1]
                 samples += block.shape[1]
                 if held_count >= mel_config.sample_rate:
