@@ -8,7 +8,9 @@ clean and mixed with a generated backing track (chords, kick and hi-hat; "sung":
 voice-over-music levels of +12, +6 and 0 dB (RMS over the clip); the planned mouth opening is scored against the
 mouth tracked on the clip (Pearson, at lag 0 and at the best shift within 0.16 s). Also, 3 s of the backing track
 alone before the speech (+6 dB): the planned opening there, against 3 s of silence, says whether the mouth moves with
-the music where nobody speaks.
+the music where nobody speaks. And a 5.1 mix: the voice in the centre channel, the backing track in the front left
+and right at the voice's RMS and in the surrounds 6 dB down: the plan from the whole mix's downmix against the plan
+from its centre channel (what a dub reads from a surround mix, dubber/audio/level.py).
 """
 
 from __future__ import annotations
@@ -18,10 +20,13 @@ import csv
 import json
 import tempfile
 from pathlib import Path
+from unittest import mock
 
+import av
 import numpy as np
 
 from dubber import DubbingPipeline
+from dubber.audio.level import SpeechInput
 from dubber.face.landmarks import ALL_INDICES, mouth_opening
 from dubber.media import decode_audio, write_wav
 from dubber.pipeline.mouth_lag import best_lag
@@ -66,6 +71,24 @@ def _plan(pipe: DubbingPipeline, track, samples: np.ndarray, folder: Path) -> np
     return mouth_opening(pipe.planned_landmarks(track, wav), ALL_INDICES)
 
 
+def _surround(path: Path, voice: np.ndarray, music: np.ndarray) -> Path:
+    """A 5.1 WAV: ``voice`` in the centre, ``music`` front left and right and 6 dB down in the surrounds."""
+    quiet = music * 0.5
+    channels = np.stack([music, music, voice, np.zeros_like(voice), quiet, quiet])  # FL FR FC LFE BL BR
+    pcm = (np.clip(channels / max(1.0, float(np.abs(channels).max())), -1, 1) * 32767).astype(np.int16)
+    with av.open(str(path), "w", format="wav") as out:
+        stream = out.add_stream("pcm_s16le", rate=RATE, layout="5.1")
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(pcm.T).reshape(1, -1), format="s16", layout="5.1")
+        frame.sample_rate = RATE
+        out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return path
+
+
+def _opening(pipe: DubbingPipeline, track, audio: Path) -> np.ndarray:
+    return mouth_opening(pipe.planned_landmarks(track, audio), ALL_INDICES)
+
+
 def _scores(planned: np.ndarray, tracked: np.ndarray, fps: float) -> dict:
     n = min(len(planned), len(tracked))
     planned, tracked = planned[:n], tracked[:n]
@@ -106,9 +129,20 @@ def main() -> None:
             for name, samples in (("silence first", quiet), ("music first", quiet + music)):
                 opening = _plan(pipe, track, samples, folder)[3 : tail - 3]  # the edges hear the speech's start
                 clip[name] = {"mean": round(float(opening.mean()), 4), "std": round(float(opening.std()), 4)}
+            music = backing_track(len(speech), sung=False)
+            music *= _rms(speech) / _rms(music)
+            mix = _surround(folder / "mix51.wav", speech, music)
+            clip["5.1, its centre"] = _scores(_opening(pipe, track, mix), tracked, fps)
+            with mock.patch("dubber.pipeline.dubbing.speech_input", return_value=SpeechInput(False, 1.0)):
+                clip["5.1, downmix"] = _scores(_opening(pipe, track, mix), tracked, fps)
             clips[row["speaker"]] = clip
             print(row["speaker"], json.dumps(clip), flush=True)
-    names = ["clean", *(f"{k} {n}" for k in ("instrumental", "sung") for n in LEVELS)]
+    names = [
+        "clean",
+        *(f"{k} {n}" for k in ("instrumental", "sung") for n in LEVELS),
+        "5.1, downmix",
+        "5.1, its centre",
+    ]
     means = {
         name: {
             key: round(float(np.mean([c[name][key] for c in clips.values() if c[name][key] is not None])), 4)

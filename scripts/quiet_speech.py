@@ -22,7 +22,7 @@ import numpy as np
 from music_under_speech import ROOT, _plan, _scores
 
 from dubber import DubbingPipeline
-from dubber.audio.level import speech_level
+from dubber.audio.level import SpeechInput, speech_level
 from dubber.media import decode_audio
 
 SHARED = ROOT.parent / "shared" / "data"
@@ -55,7 +55,7 @@ def main() -> None:
             for name, db in DOWN.items():
                 samples = speech * 10 ** (db / 20)
                 clip[name] = {"raised": _scores(_plan(pipe, track, samples, Path(tmp)), tracked, fps)["correlation"]}
-                with mock.patch("dubber.pipeline.dubbing.quiet_speech_gain", return_value=1.0):
+                with mock.patch("dubber.pipeline.dubbing.speech_input", return_value=SpeechInput(False, 1.0)):
                     plain = _plan(pipe, track, samples, Path(tmp))
                 clip[name]["as it is"] = _scores(plain, tracked, fps)["correlation"]
             clips[row["speaker"]] = clip

@@ -319,6 +319,26 @@ def test_the_mouth_follows_a_speech_stem_while_the_output_carries_the_mix(tmp_pa
     assert not (tmp_path / "no.mp4").exists()
 
 
+def test_a_surround_mix_moves_the_mouth_with_its_centre_channel(tmp_path, face_clip):
+    """A 5.1 mix whose centre holds the voice and whose other channels hold music: the frames of a dub with the
+    voice alone, and the output's sound the 5.1 mix."""
+    t = np.arange(12800) / 16000
+    voice = (0.3 * np.sin(2 * np.pi * 300 * t) * (np.sin(2 * np.pi * 4 * t) > 0)).astype(np.float32)
+    music = (0.3 * np.sin(2 * np.pi * 2000 * t)).astype(np.float32)
+    silent = np.zeros_like(voice)
+    mix = make_audio(tmp_path / "mix.wav", samples=np.stack([music, music, voice, silent, music, music]), layout="5.1")
+    alone = make_audio(tmp_path / "voice.wav", samples=voice[None])
+    out, by_voice = tmp_path / "out.mp4", tmp_path / "by_voice.mp4"
+    for audio, dest in ((mix, out), (alone, by_voice)):
+        assert (
+            run(["video", str(face_clip), "-a", str(audio), "-o", str(dest), *LOSSLESS, "--weights", "tiny-hearing"])
+            == 0
+        )
+    for i, (a, b) in enumerate(zip(frames_of(out), frames_of(by_voice), strict=True)):
+        np.testing.assert_array_equal(a, b, err_msg=f"frame {i} does not follow the centre channel")
+    assert probe_media(out).audio.channels == 6
+
+
 def _two_faces(i: int, w: int, h: int) -> np.ndarray:
     """The portrait at full height on the left, a smaller one on the right (--face 0 and --face 1)."""
     from tests.media_factory import face_frame

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dubber.audio.level import QUIET, TARGET, SpeechLevel, level_gain, quiet_speech_gain, speech_level
+from dubber.audio.level import QUIET, TARGET, SpeechLevel, level_gain, speech_input, speech_level
 from dubber.audio.streaming import stream_features
 from dubber.media import write_wav
 
@@ -36,7 +36,9 @@ def test_only_speech_below_the_training_range_is_raised():
 
 def test_raised_speech_gives_the_features_of_the_same_speech_at_the_target_level(tmp_path):
     quiet = write_wav(tmp_path / "quiet.wav", _syllables(1.5, 10 ** ((QUIET - 12) / 20)), 16000)
-    gain = quiet_speech_gain(quiet)
+    read = speech_input(quiet)
+    gain = read.gain
+    assert not read.centre  # a mono file
     level = speech_level(quiet).level
     assert 20 * np.log10(gain) == pytest.approx(TARGET - level)
     loud = write_wav(tmp_path / "loud.wav", _syllables(1.5, 10 ** ((QUIET - 12) / 20)) * gain, 16000)
@@ -51,3 +53,38 @@ def test_raised_speech_gives_the_features_of_the_same_speech_at_the_target_level
     assert off_raised < 0.1 and off_unraised > 5 * off_raised, (off_raised, off_unraised)
     for streamed in (raised, heard, unraised):
         streamed.close()
+
+
+def _five_one(tmp_path, name: str, centre: np.ndarray, around: np.ndarray):
+    from tests.media_factory import make_audio
+
+    silent = np.zeros_like(centre)
+    samples = np.stack([around, around, centre, silent, around * 0.5, around * 0.5]).astype(np.float32)
+    return make_audio(tmp_path / name, samples=samples, layout="5.1")
+
+
+def test_a_surround_mix_is_heard_through_its_centre_channel_where_the_dialogue_is(tmp_path):
+    """A 5.1 mix: the features read its centre channel alone (the speech there, the music around it), unless the
+    centre holds no speech (then the whole downmix); stereo and mono are downmixed as before."""
+    from dubber.media.audio import AudioReader
+    from tests.media_factory import make_audio
+
+    voice, music = _syllables(1.0, 0.3), 0.3 * np.sin(np.arange(16000) * 2 * np.pi * 1000 / 16000)
+    mix = _five_one(tmp_path, "mix.wav", voice, music)
+    with AudioReader(mix, dialogue=True) as reader:
+        assert reader.centre_only and reader.channels == 1
+        centre = np.concatenate(list(reader.blocks()), 1)[0]
+    np.testing.assert_allclose(centre, voice.astype(np.float32), atol=1e-4)
+    assert speech_input(mix) == speech_input(mix)  # deterministic
+    assert speech_input(mix).centre
+    heard = stream_features(mix, "mel", dialogue=True, folder=tmp_path)
+    alone = stream_features(make_audio(tmp_path / "voice.wav", samples=voice[None].astype(np.float32)), "mel")
+    times = np.arange(0, 1.0, 0.04)
+    np.testing.assert_allclose(heard.features.windows(times), alone.features.windows(times), atol=1e-3)
+    heard.close(), alone.close()
+    speech_around = _five_one(tmp_path, "around.wav", np.zeros(16000), voice)  # the centre silent
+    assert not speech_input(speech_around).centre
+    stereo = make_audio(tmp_path / "stereo.wav", channels=2, seconds=0.5)
+    with AudioReader(stereo, dialogue=True) as reader:
+        assert not reader.centre_only and reader.channels == 1
+    assert not speech_input(stereo).centre

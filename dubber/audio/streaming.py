@@ -167,12 +167,13 @@ def stream_features(
     max_seconds: float | None = None,
     seconds: float | None = None,
     gain: float = 1.0,
+    dialogue: bool = False,
 ) -> StreamedFeatures:
     """Decode ``audio`` once and compute the completer's input: ``kind`` "mel", "speech" or "mel+speech" (a speech
     kind needs ``encoder``); only its first ``max_seconds`` when given; exactly ``seconds`` when given (cut there,
     or followed by silence up to it: a speech stem read on the timeline of the audio it was mixed into); the samples
-    multiplied by ``gain`` (``dubber.audio.level``). Raises the decoder's typed errors; nothing is left on disk when
-    it does."""
+    multiplied by ``gain``, and a surround mix's centre channel alone with ``dialogue`` (``dubber.audio.level``).
+    Raises the decoder's typed errors; nothing is left on disk when it does."""
     if kind not in ("mel", "speech", "mel+speech"):
         raise ValueError(f"unknown audio input {kind!r}")
     if kind != "mel" and encoder is None:
@@ -205,7 +206,7 @@ def stream_features(
         if exact is not None:
             most = min(most, exact)
         cut = False
-        with AudioReader(audio, sample_rate=mel_config.sample_rate, mono=True) as reader:
+        with AudioReader(audio, sample_rate=rate, mono=True, dialogue=dialogue) as reader:
             blocks = reader.blocks()
             for block in blocks:  # decoder frames (~1k samples) fed a second at a time: less overhead
                 whole = block.shape[1]

@@ -54,7 +54,14 @@ class AudioReader:
     blocks', which :meth:`convert_to` may change before :meth:`blocks` is called.
     """
 
-    def __init__(self, path: str | Path, *, sample_rate: int | None = FEATURE_SAMPLE_RATE, mono: bool = True) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        sample_rate: int | None = FEATURE_SAMPLE_RATE,
+        mono: bool = True,
+        dialogue: bool = False,
+    ) -> None:
         self.path = Path(path)
         self._container = open_input(self.path)
         try:
@@ -73,12 +80,24 @@ class AudioReader:
         cc = stream.codec_context
         self.source_layout = channel_layout_name(cc.layout.name if cc.channels else "mono", cc.channels or 1)
         self.layout = "mono" if mono else self.source_layout
+        # A surround mix's dialogue lives in its centre channel, the music and effects mostly around it: with
+        # ``dialogue`` (and ``mono``), the blocks are that channel alone where the stream has one beside others.
+        names = [c.name for c in av.AudioLayout(self.source_layout).channels]
+        self._pick = names.index("FC") if mono and dialogue and "FC" in names and len(names) >= 3 else None
+        if self._pick is not None:
+            self.layout = self.source_layout
         # AAC/MP3 decoders emit the encoder's end padding; the container's declared duration excludes it.
         self._limit = None if declared is None else max(1, int(round(declared * self.sample_rate)))
 
     @property
     def channels(self) -> int:
-        return av.AudioLayout(self.layout).nb_channels
+        """How many rows a block has."""
+        return 1 if self._pick is not None else av.AudioLayout(self.layout).nb_channels
+
+    @property
+    def centre_only(self) -> bool:
+        """Whether the blocks are the centre channel of a surround mix (``dialogue``)."""
+        return self._pick is not None
 
     def convert_to(self, layout: str) -> None:
         """Give the blocks in ``layout``: FFmpeg's standard matrix (ITU-R BS.775 for downmixes: centre and surrounds
@@ -89,11 +108,13 @@ class AudioReader:
         """The samples in decoding order; raises ``EmptyMediaError`` when the stream holds none."""
         # Packed samples: PyAV converts planar frames of at most 8 channels to arrays, packed ones of any count.
         resampler = av.AudioResampler(format="flt", layout=self.layout, rate=self.sample_rate)
-        channels = self.channels
+        channels = av.AudioLayout(self.layout).nb_channels  # as the resampler packs them
         given = decoded = 0
 
         def cut(packed: np.ndarray) -> np.ndarray:
             block = packed.reshape(-1, channels).T
+            if self._pick is not None:
+                block = block[self._pick : self._pick + 1]
             keep = block.shape[1] if self._limit is None else max(0, min(block.shape[1], self._limit - given))
             return np.ascontiguousarray(block[:, :keep], dtype=np.float32)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dubber.audio.level import quiet_speech_gain
+from dubber.audio.level import speech_input
 from dubber.audio.streaming import StreamedFeatures, stream_features
 from dubber.cpu_threads import start_torch_thread
 from dubber.errors import InputError
@@ -141,17 +141,24 @@ class DubbingPipeline:
         self, audio: Path, max_seconds: float | None = None, seconds: float | None = None
     ) -> StreamedFeatures:
         """The completer's input from ``audio``, decoded and computed block by block, the rows kept on disk; exactly
-        ``seconds`` long when given (cut, or followed by silence); quiet speech raised to the level the models were
-        trained at (``dubber.audio.level``)."""
+        ``seconds`` long when given (cut, or followed by silence); a surround mix's centre channel alone, and quiet
+        speech raised to the level the models were trained at (``dubber.audio.level``)."""
         kind = self.landmarks.config.audio_input
         if self.speech_encoder is None:
             kind = "mel"
         elif kind != "speech":  # an ensemble's members may read either: compute both
             kind = "mel+speech"
         layer = self.landmarks.config.speech_layer
-        gain = quiet_speech_gain(audio, seconds if max_seconds is None else max_seconds)
+        read = speech_input(audio, seconds if max_seconds is None else max_seconds)
         return stream_features(
-            audio, kind, self.speech_encoder, layer=layer, max_seconds=max_seconds, seconds=seconds, gain=gain
+            audio,
+            kind,
+            self.speech_encoder,
+            layer=layer,
+            max_seconds=max_seconds,
+            seconds=seconds,
+            gain=read.gain,
+            dialogue=read.centre,
         )
 
     # -- one dub ---------------------------------------------------------------------------------------------------
