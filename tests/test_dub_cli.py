@@ -119,6 +119,8 @@ def test_a_seeded_dub_reproduces_byte_for_byte(tmp_path, face_clip, capsys):
         "steps": 2,
         "seed": 0,
         "speech": None,  # the mouth follows the audio itself (no --speech stem)
+        "speech_centre": False,  # a mono audio: no surround centre channel
+        "speech_gain_db": 0.0,  # at a level the models heard in training
         "references": "nearest",
         "batch_size": 8,  # auto, on the CPU
         "articulation_gain": 1.0,  # 20 frames: too few to read the speaker's range
@@ -319,7 +321,7 @@ def test_the_mouth_follows_a_speech_stem_while_the_output_carries_the_mix(tmp_pa
     assert not (tmp_path / "no.mp4").exists()
 
 
-def test_a_surround_mix_moves_the_mouth_with_its_centre_channel(tmp_path, face_clip):
+def test_a_surround_mix_moves_the_mouth_with_its_centre_channel(tmp_path, face_clip, capsys):
     """A 5.1 mix whose centre holds the voice and whose other channels hold music: the frames of a dub with the
     voice alone, and the output's sound the 5.1 mix."""
     t = np.arange(12800) / 16000
@@ -329,11 +331,20 @@ def test_a_surround_mix_moves_the_mouth_with_its_centre_channel(tmp_path, face_c
     mix = make_audio(tmp_path / "mix.wav", samples=np.stack([music, music, voice, silent, music, music]), layout="5.1")
     alone = make_audio(tmp_path / "voice.wav", samples=voice[None])
     out, by_voice = tmp_path / "out.mp4", tmp_path / "by_voice.mp4"
+    settings = {}
     for audio, dest in ((mix, out), (alone, by_voice)):
-        assert (
-            run(["video", str(face_clip), "-a", str(audio), "-o", str(dest), *LOSSLESS, "--weights", "tiny-hearing"])
-            == 0
-        )
+        args = ["video", str(face_clip), "-a", str(audio), "-o", str(dest), *LOSSLESS, "--json"]
+        assert run([*args, "--weights", "tiny-hearing"]) == 0
+        settings[dest.stem] = json.loads(capsys.readouterr().out)["settings"]
+    assert settings["out"]["speech_centre"] and not settings["by_voice"]["speech_centre"]
+    quiet = make_audio(tmp_path / "quiet.wav", samples=voice[None] * 10 ** (-40 / 20))  # far below any train speaker
+    assert (
+        run(["video", str(face_clip), "-a", str(quiet), "-o", str(tmp_path / "q.mp4"), "--json", "--weights", "tiny"])
+        == 0
+    )
+    assert json.loads(capsys.readouterr().out)["settings"]["speech_gain_db"] == pytest.approx(
+        39.5, abs=0.3
+    )  # to -14 dB
     for i, (a, b) in enumerate(zip(frames_of(out), frames_of(by_voice), strict=True)):
         np.testing.assert_array_equal(a, b, err_msg=f"frame {i} does not follow the centre channel")
     assert probe_media(out).audio.channels == 6

@@ -150,6 +150,8 @@ class StreamedFeatures:
     stores: tuple[RowStore, ...]
     padded: float = 0.0  # seconds of silence added after the audio to reach the length asked for
     cut: bool = False  # the audio went on past the length asked for
+    gain: float = 1.0  # on the samples (quiet speech raised, dubber/audio/level.py)
+    centre: bool = False  # a surround mix's centre channel alone was heard
 
     def close(self) -> None:
         for store in self.stores:
@@ -207,6 +209,7 @@ def stream_features(
             most = min(most, exact)
         cut = False
         with AudioReader(audio, sample_rate=rate, mono=True, dialogue=dialogue) as reader:
+            centre = reader.centre_only
             blocks = reader.blocks()
             for block in blocks:  # decoder frames (~1k samples) fed a second at a time: less overhead
                 whole = block.shape[1]
@@ -243,4 +246,4 @@ def stream_features(
         features = speech_features
     else:
         features = MelAndSpeechFeatures(mel_features, speech_features)
-    return StreamedFeatures(features, samples / rate, stores, padded=padding / rate, cut=cut)
+    return StreamedFeatures(features, samples / rate, stores, padded=padding / rate, cut=cut, gain=gain, centre=centre)

@@ -199,6 +199,7 @@ class DubbingPipeline:
             streamed = new_speech_features(self._audio_features, job.audio, job.speech)
             cleanup.callback(streamed.close)
             job.audio_seconds, job.features = streamed.seconds, streamed.features
+            job.speech_centre, job.speech_gain = streamed.centre, streamed.gain
             add_time(job.timings, "audio", t0)  # decoding, and the speech encoder where the completer reads it
             clock.lap("audio")
             # Spool, in the analysis pass, the frames the output will show again after later ones.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,8 @@ class DubJob:
     started: float
     media: MediaInfo | None = None
     speech: Path | None = None  # the voice the mouth follows where ``audio`` mixes it with more (new_speech.py)
+    speech_centre: bool = False  # ... heard through its surround mix's centre channel (dubber/audio/level.py)
+    speech_gain: float = 1.0  # ... raised by this factor (quiet speech)
     reader: VideoReader | None = None
     features: AudioFeatures | SpeechFeatures | MelAndSpeechFeatures | None = None
     audio_seconds: float = 0.0
@@ -58,6 +61,8 @@ def dub_settings(weights: str, runtime: str, renderer, job: DubJob) -> dict:
         "steps": opts.steps or renderer.default_steps,
         "seed": opts.seed,
         "speech": None if job.speech is None else str(job.speech),  # a stem the mouth followed, not the audio
+        "speech_centre": job.speech_centre,
+        "speech_gain_db": round(20 * math.log10(job.speech_gain), 1),
         "references": opts.references,
         "batch_size": job.batch_size,
         "articulation_gain": round(job.articulation_gain, 4),
