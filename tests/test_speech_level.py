@@ -88,3 +88,26 @@ def test_a_surround_mix_is_heard_through_its_centre_channel_where_the_dialogue_i
     with AudioReader(stereo, dialogue=True) as reader:
         assert not reader.centre_only and reader.channels == 1
     assert not speech_input(stereo).centre
+
+
+def test_a_stem_past_its_mix_or_far_short_of_it_is_warned_of(tmp_path, caplog):
+    """``new_speech_features``: the stem read on the mix's length; a warning where it runs past the mix or ends
+    over ``STEM_SLACK`` before it, an info line where it ends a little early, nothing where it fits."""
+    import logging
+
+    from dubber.pipeline.new_speech import STEM_SLACK, new_speech_features
+
+    mix = write_wav(tmp_path / "mix.wav", _syllables(2.0, 0.1), 16000)
+    cases = {"long.wav": (3.0, logging.WARNING), "short.wav": (2.0 - STEM_SLACK - 0.5, logging.WARNING)}
+    cases |= {"near.wav": (1.8, logging.INFO), "fits.wav": (2.0, None)}
+    for name, (seconds, level) in cases.items():
+        stem = write_wav(tmp_path / name, _syllables(seconds, 0.1), 16000)
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="dubber"):
+            streamed = new_speech_features(
+                lambda path, **kw: stream_features(path, "mel", folder=tmp_path, **kw), mix, stem
+            )
+        assert streamed.seconds == 2.0, name
+        told = [r for r in caplog.records if name in r.getMessage()]
+        assert [r.levelno for r in told] == ([] if level is None else [level]), name
+        streamed.close()
