@@ -24,12 +24,11 @@ from pathlib import Path
 import numpy as np
 
 from dubber.log import get_logger
-from dubber.media.audio import AudioReader
+from dubber.media.audio import FEATURE_SAMPLE_RATE, AudioReader
 
 log = get_logger("audio")
 
-SAMPLE_RATE = 16_000
-FRAME = 320  # 20 ms
+FRAME = FEATURE_SAMPLE_RATE // 50  # 20 ms
 QUIET = -32.0  # dB: speech quieter than this is raised (the quietest train speaker: -30.1)
 TARGET = -14.0  # dB: ... to this (the train speakers' median)
 SPEECH_SPREAD = 15.0  # dB between the loud frames and the quiet ones (10th percentile) that speech has at least
@@ -59,11 +58,11 @@ class SpeechInput:
 def speech_level(path: str | Path, max_seconds: float | None = None, *, dialogue: bool = False) -> SpeechLevel:
     """The speech level of ``path`` (its first ``max_seconds`` when given), from its 20 ms frames at 16 kHz mono;
     ``dialogue``: of a surround mix's centre channel alone (``AudioReader``'s ``dialogue``)."""
-    most = None if max_seconds is None else max(1, round(max_seconds * SAMPLE_RATE))
+    most = None if max_seconds is None else max(1, round(max_seconds * FEATURE_SAMPLE_RATE))
     rms: list[np.ndarray] = []
     carry = np.zeros(0, np.float32)
     seen = 0
-    with AudioReader(path, sample_rate=SAMPLE_RATE, mono=True, dialogue=dialogue) as reader:
+    with AudioReader(path, sample_rate=FEATURE_SAMPLE_RATE, mono=True, dialogue=dialogue) as reader:
         centre = reader.centre_only
         for block in reader.blocks():
             samples = block[0] if most is None else block[0, : most - seen]

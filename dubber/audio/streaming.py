@@ -204,9 +204,8 @@ def stream_features(
 
         rate = mel_config.sample_rate
         exact = None if seconds is None else max(1, round(seconds * rate))
-        most = exact if max_seconds is None else max(1, round(max_seconds * rate))
-        if exact is not None:
-            most = min(most, exact)
+        asked = None if max_seconds is None else max(1, round(max_seconds * rate))
+        most = min((n for n in (exact, asked) if n is not None), default=None)
         cut = False
         with AudioReader(audio, sample_rate=rate, mono=True, dialogue=dialogue) as reader:
             centre = reader.centre_only

@@ -186,9 +186,16 @@ class DubbingPipeline:
         started, clock = time.perf_counter(), PhaseClock()
         output, media = check_dub_inputs(video, audio, output, overwrite=opts.overwrite, speech=speech)
         job = DubJob(
-            Path(video), Path(audio), output, opts, progress=progress, started=started, media=media, clock=clock
+            Path(video),
+            Path(audio),
+            output,
+            opts,
+            progress=progress,
+            started=started,
+            media=media,
+            speech=None if speech is None else Path(speech),
+            clock=clock,
         )
-        job.speech = None if speech is None else Path(speech)
         job.reader = reader = VideoReader(job.video, info=job.media)
         check_start(job.video, opts.start, reader.frame_count, float(reader.fps))  # before any work
         with ExitStack() as cleanup:
