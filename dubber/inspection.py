@@ -16,6 +16,7 @@ from dubber.face.tracker import FaceTracker, TrackerOptions
 from dubber.media.audio_feed import AudioFromFile
 from dubber.media.encode_options import VideoEncodeOptions, container_format_for
 from dubber.media.probe import MediaInfo, probe_media
+from dubber.media.stream_tags import SourceExtras, read_extras
 from dubber.media.video_reader import VideoReader
 from dubber.media.video_writer import VideoWriter
 
@@ -50,6 +51,7 @@ class InspectReport:
     persons: list[PersonSeen] = field(default_factory=list)
     seconds: float = 0.0
     preview: Path | None = None
+    extras: SourceExtras = field(default_factory=SourceExtras)  # tags, languages, chapters, subtitle tracks
 
     @property
     def face_ratio(self) -> float:
@@ -72,6 +74,10 @@ class InspectReport:
             "persons": [vars(p) for p in self.persons],
             "seconds": round(self.seconds, 3),
             "preview": str(self.preview) if self.preview else None,
+            "title": self.extras.tags.get("title"),
+            "audio_language": self.extras.audio_language,
+            "subtitles": [s.to_dict() for s in self.extras.subtitles],
+            "chapters": [vars(c) for c in self.extras.chapters],
         }
 
 
@@ -189,4 +195,5 @@ def inspect_video(
         persons=_persons(people.identities, float(reader.fps)) if len(people.identities.looks) > 1 else [],
         seconds=time.perf_counter() - started,
         preview=Path(preview) if preview is not None else None,
+        extras=read_extras(path),
     )

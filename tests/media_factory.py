@@ -170,3 +170,58 @@ def make_face_video(path: Path, *, frames: int = 20, size: int = 192, no_face: r
         return face_frame(i, w, h)
 
     return make_video(path, frames=frames, width=size, height=size, frame_fn=frame_fn, **kw)
+
+
+def make_subtitles(path: Path, cues: list[tuple[float, float, str]]) -> Path:
+    """A SubRip file of ``cues`` (start s, end s, text)."""
+
+    def stamp(t: float) -> str:
+        ms = round(t * 1000)
+        return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d},{ms % 1000:03d}"
+
+    blocks = [f"{k}\n{stamp(a)} --> {stamp(b)}\n{text}\n" for k, (a, b, text) in enumerate(cues, 1)]
+    path.write_text("\n".join(blocks), encoding="utf-8")
+    return path
+
+
+def with_extras(
+    source: Path,
+    path: Path,
+    *,
+    subtitles: list[tuple[Path, dict[str, str], int]] = (),
+    chapters: list[tuple[float, float, str]] = (),
+    tags: dict[str, str] | None = None,
+    audio_tags: dict[str, str] | None = None,
+) -> Path:
+    """``source`` remuxed into Matroska with subtitle tracks (each a subtitle file's packets, its tags and
+    disposition), chapters (start s, end s, title), container tags and its audio stream's tags."""
+    with av.open(str(source)) as src, av.open(str(path), "w", format="matroska") as out:
+        streams = {}
+        for s in (*src.streams.video, *src.streams.audio):
+            streams[s.index] = out.add_stream_from_template(s)
+            if s.type == "audio":
+                streams[s.index].metadata.update(audio_tags or {})
+        files = []
+        for file, stream_tags, disposition in subtitles:
+            text = av.open(str(file))
+            stream = out.add_stream_from_template(text.streams.subtitles[0])
+            stream.metadata.update(stream_tags)
+            stream.disposition = av.stream.Disposition(disposition)
+            files.append((text, stream))
+        out.metadata.update(tags or {})
+        ms = Fraction(1, 1000)
+        marks = [(k + 1, round(a * 1000), round(b * 1000), t) for k, (a, b, t) in enumerate(chapters)]
+        out.set_chapters(
+            [{"id": k, "start": a, "end": b, "time_base": ms, "metadata": {"title": t}} for k, a, b, t in marks]
+        )
+        for packet in src.demux([src.streams[i] for i in streams]):
+            if packet.size:
+                packet.stream = streams[packet.stream.index]
+                out.mux(packet)
+        for text, stream in files:
+            for packet in text.demux(text.streams.subtitles[0]):
+                if packet.size:
+                    packet.stream = stream
+                    out.mux(packet)
+            text.close()
+    return path

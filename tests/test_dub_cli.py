@@ -121,6 +121,9 @@ def test_a_seeded_dub_reproduces_byte_for_byte(tmp_path, face_clip, capsys):
         "speech": None,  # the mouth follows the audio itself (no --speech stem)
         "speech_centre": False,  # a mono audio: no surround centre channel
         "speech_gain_db": 0.0,  # at a level the models heard in training
+        "language": None,  # neither given nor tagged in the audio file
+        "subtitles": None,  # no subtitle file of the new speech
+        "source_subtitles": True,  # the source's subtitle tracks carried (it has none)
         "references": "nearest",
         "batch_size": 8,  # auto, on the CPU
         "articulation_gain": 1.0,  # 20 frames: too few to read the speaker's range

@@ -87,7 +87,7 @@ def test_a_start_past_the_end_or_on_a_photo_is_refused_naming_the_file():
 def test_the_sound_is_the_videos_own_before_and_after_the_dub(tmp_path):
     from dubber.media import probe_media
     from dubber.media.audio_feed import AudioSpan
-    from dubber.pipeline.audio_tracks import output_audio
+    from dubber.pipeline.output_streams import output_audio
 
     video = make_video(tmp_path / "v.mp4", frames=10, audio_rate=16000)
     info, speech = probe_media(video), tmp_path / "speech.wav"

@@ -16,7 +16,8 @@ EXIT_PARTIAL = 3
 def batch_command(
     manifest: Path | None = typer.Argument(
         None,
-        help="CSV (header video,audio[,output][,start][,person][,speech]) or JSON lines with the same keys.",
+        help="CSV (header video,audio[,output][,start][,person][,speech][,subtitles][,language]) or JSON lines with "
+        "the same keys.",
         show_default=False,
     ),
     videos: Path | None = typer.Option(
@@ -30,6 +31,13 @@ def batch_command(
         "--speech",
         help="With --videos: a folder of speech stems paired by stem, the voices the mouths follow where the --audio "
         "files are mixes (a manifest names them in its speech column).",
+        show_default=False,
+    ),
+    subtitles: Path | None = typer.Option(
+        None,
+        "--subtitles",
+        help="With --videos: a folder of subtitle files (.srt, .ass, .vtt) of the new speech, paired by stem (a "
+        "manifest names them in its subtitles column).",
         show_default=False,
     ),
     out_dir: Path | None = typer.Option(
@@ -64,6 +72,8 @@ def batch_command(
     face_models: Path | None = o.FACE_MODELS,
     fps: float = o.FPS,
     keep_original_audio: bool = o.KEEP_ORIGINAL,
+    language: str | None = o.LANGUAGE,
+    source_subtitles: bool = o.SOURCE_SUBTITLES,
     crf: int = o.CRF,
     preset: str = o.PRESET,
     overwrite: bool = o.OVERWRITE,
@@ -100,13 +110,17 @@ def batch_command(
         raise InputError(
             speech, "--speech DIR pairs stems with --videos DIR; a manifest names them in its speech column"
         )
+    if subtitles is not None and videos is None:
+        raise InputError(
+            subtitles, "--subtitles DIR pairs files with --videos DIR; a manifest names them in its subtitles column"
+        )
     if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
         raise InputError(out_dir, "is a file; --output must be a folder for a batch")
     suffix = output_suffix(container)
     if manifest:
         items = items_from_manifest(manifest, out_dir, suffix)
     else:
-        items = items_from_folders(videos, audio, out_dir, suffix, speech)
+        items = items_from_folders(videos, audio, out_dir, suffix, speech, subtitles)
     options = o.dub_options(
         steps=steps,
         seed=seed,
@@ -118,6 +132,8 @@ def batch_command(
         only_speaking=only_speaking,
         fps=fps,
         keep_original_audio=keep_original_audio,
+        language=language,
+        source_subtitles=source_subtitles,
         crf=crf,
         preset=preset,
         overwrite=overwrite,

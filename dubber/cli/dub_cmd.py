@@ -22,6 +22,12 @@ def dub_command(
         "timeline (the output carries --audio).",
         show_default=False,
     ),
+    subtitles: Path | None = typer.Option(
+        None,
+        "--subtitles",
+        help="Subtitles of the new speech (.srt, .ass, .vtt), added as a track timed from where it starts.",
+        show_default=False,
+    ),
     output: Path | None = typer.Option(
         None,
         "--output",
@@ -51,6 +57,8 @@ def dub_command(
     face_models: Path | None = o.FACE_MODELS,
     fps: float = o.FPS,
     keep_original_audio: bool = o.KEEP_ORIGINAL,
+    language: str | None = o.LANGUAGE,
+    source_subtitles: bool = o.SOURCE_SUBTITLES,
     crf: int = o.CRF,
     preset: str = o.PRESET,
     overwrite: bool = o.OVERWRITE,
@@ -67,7 +75,7 @@ def dub_command(
     from dubber.media.dub_inputs import check_dub_files
 
     # A bad file is named in a second, before torch and the models load.
-    check_dub_files(video, audio, output, overwrite=overwrite, speech=speech)
+    check_dub_files(video, audio, output, overwrite=overwrite, speech=speech, subtitles=subtitles)
     options = o.dub_options(
         steps=steps,
         seed=seed,
@@ -80,6 +88,8 @@ def dub_command(
         only_speaking=only_speaking,
         fps=fps,
         keep_original_audio=keep_original_audio,
+        language=language,
+        source_subtitles=source_subtitles,
         crf=crf,
         preset=preset,
         overwrite=overwrite,
@@ -97,5 +107,5 @@ def dub_command(
     pipe = o.load_pipeline(weights, device, dtype, options, runtime)
     o.threads_for(pipe)
     with o.DubProgress(video.name, enabled=stderr.is_terminal and not is_quiet()) as progress:
-        result = pipe(video, audio, output, speech=speech, progress=progress)
+        result = pipe(video, audio, output, speech=speech, subtitles=subtitles, progress=progress)
     o.show_result(result, json_out)

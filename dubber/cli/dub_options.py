@@ -101,6 +101,18 @@ FACE_MODELS = typer.Option(
 )
 FPS = typer.Option(25.0, "--fps", min=1.0, max=240.0, help="Frame rate of the video made from a still image.")
 KEEP_ORIGINAL = typer.Option(False, "--keep-original-audio", help="Add the source's audio as a second track.")
+LANGUAGE = typer.Option(
+    None,
+    "--language",
+    help="The new speech's language, a three-letter ISO 639-2 code (spa, fra, deu...) its audio track (and "
+    "--subtitles) are tagged with. Default: the audio file's own tag, where it has one.",
+    show_default=False,
+)
+SOURCE_SUBTITLES = typer.Option(
+    True,
+    "--source-subtitles/--no-source-subtitles",
+    help="Carry the source's subtitle tracks into the output (text ones converted to what its container holds).",
+)
 CRF = typer.Option(
     18, "--crf", min=0, max=51, help="Encoder quality, x264's (VP9's in .webm; lower: better and bigger)."
 )
@@ -181,6 +193,8 @@ def dub_options(
     start=0.0,
     person=None,
     only_speaking=False,
+    language=None,
+    source_subtitles=True,
 ):
     from dubber.pipeline.options import DubOptions
 
@@ -196,6 +210,8 @@ def dub_options(
         speaking_only=only_speaking,
         fps=Fraction(fps).limit_denominator(1001),
         keep_original_audio=keep_original_audio,
+        language=language,
+        source_subtitles=source_subtitles,
         crf=crf,
         preset=preset,
         overwrite=overwrite,

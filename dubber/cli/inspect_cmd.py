@@ -36,7 +36,16 @@ def _table(report) -> Table:
         f"{v.codec} {v.width}x{v.height}{rot}{aspect}, {float(v.fps):.3f} fps "
         f"({v.fps.numerator}/{v.fps.denominator}){vfr}{untimed}, {v.frame_count} frames, {v.duration:.2f} s{pixels}",
     )
-    t.add_row("audio", f"{a.codec} {a.sample_rate} Hz, {a.channels} ch, {a.duration:.2f} s" if a else "none")
+    extras = report.extras
+    if title := extras.tags.get("title"):
+        t.add_row("title", title)
+    spoken = f", language {extras.audio_language}" if extras.audio_language else ""
+    t.add_row("audio", f"{a.codec} {a.sample_rate} Hz, {a.channels} ch, {a.duration:.2f} s{spoken}" if a else "none")
+    subtitles = [f"{s.language or 'und'} ({s.codec}{'' if s.text else ', bitmaps'})" for s in extras.subtitles]
+    t.add_row("subtitles", ", ".join(subtitles) or "none")
+    chapters = ", ".join(f"{c.title or '-'} {c.start:.2f} s" for c in extras.chapters[:6])
+    more = f" (+{len(extras.chapters) - 6} more)" if len(extras.chapters) > 6 else ""
+    t.add_row("chapters", f"{len(extras.chapters)}: {chapters}{more}" if extras.chapters else "none")
     t.add_row("frames with a face", f"{report.frames_with_face}/{report.frames} ({100 * report.face_ratio:.1f}%)")
     spans = ", ".join(f"{s.start:.2f}-{s.end:.2f} s" for s in report.no_face_spans[:8])
     more = f" (+{len(report.no_face_spans) - 8} more)" if len(report.no_face_spans) > 8 else ""

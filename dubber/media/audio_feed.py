@@ -37,9 +37,14 @@ class AudioFromFile:
     path: Path
     start: float = 0.0
     duration: float | None = None
+    tags: tuple[tuple[str, str], ...] = ()  # the output track's (language, title)
+    disposition: int = 0  # the output track's av.stream.Disposition flags (default, dub, original)
 
 
-class AudioFeed:
+class StreamFeed:
+    """A stream muxed beside the video, asked after every video frame for everything up to that time (audio here,
+    subtitles in ``subtitle_feed``)."""
+
     def open(self, container: av.container.OutputContainer, container_format: str) -> None:
         raise NotImplementedError
 
@@ -88,7 +93,7 @@ def output_layout(layout: str, codec: str) -> str:
     return "stereo"
 
 
-class EncodedSamplesFeed(AudioFeed):
+class EncodedSamplesFeed(StreamFeed):
     """Encode float32 sample blocks (``(channels, n)`` in channel ``layout``, e.g. the new dub audio) with the chosen
     codec, pulling blocks only as the video advances."""
 
@@ -169,7 +174,7 @@ class EncodedSamplesFeed(AudioFeed):
             self.on_close = None
 
 
-class CopiedStreamFeed(AudioFeed):
+class CopiedStreamFeed(StreamFeed):
     """Remux a source file's audio packets without re-encoding."""
 
     def __init__(self, source: AudioFromFile) -> None:
@@ -258,6 +263,8 @@ class SplicedAudio:
 
     spans: tuple[AudioSpan, ...]
     sample_rate: int | None = None
+    tags: tuple[tuple[str, str], ...] = ()  # the output track's (language, title)
+    disposition: int = 0  # the output track's av.stream.Disposition flags
 
 
 def _spliced_feed(audio: SplicedAudio, options: AudioEncodeOptions) -> EncodedSamplesFeed:
@@ -321,7 +328,7 @@ def convert_layout(samples: np.ndarray, layout: str, target: str, sample_rate: i
 AudioSource = AudioClip | AudioFromFile | SplicedAudio
 
 
-def make_audio_feed(audio: AudioSource | None, container_format: str, options: AudioEncodeOptions) -> AudioFeed | None:
+def make_audio_feed(audio: AudioSource | None, container_format: str, options: AudioEncodeOptions) -> StreamFeed | None:
     """Pick how the audio gets into the output: encode samples, copy packets, or decode and re-encode."""
     if audio is None:
         return None
@@ -334,3 +341,9 @@ def make_audio_feed(audio: AudioSource | None, container_format: str, options: A
         return copy
     copy.close()
     return _spliced_feed(SplicedAudio((AudioSpan(audio.path, audio.start, audio.duration),)), options)
+
+
+def label_track(stream, source: AudioSource) -> None:
+    """Give an output audio ``stream`` its source's tags and disposition (an ``AudioClip`` has none)."""
+    stream.metadata.update(dict(getattr(source, "tags", ())))
+    stream.disposition = av.stream.Disposition(getattr(source, "disposition", 0))

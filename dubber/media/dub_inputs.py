@@ -11,6 +11,7 @@ from dubber.media.atomic import check_output_path
 from dubber.media.container import open_input
 from dubber.media.encode_options import container_format_for
 from dubber.media.probe import MediaInfo, probe_media
+from dubber.media.subtitle_feed import check_subtitle_file
 
 
 def default_output(video: str | Path, suffix: str = ".mp4") -> Path:
@@ -26,26 +27,34 @@ def check_dub_files(
     *,
     overwrite: bool = False,
     speech: str | Path | None = None,
+    subtitles: str | Path | None = None,
 ) -> Path:
     """The output path (``default_output`` when None), once it can be written there and the inputs open: a video
     (or still image) with a picture stream, an audio (and a ``speech`` stem, when given) with a sound stream. Only
     the containers' headers are read (probing reads through every packet of the video, which the dub does once,
-    later). Raises :class:`dubber.errors.InputError` subclasses naming the file."""
+    later); ``subtitles``, when given, must hold subtitles the output can take. Raises
+    :class:`dubber.errors.InputError` subclasses naming the file."""
     inputs = [(Path(video), "video"), (Path(audio), "audio")]
     if speech is not None:
         inputs.append((Path(speech), "audio"))
     video = inputs[0][0]
     output = default_output(video) if output is None else Path(output)
+    if subtitles is not None:
+        inputs.append((Path(subtitles), "subtitles"))
     if output.exists() and output.resolve() in {path.resolve() for path, _ in inputs}:
         raise OutputError(output, "is one of the inputs; choose another output name")
     check_output_path(output, overwrite=overwrite)  # a folder is named as one, before its suffix
     container_format_for(output)
     for path, kind in inputs:
+        if kind == "subtitles":
+            continue
         with open_input(path) as container:
             if kind == "video" and not container.streams.video:
                 raise NoVideoStreamError(path, "no video stream (an audio-only or data file?)")
             if kind == "audio" and not container.streams.audio:
                 raise NoAudioStreamError(path, "no audio stream")
+    if subtitles is not None:
+        check_subtitle_file(Path(subtitles), output)
     return output
 
 
@@ -56,7 +65,8 @@ def check_dub_inputs(
     *,
     overwrite: bool = False,
     speech: str | Path | None = None,
+    subtitles: str | Path | None = None,
 ) -> tuple[Path, MediaInfo]:
     """``check_dub_files``, and the video's description (``probe_media``: a truncated or empty video is named)."""
-    output = check_dub_files(video, audio, output, overwrite=overwrite, speech=speech)
+    output = check_dub_files(video, audio, output, overwrite=overwrite, speech=speech, subtitles=subtitles)
     return output, probe_media(video, require_video=True)

@@ -1,9 +1,9 @@
-"""H.264/yuv420p writer on PyAV (VP9 in WebM): source fps and time base kept, audio muxed, atomic on the
-destination."""
+"""H.264/yuv420p writer on PyAV (VP9 in WebM): source fps and time base kept, audio and subtitles muxed, the
+source's tags and chapters carried, atomic on the destination."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
@@ -15,7 +15,14 @@ from dubber.errors import MediaWriteError
 from dubber.log import get_logger
 from dubber.media.atomic import check_output_path, temporary_path_for
 from dubber.media.audio import AudioClip
-from dubber.media.audio_feed import AudioFeed, AudioFromFile, AudioSource, SplicedAudio, make_audio_feed
+from dubber.media.audio_feed import (
+    AudioFromFile,
+    AudioSource,
+    SplicedAudio,
+    StreamFeed,
+    label_track,
+    make_audio_feed,
+)
 from dubber.media.encode_options import (
     AudioEncodeOptions,
     VideoEncodeOptions,
@@ -27,6 +34,7 @@ from dubber.media.encode_options import (
     video_encoder,
 )
 from dubber.media.probe import ColourTags
+from dubber.media.subtitle_feed import SubtitleFeed, SubtitleSource
 from dubber.media.yuv_image import YuvImage
 
 log = get_logger("media")
@@ -63,10 +71,16 @@ class VideoWriter:
         overwrite: bool = False,
         colour: ColourTags | None = None,
         sample_aspect: Fraction | None = None,
+        subtitles: Sequence[SubtitleSource] = (),
+        tags: Mapping[str, str] | None = None,
+        video_tags: Mapping[str, str] | None = None,
+        chapters: Sequence[dict] = (),
     ) -> None:
         """``colour``: the source's colour tags, given to the output when its frames come as the source's planes
         (``YuvImage``), whose values mean what they meant in the source. ``sample_aspect``: the source's pixel
-        aspect (anamorphic video), so that the output is displayed as wide as the source."""
+        aspect (anamorphic video), so that the output is displayed as wide as the source. ``subtitles``: subtitle
+        tracks after the audio ones. ``tags``, ``video_tags``: the container's and the video stream's (title,
+        language...); ``chapters``: as PyAV's ``set_chapters`` takes them."""
         self.path = Path(path)
         self.width, self.height = int(width), int(height)
         self.fps = Fraction(fps)
@@ -82,11 +96,14 @@ class VideoWriter:
         self.overwrite = overwrite
         self.colour = colour
         self.sample_aspect = sample_aspect
+        self.subtitles = list(subtitles)
+        self.tags, self.video_tags = dict(tags or {}), dict(video_tags or {})
+        self.chapters = list(chapters)
         self._tagged: ColourTags | None = None  # the tags the stream was given, with its first frame
         self.frames_written = 0
         self._tmp: Path | None = None
         self._container: av.container.OutputContainer | None = None
-        self._feeds: list[AudioFeed] = []
+        self._feeds: list[StreamFeed] = []
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
     def open(self) -> VideoWriter:
@@ -112,12 +129,21 @@ class VideoWriter:
             stream.codec_context.thread_count = self.options.threads
             if self.sample_aspect is not None and self.sample_aspect != 1:
                 stream.codec_context.sample_aspect_ratio = self.sample_aspect
+            stream.metadata.update(self.video_tags)
             self._stream = stream
             for source in self.audio:
                 feed = make_audio_feed(source, self.format, self.audio_options)
                 if feed is not None:
                     self._feeds.append(feed)
                     feed.open(self._container, self.format)
+                    label_track(feed.stream, source)
+            for subtitle in self.subtitles:
+                feed = SubtitleFeed(subtitle, self.format)
+                self._feeds.append(feed)
+                feed.open(self._container, self.format)
+            self._container.metadata.update(self.tags)
+            if self.chapters:
+                self._container.set_chapters(self.chapters)
         except BaseException:
             self.abort()
             raise

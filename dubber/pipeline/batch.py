@@ -13,6 +13,7 @@ from dubber.errors import DubberError, InputError, OutputError
 from dubber.log import get_logger
 from dubber.media.dub_inputs import check_dub_files, default_output
 from dubber.media.encode_options import OUTPUT_SUFFIXES
+from dubber.media.stream_tags import language_code
 from dubber.pipeline.analysis import VideoTrack
 from dubber.pipeline.dubbing import DubbingPipeline
 from dubber.pipeline.timeline import parse_time
@@ -24,6 +25,7 @@ VIDEO_SUFFIXES = {
     *(".ts", ".mts", ".m2ts", ".h264", ".264", ".hevc", ".h265", ".265"),  # broadcast and camera streams
     *(".png", ".jpg", ".jpeg", ".bmp", ".webp"),  # a still image becomes a talking video
 }
+SUBTITLE_SUFFIXES = {".srt", ".ass", ".ssa", ".vtt"}
 AUDIO_SUFFIXES = {".wav", ".mp3", ".m4a", ".aac", ".flac", ".ogg", ".opus", ".wma", ".mp4", ".mov", ".mkv", ".webm"}
 
 
@@ -36,6 +38,8 @@ class BatchItem:
     start: float = 0.0  # seconds into the video where the dub starts (the manifest's ``start`` column)
     person: int | None = None  # the only person dubbed (the manifest's ``person`` column; None: the batch's own)
     speech: Path | None = None  # the voice the mouth follows where ``audio`` is a mix (the ``speech`` column)
+    subtitles: Path | None = None  # subtitles of the new speech, added as a track (the ``subtitles`` column)
+    language: str | None = None  # the new speech's language (the ``language`` column; None: the batch's own)
 
 
 @dataclass
@@ -58,6 +62,10 @@ class ItemResult:
             d["person"] = self.item.person
         if self.item.speech is not None:
             d["speech"] = str(self.item.speech)
+        if self.item.subtitles is not None:
+            d["subtitles"] = str(self.item.subtitles)
+        if self.item.language is not None:
+            d["language"] = self.item.language
         if self.error:
             d["error"] = self.error
         if self.result:
@@ -98,8 +106,8 @@ def _read_rows(manifest: Path) -> list[dict]:
     if not reader.fieldnames or not {"video", "audio"} <= {f.strip() for f in reader.fieldnames}:
         raise InputError(
             manifest,
-            "a batch manifest needs 'video' and 'audio' columns (and optionally 'output', 'start', 'person' and "
-            "'speech')",
+            "a batch manifest needs 'video' and 'audio' columns (and optionally 'output', 'start', 'person', "
+            "'speech', 'subtitles' and 'language')",
         )
     return [{k.strip(): (v or "").strip() for k, v in row.items() if k} for row in reader]
 
@@ -124,11 +132,23 @@ def _person_of(manifest: Path, n: int, value) -> int | None:
     return int(text)
 
 
+def _language_of(manifest: Path, n: int, value) -> str | None:
+    """Row ``n``'s ``language`` (an ISO 639-2 code; empty: the batch's own ``--language``)."""
+    if value is None or str(value).strip() == "":
+        return None
+    try:
+        return language_code(str(value))
+    except ValueError as exc:
+        raise InputError(manifest, f"row {n}: {exc}") from None
+
+
 def items_from_manifest(manifest: Path, out_dir: Path | None, suffix: str = ".mp4") -> list[BatchItem]:
-    """Rows ``video,audio[,output][,start][,person][,speech]`` (CSV with a header, or JSON lines); relative paths are
-    relative to the manifest's folder, a relative ``output`` to ``out_dir`` when given; rows without one get a
-    ``suffix`` file; ``start``: where in the video its dub starts (``--start``); ``person``: the only person dubbed
-    (``--person``); ``speech``: the voice the mouth follows where ``audio`` is a mix (``--speech``)."""
+    """Rows ``video,audio[,output][,start][,person][,speech][,subtitles][,language]`` (CSV with a header, or JSON
+    lines); relative paths are relative to the manifest's folder, a relative ``output`` to ``out_dir`` when given;
+    rows without one get a ``suffix`` file; ``start``: where in the video its dub starts (``--start``); ``person``:
+    the only person dubbed (``--person``); ``speech``: the voice the mouth follows where ``audio`` is a mix
+    (``--speech``); ``subtitles``: a subtitle file of the new speech (``--subtitles``); ``language``: its language
+    (``--language``)."""
     base = manifest.parent
     items = []
     for n, row in enumerate(_read_rows(manifest), 1):
@@ -142,7 +162,10 @@ def items_from_manifest(manifest: Path, out_dir: Path | None, suffix: str = ".mp
             output = _output_for(video, Path(row["video"]), out_dir, suffix)
         start, person = _start_of(manifest, n, row.get("start")), _person_of(manifest, n, row.get("person"))
         speech = base / row["speech"] if row.get("speech") else None
-        items.append(BatchItem(video, audio, output, start=start, person=person, speech=speech))
+        subtitles = base / row["subtitles"] if row.get("subtitles") else None
+        language = _language_of(manifest, n, row.get("language"))
+        extra = {"speech": speech, "subtitles": subtitles, "language": language}
+        items.append(BatchItem(video, audio, output, start=start, person=person, **extra))
     if not items:
         raise InputError(manifest, "the manifest lists no jobs")
     return items
@@ -157,13 +180,13 @@ def _media_files(folder: Path, suffixes: set[str]) -> list[Path]:
 class _FolderPairs:
     """The media files under a folder, found by a video's relative stem (or, failing that, its stem anywhere)."""
 
-    def __init__(self, folder: Path, what: str) -> None:
+    def __init__(self, folder: Path, what: str, suffixes: set[str] = AUDIO_SUFFIXES) -> None:
         if not folder.is_dir():
             raise InputError(folder, "is not a folder")
         self.folder, self.what = folder, what
         self.by_rel: dict[Path, Path] = {}
         self.by_stem: dict[str, list[Path]] = {}
-        for a in _media_files(folder, AUDIO_SUFFIXES):
+        for a in _media_files(folder, suffixes):
             self.by_rel.setdefault(a.relative_to(folder).with_suffix(""), a)
             self.by_stem.setdefault(a.stem, []).append(a)
 
@@ -181,24 +204,36 @@ class _FolderPairs:
 
 
 def items_from_folders(
-    videos: Path, audio: Path, out_dir: Path | None, suffix: str = ".mp4", speech: Path | None = None
+    videos: Path,
+    audio: Path,
+    out_dir: Path | None,
+    suffix: str = ".mp4",
+    speech: Path | None = None,
+    subtitles: Path | None = None,
 ) -> list[BatchItem]:
     """Every video under ``videos`` paired with the audio of the same relative stem under ``audio`` (or, failing
     that, the one audio file anywhere under it with the same stem), and so with a speech stem under ``speech``
-    when given (an item without one fails: its mouth would follow the mix)."""
+    when given (an item without one fails: its mouth would follow the mix) and a subtitle file under
+    ``subtitles`` (an item without one has none added; one with several fails)."""
     if not videos.is_dir():
         raise InputError(videos, "is not a folder")
     audios = _FolderPairs(audio, "audio")
     stems = None if speech is None else _FolderPairs(speech, "speech")
+    texts = None if subtitles is None else _FolderPairs(subtitles, "subtitle", SUBTITLE_SUFFIXES)
     items = []
     for v in _media_files(videos, VIDEO_SUFFIXES):
         rel = v.relative_to(videos)
         match, problem = audios.find(v, rel)
-        voice = None
+        voice = text = None
         if stems is not None and match is not None:
             voice, problem = stems.find(v, rel)
             match = match if voice is not None else None
-        items.append(BatchItem(v, match, _output_for(v, rel, out_dir, suffix), problem, speech=voice))
+        if texts is not None and match is not None:
+            text, why = texts.find(v, rel)
+            if text is None and v.stem in texts.by_stem:  # several: which one is meant
+                match, problem = None, why
+        output = _output_for(v, rel, out_dir, suffix)
+        items.append(BatchItem(v, match, output, problem, speech=voice, subtitles=text))
     if not items:
         raise InputError(videos, "holds no video or image files")
     return items
@@ -272,18 +307,21 @@ def run_item(
             _make_folder(item.output)
             analysis = None
             if analyses is not None:
-                check_dub_files(item.video, item.audio, item.output, overwrite=overwrite, speech=item.speech)
+                files = {"speech": item.speech, "subtitles": item.subtitles}
+                check_dub_files(item.video, item.audio, item.output, overwrite=overwrite, **files)
                 analysis = analyses.track(pipe, item.video, progress)
             result = pipe(
                 item.video,
                 item.audio,
                 item.output,
                 speech=item.speech,
+                subtitles=item.subtitles,
                 overwrite=overwrite,
                 progress=progress,
                 analysis=analysis,
                 start=item.start or None,  # None: the batch's own options
                 person=item.person,
+                language=item.language,
             )
             if analysis is not None and analyses.seconds:  # the tracking counts where it was done: its video's first
                 for stage, seconds in {**analysis.seconds, "total": analyses.seconds}.items():

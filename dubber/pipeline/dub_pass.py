@@ -23,10 +23,10 @@ from dubber.media.encode_options import VideoEncodeOptions
 from dubber.media.heap import HeapTrimmer
 from dubber.media.video_writer import VideoWriter
 from dubber.media.yuv_image import YuvImage
-from dubber.pipeline.audio_tracks import output_audio
 from dubber.pipeline.face_redraw import DrawnFaces, FaceRedrawer, PlannedFaces, add_time
 from dubber.pipeline.frame_source import FrameSpool, frames_in_order
 from dubber.pipeline.job import DubJob
+from dubber.pipeline.output_streams import output_streams
 from dubber.pipeline.overlap import Consumer, Prefetcher
 from dubber.pipeline.timeline import Timeline
 
@@ -144,6 +144,18 @@ def encode_dub(job: DubJob, timeline: Timeline, spool: FrameSpool | None, redraw
     ``redraw`` has a face, encoded with the new audio muxed; the frames whose face was redrawn."""
     opts, reader, timings = job.opts, job.reader, job.timings
     width, height = reader.size
+    job.streams = streams = output_streams(
+        job.video,
+        job.audio,
+        job.media,
+        job.output,
+        timeline,
+        job.fps,
+        language=opts.language,
+        keep_original=opts.keep_original_audio,
+        source_subtitles=opts.source_subtitles,
+        subtitles=job.subtitles,
+    )
     writer = VideoWriter(
         job.output,
         width=width,
@@ -151,10 +163,14 @@ def encode_dub(job: DubJob, timeline: Timeline, spool: FrameSpool | None, redraw
         fps=opts.fps if job.still else reader.fps,
         time_base=None if job.still else reader.info.time_base,
         options=VideoEncodeOptions(crf=opts.crf, preset=opts.preset),
-        audio=output_audio(job.audio, job.media, timeline, job.fps, keep_original=opts.keep_original_audio),
+        audio=streams.audio,
         overwrite=opts.overwrite,
         colour=reader.info.colour,
         sample_aspect=reader.info.sample_aspect,
+        subtitles=streams.subtitles,
+        tags=streams.tags,
+        video_tags=streams.video_tags,
+        chapters=streams.chapters,
     )
     with writer:
         faces = write_frames(

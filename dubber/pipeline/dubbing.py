@@ -169,6 +169,7 @@ class DubbingPipeline:
         output: str | Path | None = None,
         *,
         speech: str | Path | None = None,
+        subtitles: str | Path | None = None,
         options: DubOptions | None = None,
         progress: ProgressCallback | None = None,
         analysis: VideoTrack | None = None,
@@ -178,13 +179,16 @@ class DubbingPipeline:
 
         ``speech``: the voice the mouth follows, when ``audio`` (what the output carries) mixes it with music or
         effects: a dialogue stem on the same timeline (read from its start, cut or followed by silence to the
-        audio's length). ``overrides`` are :class:`DubOptions` fields (``steps=4``, ``fit="loop"``...). Nothing
-        appears at ``output`` unless the whole dub succeeds. ``analysis``: this video's :meth:`analyse` result, to
-        dub it with several audios while tracking it once.
+        audio's length). ``subtitles``: a subtitle file of the new speech (.srt, .ass, .vtt), added as a track
+        tagged with its language, timed from where the new speech starts. ``overrides`` are :class:`DubOptions`
+        fields (``steps=4``, ``fit="loop"``...). Nothing appears at ``output`` unless the whole dub succeeds.
+        ``analysis``: this video's :meth:`analyse` result, to dub it with several audios while tracking it once.
         """
         opts = (options or self.options).updated(**overrides)
         started, clock = time.perf_counter(), PhaseClock()
-        output, media = check_dub_inputs(video, audio, output, overwrite=opts.overwrite, speech=speech)
+        output, media = check_dub_inputs(
+            video, audio, output, overwrite=opts.overwrite, speech=speech, subtitles=subtitles
+        )
         job = DubJob(
             Path(video),
             Path(audio),
@@ -194,6 +198,7 @@ class DubbingPipeline:
             started=started,
             media=media,
             speech=None if speech is None else Path(speech),
+            subtitles=None if subtitles is None else Path(subtitles),
             clock=clock,
         )
         job.reader = reader = VideoReader(job.video, info=job.media)
@@ -477,4 +482,5 @@ class DubbingPipeline:
             phases=phase_report(job.clock.phases),
             settings=dub_settings(self.name, self.runtime, self.renderer, job),
             dub_start=timeline.lead_frames / job.fps,
+            tracks=job.streams.tracks if job.streams is not None else [],
         )

@@ -17,6 +17,7 @@ from dubber.pipeline.phase_clock import PhaseClock
 
 if TYPE_CHECKING:  # the job is made before the reading's module is needed
     from dubber.pipeline.articulation import HeardSpeech
+    from dubber.pipeline.output_streams import OutputStreams
 
 # progress(stage, done, total): stage "analyse" (first pass) or "dub" (second pass), counts in frames.
 ProgressCallback = Callable[[str, int, int], None]
@@ -34,6 +35,8 @@ class DubJob:
     speech: Path | None = None  # the voice the mouth follows where ``audio`` mixes it with more (new_speech.py)
     speech_centre: bool = False  # ... heard through its surround mix's centre channel (dubber/audio/level.py)
     speech_gain: float = 1.0  # ... raised by this factor (quiet speech)
+    subtitles: Path | None = None  # a subtitle file of the new speech, added as a track (output_streams.py)
+    streams: OutputStreams | None = None  # the output's tracks besides the video, once chosen
     reader: VideoReader | None = None
     features: AudioFeatures | SpeechFeatures | MelAndSpeechFeatures | None = None
     audio_seconds: float = 0.0
@@ -63,6 +66,9 @@ def dub_settings(weights: str, runtime: str, renderer, job: DubJob) -> dict:
         "speech": None if job.speech is None else str(job.speech),  # a stem the mouth followed, not the audio
         "speech_centre": job.speech_centre,
         "speech_gain_db": round(20 * math.log10(job.speech_gain), 1),
+        "language": opts.language,
+        "subtitles": None if job.subtitles is None else str(job.subtitles),
+        "source_subtitles": opts.source_subtitles,
         "references": opts.references,
         "batch_size": job.batch_size,
         "articulation_gain": round(job.articulation_gain, 4),

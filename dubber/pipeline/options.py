@@ -9,6 +9,7 @@ from pathlib import Path
 from dubber.errors import InputError
 from dubber.face.backends import FACE_BACKENDS
 from dubber.media.encode_options import X264_PRESETS
+from dubber.media.stream_tags import language_code
 from dubber.pipeline.timeline import FIT_MODES
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
@@ -33,6 +34,9 @@ class DubOptions:
     speaking_only: bool = False
     fps: Fraction = Fraction(25)  # output rate for a still image
     keep_original_audio: bool = False  # the source's audio as a second track
+    # The new audio track's language (ISO 639-2: "spa"); None: the audio file's own tag, where it has one.
+    language: str | None = None
+    source_subtitles: bool = True  # the source's subtitle tracks carried into the output
     crf: int = 18
     preset: str = "medium"
     overwrite: bool = False
@@ -88,6 +92,11 @@ class DubOptions:
                 detector_files(self.face_models)
             except FaceBackendError as exc:
                 problems.append(str(exc))
+        if self.language is not None:
+            try:
+                object.__setattr__(self, "language", language_code(self.language))
+            except ValueError as exc:
+                problems.append(str(exc))
         if self.adapt not in ADAPT_MODES:
             problems.append(f"adapt={self.adapt!r} is not one of {', '.join(ADAPT_MODES)}")
         if not 0 < self.adapt_seconds <= 3600:
@@ -124,6 +133,8 @@ class DubResult:
     phases: dict[str, dict[str, float]] = field(default_factory=dict)
     settings: dict = field(default_factory=dict)  # what made the frames: weights, steps, seed, references, ...
     dub_start: float = 0.0  # seconds into the output where the new audio starts (``start``, on a frame)
+    # The output's audio and subtitle tracks in order: {"type", "language", "from": "audio" | "video" | "subtitles"}
+    tracks: list[dict] = field(default_factory=list)
 
     @property
     def frames_per_second(self) -> float:

@@ -1,0 +1,132 @@
+"""Everything the dub's output carries besides its frames: the audio tracks (the new speech first, labelled with
+its language, and the source's own when kept), the source's subtitle tracks and a subtitle file of the new speech,
+the source's tags and chapters, each moved onto the output's clock and cut at its end."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import av
+
+from dubber.log import get_logger
+from dubber.media.audio_feed import AudioFromFile, AudioSpan, SplicedAudio
+from dubber.media.encode_options import container_format_for
+from dubber.media.probe import MediaInfo
+from dubber.media.stream_tags import SourceExtras, chapters_until, read_extras
+from dubber.media.subtitle_feed import SubtitleSource, subtitle_codec
+from dubber.pipeline.timeline import Timeline
+
+log = get_logger("pipeline")
+
+_DEFAULT, _DUB, _ORIGINAL = (int(av.stream.Disposition[n]) for n in ("default", "dub", "original"))
+_RATE = 48_000  # the spliced track's sample rate
+
+
+def spliced_speech(audio: Path, source: MediaInfo, timeline: Timeline, fps: float) -> SplicedAudio:
+    """The source's own audio over the frames before the dub, the new speech over the dubbed frames, then the
+    source's own audio over the frames kept after it (each cut or padded with silence to its span), decoded as the
+    video is written."""
+    own = source.path if source.audio is not None else None
+    spans = [AudioSpan(own, 0.0, timeline.lead_frames / fps)] if timeline.lead_frames else []
+    spans.append(AudioSpan(audio, 0.0, timeline.dub_frames / fps))
+    if timeline.rest_frames:
+        spans.append(AudioSpan(own, timeline.dub_end / fps, timeline.rest_frames / fps))
+    return SplicedAudio(tuple(spans), sample_rate=_RATE)
+
+
+def output_audio(
+    audio: Path, source: MediaInfo, timeline: Timeline, fps: float, *, keep_original: bool
+) -> list[AudioFromFile | SplicedAudio]:
+    """The new speech's track (after the source's own audio where the dub starts into the video, and followed by
+    it when the rest of a longer video is kept; stream-copied where it is the whole track and the container takes
+    its codec), and the source's audio as a second track when ``keep_original``."""
+    tracks: list[AudioFromFile | SplicedAudio] = []
+    if timeline.lead_frames or timeline.rest_frames:
+        tracks.append(spliced_speech(audio, source, timeline, fps))
+    else:
+        tracks.append(AudioFromFile(audio))
+    if keep_original:
+        if source.audio is None:
+            log.warning("%s has no audio: no original track to keep", source.path)
+        else:
+            tracks.append(AudioFromFile(source.path, duration=timeline.total_frames / fps))
+    return tracks
+
+
+@dataclass
+class OutputStreams:
+    """What ``VideoWriter`` is given besides the frames, and a line per track for the dub's result."""
+
+    audio: list[AudioFromFile | SplicedAudio]
+    subtitles: list[SubtitleSource] = field(default_factory=list)
+    tags: dict[str, str] = field(default_factory=dict)
+    video_tags: dict[str, str] = field(default_factory=dict)
+    chapters: list[dict] = field(default_factory=list)
+    tracks: list[dict] = field(default_factory=list)  # {"type", "language", "from"} per audio and subtitle track
+
+
+def output_streams(
+    video: Path,
+    audio: Path,
+    media: MediaInfo,
+    output: Path,
+    timeline: Timeline,
+    fps: float,
+    *,
+    language: str | None = None,
+    keep_original: bool = False,
+    source_subtitles: bool = True,
+    subtitles: Path | None = None,
+) -> OutputStreams:
+    """The output's tracks, tags and chapters for a dub of ``video`` with ``audio`` along ``timeline``.
+
+    The new speech's track is the default one, tagged ``language`` (else the audio file's own language tag); the
+    source's audio, when kept, follows it with its own tags, marked as the original and the new one as a dub. The
+    source's subtitles and chapters keep their times (the output's frames are the source's own up to its end) and
+    stop at the output's end; ``subtitles`` (a file of the new speech) starts where the new speech does.
+    """
+    extras = read_extras(video)
+    new_audio = read_extras(audio) if audio != video else extras
+    language = language or new_audio.audio_language
+    seconds = timeline.total_frames / fps
+    tracks = output_audio(audio, media, timeline, fps, keep_original=keep_original)
+    first = (("language", language),) if language else ()
+    kept = len(tracks) > 1
+    tracks[0] = replace(tracks[0], tags=first, disposition=_DEFAULT | (_DUB if kept else 0))
+    described = [{"type": "audio", "language": language, "from": "audio"}]
+    if kept:
+        tracks[1] = replace(tracks[1], tags=tuple(extras.audio_tags.items()), disposition=_ORIGINAL)
+        described.append({"type": "audio", "language": extras.audio_language, "from": "video"})
+    streams = OutputStreams(
+        tracks,
+        tags=extras.tags,
+        video_tags=extras.video_tags,
+        chapters=chapters_until(extras.chapters, seconds),
+        tracks=described,
+    )
+    if source_subtitles:
+        _carry_subtitles(video, extras, output, seconds, streams)
+    if subtitles is not None:
+        lead = timeline.lead_frames / fps
+        ends = (timeline.lead_frames + timeline.dub_frames) / fps
+        streams.subtitles.append(SubtitleSource(subtitles, None, lead, ends, first))
+        streams.tracks.append({"type": "subtitle", "language": language, "from": "subtitles"})
+    return streams
+
+
+def _carry_subtitles(video: Path, extras: SourceExtras, output: Path, seconds: float, streams: OutputStreams) -> None:
+    container = container_format_for(output)
+    for s in extras.subtitles:
+        if subtitle_codec(container, s.codec, s.text) is None:
+            log.warning(
+                "%s: its %s subtitle track %d cannot go into %s (write .mkv to keep it)",
+                video,
+                s.codec,
+                s.index,
+                output.suffix,
+            )
+            continue
+        shift = -extras.video_start
+        streams.subtitles.append(SubtitleSource(video, s.index, shift, seconds, tuple(s.tags.items()), s.disposition))
+        streams.tracks.append({"type": "subtitle", "language": s.language, "from": "video"})
