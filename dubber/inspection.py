@@ -75,7 +75,7 @@ class InspectReport:
             "seconds": round(self.seconds, 3),
             "preview": str(self.preview) if self.preview else None,
             "title": self.extras.tags.get("title"),
-            "audio_language": self.extras.audio_language,
+            "audio_languages": [a.language for a in self.extras.audio],
             "subtitles": [s.to_dict() for s in self.extras.subtitles],
             "chapters": [vars(c) for c in self.extras.chapters],
         }

@@ -192,15 +192,25 @@ def with_extras(
     chapters: list[tuple[float, float, str]] = (),
     tags: dict[str, str] | None = None,
     audio_tags: dict[str, str] | None = None,
+    more_audio: list[tuple[Path, dict[str, str], int]] = (),
 ) -> Path:
     """``source`` remuxed into Matroska with subtitle tracks (each a subtitle file's packets, its tags and
-    disposition), chapters (start s, end s, title), container tags and its audio stream's tags."""
+    disposition), chapters (start s, end s, title), container tags, its audio stream's tags, and more audio tracks
+    (each the first audio stream of a file, with its tags and disposition)."""
     with av.open(str(source)) as src, av.open(str(path), "w", format="matroska") as out:
         streams = {}
         for s in (*src.streams.video, *src.streams.audio):
             streams[s.index] = out.add_stream_from_template(s)
             if s.type == "audio":
                 streams[s.index].metadata.update(audio_tags or {})
+                streams[s.index].disposition = av.stream.Disposition.default
+        extra_audio = []
+        for file, stream_tags, disposition in more_audio:
+            sound = av.open(str(file))
+            stream = out.add_stream_from_template(sound.streams.audio[0])
+            stream.metadata.update(stream_tags)
+            stream.disposition = av.stream.Disposition(disposition)
+            extra_audio.append((sound, stream))
         files = []
         for file, stream_tags, disposition in subtitles:
             text = av.open(str(file))
@@ -218,6 +228,12 @@ def with_extras(
             if packet.size:
                 packet.stream = streams[packet.stream.index]
                 out.mux(packet)
+        for sound, stream in extra_audio:
+            for packet in sound.demux(sound.streams.audio[0]):
+                if packet.size:
+                    packet.stream = stream
+                    out.mux(packet)
+            sound.close()
         for text, stream in files:
             for packet in text.demux(text.streams.subtitles[0]):
                 if packet.size:

@@ -5,6 +5,7 @@ weights bundle."""
 from __future__ import annotations
 
 import json
+import re
 from fractions import Fraction
 from pathlib import Path
 
@@ -53,6 +54,11 @@ def cues_of(path: Path, index: int) -> list[tuple[float, float, str]]:
                 start = float(packet.pts * packet.time_base) - zero
                 out.append((round(start, 3), round(start + float(packet.duration * packet.time_base), 3), text))
         return out
+
+
+def audio_packets(path: Path, k: int) -> list[bytes]:
+    with av.open(str(path)) as f:
+        return [bytes(p) for p in f.demux(f.streams.audio[k]) if p.size]
 
 
 def streams_of(path: Path) -> list[tuple[str, str | None, str | None, int]]:
@@ -199,8 +205,11 @@ def test_the_new_speechs_subtitles_start_with_it(tmp_path, source):
 # -- dub end to end --------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def face_source(tmp_path_factory) -> Path:
+    """A talking face whose English sound has a French dub of its own beside it, an English forced subtitle track,
+    chapters and a title."""
     folder = tmp_path_factory.mktemp("face")
     clip = make_face_video(folder / "face.mp4", frames=20, audio_rate=16000)
+    french = make_audio(folder / "fr.m4a", seconds=0.8, freqs=(500.0,))
     subs = make_subtitles(folder / "en.srt", [(0.1, 0.5, "Hello")])
     return with_extras(
         clip,
@@ -209,6 +218,7 @@ def face_source(tmp_path_factory) -> Path:
         chapters=[(0.0, 0.4, "Start"), (0.4, 0.8, "End")],
         tags={"title": "Talk"},
         audio_tags={"language": "eng"},
+        more_audio=[(french, {"language": "fra"}, int(D.dub))],
     )
 
 
@@ -217,7 +227,7 @@ def dub(*args) -> int:
 
 
 def test_a_dub_keeps_what_its_source_carries_and_labels_its_languages(
-    tmp_path, tiny_root, face_source, monkeypatch, capsys
+    tmp_path, tiny_root, face_source, monkeypatch, capfd
 ):
     monkeypatch.setenv("DUB_WEIGHTS", str(tiny_root))
     speech = make_audio(tmp_path / "speech.wav", seconds=0.8)
@@ -239,27 +249,36 @@ def test_a_dub_keeps_what_its_source_carries_and_labels_its_languages(
         )
         == 0
     )
-    result = json.loads(capsys.readouterr().out)
+    result = json.loads(capfd.readouterr().out)
     assert result["tracks"] == [
         {"type": "audio", "language": "spa", "from": "audio"},
         {"type": "audio", "language": "eng", "from": "video"},
+        {"type": "audio", "language": "fra", "from": "video"},
         {"type": "subtitle", "language": "eng", "from": "video"},
         {"type": "subtitle", "language": "spa", "from": "subtitles"},
     ]
     assert result["settings"]["language"] == "spa" and result["settings"]["subtitles"] == str(new)
+    # The new speech is the default track and a dub; of the source's, English was the default and is the original.
     assert streams_of(out) == [
         ("audio", "pcm_s16le", "spa", int(D.default | D.dub)),
         ("audio", "aac", "eng", int(D.original)),
+        ("audio", "aac", "fra", int(D.dub)),
         ("subtitle", "subrip", "eng", int(D.forced)),
         ("subtitle", "subrip", "spa", 0),
     ]
-    assert cues_of(out, 3) == [(0.1, 0.5, "Hello")] and cues_of(out, 4) == [(0.2, 0.6, "Hola")]
+    assert cues_of(out, 4) == [(0.1, 0.5, "Hello")] and cues_of(out, 5) == [(0.2, 0.6, "Hola")]
+    for k in range(2):  # the source's sound as it was, to the output's end
+        kept, given = (audio_packets(path, k + first) for path, first in ((out, 1), (face_source, 0)))
+        assert kept == given[: len(kept)] and len(kept) >= len(given) - 1
     with av.open(str(out)) as f:
         assert f.metadata["title"] == "Talk" and [c["metadata"]["title"] for c in f.chapters()] == ["Start", "End"]
     assert run(["inspect", str(out), "--json"]) == 0
-    seen = json.loads(capsys.readouterr().out)
-    assert (seen["title"], seen["audio_language"]) == ("Talk", "spa")
+    seen = json.loads(capfd.readouterr().out)
+    assert (seen["title"], seen["audio_languages"]) == ("Talk", ["spa", "eng", "fra"])
     assert [(s["codec"], s["language"]) for s in seen["subtitles"]] == [("subrip", "eng"), ("subrip", "spa")]
+    assert run(["inspect", str(face_source)]) == 0
+    shown = " ".join(re.sub("[│┌┐└┘├┤┬┴┼─]", " ", capfd.readouterr().err).split())  # the table's words
+    assert "eng (subrip)" in shown and "2: Start 0.00 s" in shown and "1 more: fra" in shown
     assert [c["title"] for c in seen["chapters"]] == ["Start", "End"]
 
     # MP4 takes the subtitles as mov_text; without the source's, only the new speech's track is added.

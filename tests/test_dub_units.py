@@ -91,9 +91,9 @@ def test_the_sound_is_the_videos_own_before_and_after_the_dub(tmp_path):
 
     video = make_video(tmp_path / "v.mp4", frames=10, audio_rate=16000)
     info, speech = probe_media(video), tmp_path / "speech.wav"
-    (track,) = output_audio(speech, info, Timeline(10, 3, keep_rest=True, lead_frames=4), 25.0, keep_original=False)
+    (track,) = output_audio(speech, info, Timeline(10, 3, keep_rest=True, lead_frames=4), 25.0)
     assert track.spans == (AudioSpan(video, 0.0, 0.16), AudioSpan(speech, 0.0, 0.12), AudioSpan(video, 0.28, 0.12))
-    (track,) = output_audio(speech, info, Timeline(10, 3, lead_frames=4), 25.0, keep_original=False)
+    (track,) = output_audio(speech, info, Timeline(10, 3, lead_frames=4), 25.0)
     assert track.spans == (AudioSpan(video, 0.0, 0.16), AudioSpan(speech, 0.0, 0.12))
 
 

@@ -100,7 +100,9 @@ FACE_MODELS = typer.Option(
     show_default=False,
 )
 FPS = typer.Option(25.0, "--fps", min=1.0, max=240.0, help="Frame rate of the video made from a still image.")
-KEEP_ORIGINAL = typer.Option(False, "--keep-original-audio", help="Add the source's audio as a second track.")
+KEEP_ORIGINAL = typer.Option(
+    False, "--keep-original-audio", help="Keep the source's audio tracks after the new one (marked as a dub)."
+)
 LANGUAGE = typer.Option(
     None,
     "--language",

@@ -40,6 +40,8 @@ def _table(report) -> Table:
     if title := extras.tags.get("title"):
         t.add_row("title", title)
     spoken = f", language {extras.audio_language}" if extras.audio_language else ""
+    if len(extras.audio) > 1:  # what --keep-original-audio keeps beside the new speech
+        spoken += f"; {len(extras.audio) - 1} more: " + ", ".join(a.language or "und" for a in extras.audio[1:])
     t.add_row("audio", f"{a.codec} {a.sample_rate} Hz, {a.channels} ch, {a.duration:.2f} s{spoken}" if a else "none")
     subtitles = [f"{s.language or 'und'} ({s.codec}{'' if s.text else ', bitmaps'})" for s in extras.subtitles]
     t.add_row("subtitles", ", ".join(subtitles) or "none")

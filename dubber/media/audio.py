@@ -46,9 +46,9 @@ class AudioClip:
 
 
 class AudioReader:
-    """The first audio stream of a file, decoded block by block: float32 ``(channels, n)`` blocks at
-    ``sample_rate`` (None: the source rate), downmixed to mono when ``mono``. Memory stays that of one block however
-    long the audio; :func:`decode_audio` joins the blocks.
+    """An audio stream of a file (``stream``: its index there; None: the first), decoded block by block: float32
+    ``(channels, n)`` blocks at ``sample_rate`` (None: the source rate), downmixed to mono when ``mono``. Memory
+    stays that of one block however long the audio; :func:`decode_audio` joins the blocks.
 
     ``source_layout`` is the stream's channel layout (FFmpeg's name: "mono", "stereo", "5.1"...); ``layout`` the
     blocks', which :meth:`convert_to` may change before :meth:`blocks` is called.
@@ -61,13 +61,17 @@ class AudioReader:
         sample_rate: int | None = FEATURE_SAMPLE_RATE,
         mono: bool = True,
         dialogue: bool = False,
+        stream: int | None = None,
     ) -> None:
         self.path = Path(path)
         self._container = open_input(self.path)
         try:
-            if not self._container.streams.audio:
-                raise NoAudioStreamError(self.path, "no audio stream")
-            self._stream = stream = self._container.streams.audio[0]
+            picked = [a for a in self._container.streams.audio if stream is None or a.index == stream]
+            if not picked:
+                raise NoAudioStreamError(
+                    self.path, "no audio stream" if stream is None else f"no audio stream {stream}"
+                )
+            self._stream = stream = picked[0]
             stream.thread_type = "AUTO"
             declared = declared_duration(stream, Fraction(stream.time_base)) if stream.time_base else None
             rate = sample_rate or stream.codec_context.sample_rate

@@ -37,6 +37,7 @@ class AudioFromFile:
     path: Path
     start: float = 0.0
     duration: float | None = None
+    stream: int | None = None  # the audio stream's index in the file; None: its first
     tags: tuple[tuple[str, str], ...] = ()  # the output track's (language, title)
     disposition: int = 0  # the output track's av.stream.Disposition flags (default, dub, original)
 
@@ -180,10 +181,11 @@ class CopiedStreamFeed(StreamFeed):
     def __init__(self, source: AudioFromFile) -> None:
         self.source = source
         self.input = open_input(source.path)
-        if not self.input.streams.audio:
+        picked = [a for a in self.input.streams.audio if source.stream is None or a.index == source.stream]
+        if not picked:
             self.input.close()
             raise NoAudioStreamError(source.path, "no audio stream to copy")
-        self.in_stream = self.input.streams.audio[0]
+        self.in_stream = picked[0]
         self.packets = self.input.demux(self.in_stream)
         self.pending: av.Packet | None = None
         self.done = False
@@ -252,6 +254,7 @@ class AudioSpan:
     path: Path | None
     start: float = 0.0
     seconds: float | None = None
+    stream: int | None = None  # the audio stream's index in the file; None: its first
 
 
 @dataclass(frozen=True)
@@ -274,7 +277,7 @@ def _spliced_feed(audio: SplicedAudio, options: AudioEncodeOptions) -> EncodedSa
         for span in audio.spans:
             reader = None
             if span.path is not None:
-                reader = undo.enter_context(AudioReader(span.path, sample_rate=rate, mono=False))
+                reader = undo.enter_context(AudioReader(span.path, sample_rate=rate, mono=False, stream=span.stream))
                 rate = reader.sample_rate
             readers.append(reader)
         if rate is None:
@@ -340,7 +343,7 @@ def make_audio_feed(audio: AudioSource | None, container_format: str, options: A
     if can_copy_audio(container_format, copy.codec_name):
         return copy
     copy.close()
-    return _spliced_feed(SplicedAudio((AudioSpan(audio.path, audio.start, audio.duration),)), options)
+    return _spliced_feed(SplicedAudio((AudioSpan(audio.path, audio.start, audio.duration, audio.stream),)), options)
 
 
 def label_track(stream, source: AudioSource) -> None:

@@ -79,6 +79,19 @@ class SubtitleStreamInfo:
 
 
 @dataclass(frozen=True)
+class AudioStreamTags:
+    """One audio stream of a file: its index there, its tags as carried and its disposition flags."""
+
+    index: int
+    tags: dict[str, str] = field(default_factory=dict)
+    disposition: int = 0
+
+    @property
+    def language(self) -> str | None:
+        return stream_language(self.tags)
+
+
+@dataclass(frozen=True)
 class Chapter:
     start: float  # seconds from the first video frame
     end: float
@@ -91,14 +104,15 @@ class SourceExtras:
 
     tags: dict[str, str] = field(default_factory=dict)  # the container's, as carried
     video_tags: dict[str, str] = field(default_factory=dict)  # the main video stream's, as carried
-    audio_tags: dict[str, str] = field(default_factory=dict)  # the first audio stream's, as carried
+    audio: tuple[AudioStreamTags, ...] = ()  # every audio stream's, in the file's order
     chapters: tuple[Chapter, ...] = ()
     subtitles: tuple[SubtitleStreamInfo, ...] = ()
     video_start: float = 0.0  # the first video frame's time (seconds): the output's zero
 
     @property
     def audio_language(self) -> str | None:
-        return stream_language(self.audio_tags)
+        """The first audio stream's language (the one a dub hears), or None."""
+        return self.audio[0].language if self.audio else None
 
 
 BITMAP_SUBTITLES = frozenset({"hdmv_pgs_subtitle", "dvd_subtitle", "dvb_subtitle", "xsub"})
@@ -136,11 +150,13 @@ def read_extras(path: str | Path) -> SourceExtras:
             begins, ends = max(0.0, float(c["start"] * tb) - start), float(c["end"] * tb) - start
             if ends > begins:
                 chapters.append(Chapter(begins, ends, title))
-        audio = container.streams.audio[0] if container.streams.audio else None
+        audio = tuple(
+            AudioStreamTags(a.index, carried_tags(a.metadata), int(a.disposition)) for a in container.streams.audio
+        )
         return SourceExtras(
             tags=carried_tags(container.metadata),
             video_tags=carried_tags(video.metadata) if video is not None else {},
-            audio_tags=carried_tags(audio.metadata) if audio is not None else {},
+            audio=audio,
             chapters=tuple(chapters),
             subtitles=subtitle_streams(container),
             video_start=start,

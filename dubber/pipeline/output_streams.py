@@ -4,6 +4,7 @@ the source's tags and chapters, each moved onto the output's clock and cut at it
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from dubber.log import get_logger
 from dubber.media.audio_feed import AudioFromFile, AudioSpan, SplicedAudio
 from dubber.media.encode_options import container_format_for
 from dubber.media.probe import MediaInfo
-from dubber.media.stream_tags import SourceExtras, chapters_until, read_extras
+from dubber.media.stream_tags import AudioStreamTags, SourceExtras, chapters_until, read_extras
 from dubber.media.subtitle_feed import SubtitleSource, subtitle_codec
 from dubber.pipeline.timeline import Timeline
 
@@ -36,21 +37,17 @@ def spliced_speech(audio: Path, source: MediaInfo, timeline: Timeline, fps: floa
 
 
 def output_audio(
-    audio: Path, source: MediaInfo, timeline: Timeline, fps: float, *, keep_original: bool
+    audio: Path, source: MediaInfo, timeline: Timeline, fps: float, *, originals: Sequence[int] = ()
 ) -> list[AudioFromFile | SplicedAudio]:
     """The new speech's track (after the source's own audio where the dub starts into the video, and followed by
     it when the rest of a longer video is kept; stream-copied where it is the whole track and the container takes
-    its codec), and the source's audio as a second track when ``keep_original``."""
-    tracks: list[AudioFromFile | SplicedAudio] = []
+    its codec), then the source's audio streams ``originals`` (their indices in it) as they are."""
     if timeline.lead_frames or timeline.rest_frames:
-        tracks.append(spliced_speech(audio, source, timeline, fps))
+        tracks: list[AudioFromFile | SplicedAudio] = [spliced_speech(audio, source, timeline, fps)]
     else:
-        tracks.append(AudioFromFile(audio))
-    if keep_original:
-        if source.audio is None:
-            log.warning("%s has no audio: no original track to keep", source.path)
-        else:
-            tracks.append(AudioFromFile(source.path, duration=timeline.total_frames / fps))
+        tracks = [AudioFromFile(audio)]
+    seconds = timeline.total_frames / fps
+    tracks += [AudioFromFile(source.path, duration=seconds, stream=index) for index in originals]
     return tracks
 
 
@@ -82,7 +79,7 @@ def output_streams(
     """The output's tracks, tags and chapters for a dub of ``video`` with ``audio`` along ``timeline``.
 
     The new speech's track is the default one, tagged ``language`` (else the audio file's own language tag); the
-    source's audio, when kept, follows it with its own tags, marked as the original and the new one as a dub. The
+    source's audio tracks, when kept, follow it with their own tags, the new one marked as a dub. The
     source's subtitles and chapters keep their times (the output's frames are the source's own up to its end) and
     stop at the output's end; ``subtitles`` (a file of the new speech) starts where the new speech does.
     """
@@ -90,14 +87,16 @@ def output_streams(
     new_audio = read_extras(audio) if audio != video else extras
     language = language or new_audio.audio_language
     seconds = timeline.total_frames / fps
-    tracks = output_audio(audio, media, timeline, fps, keep_original=keep_original)
-    first = (("language", language),) if language else ()
-    kept = len(tracks) > 1
-    tracks[0] = replace(tracks[0], tags=first, disposition=_DEFAULT | (_DUB if kept else 0))
+    originals = extras.audio if keep_original else ()
+    if keep_original and not originals:
+        log.warning("%s has no audio: no original track to keep", video)
+    tracks = output_audio(audio, media, timeline, fps, originals=[a.index for a in originals])
+    labels = (("language", language),) if language else ()
+    tracks[0] = replace(tracks[0], tags=labels, disposition=_DEFAULT | (_DUB if originals else 0))
+    for k, flags in enumerate(_original_flags(originals), 1):
+        tracks[k] = replace(tracks[k], tags=tuple(originals[k - 1].tags.items()), disposition=flags)
     described = [{"type": "audio", "language": language, "from": "audio"}]
-    if kept:
-        tracks[1] = replace(tracks[1], tags=tuple(extras.audio_tags.items()), disposition=_ORIGINAL)
-        described.append({"type": "audio", "language": extras.audio_language, "from": "video"})
+    described += [{"type": "audio", "language": a.language, "from": "video"} for a in originals]
     streams = OutputStreams(
         tracks,
         tags=extras.tags,
@@ -110,9 +109,20 @@ def output_streams(
     if subtitles is not None:
         lead = timeline.lead_frames / fps
         ends = (timeline.lead_frames + timeline.dub_frames) / fps
-        streams.subtitles.append(SubtitleSource(subtitles, None, lead, ends, first))
+        streams.subtitles.append(SubtitleSource(subtitles, None, lead, ends, labels))
         streams.tracks.append({"type": "subtitle", "language": language, "from": "subtitles"})
     return streams
+
+
+def _original_flags(originals: Sequence[AudioStreamTags]) -> list[int]:
+    """The source's own audio tracks' flags beside a new default track: theirs less the default; where none is
+    marked as the original, the first not marked as a dub is (a film with dubs of its own marks those)."""
+    flags = [a.disposition & ~_DEFAULT for a in originals]
+    if not any(f & _ORIGINAL for f in flags):
+        undubbed = [k for k, f in enumerate(flags) if not f & _DUB]
+        if undubbed:
+            flags[undubbed[0]] |= _ORIGINAL
+    return flags
 
 
 def _carry_subtitles(video: Path, extras: SourceExtras, output: Path, seconds: float, streams: OutputStreams) -> None:
