@@ -202,6 +202,16 @@ def test_the_new_speechs_subtitles_start_with_it(tmp_path, source):
     ]
 
 
+def test_a_silent_source_has_no_original_to_keep(tmp_path, caplog):
+    silent = make_video(tmp_path / "silent.mp4", frames=10)
+    speech = make_audio(tmp_path / "speech.wav", seconds=0.4)
+    streams = output_streams(
+        silent, speech, probe_media(silent), tmp_path / "o.mp4", Timeline(10, 10), 25.0, keep_original=True
+    )
+    assert len(streams.audio) == 1 and streams.audio[0].disposition == int(D.default)  # no dub beside an original
+    assert "silent.mp4 has no audio: no original track to keep" in caplog.text
+
+
 # -- dub end to end --------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def face_source(tmp_path_factory) -> Path:
