@@ -135,6 +135,27 @@ def test_tracker_reacquires_after_a_loss_and_a_scene_cut():
     assert not steps[11].scene_cut and not steps[11].reacquired
 
 
+def test_a_face_lost_in_a_shot_of_two_is_found_where_it_was_not_swapped_for_the_other():
+    """Two faces in one shot, the larger followed; it is covered for 3 frames (only the other face shows), then
+    comes back a little smaller than the other: the tracker waits for it and takes it back, where choosing by size
+    would have jumped to the other person and stayed there."""
+    both = [_scene([(20, 40, 80), (200, 60, 84)])] * 4
+    other_alone = [_scene([(20, 40, 80)])] * 3
+    back_smaller = [_scene([(20, 40, 80), (204, 64, 76)])] * 4
+    steps = list(FaceTracker(SquareFaces()).track(_frames(both + other_alone + back_smaller)))
+    xs = [None if s.face is None else round(s.face.box.center[0]) for s in steps]
+    assert xs == [242] * 4 + [None] * 3 + [242] * 4
+    # By size alone (no memory): the other face from the loss on.
+    blind = FaceTracker(SquareFaces(), TrackerOptions(refind_seconds=0.0)).track(
+        _frames(both + other_alone + back_smaller)
+    )
+    assert [None if s.face is None else round(s.face.box.center[0]) for s in blind] == [242] * 4 + [60] * 7
+    # Gone for longer than the memory: chosen by size again.
+    late = both + [_scene([(20, 40, 80)])] * 60 + back_smaller
+    steps = list(FaceTracker(SquareFaces()).track(_frames(late)))
+    assert steps[4].face is None and steps[4 + 50].face is not None and round(steps[4 + 50].face.box.center[0]) == 60
+
+
 def test_tracker_smooths_the_crop_transform():
     images = [_scene([(100, 60, 100)])] * 60
     steps = list(FaceTracker(SquareFaces(jitter=1.0)).track(_frames(images)))

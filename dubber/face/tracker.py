@@ -42,6 +42,9 @@ class TrackerOptions:
     smooth_landmarks: bool = True
     scene_cut_threshold: float = 0.6
     pixel_aspect: float = 1.0  # a frame pixel's width over its height: an anamorphic video's crops are square on screen
+    # In a shot of several faces, a face lost (turned away, covered) is looked for where it was last seen for this
+    # long, rather than chosen again by size: the other person, then the only face found, is not taken for it.
+    refind_seconds: float = 2.0
 
 
 @dataclass
@@ -66,6 +69,15 @@ class TrackStep:
     face: TrackedFace | None
     scene_cut: bool
     reacquired: bool  # a detection ran on this frame (start, loss, cut)
+
+
+def _where_it_was(boxes: list[FaceBox], last: FaceBox) -> FaceBox | None:
+    """Of detected ``boxes``, the one whose centre is nearest the ``last`` tracked face's, if it lies within that
+    face's size of it (a detector's box sits inside the landmarks' box, brows to mouth, so not on its centre)."""
+    reach = max(last.width, last.height)
+    near = [(np.hypot(b.center[0] - last.center[0], b.center[1] - last.center[1]), k) for k, b in enumerate(boxes)]
+    near = [(d, k) for d, k in near if d <= reach]
+    return boxes[min(near)[1]] if near else None
 
 
 def _box_of(points: np.ndarray) -> FaceBox:
@@ -140,6 +152,8 @@ class FaceTracker:
         self._roi: _Roi | None = None
         self._ref_scale = 1.0
         self.most_faces = 0  # the most faces one detection found: says why a ``face_index`` is never tracked
+        self._shot_faces = 0  # the most faces one detection found since the last scene cut
+        self._last_seen: tuple[FaceBox, float] | None = None  # the followed face's box and time, in this shot
 
     # -- public ------------------------------------------------------------------------------------------------
     def track(self, frames: Iterable[Frame]) -> Iterator[TrackStep]:
@@ -163,19 +177,22 @@ class FaceTracker:
         if cut:
             log.debug("scene cut at frame %d", frame.index)
             self._lose()
+            self._shot_faces, self._last_seen = 0, None
         reacquired = self._roi is None
         if reacquired:
-            self._acquire(image)
+            self._acquire(image, frame.time)
         points = self._landmarks(image, prepared) if self._roi is not None else None
         if points is None and self._roi is not None and not reacquired:
             self._lose()  # tracking lost: look again on this same frame
             reacquired = True
-            self._acquire(image)
+            self._acquire(image, frame.time)
             points = self._landmarks(image, prepared) if self._roi is not None else None
         if points is None:
             self._lose()
             return TrackStep(frame, None, cut, reacquired)
-        return TrackStep(frame, self._finish(points, frame.time), cut, reacquired)
+        face = self._finish(points, frame.time)
+        self._last_seen = (face.box, frame.time)
+        return TrackStep(frame, face, cut, reacquired)
 
     def reset(self) -> None:
         self._lose()
@@ -200,13 +217,23 @@ class FaceTracker:
         self._transform_filter.reset()
         self._landmark_filter.reset()
 
-    def _acquire(self, image: np.ndarray) -> None:
-        """Detect faces on the whole frame and put the ROI on the chosen one (left unset when it is not there)."""
+    def _acquire(self, image: np.ndarray, t: float) -> None:
+        """Detect faces on the whole frame and put the ROI on the chosen one (left unset when it is not there): by
+        size, or in a shot of several faces where the face followed was lost a moment ago, the one found where it
+        was (``refind_seconds``)."""
         boxes = sorted(self.backend.detect(image), key=lambda b: b.area, reverse=True)
         self.most_faces = max(self.most_faces, len(boxes))
-        if len(boxes) > self.options.face_index:
+        self._shot_faces = max(self._shot_faces, len(boxes))
+        chosen = boxes[self.options.face_index] if len(boxes) > self.options.face_index else None
+        if (
+            self._last_seen is not None
+            and self._shot_faces > 1
+            and t - self._last_seen[1] <= self.options.refind_seconds
+        ):
+            chosen = _where_it_was(boxes, self._last_seen[0])
+        if chosen is not None:
             factor = self.backend.roi_per_box or self.options.roi_from_detection
-            self._roi = _Roi.around(boxes[self.options.face_index], factor, self.options.pixel_aspect)
+            self._roi = _Roi.around(chosen, factor, self.options.pixel_aspect)
             self.backend.reset()
 
     def _landmarks(self, image: np.ndarray, prepared: PreparedFrame | None = None) -> np.ndarray | None:
