@@ -135,6 +135,7 @@ def test_a_seeded_dub_reproduces_byte_for_byte(tmp_path, face_clip, capsys):
         "reference_blend": TINY_BLEND.to_dict(),
         "mouth_guard": TINY_GUARD.to_dict(),
         "reference_key_side": None,  # the tiny weights attend to every reference token
+        "face": 0,  # the largest face
         "tracking_segments": 1,  # one tracker below 8 cores
         "people": 1,  # one face, facing the camera
         "person": None,  # every person dubbed
@@ -380,6 +381,9 @@ def test_face_n_redraws_that_face_alone(tmp_path):
         for i, (a, b) in enumerate(zip(dubbed, reference, strict=True)):
             np.testing.assert_array_equal(a[:, kept], b[:, kept], err_msg=f"--face {face}: frame {i}'s other face")
         assert sum(psnr(a[:, redrawn], b[:, redrawn]) < 50 for a, b in zip(dubbed, reference, strict=True)) >= 8
+    right = tmp_path / "right.mp4"  # the smaller face is the one on the right
+    assert dub(video, "--audio", speech, "-o", right, "--face", "right", *LOSSLESS) == 0
+    assert right.read_bytes() == (tmp_path / "face1.mp4").read_bytes()
 
 
 def test_a_still_image_becomes_a_talking_video_beside_it(tmp_path):

@@ -76,6 +76,12 @@ def _fault_cases(tmp: Path, root: Path) -> dict[str, tuple[list, int, str, Path 
     out = tmp / "o.mp4"
     return {
         "--face beyond the faces shown": ([face, "-a", speech, "-o", out, "--face", "5"], 2, "at most 1", face),
+        "--face neither a number nor a side": (
+            [face, "-a", speech, "-o", out, "--face", "middle"],
+            2,
+            "left or right",
+            None,
+        ),
         "output's folder is a file": (
             [face, "-a", speech, "-o", blocker / "o.mp4"],
             2,

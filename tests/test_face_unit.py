@@ -122,6 +122,11 @@ def test_tracker_follows_the_largest_face_or_the_chosen_one():
     assert all(f is not None and abs(f.box.center[0] - 45) < 3 for f in small)
     none = [s.face for s in FaceTracker(SquareFaces(), TrackerOptions(face_index=2)).track(_frames(images))]
     assert none == [None] * 5
+    # By side: of the faces near the largest's size (a small one in the corner does not count).
+    images = [_scene([(20, 40, 50), (200, 60, 80), (2, 2, 12)])] * 5
+    for side, x in (("left", 45), ("right", 240)):
+        steps = FaceTracker(SquareFaces(), TrackerOptions(face_side=side)).track(_frames(images))
+        assert all(s.face is not None and abs(s.face.box.center[0] - x) < 3 for s in steps)
 
 
 def test_tracker_reacquires_after_a_loss_and_a_scene_cut():

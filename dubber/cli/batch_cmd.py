@@ -65,7 +65,7 @@ def batch_command(
     batch_size: str = o.BATCH,
     fit: str = o.FIT,
     keep_rest: bool = o.KEEP_REST,
-    face: int = o.FACE,
+    face: str = o.FACE,
     person: int | None = o.PERSON,
     only_speaking: bool = o.ONLY_SPEAKING,
     face_backend: str = o.FACE_BACKEND,

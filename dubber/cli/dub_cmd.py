@@ -50,7 +50,7 @@ def dub_command(
     fit: str = o.FIT,
     keep_rest: bool = o.KEEP_REST,
     start: str = o.START,
-    face: int = o.FACE,
+    face: str = o.FACE,
     person: int | None = o.PERSON,
     only_speaking: bool = o.ONLY_SPEAKING,
     face_backend: str = o.FACE_BACKEND,

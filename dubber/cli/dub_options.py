@@ -73,7 +73,12 @@ START = typer.Option(
     help="Where in the video the dub starts: seconds (83.5) or [HH:]MM:SS[.ms] (1:23.5). The video's own frames and "
     "audio play before it; with --keep-rest, after it too.",
 )
-FACE = typer.Option(0, "--face", min=0, help="Which face to dub: 0 the largest, 1 the next, ...")
+FACE = typer.Option(
+    "0",
+    "--face",
+    help="Which face to dub: 0 the largest, 1 the next, ...; or left / right: the leftmost or rightmost face (of "
+    "those at least half the largest's size).",
+)
 PERSON = typer.Option(
     None,
     "--person",
@@ -169,6 +174,18 @@ def parse_start(value: str | float | None) -> float:
         raise InputError(None, f"--start {value!r}: give seconds (83.5) or [HH:]MM:SS[.ms] (1:23.5)") from None
 
 
+def parse_face(value: str | int) -> tuple[int, str | None]:
+    """``--face``: (face index, side): "2" -> (2, None), "left" -> (0, "left")."""
+    from dubber.errors import InputError
+
+    text = str(value).strip().lower()
+    if text in ("left", "right"):
+        return 0, text
+    if not text.isdigit():
+        raise InputError(None, f"--face {value!r}: give 0, 1, 2, ... (0 the largest face), left or right")
+    return int(text), None
+
+
 def dub_options(
     *,
     steps,
@@ -200,6 +217,7 @@ def dub_options(
 ):
     from dubber.pipeline.options import DubOptions
 
+    face_index, face_side = parse_face(face)
     return DubOptions(
         steps=steps,
         seed=seed,
@@ -207,7 +225,8 @@ def dub_options(
         fit=fit,
         keep_rest=keep_rest,
         start=parse_start(start),
-        face_index=face,
+        face_index=face_index,
+        face_side=face_side,
         person=person,
         speaking_only=only_speaking,
         fps=Fraction(fps).limit_denominator(1001),

@@ -83,13 +83,15 @@ def inspect_command(
         help="Write the video with landmarks and crop box drawn (mp4/mov/mkv/webm).",
         show_default=False,
     ),
-    face: int = typer.Option(0, "--face", min=0, help="Which face: 0 the largest, 1 the next, ..."),
+    face: str = typer.Option("0", "--face", help="Which face: 0 the largest, 1 the next, ...; left or right."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing preview file."),
 ) -> None:
     """Show streams, faces found (and where not), face size and head-turn range."""
+    from dubber.cli.dub_options import parse_face
     from dubber.face.tracker import TrackerOptions
     from dubber.inspection import inspect_video
 
+    index, side = parse_face(face)
     show_progress = stderr.is_terminal
     with frame_progress("inspecting", show_progress) as bar:
         task = bar.add_task("inspecting", total=None, rate="")
@@ -103,7 +105,7 @@ def inspect_command(
             video,
             preview=preview,
             overwrite=overwrite,
-            tracker_options=TrackerOptions(face_index=face),
+            tracker_options=TrackerOptions(face_index=index, face_side=side),
             progress=progress,
         )
     if json_out:

@@ -29,6 +29,8 @@ log = get_logger("face")
 @dataclass(frozen=True)
 class TrackerOptions:
     face_index: int = 0  # which face to follow: 0 the largest, 1 the second largest, ...
+    # ... or, where given, the leftmost ("left") or rightmost ("right") of the faces at least half the largest's size
+    face_side: str | None = None
     roi_size: int = 256  # pixels of the resampled ROI handed to the backend
     roi_from_detection: float = 2.2  # ROI side / detector box side (detector boxes are tight: brows to mouth)
     roi_from_landmarks: float = 1.6  # ROI side / landmark box side (forehead to chin)
@@ -69,6 +71,20 @@ class TrackStep:
     face: TrackedFace | None
     scene_cut: bool
     reacquired: bool  # a detection ran on this frame (start, loss, cut)
+
+
+FACE_SIDES = ("left", "right")
+# A face counts for "left" or "right" at this fraction of the largest one's area or more (its side at half or more):
+# a small face in the background, or on a poster, is not the person meant.
+_SIDE_AREA = 0.25
+
+
+def _by_side(boxes: list[FaceBox], side: str) -> FaceBox | None:
+    """Of ``boxes`` (largest first), the leftmost or rightmost of those near the largest's size."""
+    near = [b for b in boxes if b.area >= _SIDE_AREA * boxes[0].area] if boxes else []
+    if not near:
+        return None
+    return (min if side == "left" else max)(near, key=lambda b: b.center[0])
 
 
 def _where_it_was(boxes: list[FaceBox], last: FaceBox) -> FaceBox | None:
@@ -224,7 +240,9 @@ class FaceTracker:
         boxes = sorted(self.backend.detect(image), key=lambda b: b.area, reverse=True)
         self.most_faces = max(self.most_faces, len(boxes))
         self._shot_faces = max(self._shot_faces, len(boxes))
-        chosen = boxes[self.options.face_index] if len(boxes) > self.options.face_index else None
+        chosen = _by_side(boxes, self.options.face_side) if self.options.face_side else None
+        if not self.options.face_side and len(boxes) > self.options.face_index:
+            chosen = boxes[self.options.face_index]
         if (
             self._last_seen is not None
             and self._shot_faces > 1

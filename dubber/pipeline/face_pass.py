@@ -62,7 +62,8 @@ def track_faces(
         else:
             backend = make_backend(job.opts.face_backend, job.opts.face_models)
         backends.append(backend)
-        return FaceTracker(backend, TrackerOptions(face_index=job.opts.face_index, pixel_aspect=aspect))
+        options = TrackerOptions(face_index=job.opts.face_index, face_side=job.opts.face_side, pixel_aspect=aspect)
+        return FaceTracker(backend, options)
 
     try:
         if workers > 1:

@@ -80,6 +80,7 @@ def dub_settings(weights: str, runtime: str, renderer, job: DubJob) -> dict:
         "reference_blend": blend.to_dict() if opts.reference_blend and blend is not None else None,
         "mouth_guard": guard.to_dict() if opts.reference_blend and guard is not None else None,
         "reference_key_side": renderer.reference_key_side,
+        "face": opts.face_side or opts.face_index,  # --face: an index by size, or a side
         "tracking_segments": job.tracking_segments,
         "people": job.people,
         "person": opts.person,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from dubber.errors import InputError
 from dubber.face.backends import FACE_BACKENDS
+from dubber.face.tracker import FACE_SIDES
 from dubber.media.encode_options import X264_PRESETS
 from dubber.media.stream_tags import language_code
 from dubber.pipeline.timeline import FIT_MODES
@@ -27,6 +28,7 @@ class DubOptions:
     keep_rest: bool = False  # a video longer than the audio goes on with its own frames and audio
     start: float = 0.0  # seconds into the video where the dub starts: its own frames and audio before
     face_index: int = 0  # which face to dub: 0 the largest
+    face_side: str | None = None  # ... or "left" / "right": the leftmost or rightmost face (face_index then 0)
     # Whose frames to redraw, of the people pass 1 tells apart (0: the person seen longest; None: everyone's); the
     # others' frames are kept as they are.
     person: int | None = None
@@ -68,6 +70,10 @@ class DubOptions:
             problems.append(f"start={self.start} must be 0 or more seconds")
         if self.face_index < 0:
             problems.append(f"face={self.face_index} must be 0 or more")
+        if self.face_side not in (None, *FACE_SIDES):
+            problems.append(f"face={self.face_side!r} is not a number, left or right")
+        elif self.face_side is not None and self.face_index:
+            problems.append("face_index and face_side choose the face two ways: give one")
         if self.person is not None and self.person < 0:
             problems.append(f"person={self.person} must be 0 or more")
         if self.person is not None and self.speaking_only:
