@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -178,6 +179,26 @@ def test_cues_that_start_together_reach_mp4_in_order(tmp_path):
             writer.write(np.zeros((48, 64, 3), np.uint8))
     # MP4's mov_text shows one cue at a time: each until the next one starts.
     assert cues_of(out, 1) == [(0.2, 0.201, "Top"), (0.201, 0.801, "Bottom")]
+
+
+def test_a_sources_track_that_cannot_be_carried_is_left_out_but_a_given_file_fails(tmp_path, caplog):
+    subs = make_subtitles(tmp_path / "a.srt", CUES)
+    gone = SubtitleSource(subs, stream=7, optional=True)  # no such stream: as a track FFmpeg cannot convert
+    out = tmp_path / "out.mkv"
+    with VideoWriter(out, width=64, height=48, fps=Fraction(25), subtitles=[gone, SubtitleSource(subs)]) as writer:
+        for _ in range(10):
+            writer.write(np.zeros((48, 64, 3), np.uint8))
+    assert (
+        writer.left_out == [gone]
+        and "a.srt: no subtitle stream to carry; that subtitle track is left out" in caplog.text
+    )
+    assert [s[0] for s in streams_of(out)] == ["subtitle"]
+    with pytest.raises(InputError, match="no subtitle stream to carry"):
+        with VideoWriter(
+            tmp_path / "no.mkv", width=64, height=48, fps=Fraction(25), subtitles=[replace(gone, optional=False)]
+        ):
+            pass
+    assert not (tmp_path / "no.mkv").exists()
 
 
 def test_a_subtitle_file_must_hold_subtitles(tmp_path):

@@ -17,10 +17,13 @@ from pathlib import Path
 import av
 
 from dubber.errors import InputError, MediaDecodeError
+from dubber.log import get_logger
 from dubber.media.audio_feed import StreamFeed
 from dubber.media.container import open_input
 from dubber.media.encode_options import container_format_for
 from dubber.media.stream_tags import BITMAP_SUBTITLES, codec_name, first_subtitle_stream
+
+log = get_logger("media")
 
 # Subtitle codecs each muxer holds; the first is what text subtitles in another codec become.
 _HELD = {
@@ -44,12 +47,13 @@ def subtitle_codec(container_format: str, codec: str, text: bool) -> tuple[str, 
 
 
 def check_subtitle_file(subtitles: Path, output: Path) -> None:
-    """A subtitle file the output can hold: a readable file whose first subtitle stream is text, or bitmaps going
-    into Matroska. Raises :class:`dubber.errors.InputError` naming it."""
+    """A subtitle file the output can hold: a readable file whose first subtitle stream is text this FFmpeg
+    converts, or bitmaps going into Matroska. Raises :class:`dubber.errors.InputError` naming it."""
     stream = first_subtitle_stream(subtitles)
     container = container_format_for(output)
     if subtitle_codec(container, stream.codec, stream.text) is None:
         raise InputError(subtitles, f"{stream.codec} subtitles cannot go into {output.suffix} (write .mkv)")
+    SubtitleFeed(SubtitleSource(Path(subtitles)), container).close()  # its decoder and the encoder open
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,9 @@ class SubtitleSource:
     until: float | None = None
     tags: tuple[tuple[str, str], ...] = ()
     disposition: int = 0
+    # A track that may be left out when it cannot be carried (a source's own: the dub goes on without it, with a
+    # warning); else such a track fails the output (a subtitle file the user gave).
+    optional: bool = False
 
 
 class SubtitleFeed(StreamFeed):
@@ -83,6 +90,12 @@ class SubtitleFeed(StreamFeed):
             if choice is None:
                 raise MediaDecodeError(source.path, f"{codec} subtitles cannot be written to {container_format}")
             self.codec, self.copy = choice
+            if not self.copy:  # opened now, so that a track this FFmpeg cannot convert fails before any is written
+                try:
+                    self.in_stream.codec_context.open()  # its ASS header (styles) is the encoder's
+                    av.codec.Codec(self.codec, "w")
+                except (av.error.FFmpegError, ValueError) as exc:
+                    raise MediaDecodeError(source.path, f"its {codec} subtitles cannot be converted ({exc})") from None
         except BaseException:
             self.input.close()
             raise
@@ -90,16 +103,15 @@ class SubtitleFeed(StreamFeed):
         self.pending: tuple[float, float, av.Packet] | None = None
         self.done = False
         self.last = -math.inf  # the last cue's start, in the output stream's ticks
+        self.skipped = 0  # cues of an optional track that could not be converted
 
     def open(self, container: av.container.OutputContainer, container_format: str) -> None:
         self.container = container
         if self.copy:
             self.stream = container.add_stream_from_template(self.in_stream)
         else:
-            decoder = self.in_stream.codec_context
-            decoder.open()  # its ASS header (styles) is the encoder's
             self.stream = container.add_stream(self.codec)
-            self.stream.codec_context.subtitle_header = decoder.subtitle_header
+            self.stream.codec_context.subtitle_header = self.in_stream.codec_context.subtitle_header
             self.stream.time_base = _MS
         self.stream.metadata.update(dict(self.source.tags))
         self.stream.disposition = av.stream.Disposition(self.source.disposition)
@@ -147,11 +159,16 @@ class SubtitleFeed(StreamFeed):
         else:
             try:
                 cue = self.in_stream.codec_context.decode2(packet)
+                if cue is None or len(cue) == 0 or end is None:
+                    return  # a gap between cues (MP4 stores them as empty samples)
+                out = self.stream.codec_context.encode_subtitle(cue)
             except av.error.FFmpegError as exc:
-                raise MediaDecodeError(self.source.path, f"corrupt subtitle ({exc.strerror or exc})") from None
-            if cue is None or len(cue) == 0 or end is None:
-                return  # a gap between cues (MP4 stores them as empty samples)
-            out = self.stream.codec_context.encode_subtitle(cue)
+                if not self.source.optional:
+                    raise MediaDecodeError(self.source.path, f"a corrupt subtitle ({exc.strerror or exc})") from None
+                if not self.skipped:
+                    log.warning("%s: a subtitle at %.2f s cannot be converted; left out", self.source.path, start)
+                self.skipped += 1
+                return
             out.time_base = _MS
             out.pts = out.dts = round(start * 1000)
             out.duration = max(1, round((end - start) * 1000))

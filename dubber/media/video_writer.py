@@ -11,7 +11,7 @@ from types import TracebackType
 import av
 import numpy as np
 
-from dubber.errors import MediaWriteError
+from dubber.errors import InputError, MediaWriteError
 from dubber.log import get_logger
 from dubber.media.atomic import check_output_path, temporary_path_for
 from dubber.media.audio import AudioClip
@@ -99,6 +99,7 @@ class VideoWriter:
         self.subtitles = list(subtitles)
         self.tags, self.video_tags = dict(tags or {}), dict(video_tags or {})
         self.chapters = list(chapters)
+        self.left_out: list[SubtitleSource] = []  # optional subtitle tracks that could not be carried
         self._tagged: ColourTags | None = None  # the tags the stream was given, with its first frame
         self.frames_written = 0
         self._tmp: Path | None = None
@@ -138,7 +139,14 @@ class VideoWriter:
                     feed.open(self._container, self.format)
                     label_track(feed.stream, source)
             for subtitle in self.subtitles:
-                feed = SubtitleFeed(subtitle, self.format)
+                try:
+                    feed = SubtitleFeed(subtitle, self.format)
+                except InputError as exc:
+                    if not subtitle.optional:
+                        raise
+                    log.warning("%s; that subtitle track is left out", exc)
+                    self.left_out.append(subtitle)
+                    continue
                 self._feeds.append(feed)
                 feed.open(self._container, self.format)
             self._container.metadata.update(self.tags)

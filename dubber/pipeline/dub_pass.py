@@ -184,4 +184,5 @@ def encode_dub(job: DubJob, timeline: Timeline, spool: FrameSpool | None, redraw
         )
         t0 = time.perf_counter()
     add_time(timings, "encode", t0)  # flushing the encoder and the audio
+    streams.left_out = writer.left_out
     return faces

@@ -60,7 +60,15 @@ class OutputStreams:
     tags: dict[str, str] = field(default_factory=dict)
     video_tags: dict[str, str] = field(default_factory=dict)
     chapters: list[dict] = field(default_factory=list)
-    tracks: list[dict] = field(default_factory=list)  # {"type", "language", "from"} per audio and subtitle track
+    audio_tracks: list[dict] = field(default_factory=list)  # {"type", "language", "from"} per audio track
+    subtitle_tracks: list[dict] = field(default_factory=list)  # ... per subtitle source, in the same order
+    left_out: list[SubtitleSource] = field(default_factory=list)  # subtitle sources the writer could not carry
+
+    @property
+    def tracks(self) -> list[dict]:
+        """The output's audio and subtitle tracks in order: {"type", "language", "from"}."""
+        kept = [d for s, d in zip(self.subtitles, self.subtitle_tracks, strict=True) if s not in self.left_out]
+        return self.audio_tracks + kept
 
 
 def output_streams(
@@ -102,7 +110,7 @@ def output_streams(
         tags=extras.tags,
         video_tags=extras.video_tags,
         chapters=chapters_until(extras.chapters, seconds),
-        tracks=described,
+        audio_tracks=described,
     )
     if source_subtitles:
         _carry_subtitles(video, extras, output, seconds, streams)
@@ -110,7 +118,7 @@ def output_streams(
         lead = timeline.lead_frames / fps
         ends = (timeline.lead_frames + timeline.dub_frames) / fps
         streams.subtitles.append(SubtitleSource(subtitles, None, lead, ends, labels))
-        streams.tracks.append({"type": "subtitle", "language": language, "from": "subtitles"})
+        streams.subtitle_tracks.append({"type": "subtitle", "language": language, "from": "subtitles"})
     return streams
 
 
@@ -138,5 +146,6 @@ def _carry_subtitles(video: Path, extras: SourceExtras, output: Path, seconds: f
             )
             continue
         shift = -extras.video_start
-        streams.subtitles.append(SubtitleSource(video, s.index, shift, seconds, tuple(s.tags.items()), s.disposition))
-        streams.tracks.append({"type": "subtitle", "language": s.language, "from": "video"})
+        source = SubtitleSource(video, s.index, shift, seconds, tuple(s.tags.items()), s.disposition, optional=True)
+        streams.subtitles.append(source)
+        streams.subtitle_tracks.append({"type": "subtitle", "language": s.language, "from": "video"})
