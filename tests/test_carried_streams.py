@@ -366,3 +366,27 @@ def test_batch_rows_and_folders_name_subtitles_and_languages(tmp_path):
     assert b.subtitles is None and b.audio is not None  # none for it: dubbed without
     assert c.subtitles == texts / "c.srt"  # its own relative stem before the same stem elsewhere
     assert d.audio is None and "2 subtitle files named d.*" in d.problem  # which one is meant
+
+
+def test_a_batch_dubs_one_video_into_languages_each_with_its_subtitles(
+    tmp_path, tiny_root, face_source, monkeypatch, capsys
+):
+    monkeypatch.setenv("DUB_WEIGHTS", str(tiny_root))
+    make_audio(tmp_path / "es.wav", seconds=0.4)
+    make_audio(tmp_path / "de.wav", seconds=0.4, freqs=(300.0,))
+    make_subtitles(tmp_path / "es.srt", [(0.1, 0.3, "Hola")])
+    manifest = tmp_path / "jobs.csv"
+    manifest.write_text(
+        f"video,audio,output,subtitles,language\n{face_source},es.wav,es.mkv,es.srt,spa\n{face_source},de.wav,de.mkv,,\n"
+    )
+    args = ["--weights", TINY_BUNDLE, "--no-source-subtitles", "--language", "deu", "--json"]
+    assert run(["batch", str(manifest), "-o", str(tmp_path / "out"), *args]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()[:2]]
+    assert (lines[0]["language"], lines[0]["subtitles"]) == ("spa", str(tmp_path / "es.srt"))
+    assert [s[:3] for s in streams_of(tmp_path / "out" / "es.mkv")] == [
+        ("audio", "pcm_s16le", "spa"),
+        ("subtitle", "subrip", "spa"),
+    ]
+    assert [s[:3] for s in streams_of(tmp_path / "out" / "de.mkv")] == [
+        ("audio", "pcm_s16le", "deu")
+    ]  # the batch's own
