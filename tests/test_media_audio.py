@@ -93,3 +93,37 @@ def test_write_wav_round_trips_and_clips(tmp_path):
     assert clip.sample_rate == 16000 and clip.mono.shape == (16000,)
     assert np.allclose(clip.mono[:10], 1.0, atol=1e-3)
     assert np.abs(clip.mono[10:] - samples[10:]).max() < 1e-3
+
+
+def test_the_sound_read_is_the_one_a_player_plays(tmp_path):
+    """Of two audio tracks, the one marked as the default (here the second) is the one decoded, probed, copied and
+    whose language is read."""
+    import av
+
+    from dubber.media import probe_media
+    from dubber.media.audio import AudioReader
+    from dubber.media.audio_feed import AudioFromFile, CopiedStreamFeed
+    from dubber.media.stream_tags import read_extras
+
+    low, high = make_audio(tmp_path / "low.wav", freqs=(300.0,)), make_audio(tmp_path / "high.wav", freqs=(1200.0,))
+    path = tmp_path / "two.mkv"
+    with av.open(str(path), "w", format="matroska") as out, av.open(str(low)) as a, av.open(str(high)) as b:
+        streams = []
+        for f, language, flags in ((a, "eng", 0), (b, "spa", av.stream.Disposition.default)):
+            stream = out.add_stream_from_template(f.streams.audio[0])  # every stream before the first packet
+            stream.metadata["language"], stream.disposition = language, flags
+            streams.append((f, stream))
+        for f, stream in streams:
+            for packet in f.demux(f.streams.audio[0]):
+                if packet.size:
+                    packet.stream = stream
+                    out.mux(packet)
+    clip = decode_audio(path)
+    assert abs(_peak_hz(clip.mono, clip.sample_rate) - 1200.0) < 20
+    assert probe_media(path).audio.index == 1 and read_extras(path).audio_language == "spa"
+    feed = CopiedStreamFeed(AudioFromFile(path))
+    assert feed.in_stream.index == 1
+    feed.close()
+    with AudioReader(path, stream=0) as reader:  # the other one, by its index
+        first = np.concatenate(list(reader.blocks()), axis=1)[0]
+    assert abs(_peak_hz(first, reader.sample_rate) - 300.0) < 20

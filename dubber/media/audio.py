@@ -12,7 +12,7 @@ import numpy as np
 
 from dubber.errors import EmptyMediaError, MediaDecodeError, NoAudioStreamError
 from dubber.log import get_logger
-from dubber.media.container import open_input
+from dubber.media.container import audio_stream, open_input
 from dubber.media.probe import declared_duration
 
 log = get_logger("media")
@@ -46,9 +46,9 @@ class AudioClip:
 
 
 class AudioReader:
-    """An audio stream of a file (``stream``: its index there; None: the first), decoded block by block: float32
-    ``(channels, n)`` blocks at ``sample_rate`` (None: the source rate), downmixed to mono when ``mono``. Memory
-    stays that of one block however long the audio; :func:`decode_audio` joins the blocks.
+    """An audio stream of a file (``stream``: its index there; None: the one a player plays), decoded block by
+    block: float32 ``(channels, n)`` blocks at ``sample_rate`` (None: the source rate), downmixed to mono when
+    ``mono``. Memory stays that of one block however long the audio; :func:`decode_audio` joins the blocks.
 
     ``source_layout`` is the stream's channel layout (FFmpeg's name: "mono", "stereo", "5.1"...); ``layout`` the
     blocks', which :meth:`convert_to` may change before :meth:`blocks` is called.
@@ -66,12 +66,10 @@ class AudioReader:
         self.path = Path(path)
         self._container = open_input(self.path)
         try:
-            picked = [a for a in self._container.streams.audio if stream is None or a.index == stream]
-            if not picked:
-                raise NoAudioStreamError(
-                    self.path, "no audio stream" if stream is None else f"no audio stream {stream}"
-                )
-            self._stream = stream = picked[0]
+            picked = audio_stream(self._container, stream)
+            if picked is None:
+                raise NoAudioStreamError(self.path, "no audio stream" + ("" if stream is None else f" {stream}"))
+            self._stream = stream = picked
             stream.thread_type = "AUTO"
             declared = declared_duration(stream, Fraction(stream.time_base)) if stream.time_base else None
             rate = sample_rate or stream.codec_context.sample_rate
@@ -168,7 +166,7 @@ def channel_layout_name(name: str, channels: int) -> str:
 
 
 def decode_audio(path: str | Path, *, sample_rate: int | None = FEATURE_SAMPLE_RATE, mono: bool = True) -> AudioClip:
-    """Decode the first audio stream of ``path``.
+    """Decode the audio stream of ``path`` a player plays (the one marked as the default, else the first).
 
     ``sample_rate=None`` keeps the source rate; otherwise FFmpeg's resampler (swresample, band-limited) converts.
     ``mono=True`` downmixes with the channel layout's standard matrix.
@@ -179,8 +177,9 @@ def decode_audio(path: str | Path, *, sample_rate: int | None = FEATURE_SAMPLE_R
 
 
 def decoded_seconds(path: str | Path, *, sample_rate: int = FEATURE_SAMPLE_RATE) -> float:
-    """How long the first audio stream of ``path`` lasts, counted in the samples it decodes to at ``sample_rate``
-    (as :func:`dubber.audio.streaming.stream_features` counts them, so a file's length is the same either way)."""
+    """How long the audio stream of ``path`` a player plays lasts, counted in the samples it decodes to at
+    ``sample_rate`` (as :func:`dubber.audio.streaming.stream_features` counts them, so a file's length is the same
+    either way)."""
     with AudioReader(path, sample_rate=sample_rate, mono=True) as reader:
         return sum(block.shape[1] for block in reader.blocks()) / sample_rate
 

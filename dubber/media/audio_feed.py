@@ -20,7 +20,7 @@ import numpy as np
 
 from dubber.errors import MediaDecodeError, NoAudioStreamError
 from dubber.media.audio import AudioClip, AudioReader, channel_layout_name
-from dubber.media.container import open_input
+from dubber.media.container import audio_stream, open_input
 from dubber.media.encode_options import AudioEncodeOptions, can_copy_audio, encode_rate
 from dubber.media.splice_fades import FADE_SECONDS, faded
 
@@ -37,7 +37,7 @@ class AudioFromFile:
     path: Path
     start: float = 0.0
     duration: float | None = None
-    stream: int | None = None  # the audio stream's index in the file; None: its first
+    stream: int | None = None  # the audio stream's index in the file; None: its main one (``main_audio_stream``)
     tags: tuple[tuple[str, str], ...] = ()  # the output track's (language, title)
     disposition: int = 0  # the output track's av.stream.Disposition flags (default, dub, original)
 
@@ -181,11 +181,10 @@ class CopiedStreamFeed(StreamFeed):
     def __init__(self, source: AudioFromFile) -> None:
         self.source = source
         self.input = open_input(source.path)
-        picked = [a for a in self.input.streams.audio if source.stream is None or a.index == source.stream]
-        if not picked:
+        self.in_stream = audio_stream(self.input, source.stream)
+        if self.in_stream is None:
             self.input.close()
             raise NoAudioStreamError(source.path, "no audio stream to copy")
-        self.in_stream = picked[0]
         self.packets = self.input.demux(self.in_stream)
         self.pending: av.Packet | None = None
         self.done = False
@@ -254,7 +253,7 @@ class AudioSpan:
     path: Path | None
     start: float = 0.0
     seconds: float | None = None
-    stream: int | None = None  # the audio stream's index in the file; None: its first
+    stream: int | None = None  # the audio stream's index in the file; None: its main one (``main_audio_stream``)
 
 
 @dataclass(frozen=True)

@@ -46,3 +46,17 @@ def main_video_stream(container: av.container.InputContainer):
     moving = [s for s in videos if not s.disposition & av.stream.Disposition.attached_pic] or videos
     best = container.streams.best("video")
     return best if best in moving else moving[0]
+
+
+def main_audio_stream(container: av.container.InputContainer):
+    """The sound a player plays: the first audio stream marked as the default, else the first; None without one."""
+    audio = list(container.streams.audio)
+    marked = [s for s in audio if s.disposition & av.stream.Disposition.default]
+    return (marked or audio or [None])[0]
+
+
+def audio_stream(container: av.container.InputContainer, index: int | None):
+    """The audio stream at ``index`` in the file (None: ``main_audio_stream``), or None where there is none."""
+    if index is None:
+        return main_audio_stream(container)
+    return next((s for s in container.streams.audio if s.index == index), None)

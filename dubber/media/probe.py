@@ -16,7 +16,7 @@ import numpy as np
 
 from dubber.errors import EmptyMediaError, MediaDecodeError, NoVideoStreamError
 from dubber.log import get_logger
-from dubber.media.container import main_video_stream, open_input
+from dubber.media.container import main_audio_stream, main_video_stream, open_input
 
 log = get_logger("media")
 
@@ -264,9 +264,9 @@ def _video_info(path: Path, container: av.container.InputContainer) -> VideoStre
 
 
 def _audio_info(container: av.container.InputContainer) -> AudioStreamInfo | None:
-    if not container.streams.audio:
+    s = main_audio_stream(container)
+    if s is None:
         return None
-    s = container.streams.audio[0]
     cc = s.codec_context
     declared = declared_duration(s, Fraction(s.time_base)) if s.time_base else None
     if declared is not None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import av
 
 from dubber.errors import InputError
-from dubber.media.container import main_video_stream, open_input
+from dubber.media.container import main_audio_stream, main_video_stream, open_input
 
 # Tags that describe how the source was written (the muxer writes its own) or what the decoder already applied.
 _OWN_TAGS = frozenset(
@@ -105,14 +105,15 @@ class SourceExtras:
     tags: dict[str, str] = field(default_factory=dict)  # the container's, as carried
     video_tags: dict[str, str] = field(default_factory=dict)  # the main video stream's, as carried
     audio: tuple[AudioStreamTags, ...] = ()  # every audio stream's, in the file's order
+    main_audio: int | None = None  # the index of the one a player plays (and a dub hears)
     chapters: tuple[Chapter, ...] = ()
     subtitles: tuple[SubtitleStreamInfo, ...] = ()
     video_start: float = 0.0  # the first video frame's time (seconds): the output's zero
 
     @property
     def audio_language(self) -> str | None:
-        """The first audio stream's language (the one a dub hears), or None."""
-        return self.audio[0].language if self.audio else None
+        """The main audio stream's language (the one a dub hears), or None."""
+        return next((a.language for a in self.audio if a.index == self.main_audio), None)
 
 
 BITMAP_SUBTITLES = frozenset({"hdmv_pgs_subtitle", "dvd_subtitle", "dvb_subtitle", "xsub"})
@@ -160,6 +161,7 @@ def read_extras(path: str | Path) -> SourceExtras:
             chapters=tuple(chapters),
             subtitles=subtitle_streams(container),
             video_start=start,
+            main_audio=None if (main := main_audio_stream(container)) is None else main.index,
         )
 
 
