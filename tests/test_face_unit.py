@@ -155,6 +155,12 @@ def test_a_face_lost_in_a_shot_of_two_is_found_where_it_was_not_swapped_for_the_
         _frames(both + other_alone + back_smaller)
     )
     assert [None if s.face is None else round(s.face.box.center[0]) for s in blind] == [242] * 4 + [60] * 7
+    # A tracker reset for another video forgets where the face was: the next video's face is chosen by size.
+    tracker = FaceTracker(SquareFaces())
+    list(tracker.track(_frames(both)))
+    tracker.reset()
+    steps = list(tracker.track(_frames([_scene([(20, 40, 80), (120, 140, 40)])] * 2)))
+    assert [round(s.face.box.center[0]) for s in steps] == [60, 60]
     # Gone for longer than the memory: chosen by size again.
     late = both + [_scene([(20, 40, 80)])] * 60 + back_smaller
     steps = list(FaceTracker(SquareFaces()).track(_frames(late)))

@@ -211,8 +211,10 @@ class FaceTracker:
         return TrackStep(frame, face, cut, reacquired)
 
     def reset(self) -> None:
+        """Forget the video tracked so far: the next frame starts a new one."""
         self._lose()
         self._scene.reset()
+        self._shot_faces, self._last_seen = 0, None
 
     def close(self) -> None:
         if self._owns_backend:
@@ -246,7 +248,7 @@ class FaceTracker:
         if (
             self._last_seen is not None
             and self._shot_faces > 1
-            and t - self._last_seen[1] <= self.options.refind_seconds
+            and 0 <= t - self._last_seen[1] <= self.options.refind_seconds
         ):
             chosen = _where_it_was(boxes, self._last_seen[0])
         if chosen is not None:
