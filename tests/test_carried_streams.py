@@ -315,6 +315,7 @@ def test_a_dub_keeps_what_its_source_carries_and_labels_its_languages(
     # MP4 takes the subtitles as mov_text; without the source's, only the new speech's track is added.
     mp4 = tmp_path / "out.mp4"
     assert dub(face_source, "-a", speech, "-o", mp4, "--no-source-subtitles", "--subtitles", new) == 0
+    assert "; tracks: audio und, subtitle und" in capfd.readouterr().err  # the summary line
     assert [s[:3] for s in streams_of(mp4)] == [("audio", "aac", None), ("subtitle", "mov_text", None)]
     assert cues_of(mp4, 2) == [(0.2, 0.6, "Hola")]
 

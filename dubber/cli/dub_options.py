@@ -297,10 +297,13 @@ def summary_line(result) -> str:
     if result.dubbed_frames < result.frames:  # the video's own frames before or after the dub
         end = result.dub_start + result.dubbed_frames / result.fps
         dubbed = f"; the new speech from {result.dub_start:.2f} to {end:.2f} s"
+    tracks = ""
+    if len(result.tracks) > 1 or any(track["language"] for track in result.tracks):  # what a player will list
+        tracks = "; tracks: " + ", ".join(f"{track['type']} {track['language'] or 'und'}" for track in result.tracks)
     return (
         f"{result.output}: {result.frames} frames ({result.seconds:.2f} s at {result.fps:g} fps{dubbed}), "
         f"{result.face_frames} with the mouth redrawn, {result.frames_per_second:.2f} frames/s "
-        f"(render {t.get('render', 0):.1f} s of {t.get('total', 0):.1f} s)"
+        f"(render {t.get('render', 0):.1f} s of {t.get('total', 0):.1f} s){tracks}"
     )
 
 
