@@ -193,10 +193,11 @@ def with_extras(
     tags: dict[str, str] | None = None,
     audio_tags: dict[str, str] | None = None,
     more_audio: list[tuple[Path, dict[str, str], int]] = (),
+    attachments: list[tuple[str, str, bytes]] = (),
 ) -> Path:
     """``source`` remuxed into Matroska with subtitle tracks (each a subtitle file's packets, its tags and
     disposition), chapters (start s, end s, title), container tags, its audio stream's tags, and more audio tracks
-    (each the first audio stream of a file, with its tags and disposition)."""
+    (each the first audio stream of a file, with its tags and disposition) and attached files (name, type, data)."""
     with av.open(str(source)) as src, av.open(str(path), "w", format="matroska") as out:
         streams = {}
         for s in (*src.streams.video, *src.streams.audio):
@@ -218,6 +219,8 @@ def with_extras(
             stream.metadata.update(stream_tags)
             stream.disposition = av.stream.Disposition(disposition)
             files.append((text, stream))
+        for name, mimetype, data in attachments:
+            out.add_attachment(name, mimetype, data)
         out.metadata.update(tags or {})
         ms = Fraction(1, 1000)
         marks = [(k + 1, round(a * 1000), round(b * 1000), t) for k, (a, b, t) in enumerate(chapters)]

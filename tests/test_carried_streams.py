@@ -35,6 +35,7 @@ from tests.tiny_bundle import TINY_BUNDLE, make_tiny_weights
 
 D = av.stream.Disposition
 CUES = [(0.2, 1.0, "Hello there"), (1.2, 1.8, "Second line")]
+FONT = b"\x00\x01\x00\x00 a stand-in for a font's bytes " * 8
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +56,11 @@ def cues_of(path: Path, index: int) -> list[tuple[float, float, str]]:
                 start = float(packet.pts * packet.time_base) - zero
                 out.append((round(start, 3), round(start + float(packet.duration * packet.time_base), 3), text))
         return out
+
+
+def attachments_of(path: Path) -> list[tuple[str, str, bytes]]:
+    with av.open(str(path)) as f:
+        return [(s.metadata["filename"], s.mimetype, s.data) for s in f.streams if s.type == "attachment"]
 
 
 def audio_packets(path: Path, k: int) -> list[bytes]:
@@ -250,6 +256,7 @@ def face_source(tmp_path_factory) -> Path:
         tags={"title": "Talk"},
         audio_tags={"language": "eng"},
         more_audio=[(french, {"language": "fra"}, int(D.dub))],
+        attachments=[("Subtitle Font.ttf", "font/ttf", FONT)],
     )
 
 
@@ -298,6 +305,7 @@ def test_a_dub_keeps_what_its_source_carries_and_labels_its_languages(
         ("subtitle", "subrip", "spa", 0),
     ]
     assert cues_of(out, 4) == [(0.1, 0.5, "Hello")] and cues_of(out, 5) == [(0.2, 0.6, "Hola")]
+    assert attachments_of(out) == [("Subtitle Font.ttf", "font/ttf", FONT)]  # the subtitles' font
     for k in range(2):  # the source's sound as it was, to the output's end
         kept, given = (audio_packets(path, k + first) for path, first in ((out, 1), (face_source, 0)))
         assert kept == given[: len(kept)] and len(kept) >= len(given) - 1
@@ -316,6 +324,7 @@ def test_a_dub_keeps_what_its_source_carries_and_labels_its_languages(
     mp4 = tmp_path / "out.mp4"
     assert dub(face_source, "-a", speech, "-o", mp4, "--no-source-subtitles", "--subtitles", new) == 0
     assert "; tracks: audio und, subtitle und" in capfd.readouterr().err  # the summary line
+    assert attachments_of(mp4) == []  # MP4 holds no attached files
     assert [s[:3] for s in streams_of(mp4)] == [("audio", "aac", None), ("subtitle", "mov_text", None)]
     assert cues_of(mp4, 2) == [(0.2, 0.6, "Hola")]
 

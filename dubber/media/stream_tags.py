@@ -92,6 +92,15 @@ class AudioStreamTags:
 
 
 @dataclass(frozen=True)
+class Attachment:
+    """A file a Matroska source carries beside its streams: the fonts its ASS subtitles are styled with, a cover."""
+
+    name: str
+    mimetype: str
+    data: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
 class Chapter:
     start: float  # seconds from the first video frame
     end: float
@@ -109,6 +118,7 @@ class SourceExtras:
     chapters: tuple[Chapter, ...] = ()
     subtitles: tuple[SubtitleStreamInfo, ...] = ()
     video_start: float = 0.0  # the first video frame's time (seconds): the output's zero
+    attachments: tuple[Attachment, ...] = ()
 
     @property
     def audio_language(self) -> str | None:
@@ -161,6 +171,11 @@ def read_extras(path: str | Path) -> SourceExtras:
             chapters=tuple(chapters),
             subtitles=subtitle_streams(container),
             video_start=start,
+            attachments=tuple(
+                Attachment(a.metadata.get("filename", f"attachment{a.index}"), a.mimetype or "", a.data or b"")
+                for a in container.streams
+                if a.type == "attachment"
+            ),
             main_audio=None if (main := main_audio_stream(container)) is None else main.index,
         )
 

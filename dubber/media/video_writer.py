@@ -34,6 +34,7 @@ from dubber.media.encode_options import (
     video_encoder,
 )
 from dubber.media.probe import ColourTags
+from dubber.media.stream_tags import Attachment
 from dubber.media.subtitle_feed import SubtitleFeed, SubtitleSource
 from dubber.media.yuv_image import YuvImage
 
@@ -75,12 +76,14 @@ class VideoWriter:
         tags: Mapping[str, str] | None = None,
         video_tags: Mapping[str, str] | None = None,
         chapters: Sequence[dict] = (),
+        attachments: Sequence[Attachment] = (),
     ) -> None:
         """``colour``: the source's colour tags, given to the output when its frames come as the source's planes
         (``YuvImage``), whose values mean what they meant in the source. ``sample_aspect``: the source's pixel
         aspect (anamorphic video), so that the output is displayed as wide as the source. ``subtitles``: subtitle
         tracks after the audio ones. ``tags``, ``video_tags``: the container's and the video stream's (title,
-        language...); ``chapters``: as PyAV's ``set_chapters`` takes them."""
+        language...); ``chapters``: as PyAV's ``set_chapters`` takes them; ``attachments`` (fonts): Matroska's alone
+        holds them, elsewhere they are left out."""
         self.path = Path(path)
         self.width, self.height = int(width), int(height)
         self.fps = Fraction(fps)
@@ -99,6 +102,7 @@ class VideoWriter:
         self.subtitles = list(subtitles)
         self.tags, self.video_tags = dict(tags or {}), dict(video_tags or {})
         self.chapters = list(chapters)
+        self.attachments = list(attachments) if self.format == "matroska" else []
         self.left_out: list[SubtitleSource] = []  # optional subtitle tracks that could not be carried
         self._tagged: ColourTags | None = None  # the tags the stream was given, with its first frame
         self.frames_written = 0
@@ -149,6 +153,8 @@ class VideoWriter:
                     continue
                 self._feeds.append(feed)
                 feed.open(self._container, self.format)
+            for attachment in self.attachments:
+                self._container.add_attachment(attachment.name, attachment.mimetype, attachment.data)
             self._container.metadata.update(self.tags)
             if self.chapters:
                 self._container.set_chapters(self.chapters)

@@ -171,6 +171,7 @@ def encode_dub(job: DubJob, timeline: Timeline, spool: FrameSpool | None, redraw
         tags=streams.tags,
         video_tags=streams.video_tags,
         chapters=streams.chapters,
+        attachments=streams.attachments,
     )
     with writer:
         faces = write_frames(

@@ -14,7 +14,7 @@ from dubber.log import get_logger
 from dubber.media.audio_feed import AudioFromFile, AudioSpan, SplicedAudio
 from dubber.media.encode_options import container_format_for
 from dubber.media.probe import MediaInfo
-from dubber.media.stream_tags import AudioStreamTags, SourceExtras, chapters_until, read_extras
+from dubber.media.stream_tags import Attachment, AudioStreamTags, SourceExtras, chapters_until, read_extras
 from dubber.media.subtitle_feed import SubtitleSource, subtitle_codec
 from dubber.pipeline.timeline import Timeline
 
@@ -60,6 +60,7 @@ class OutputStreams:
     tags: dict[str, str] = field(default_factory=dict)
     video_tags: dict[str, str] = field(default_factory=dict)
     chapters: list[dict] = field(default_factory=list)
+    attachments: list[Attachment] = field(default_factory=list)  # the fonts of carried subtitles (Matroska)
     audio_tracks: list[dict] = field(default_factory=list)  # {"type", "language", "from"} per audio track
     subtitle_tracks: list[dict] = field(default_factory=list)  # ... per subtitle source, in the same order
     left_out: list[SubtitleSource] = field(default_factory=list)  # subtitle sources the writer could not carry
@@ -114,6 +115,15 @@ def output_streams(
     )
     if source_subtitles:
         _carry_subtitles(video, extras, output, seconds, streams)
+        if streams.subtitles and extras.attachments:  # their fonts (and a cover), where the container holds them
+            if container_format_for(output) == "matroska":
+                streams.attachments = list(extras.attachments)
+            else:
+                log.info(
+                    "%s: its %d attached files (fonts) are left out: only .mkv holds them",
+                    video,
+                    len(extras.attachments),
+                )
     if subtitles is not None:
         lead = timeline.lead_frames / fps
         ends = (timeline.lead_frames + timeline.dub_frames) / fps
