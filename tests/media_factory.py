@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from fractions import Fraction
 from pathlib import Path
 
@@ -198,27 +199,24 @@ def with_extras(
     """``source`` remuxed into Matroska with subtitle tracks (each a subtitle file's packets, its tags and
     disposition), chapters (start s, end s, title), container tags, its audio stream's tags, and more audio tracks
     (each the first audio stream of a file, with its tags and disposition) and attached files (name, type, data)."""
-    with av.open(str(source)) as src, av.open(str(path), "w", format="matroska") as out:
+    with ExitStack() as files, av.open(str(source)) as src, av.open(str(path), "w", format="matroska") as out:
         streams = {}
         for s in (*src.streams.video, *src.streams.audio):
             streams[s.index] = out.add_stream_from_template(s)
             if s.type == "audio":
                 streams[s.index].metadata.update(audio_tags or {})
                 streams[s.index].disposition = av.stream.Disposition.default
-        extra_audio = []
-        for file, stream_tags, disposition in more_audio:
-            sound = av.open(str(file))
-            stream = out.add_stream_from_template(sound.streams.audio[0])
+        added = []  # (an opened file, its stream taken, the output's): more audio first, then subtitles
+        for file, stream_tags, disposition, kind in [
+            *((*given, "audio") for given in more_audio),
+            *((*given, "subtitles") for given in subtitles),
+        ]:
+            opened = files.enter_context(av.open(str(file)))
+            taken = getattr(opened.streams, kind)[0]
+            stream = out.add_stream_from_template(taken)
             stream.metadata.update(stream_tags)
             stream.disposition = av.stream.Disposition(disposition)
-            extra_audio.append((sound, stream))
-        files = []
-        for file, stream_tags, disposition in subtitles:
-            text = av.open(str(file))
-            stream = out.add_stream_from_template(text.streams.subtitles[0])
-            stream.metadata.update(stream_tags)
-            stream.disposition = av.stream.Disposition(disposition)
-            files.append((text, stream))
+            added.append((opened, taken, stream))
         for name, mimetype, data in attachments:
             out.add_attachment(name, mimetype, data)
         out.metadata.update(tags or {})
@@ -231,16 +229,9 @@ def with_extras(
             if packet.size:
                 packet.stream = streams[packet.stream.index]
                 out.mux(packet)
-        for sound, stream in extra_audio:
-            for packet in sound.demux(sound.streams.audio[0]):
+        for opened, taken, stream in added:
+            for packet in opened.demux(taken):
                 if packet.size:
                     packet.stream = stream
                     out.mux(packet)
-            sound.close()
-        for text, stream in files:
-            for packet in text.demux(text.streams.subtitles[0]):
-                if packet.size:
-                    packet.stream = stream
-                    out.mux(packet)
-            text.close()
     return path
