@@ -177,9 +177,10 @@ def parse_start(value: str | float | None) -> float:
 def parse_face(value: str | int) -> tuple[int, str | None]:
     """``--face``: (face index, side): "2" -> (2, None), "left" -> (0, "left")."""
     from dubber.errors import InputError
+    from dubber.face.tracker import FACE_SIDES
 
     text = str(value).strip().lower()
-    if text in ("left", "right"):
+    if text in FACE_SIDES:
         return 0, text
     if not text.isdigit():
         raise InputError(None, f"--face {value!r}: give 0, 1, 2, ... (0 the largest face), left or right")
