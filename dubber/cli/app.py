@@ -64,12 +64,14 @@ def _register() -> None:
     from dubber.cli.export_cmd import export_app
     from dubber.cli.inspect_cmd import inspect_command
     from dubber.cli.prep_cmd import prep_command
+    from dubber.cli.sync_cmd import sync_command
     from dubber.cli.train_cmd import train_app
     from dubber.cli.weights_cmd import weights_app
 
     app.command("video")(dub_command)
     app.command("batch")(batch_command)
     app.command("inspect")(inspect_command)
+    app.command("sync")(sync_command)
     app.command("prep")(prep_command)
     app.add_typer(train_app, name="train")
     app.add_typer(eval_app, name="eval")

@@ -43,12 +43,13 @@ from dubber.pipeline.frame_source import FrameSpool
 from dubber.pipeline.job import DubJob, ProgressCallback, dub_settings
 from dubber.pipeline.model_loading import load_models
 from dubber.pipeline.motion import MotionPlanner, Spread
-from dubber.pipeline.mouth_lag import MIN_CORRELATION
+from dubber.pipeline.mouth_lag import MAX_LAG_SECONDS, MIN_CORRELATION
 from dubber.pipeline.new_speech import new_speech_features
 from dubber.pipeline.options import DubOptions, DubResult
 from dubber.pipeline.person_references import LandmarkReferences
 from dubber.pipeline.phase_clock import PhaseClock, phase_report
 from dubber.pipeline.speaking_people import SpeakingPeople, read_speaking, redrawn_frames
+from dubber.pipeline.sync_check import WINDOW_SECONDS, SyncReport, check_sync_inputs, read_sync
 from dubber.pipeline.timeline import Timeline, check_start
 from dubber.pipeline.video_adaptation import completer_for_video
 from dubber.render.renderer_pipeline import FaceRenderer
@@ -271,6 +272,41 @@ class DubbingPipeline:
         )
         job.reader = VideoReader(job.video)
         return self._analyse(job, None)
+
+    def check_sync(
+        self,
+        video: str | Path,
+        audio: str | Path | None = None,
+        *,
+        max_offset: float = MAX_LAG_SECONDS,
+        window: float = WINDOW_SECONDS,
+        options: DubOptions | None = None,
+        progress: ProgressCallback | None = None,
+        analysis: VideoTrack | None = None,
+    ) -> SyncReport:
+        """How well ``video``'s mouth follows ``audio`` (default: its own sound; another file is timed from the
+        video's first frame), and the offset between picture and sound within ``max_offset`` seconds, over the
+        whole video, over windows of ``window`` seconds and per person (dubber/pipeline/sync_check.py); the face
+        is chosen as ``options`` choose it for a dub. ``analysis``: this video's :meth:`analyse` result, to check
+        several sounds against it while tracking it once."""
+        started = time.perf_counter()
+        check_sync_inputs(video, audio)
+        track = analysis if analysis is not None else self.analyse(video, options=options, progress=progress)
+        refs = track.references_by_person(self.landmarks.config.n_refs)
+        speech = self._audio_features(Path(video if audio is None else audio))
+        report = read_sync(
+            self.landmarks,
+            speech,
+            track,
+            track.frame_rate(),
+            refs,
+            video=Path(video),
+            audio=None if audio is None else Path(audio),
+            max_offset=max_offset,
+            window=window,
+        )
+        report.seconds = time.perf_counter() - started
+        return report
 
     def planned_landmarks(
         self,

@@ -43,11 +43,13 @@ def _correlation(a: np.ndarray, b: np.ndarray, least: int) -> float | None:
     return float((a * b).sum() / scale) if scale > 1e-12 else None
 
 
-def best_lag(planned: np.ndarray, tracked: np.ndarray, fps: float) -> tuple[int, float] | None:
-    """(lag, correlation): the shift within ``MAX_LAG_SECONDS`` at which the opening ``planned`` from a video's own
+def best_lag(
+    planned: np.ndarray, tracked: np.ndarray, fps: float, max_seconds: float = MAX_LAG_SECONDS
+) -> tuple[int, float] | None:
+    """(lag, correlation): the shift within ``max_seconds`` at which the opening ``planned`` from a video's own
     sound follows the mouth ``tracked`` on it best (NaN where either is missing), and how well; None with too few
     frames. The correlation says whether the sound is the face's at all (a voice-over or music: near 0)."""
-    most = max(1, int(round(MAX_LAG_SECONDS * fps)))
+    most = max(1, int(round(max_seconds * fps)))
     least = max(3, int(round(MIN_SECONDS * fps)))
     scores = {}
     for lag in range(-most, most + 1):

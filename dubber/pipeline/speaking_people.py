@@ -25,7 +25,7 @@ from dubber.audio.streaming import StreamedFeatures
 from dubber.data.clip_arrays import content_opening
 from dubber.pipeline.analysis import VideoTrack
 from dubber.pipeline.motion import MotionPlanner
-from dubber.pipeline.mouth_lag import MIN_CORRELATION, best_lag
+from dubber.pipeline.mouth_lag import MAX_LAG_SECONDS, MIN_CORRELATION, best_lag
 from dubber.pipeline.person_references import LandmarkReferences, PersonReferences, people_in
 from dubber.pipeline.timeline import Timeline
 
@@ -82,6 +82,25 @@ class SpeakingPeople:
         return sorted({shot.person for shot in self.shots if self.shot_speaks(shot)})
 
 
+def planned_opening(
+    model, speech: StreamedFeatures, track: VideoTrack, fps: float, references: LandmarkReferences
+) -> tuple[np.ndarray, np.ndarray]:
+    """(n,) the mouth opening the completer plans for ``speech`` (its features, closed here) on the tracked frames it
+    covers (``n``: the fewer of the video's frames and the speech's), planned in blocks so nothing grows with the
+    video's length, and (n,) the reference set (person) each frame was planned with."""
+    with closing(speech):
+        timeline = Timeline.plan(track.frames, speech.seconds, fps, "pingpong", False)
+        frames = min(timeline.dub_frames, track.frames)
+        motion = MotionPlanner(model, speech.features, fps, timeline, track.points, track.filled_index(), references)
+        openings, sets = [np.zeros(0, np.float32)], [np.zeros(0, np.int64)]
+        for start in range(0, frames, _BLOCK):
+            stop = min(frames, start + _BLOCK)
+            openings.append(content_opening(motion.content(start, stop)))
+            who = motion.sets(start, stop)
+            sets.append(np.zeros(stop - start, np.int64) if who is None else who)
+    return np.concatenate(openings), np.concatenate(sets)
+
+
 def read_speaking(
     model,
     own: StreamedFeatures,
@@ -91,35 +110,28 @@ def read_speaking(
 ) -> SpeakingPeople:
     """Each person's and each shot's match between the completer's plan of the video's own speech ``own`` and the
     mouth tracked on their frames."""
-    with closing(own):
-        timeline = Timeline.plan(track.frames, own.seconds, fps, "pingpong", False)
-        frames = min(timeline.dub_frames, track.frames)
-        motion = MotionPlanner(model, own.features, fps, timeline, track.points, track.filled_index(), references)
-        openings, sets = [], []
-        for start in range(0, frames, _BLOCK):
-            stop = min(frames, start + _BLOCK)
-            openings.append(content_opening(motion.content(start, stop)))
-            who = motion.sets(start, stop)
-            sets.append(np.zeros(stop - start, np.int64) if who is None else who)
-    people = people_in(references)
-    if not openings:
+    planned, who = planned_opening(model, own, track, fps, references)
+    people, frames = people_in(references), len(planned)
+    if not frames:
         return SpeakingPeople((None,) * people)
-    planned, who = np.concatenate(openings), np.concatenate(sets)
     tracked = np.where(track.has_face[:frames], track.opening[:frames], np.nan)
-    matches = tuple(_match(planned, np.where(who == k, tracked, np.nan), fps) for k in range(people))
+    matches = tuple(mouth_match(planned, np.where(who == k, tracked, np.nan), fps) for k in range(people))
     shots = []
     runs = track.runs[:frames] if track.runs is not None else np.full(frames, -1)
     for first in np.unique(runs[runs >= 0]).tolist():
         ran = runs == first
         person = int(np.bincount(who[ran]).argmax())
         stop = int(np.flatnonzero(ran)[-1]) + 1
-        shots.append(Shot(int(first), stop, person, _match(planned, np.where(ran, tracked, np.nan), fps)))
+        shots.append(Shot(int(first), stop, person, mouth_match(planned, np.where(ran, tracked, np.nan), fps)))
     return SpeakingPeople(matches, tuple(shots))
 
 
-def _match(planned: np.ndarray, tracked: np.ndarray, fps: float) -> float | None:
-    """How well the mouth ``tracked`` (NaN where not theirs) follows the opening ``planned``; None: too few frames."""
-    found = best_lag(planned, tracked, fps)
+def mouth_match(
+    planned: np.ndarray, tracked: np.ndarray, fps: float, max_seconds: float = MAX_LAG_SECONDS
+) -> float | None:
+    """How well the mouth ``tracked`` (NaN where not theirs) follows the opening ``planned`` at the best shift within
+    ``max_seconds``; 0 for a mouth that does not move; None: too few frames."""
+    found = best_lag(planned, tracked, fps, max_seconds)
     if found is None:
         return None
     return 0.0 if float(np.nanstd(tracked)) < STILL_MOUTH else round(found[1], 4)
