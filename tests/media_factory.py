@@ -235,3 +235,20 @@ def with_extras(
                     packet.stream = stream
                     out.mux(packet)
     return path
+
+
+def with_sound_moved(video: Path, sound: Path, path: Path, seconds: float) -> Path:
+    """``video``'s picture and ``sound``'s audio (stream copies) in a Matroska file, the sound presented ``seconds``
+    later than the picture (< 0: earlier; the picture then starts at ``-seconds``), as an edit or a broadcast
+    capture leaves them. A PCM ``sound`` has no encoder priming, so its first sample is presented exactly there."""
+    with av.open(str(video)) as pic, av.open(str(sound)) as snd, av.open(str(path), "w", format="matroska") as out:
+        sources = [(pic, pic.streams.video[0], max(0.0, -seconds)), (snd, snd.streams.audio[0], max(0.0, seconds))]
+        streams = [out.add_stream_from_template(taken) for _, taken, _ in sources]  # all before the first packet
+        for (container, taken, later), stream in zip(sources, streams, strict=True):
+            moved = round(later / taken.time_base)
+            for packet in container.demux(taken):
+                if packet.size:
+                    packet.pts, packet.dts = packet.pts + moved, packet.dts + moved
+                    packet.stream = stream
+                    out.mux(packet)
+    return path

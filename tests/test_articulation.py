@@ -188,9 +188,9 @@ def test_a_fresh_dub_hears_its_videos_own_speech_once_beside_the_new_speech(tmp_
     pipe = DubbingPipeline.from_pretrained(TINY_BUNDLE, device="cpu")
     heard, features = [], pipe._audio_features
 
-    def hearing(audio, max_seconds=None):
+    def hearing(audio, max_seconds=None, seconds=None, lead=0.0):
         heard.append((Path(audio).name, threading.current_thread().name))
-        return features(audio, max_seconds=max_seconds)
+        return features(audio, max_seconds=max_seconds, seconds=seconds, lead=lead)
 
     monkeypatch.setattr(pipe, "_audio_features", hearing)
     ahead = pipe(video, speech, tmp_path / "ahead.mp4", crf=0, preset="ultrafast")

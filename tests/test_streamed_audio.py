@@ -129,6 +129,43 @@ def test_streamed_features_of_a_files_start_equal_those_of_the_start_alone(tmp_p
 
 
 @pytest.mark.parametrize("kind", ["mel", "mel+speech"])
+def test_a_sound_led_or_late_is_read_from_the_features_start(tmp_path, kind):
+    """``lead`` > 0: the features of the sound after that much silence; < 0: of the sound without its start; with
+    ``max_seconds`` counted from the features' start."""
+    torch.manual_seed(0)
+    encoder = SpeechEncoder(SpeechEncoderConfig.named("tiny-test")).eval()
+    rng = np.random.default_rng(6)
+    samples = (0.2 * rng.standard_normal(16000 * 3 + 51)).clip(-1, 1)
+    sound = write_wav(tmp_path / "sound.wav", samples, 16000)
+    late = write_wav(tmp_path / "late.wav", np.concatenate([np.zeros(4000), samples]), 16000)
+    early = write_wav(tmp_path / "early.wav", samples[4000:], 16000)
+    times = np.arange(0, 2.0, 0.04)
+    for lead, same in [(0.25, late), (-0.25, early)]:
+        got = stream_features(sound, kind, encoder, layer=1, lead=lead, max_seconds=2.0, folder=tmp_path)
+        want = stream_features(same, kind, encoder, layer=1, max_seconds=2.0, folder=tmp_path)
+        assert got.seconds == want.seconds == 2.0
+        parts = ["mel", "speech"] if kind == "mel+speech" else [None]
+        for part in parts:
+            a, b = (f.features if part is None else getattr(f.features, part) for f in (got, want))
+            np.testing.assert_allclose(a.windows(times), b.windows(times), atol=1e-5)
+        got.close(), want.close()
+
+
+def test_a_files_sound_lead_is_read_from_its_streams_first_frames(tmp_path):
+    from dubber.media.container import sound_lead
+    from tests.media_factory import make_audio, make_face_video, with_sound_moved
+
+    video = make_face_video(tmp_path / "talk.mp4", frames=25, audio_rate=16000)
+    assert sound_lead(video) == 0.0  # AAC's priming samples, before zero, are dropped by the decoder
+    sound = make_audio(tmp_path / "sound.wav", seconds=1.0)
+    for seconds in (0.2, -0.12, 0.0):
+        moved = with_sound_moved(video, sound, tmp_path / f"moved{seconds}.mkv", seconds)
+        assert sound_lead(moved) == pytest.approx(seconds, abs=1e-3)
+    assert sound_lead(make_face_video(tmp_path / "silent.mp4", frames=5)) == 0.0
+    assert sound_lead(sound) == 0.0  # no picture
+
+
+@pytest.mark.parametrize("kind", ["mel", "mel+speech"])
 def test_a_stem_read_on_a_longer_timeline_equals_the_stem_followed_by_silence(tmp_path, kind):
     """``seconds`` past the stem's end: the features of the stem with that much silence after it, whatever the
     decoder's blocks; short of its end: those of its start, and it says which it did."""

@@ -113,7 +113,8 @@ def test_a_still_mouth_a_faceless_video_and_each_person_are_told(model):
     assert [r["match"] for r in report.to_dict()["people"]] == [r.match for r in report.people]
 
 
-def test_verdicts_follow_the_measured_thresholds():
+def test_verdicts_and_the_summary_line_follow_the_measured_thresholds():
+    from dubber.cli.sync_cmd import summary_line
     from dubber.pipeline.sync_check import SyncReport
 
     def report(match):
@@ -123,6 +124,16 @@ def test_verdicts_follow_the_measured_thresholds():
     assert report(0.3).verdict == report(FOLLOWS - 0.01).verdict == "weakly in sync"
     assert report(0.29).verdict == "not in sync"
     assert report(None).verdict == "too short to tell"
+    one = SyncReport("v.mp4", None, 25.0, 90, 80, SyncReading(0.5, 1), 0.16)
+    assert summary_line(one) == (
+        "v.mp4 against its own sound: in sync (match 0.50); the picture 1 frame (40 ms) behind the sound; 90 frames "
+        "compared, 80 with a face"
+    )
+    early = SyncReport("v.mp4", "a.wav", 25.0, 90, 80, SyncReading(0.1, -4), 0.16)
+    assert (
+        "not in sync (match 0.10); the picture 4 frames (160 ms) ahead of the sound (the widest searched: try "
+        "--max-offset 0.32)" in summary_line(early)
+    )
     # The best shift at the widest searched (4 frames of 0.16 s at 25 fps): they may be further apart.
     assert [SyncReport("v", None, 25.0, 9, 9, SyncReading(0.5, k), 0.16).at_search_edge for k in (-4, 3, 4)] == [
         True,
@@ -173,9 +184,11 @@ def test_the_command_checks_videos_and_names_what_it_cannot_check(tmp_path, tiny
 @pytest.mark.shared_data
 def test_a_real_clip_is_in_sync_with_its_own_sound_and_not_with_another(tmp_path, shared_manifest, monkeypatch):
     """katie_hill (a speaker no model trained on): in sync with its own sound; the same sound heard 3 frames
-    later moves the offset read by 3 frames; another speaker's sound is not in sync with it."""
+    later, by silence before it or by its timestamps, moves the offset read by 3 frames; another speaker's sound is
+    not in sync with it."""
     from dubber.media.audio import decode_audio, write_wav
     from dubber.pipeline import DubbingPipeline
+    from tests.media_factory import with_sound_moved
 
     monkeypatch.delenv("DUB_WEIGHTS", raising=False)
     video = shared_path({"path": "dev/katie_hill/SadTalker__WDA_KatieHill_000.mp4"})
@@ -191,4 +204,8 @@ def test_a_real_clip_is_in_sync_with_its_own_sound_and_not_with_another(tmp_path
     delayed = pipe.check_sync(video, heard_later, max_offset=0.4, analysis=track)
     assert delayed.reading.offset == own.reading.offset - 3 and delayed.match >= FOLLOWS
     assert not delayed.at_search_edge
+    # The same sound presented 3 frames late by its timestamps (the samples untouched): read the same way.
+    sound = write_wav(tmp_path / "sound.wav", clip.mono, clip.sample_rate)
+    moved = with_sound_moved(video, sound, tmp_path / "moved.mkv", 3 / 25)
+    assert pipe.check_sync(moved, max_offset=0.4, analysis=track).reading == delayed.reading
     assert pipe.check_sync(video, other, analysis=track).match < 0.3

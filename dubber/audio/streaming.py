@@ -8,7 +8,7 @@ the mel of a whole clip at once took 1.5 GB of transient memory for 20 minutes o
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,6 +158,15 @@ class StreamedFeatures:
             store.close()
 
 
+def _skipped(blocks: Iterator[np.ndarray], samples: int) -> Iterator[np.ndarray]:
+    """``blocks`` (channels, n) without their first ``samples`` samples."""
+    for block in blocks:
+        if samples > 0:
+            dropped = min(samples, block.shape[1])
+            block, samples = block[:, dropped:], samples - dropped
+        yield block
+
+
 def stream_features(
     audio: str | Path,
     kind: str,
@@ -170,12 +179,16 @@ def stream_features(
     seconds: float | None = None,
     gain: float = 1.0,
     dialogue: bool = False,
+    lead: float = 0.0,
 ) -> StreamedFeatures:
     """Decode ``audio`` once and compute the completer's input: ``kind`` "mel", "speech" or "mel+speech" (a speech
     kind needs ``encoder``); only its first ``max_seconds`` when given; exactly ``seconds`` when given (cut there,
     or followed by silence up to it: a speech stem read on the timeline of the audio it was mixed into); the samples
     multiplied by ``gain``, and a surround mix's centre channel alone with ``dialogue`` (``dubber.audio.level``).
-    Raises the decoder's typed errors; nothing is left on disk when it does."""
+    ``lead``: seconds after the features' start that the audio's first sample belongs (silence before it), or
+    before (its first samples left out): a video's own sound lined up with its frames
+    (``dubber.media.container.sound_lead``). Raises the decoder's typed errors; nothing is left on disk when it
+    does."""
     if kind not in ("mel", "speech", "mel+speech"):
         raise ValueError(f"unknown audio input {kind!r}")
     if kind != "mel" and encoder is None:
@@ -207,9 +220,19 @@ def stream_features(
         asked = None if max_seconds is None else max(1, round(max_seconds * rate))
         most = min((n for n in (exact, asked) if n is not None), default=None)
         cut = False
+        skip = max(0, round(-lead * rate))  # samples left out before the features' start
+        silence = max(0, round(lead * rate))
+        if most is not None:
+            silence = min(silence, most)
+        for start in range(0, silence, rate):  # a second of silence at a time, as decoded audio is fed
+            held.append(np.zeros(min(rate, silence - start), np.float32))
+            feed()
+        samples = silence
         with AudioReader(audio, sample_rate=rate, mono=True, dialogue=dialogue) as reader:
             centre = reader.centre_only
-            blocks = reader.blocks()
+            blocks = (block for block in _skipped(reader.blocks(), skip) if block.shape[1])
+            if most is not None and samples >= most:
+                blocks = iter(())
             for block in blocks:  # decoder frames (~1k samples) fed a second at a time: less overhead
                 whole = block.shape[1]
                 if most is not None:

@@ -22,7 +22,8 @@ def _offset_words(report) -> str:
         return "picture and sound in time"
     side = "behind" if frames > 0 else "ahead of"
     edge = f" (the widest searched: try --max-offset {2 * report.max_offset:g})" if report.at_search_edge else ""
-    return f"the picture {abs(frames)} frames ({abs(seconds) * 1e3:.0f} ms) {side} the sound{edge}"
+    count = f"{abs(frames)} frame{'s' if abs(frames) > 1 else ''}"
+    return f"the picture {count} ({abs(seconds) * 1e3:.0f} ms) {side} the sound{edge}"
 
 
 def summary_line(report) -> str:

@@ -27,6 +27,7 @@ from dubber.cpu_threads import start_torch_thread
 from dubber.errors import InputError
 from dubber.face.backend import FaceBackend
 from dubber.log import get_logger
+from dubber.media.container import sound_lead
 from dubber.media.dub_inputs import check_dub_inputs
 from dubber.media.probe import probe_media
 from dubber.media.video_reader import VideoReader
@@ -139,11 +140,12 @@ class DubbingPipeline:
         return self.renderer.device
 
     def _audio_features(
-        self, audio: Path, max_seconds: float | None = None, seconds: float | None = None
+        self, audio: Path, max_seconds: float | None = None, seconds: float | None = None, lead: float = 0.0
     ) -> StreamedFeatures:
         """The completer's input from ``audio``, decoded and computed block by block, the rows kept on disk; exactly
         ``seconds`` long when given (cut, or followed by silence); a surround mix's centre channel alone, and quiet
-        speech raised to the level the models were trained at (``dubber.audio.level``)."""
+        speech raised to the level the models were trained at (``dubber.audio.level``); ``lead``: seconds its
+        first sample comes after the features' start (``stream_features``)."""
         kind = self.landmarks.config.audio_input
         if self.speech_encoder is None:
             kind = "mel"
@@ -160,7 +162,13 @@ class DubbingPipeline:
             seconds=seconds,
             gain=read.gain,
             dialogue=read.centre,
+            lead=lead,
         )
+
+    def _own_features(self, video: Path, max_seconds: float | None = None) -> StreamedFeatures:
+        """The completer's input from ``video``'s own sound, lined up with its frames as a player presents them
+        (a sound that starts after the first frame, or before it: ``sound_lead``)."""
+        return self._audio_features(Path(video), max_seconds, lead=sound_lead(video))
 
     # -- one dub ---------------------------------------------------------------------------------------------------
     def __call__(
@@ -293,7 +301,7 @@ class DubbingPipeline:
         check_sync_inputs(video, audio)
         track = analysis if analysis is not None else self.analyse(video, options=options, progress=progress)
         refs = track.references_by_person(self.landmarks.config.n_refs)
-        speech = self._audio_features(Path(video if audio is None else audio))
+        speech = self._own_features(Path(video)) if audio is None else self._audio_features(Path(audio))
         report = read_sync(
             self.landmarks,
             speech,
@@ -329,7 +337,7 @@ class DubbingPipeline:
 
     def _completer(self, job: DubJob, track: VideoTrack) -> LandmarkCompleter | LandmarkEnsemble:
         lag = partial(self._mouth_lag, job, track)
-        return completer_for_video(job, track, self.landmarks, self.runtime, self._audio_features, lag)
+        return completer_for_video(job, track, self.landmarks, self.runtime, self._own_features, lag)
 
     def _mouth_lag(self, job: DubJob, track: VideoTrack) -> int | None:
         return self._read_own_speech(job.video, track, self.landmarks, heard=job.heard).lag
@@ -340,7 +348,7 @@ class DubbingPipeline:
         made by this dub (a given analysis may have been read before)."""
         if analysis is not None or not self.reads_own_speech or not job.opts.articulation or job.media.audio is None:
             return None
-        return HeardSpeech(partial(self._audio_features, job.video, max_seconds=MAX_SECONDS + 1.0))
+        return HeardSpeech(partial(self._own_features, job.video, max_seconds=MAX_SECONDS + 1.0))
 
     def _analyse(self, job: DubJob, spool: FrameSpool | None) -> VideoTrack:
         return track_faces(job, self.renderer.size, spool, self.backend_factory)
@@ -413,7 +421,7 @@ class DubbingPipeline:
         fps = analysis.frame_rate(float(self.options.fps))
         own = None if heard is None else heard.take()
         if own is None:
-            own = self._audio_features(video, max_seconds=MAX_SECONDS + 1.0)  # the windows' context past the end
+            own = self._own_features(video, max_seconds=MAX_SECONDS + 1.0)  # the windows' context past the end
         reading = read_own_speech(model, own, analysis, fps, refs, pool)
         if reading.spread is not None:
             log.info(
@@ -422,7 +430,8 @@ class DubbingPipeline:
         if reading.lag:
             side = "behind" if reading.lag > 0 else "ahead of"
             ms = abs(reading.lag) / fps * 1e3
-            log.info("%s: its picture runs %d frames (%.0f ms) %s its own sound", video, abs(reading.lag), ms, side)
+            frames = f"{abs(reading.lag)} frame{'s' if abs(reading.lag) > 1 else ''}"
+            log.info("%s: its picture runs %s (%.0f ms) %s its own sound", video, frames, ms, side)
         if reading.match is not None and reading.match < MIN_CORRELATION:
             log.info(
                 "%s: its mouth hardly follows its own sound (%.2f): a voice-over or music? The planned movement is "
@@ -443,7 +452,7 @@ class DubbingPipeline:
         t0 = time.perf_counter()
 
         def read() -> SpeakingPeople:
-            return read_speaking(landmarks, self._audio_features(job.video), track, job.fps, references)
+            return read_speaking(landmarks, self._own_features(job.video), track, job.fps, references)
 
         reading = self._last_speaking.get(track, landmarks, read)
         job.speaking = reading.speaking()
