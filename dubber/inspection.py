@@ -13,7 +13,7 @@ import numpy as np
 from dubber.face.aligner import FaceAligner
 from dubber.face.identities import Identities, People
 from dubber.face.tracker import FaceTracker, TrackerOptions
-from dubber.media.audio_feed import AudioFromFile
+from dubber.media.audio_feed import own_sound
 from dubber.media.encode_options import VideoEncodeOptions, container_format_for
 from dubber.media.probe import MediaInfo, probe_media
 from dubber.media.stream_tags import SourceExtras, read_extras
@@ -123,7 +123,7 @@ def inspect_video(
     width, height = reader.size
     writer = None
     if preview is not None:
-        audio = AudioFromFile(Path(path)) if media.audio else None
+        audio = own_sound(path) if media.audio else None
         writer = VideoWriter(
             preview,
             width=width,

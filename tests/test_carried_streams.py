@@ -17,6 +17,7 @@ import pytest
 from dubber.cli.app import run
 from dubber.errors import InputError
 from dubber.media import probe_media
+from dubber.media.container import sound_lead
 from dubber.media.stream_tags import (
     carried_tags,
     chapters_until,
@@ -306,9 +307,12 @@ def test_a_dub_keeps_what_its_source_carries_and_labels_its_languages(
     ]
     assert cues_of(out, 4) == [(0.1, 0.5, "Hello")] and cues_of(out, 5) == [(0.2, 0.6, "Hola")]
     assert attachments_of(out) == [("Subtitle Font.ttf", "font/ttf", FONT)]  # the subtitles' font
-    for k in range(2):  # the source's sound as it was, to the output's end
+    # The source's sound as it was from the picture's first frame to the output's end: the Matroska remux put
+    # each AAC track's first packet (the encoder's priming, 64 ms) before the picture, so it is left out.
+    assert [sound_lead(face_source, stream) for stream in (1, 2)] == [-0.064, -0.064]
+    for k in range(2):
         kept, given = (audio_packets(path, k + first) for path, first in ((out, 1), (face_source, 0)))
-        assert kept == given[: len(kept)] and len(kept) >= len(given) - 1
+        assert kept == given[1 : 1 + len(kept)] and len(kept) >= len(given) - 2
     with av.open(str(out)) as f:
         assert f.metadata["title"] == "Talk" and [c["metadata"]["title"] for c in f.chapters()] == ["Start", "End"]
     assert run(["inspect", str(out), "--json"]) == 0
@@ -327,6 +331,31 @@ def test_a_dub_keeps_what_its_source_carries_and_labels_its_languages(
     assert attachments_of(mp4) == []  # MP4 holds no attached files
     assert [s[:3] for s in streams_of(mp4)] == [("audio", "aac", None), ("subtitle", "mov_text", None)]
     assert cues_of(mp4, 2) == [(0.2, 0.6, "Hola")]
+
+
+def test_a_sources_sound_that_starts_after_its_picture_keeps_its_place(tmp_path, tiny_root, monkeypatch):
+    """A source whose sound a player presents 0.2 s after the first frame: kept (copied) it starts 0.2 s into the
+    output, and spliced before a dub started 0.4 s in, its first 0.2 s is silence."""
+    from tests.media_factory import with_sound_moved
+
+    monkeypatch.setenv("DUB_WEIGHTS", str(tiny_root))
+    clip = make_face_video(tmp_path / "face.mp4", frames=25)
+    tone = make_audio(tmp_path / "tone.wav", seconds=1.0)
+    source = with_sound_moved(clip, tone, tmp_path / "late.mkv", 0.2)
+    speech = make_audio(tmp_path / "speech.wav", seconds=0.4)
+    kept = tmp_path / "kept.mkv"
+    assert dub(source, "-a", speech, "-o", kept, "--keep-original-audio") == 0
+    with av.open(str(kept)) as f:
+        original = f.streams.audio[1]
+        first = next(p for p in f.demux(original) if p.size)
+        assert float(first.pts * original.time_base) == pytest.approx(0.2, abs=1e-3)
+    later = tmp_path / "later.mkv"
+    assert dub(source, "-a", speech, "-o", later, "--start", "0.4") == 0
+    with av.open(str(later)) as f:
+        rate = f.streams.audio[0].sample_rate
+        samples = np.concatenate([frame.to_ndarray().reshape(-1) for frame in f.decode(audio=0)])
+    before, after = samples[: round(0.19 * rate)], samples[round(0.21 * rate) : round(0.38 * rate)]
+    assert np.abs(before).max() < 1e-3 and np.sqrt(np.mean(after.astype(np.float64) ** 2)) > 0.05
 
 
 def test_the_new_tracks_language_is_the_audio_files_own_unless_given(tmp_path, tiny_root, face_source, monkeypatch):

@@ -41,7 +41,7 @@ from dubber.evaluation.metrics import correlation
 from dubber.evaluation.truth_motion import TruthLandmarksPipeline
 from dubber.face.landmarks import ALL_INDICES, LEFT_EYE_OUTER, LIP_INDICES, N_POSE, RIGHT_EYE_OUTER
 from dubber.media.audio import decode_audio, write_wav
-from dubber.media.audio_feed import AudioFromFile
+from dubber.media.audio_feed import own_sound
 from dubber.media.encode_options import VideoEncodeOptions
 from dubber.media.video_reader import VideoReader
 from dubber.media.video_writer import VideoWriter
@@ -86,7 +86,7 @@ def cut_halves(clip: Path, folder: Path, half: int) -> tuple[Path, Path]:
     reader = VideoReader(clip)
     fps = float(reader.fps)
     first = folder / "first_half.mp4"
-    audio = AudioFromFile(clip, 0.0, half / fps) if reader.media.audio is not None else None
+    audio = own_sound(clip, duration=half / fps) if reader.media.audio is not None else None
     width, height = reader.size
     options = VideoEncodeOptions(crf=12, preset="veryfast")  # the input a user would have: visually lossless
     with VideoWriter(

@@ -20,7 +20,7 @@ import numpy as np
 
 from dubber.errors import MediaDecodeError, NoAudioStreamError
 from dubber.media.audio import AudioClip, AudioReader, channel_layout_name
-from dubber.media.container import audio_stream, open_input
+from dubber.media.container import audio_stream, open_input, sound_lead
 from dubber.media.encode_options import AudioEncodeOptions, can_copy_audio, encode_rate
 from dubber.media.splice_fades import FADE_SECONDS, faded
 
@@ -40,6 +40,13 @@ class AudioFromFile:
     stream: int | None = None  # the audio stream's index in the file; None: its main one (``main_audio_stream``)
     tags: tuple[tuple[str, str], ...] = ()  # the output track's (language, title)
     disposition: int = 0  # the output track's av.stream.Disposition flags (default, dub, original)
+
+
+def own_sound(path: str | Path, *, start: float = 0.0, duration: float | None = None, stream: int | None = None):
+    """``AudioFromFile`` of a video's own sound on its picture's clock: from ``start`` seconds after its first frame
+    (a sound that starts later gets silence, copied packets keep their place; one that starts earlier is cut
+    there), ``sound_lead``."""
+    return AudioFromFile(Path(path), start - sound_lead(path, stream), duration, stream)
 
 
 class StreamFeed:
@@ -248,7 +255,8 @@ class CopiedStreamFeed(StreamFeed):
 @dataclass(frozen=True)
 class AudioSpan:
     """``seconds`` of a file's audio from ``start`` (``path`` None: silence); padded with silence when the file
-    ends first, to the file's end when ``seconds`` is None."""
+    ends first, to the file's end when ``seconds`` is None; ``start`` < 0: that much silence first (a video's own
+    sound that starts after its picture, ``own_sound``)."""
 
     path: Path | None
     start: float = 0.0
@@ -298,6 +306,14 @@ def _spliced_feed(audio: SplicedAudio, options: AudioEncodeOptions) -> EncodedSa
     def span_blocks(span: AudioSpan, reader: AudioReader | None) -> Iterator[np.ndarray]:
         skip = int(round(span.start * rate))
         left = None if span.seconds is None else int(round(span.seconds * rate))
+        quiet = max(0, -skip) if left is None else min(max(0, -skip), left)
+        skip = max(0, skip)
+        if left is not None:
+            left -= quiet
+        for start in range(0, quiet, rate):  # before the file's sound starts
+            yield np.zeros((channels, min(rate, quiet - start)), np.float32)
+        if left == 0:
+            return
         for block in reader.blocks() if reader is not None else ():
             if skip >= block.shape[1]:
                 skip -= block.shape[1]

@@ -62,20 +62,21 @@ def audio_stream(container: av.container.InputContainer, index: int | None):
     return next((s for s in container.streams.audio if s.index == index), None)
 
 
-def sound_lead(path: str | Path) -> float:
-    """Seconds after the picture's first frame that a file's own sound starts, as a player presents them (< 0: the
-    sound starts first); 0 without both, or where either's first frame cannot be decoded. Read from the first
+def sound_lead(path: str | Path, stream: int | None = None) -> float:
+    """Seconds after the picture's first frame that a file's own sound (its audio stream at index ``stream``, None:
+    its main one) starts, as a player presents them (< 0: the sound starts first); 0 without both, or where either's
+    first frame cannot be decoded. Read from the first
     decoded frame of each (a stream's start time counts the encoder's priming samples, which the decoder drops).
     The decoder gives the sound from its first sample, so the video's own sound is read this much later (or
     earlier) to line it up with the frames."""
     starts = []
-    for pick in (main_video_stream, main_audio_stream):
+    for pick in (main_video_stream, lambda container: audio_stream(container, stream)):
         with open_input(path) as container:  # each read from the file's start (a seek loses the priming's skip)
-            stream = pick(container)
-            if stream is None:
+            taken = pick(container)
+            if taken is None:
                 return 0.0
             try:
-                frame = next(container.decode(stream), None)
+                frame = next(container.decode(taken), None)
             except av.error.FFmpegError:
                 frame = None
             if frame is None or frame.time is None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dubber.media.audio_feed import AudioFromFile
+from dubber.media.audio_feed import AudioFromFile, own_sound
 from dubber.media.encode_options import VideoEncodeOptions
 from dubber.media.probe import probe_media
 from dubber.media.video_reader import VideoReader
@@ -26,7 +26,11 @@ def reencode(
     own, when it has one). Returns the frames written."""
     media = probe_media(video, require_video=True)
     reader = VideoReader(video, info=media)
-    source = Path(audio) if audio is not None else (media.path if media.audio is not None else None)
+    sound = None
+    if audio is not None:
+        sound = AudioFromFile(Path(audio))
+    elif media.audio is not None:
+        sound = own_sound(media.path)  # where the video presents it beside its frames
     w, h = reader.size
     with VideoWriter(
         output,
@@ -35,7 +39,7 @@ def reencode(
         fps=reader.fps,
         time_base=reader.info.time_base,
         options=options,
-        audio=AudioFromFile(source) if source else None,
+        audio=sound,
         overwrite=overwrite,
         colour=reader.info.colour,
         sample_aspect=reader.info.sample_aspect,

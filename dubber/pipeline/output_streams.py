@@ -11,7 +11,8 @@ from pathlib import Path
 import av
 
 from dubber.log import get_logger
-from dubber.media.audio_feed import AudioFromFile, AudioSpan, SplicedAudio
+from dubber.media.audio_feed import AudioFromFile, AudioSpan, SplicedAudio, own_sound
+from dubber.media.container import sound_lead
 from dubber.media.encode_options import container_format_for
 from dubber.media.probe import MediaInfo
 from dubber.media.stream_tags import Attachment, AudioStreamTags, SourceExtras, chapters_until, read_extras
@@ -29,10 +30,11 @@ def spliced_speech(audio: Path, source: MediaInfo, timeline: Timeline, fps: floa
     source's own audio over the frames kept after it (each cut or padded with silence to its span), decoded as the
     video is written."""
     own = source.path if source.audio is not None else None
-    spans = [AudioSpan(own, 0.0, timeline.lead_frames / fps)] if timeline.lead_frames else []
+    lead = 0.0 if own is None else sound_lead(own)  # the source's sound on its picture's clock
+    spans = [AudioSpan(own, -lead, timeline.lead_frames / fps)] if timeline.lead_frames else []
     spans.append(AudioSpan(audio, 0.0, timeline.dub_frames / fps))
     if timeline.rest_frames:
-        spans.append(AudioSpan(own, timeline.dub_end / fps, timeline.rest_frames / fps))
+        spans.append(AudioSpan(own, timeline.dub_end / fps - lead, timeline.rest_frames / fps))
     return SplicedAudio(tuple(spans), sample_rate=_RATE)
 
 
@@ -41,13 +43,14 @@ def output_audio(
 ) -> list[AudioFromFile | SplicedAudio]:
     """The new speech's track (after the source's own audio where the dub starts into the video, and followed by
     it when the rest of a longer video is kept; stream-copied where it is the whole track and the container takes
-    its codec), then the source's audio streams ``originals`` (their indices in it) as they are."""
+    its codec), then the source's audio streams ``originals`` (their indices in it) as they are, each where the
+    source presents it beside the picture."""
     if timeline.lead_frames or timeline.rest_frames:
         tracks: list[AudioFromFile | SplicedAudio] = [spliced_speech(audio, source, timeline, fps)]
     else:
         tracks = [AudioFromFile(audio)]
     seconds = timeline.total_frames / fps
-    tracks += [AudioFromFile(source.path, duration=seconds, stream=index) for index in originals]
+    tracks += [own_sound(source.path, duration=seconds, stream=index) for index in originals]
     return tracks
 
 
