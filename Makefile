@@ -42,6 +42,7 @@ demo: setup
 	$(BIN)/python examples/make_sample.py out/demo/astronaut.mp4
 	$(BIN)/python examples/make_speech.py out/demo/speech.wav
 	$(BIN)/dub out/demo/astronaut.mp4 --audio out/demo/speech.wav -o out/demo/astronaut.dubbed.mp4 --overwrite
+	$(BIN)/dub sync out/demo/astronaut.dubbed.mp4 --audio out/demo/speech.wav
 	@echo "demo: the dubbed video is out/demo/astronaut.dubbed.mp4 (made from out/demo/astronaut.mp4 and out/demo/speech.wav)"
 
 bench: setup
