@@ -15,6 +15,7 @@ from dubber.pipeline import Timeline
 from dubber.pipeline.articulation import MAX_GAIN, MIN_FRAMES, gain_from_openings
 from dubber.pipeline.motion import MotionPlanner, Spread
 from dubber.pipeline.mouth_lag import MIN_CORRELATION
+from tests.tiny_bundle import moving_tiny_completer
 
 
 def test_the_gain_is_the_square_root_of_the_speakers_range_over_the_plans_within_its_bounds():
@@ -57,11 +58,7 @@ def test_the_spread_is_read_from_the_videos_own_speech_against_its_tracked_mouth
     from dubber.data.clip_arrays import content_opening
     from dubber.pipeline.articulation import read_own_speech
 
-    torch.manual_seed(0)
-    model = LandmarkCompleter(LandmarkCompleterConfig.named("tiny")).eval()
-    with torch.no_grad():  # a head whose plan moves
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
+    model = moving_tiny_completer()  # a head whose plan moves
     rng = np.random.default_rng(0)
     frames = 60
     mel = AudioFeatures(rng.normal(size=(int(frames / 25 * 80) + 20, 80)).astype(np.float32))

@@ -13,7 +13,6 @@ from dubber.audio.features import AudioFeatures
 from dubber.errors import InputError
 from dubber.face.aligner import Similarity, apply_affine, invert_affine
 from dubber.media.video_reader import VideoReader
-from dubber.models import LandmarkCompleter, LandmarkCompleterConfig
 from dubber.models.landmark_sequence import predict_sequence
 from dubber.pipeline import DubOptions, Timeline
 from dubber.pipeline.compositor import CompositeOptions, Compositor
@@ -21,6 +20,7 @@ from dubber.pipeline.frame_source import FrameSpool, frames_in_order
 from dubber.pipeline.motion import PLAN_STRIDE, MotionPlanner
 from dubber.render.face_mask import LOWER_FACE_POLYGON, lower_face_mask
 from tests.media_factory import make_video
+from tests.tiny_bundle import moving_tiny_completer
 
 
 # -- timeline -------------------------------------------------------------------------------------------------------
@@ -190,11 +190,7 @@ def test_the_planned_jaw_ends_where_the_source_frames_jaw_ends():
 
 
 def test_chunked_motion_equals_the_whole_sequence():
-    torch.manual_seed(0)
-    model = LandmarkCompleter(LandmarkCompleterConfig.named("tiny")).eval()
-    with torch.no_grad():  # a head that does something, so the comparison is not between constants
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
+    model = moving_tiny_completer()  # a head that does something, so the comparison is not between constants
     rng = np.random.default_rng(0)
     n_src, frames = 9, 150  # blocks of 64 frames, some starting at odd frames (chunks of 3)
     mel = AudioFeatures(rng.normal(size=(int(frames / 25 * 80) + 20, 80)).astype(np.float32))
@@ -223,12 +219,7 @@ def test_motion_planned_ahead_is_the_motion_planned_on_demand(one_torch_thread):
     from dubber.models.landmark_ensemble import LandmarkEnsemble
 
     torch.manual_seed(0)
-    members = {}
-    for name in ("a", "b", "c"):
-        members[name] = LandmarkCompleter(LandmarkCompleterConfig.named("tiny")).eval()
-        with torch.no_grad():
-            for p in members[name].parameters():
-                p.add_(torch.randn_like(p) * 0.05)
+    members = {name: moving_tiny_completer(seed=None) for name in ("a", "b", "c")}
     model = LandmarkEnsemble(members, {"a": 0.5, "b": 0.3, "c": 0.2})
     rng = np.random.default_rng(1)
     n_src, frames = 12, 150  # more than one block

@@ -8,29 +8,24 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import torch
 
 from dubber.audio.features import AudioFeatures
 from dubber.audio.streaming import StreamedFeatures
-from dubber.models import LandmarkCompleter, LandmarkCompleterConfig, predict_sequence
+from dubber.models import LandmarkCompleter, predict_sequence
 from dubber.pipeline import Timeline
 from dubber.pipeline.analysis import VideoTrack
 from dubber.pipeline.articulation import read_own_speech
 from dubber.pipeline.motion import MotionPlanner, Spread
 from dubber.pipeline.person_references import PersonReferences
 from dubber.pipeline.reference_pool import ReferencePool
+from tests.tiny_bundle import moving_tiny_completer
 
 FRAMES, CUT = 40, 18  # person 0 before the cut, person 1 from it
 
 
 @pytest.fixture(scope="module")
 def model() -> LandmarkCompleter:
-    torch.manual_seed(0)
-    model = LandmarkCompleter(LandmarkCompleterConfig.named("tiny")).eval()
-    with torch.no_grad():  # a head whose plan depends on its references
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    return model
+    return moving_tiny_completer()  # a head whose plan depends on its references
 
 
 def _inputs(seed: int = 0):

@@ -18,22 +18,14 @@ from dubber.pipeline.person_references import PersonReferences
 from dubber.pipeline.sync_check import FOLLOWS, SyncReading, read_sync
 from dubber.pipeline.timeline import Timeline
 from tests.conftest import shared_path
+from tests.tiny_bundle import moving_tiny_completer
 
 FRAMES = 400  # 16 s at 25 fps: two windows of 10 s (the last 6 s is more than half of one)
 
 
 @pytest.fixture(scope="module")
 def model() -> LandmarkCompleter:
-    import torch
-
-    from dubber.models.landmark_completer import LandmarkCompleterConfig
-
-    torch.manual_seed(0)
-    model = LandmarkCompleter(LandmarkCompleterConfig.named("tiny")).eval()
-    with torch.no_grad():  # a head whose plan depends on its references
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    return model
+    return moving_tiny_completer()  # a head whose plan depends on its references
 
 
 def _mel(frames: int) -> AudioFeatures:

@@ -21,6 +21,19 @@ TINY_BLEND = ReferenceBlend(0.0, 0.05)  # partial: both the network and the past
 TINY_GUARD = MouthGuard()  # as the shipped weights carry it
 
 
+def moving_tiny_completer(seed: int | None = 0) -> LandmarkCompleter:
+    """A random ``tiny`` completer whose plan moves with its audio and references (its weights nudged off their
+    initialisation, so a comparison is not between constants); ``seed`` None: drawn from torch's generator as it
+    stands (several in a row)."""
+    if seed is not None:
+        torch.manual_seed(seed)
+    model = LandmarkCompleter(LandmarkCompleterConfig.named("tiny")).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return model
+
+
 def make_tiny_speech_encoder(root: Path, seed: int = 0) -> SpeechEncoder:
     """A random ``tiny-test`` speech encoder registered as ``speech/tiny-test`` in the weights folder ``root``."""
     torch.manual_seed(seed)

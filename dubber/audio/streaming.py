@@ -8,7 +8,7 @@ the mel of a whole clip at once took 1.5 GB of transient memory for 20 minutes o
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +20,7 @@ from dubber.audio.features import AudioFeatures
 from dubber.audio.mel import MelConfig, frame_magnitude, scaled_log_mel
 from dubber.audio.rows import RowStore
 from dubber.audio.speech import SAMPLE_RATE, MelAndSpeechFeatures, SpeechFeatures, whisper_log_mel
-from dubber.media.audio import AudioReader
+from dubber.media.audio import AudioReader, skip_samples
 from dubber.models.speech_encoder import SpeechEncoder
 
 _STEP_SAMPLES = 320  # one speech step, 20 ms
@@ -158,15 +158,6 @@ class StreamedFeatures:
             store.close()
 
 
-def _skipped(blocks: Iterator[np.ndarray], samples: int) -> Iterator[np.ndarray]:
-    """``blocks`` (channels, n) without their first ``samples`` samples."""
-    for block in blocks:
-        if samples > 0:
-            dropped = min(samples, block.shape[1])
-            block, samples = block[:, dropped:], samples - dropped
-        yield block
-
-
 def stream_features(
     audio: str | Path,
     kind: str,
@@ -215,24 +206,24 @@ def stream_features(
                 speech.push(mono)
             held.clear()
 
+        def feed_silence(count: int) -> None:
+            for start in range(0, count, rate):  # a second at a time, as decoded audio is fed
+                held.append(np.zeros(min(rate, count - start), np.float32))
+                feed()
+
         rate = mel_config.sample_rate
         exact = None if seconds is None else max(1, round(seconds * rate))
         asked = None if max_seconds is None else max(1, round(max_seconds * rate))
         most = min((n for n in (exact, asked) if n is not None), default=None)
         cut = False
         skip = max(0, round(-lead * rate))  # samples left out before the features' start
-        silence = max(0, round(lead * rate))
+        samples = max(0, round(lead * rate))  # silence before the audio's first sample
         if most is not None:
-            silence = min(silence, most)
-        for start in range(0, silence, rate):  # a second of silence at a time, as decoded audio is fed
-            held.append(np.zeros(min(rate, silence - start), np.float32))
-            feed()
-        samples = silence
+            samples = min(samples, most)
+        feed_silence(samples)
         with AudioReader(audio, sample_rate=rate, mono=True, dialogue=dialogue) as reader:
             centre = reader.centre_only
-            blocks = (block for block in _skipped(reader.blocks(), skip) if block.shape[1])
-            if most is not None and samples >= most:
-                blocks = iter(())
+            blocks = (block for block in skip_samples(reader.blocks(), skip) if block.shape[1])
             for block in blocks:  # decoder frames (~1k samples) fed a second at a time: less overhead
                 whole = block.shape[1]
                 if most is not None:
@@ -248,9 +239,7 @@ def stream_features(
                     cut = exact is not None and samples >= exact and more
                     break
         padding = 0 if exact is None else max(0, most - samples)
-        for start in range(0, padding, rate):  # a second of silence at a time, as decoded audio is fed
-            held.append(np.zeros(min(rate, padding - start), np.float32))
-            feed()
+        feed_silence(padding)
         samples += padding
         if held:
             feed()

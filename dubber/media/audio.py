@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -153,6 +153,15 @@ class AudioReader:
 
 # FFmpeg's default layout for a channel count (av_channel_layout_default).
 _DEFAULT_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "4.0", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
+
+
+def skip_samples(blocks: Iterable[np.ndarray], samples: int) -> Iterator[np.ndarray]:
+    """``blocks`` (channels, n) without their first ``samples`` samples (a block wholly skipped comes out empty)."""
+    for block in blocks:
+        if samples > 0:
+            dropped = min(samples, block.shape[1])
+            block, samples = block[:, dropped:], samples - dropped
+        yield block
 
 
 def channel_layout_name(name: str, channels: int) -> str:

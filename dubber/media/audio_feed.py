@@ -19,7 +19,7 @@ import av
 import numpy as np
 
 from dubber.errors import MediaDecodeError, NoAudioStreamError
-from dubber.media.audio import AudioClip, AudioReader, channel_layout_name
+from dubber.media.audio import AudioClip, AudioReader, channel_layout_name, skip_samples
 from dubber.media.container import audio_stream, open_input, sound_lead
 from dubber.media.encode_options import AudioEncodeOptions, can_copy_audio, encode_rate
 from dubber.media.splice_fades import FADE_SECONDS, faded
@@ -314,11 +314,9 @@ def _spliced_feed(audio: SplicedAudio, options: AudioEncodeOptions) -> EncodedSa
             yield np.zeros((channels, min(rate, quiet - start)), np.float32)
         if left == 0:
             return
-        for block in reader.blocks() if reader is not None else ():
-            if skip >= block.shape[1]:
-                skip -= block.shape[1]
+        for block in skip_samples(reader.blocks() if reader is not None else (), skip):
+            if not block.shape[1]:
                 continue
-            block, skip = block[:, skip:], 0
             if left is not None:
                 block = block[:, :left]
                 left -= block.shape[1]

@@ -115,26 +115,33 @@ def read_speaking(
     if not frames:
         return SpeakingPeople((None,) * people)
     tracked = np.where(track.has_face[:frames], track.opening[:frames], np.nan)
-    matches = tuple(mouth_match(planned, np.where(who == k, tracked, np.nan), fps) for k in range(people))
+    matches = tuple(_match(planned, np.where(who == k, tracked, np.nan), fps) for k in range(people))
     shots = []
     runs = track.runs[:frames] if track.runs is not None else np.full(frames, -1)
     for first in np.unique(runs[runs >= 0]).tolist():
         ran = runs == first
         person = int(np.bincount(who[ran]).argmax())
         stop = int(np.flatnonzero(ran)[-1]) + 1
-        shots.append(Shot(int(first), stop, person, mouth_match(planned, np.where(ran, tracked, np.nan), fps)))
+        shots.append(Shot(int(first), stop, person, _match(planned, np.where(ran, tracked, np.nan), fps)))
     return SpeakingPeople(matches, tuple(shots))
 
 
-def mouth_match(
+def mouth_reading(
     planned: np.ndarray, tracked: np.ndarray, fps: float, max_seconds: float = MAX_LAG_SECONDS
-) -> float | None:
-    """How well the mouth ``tracked`` (NaN where not theirs) follows the opening ``planned`` at the best shift within
-    ``max_seconds``; 0 for a mouth that does not move; None: too few frames."""
+) -> tuple[float | None, int | None]:
+    """(match, lag): how well the mouth ``tracked`` (NaN where not theirs) follows the opening ``planned`` at the
+    best shift within ``max_seconds``, and that shift (``mouth_lag.best_lag``); (0, None) for a mouth that does not
+    move, whatever a correlation of its tracker's jitter says; (None, None) with too few frames."""
     found = best_lag(planned, tracked, fps, max_seconds)
     if found is None:
-        return None
-    return 0.0 if float(np.nanstd(tracked)) < STILL_MOUTH else round(found[1], 4)
+        return None, None
+    if float(np.nanstd(tracked)) < STILL_MOUTH:
+        return 0.0, None
+    return round(found[1], 4), found[0]
+
+
+def _match(planned: np.ndarray, tracked: np.ndarray, fps: float) -> float | None:
+    return mouth_reading(planned, tracked, fps)[0]
 
 
 def redrawn_frames(track: VideoTrack, references: LandmarkReferences, reading: SpeakingPeople) -> np.ndarray:

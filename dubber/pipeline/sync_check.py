@@ -21,9 +21,9 @@ from dubber.errors import InputError, NoAudioStreamError
 from dubber.media.container import open_input
 from dubber.media.probe import probe_media
 from dubber.pipeline.analysis import VideoTrack
-from dubber.pipeline.mouth_lag import MAX_LAG_SECONDS, MIN_CORRELATION, best_lag
+from dubber.pipeline.mouth_lag import MAX_LAG_SECONDS, MIN_CORRELATION
 from dubber.pipeline.person_references import LandmarkReferences, people_in
-from dubber.pipeline.speaking_people import STILL_MOUTH, planned_opening
+from dubber.pipeline.speaking_people import STILL_MOUTH, mouth_reading, planned_opening
 
 # At or above it the mouth follows the sound: each of 14 clips of unseen speakers with its own sound (0.44 to 0.83),
 # 4% of the same clips with another clip's sound (8 of 182 pairs; docs/DUBBING.md "Checking sync").
@@ -42,12 +42,7 @@ class SyncReading:
 
     @staticmethod
     def of(planned: np.ndarray, tracked: np.ndarray, fps: float, max_offset: float) -> SyncReading:
-        found = best_lag(planned, tracked, fps, max_offset)
-        if found is None:
-            return SyncReading(None, None)
-        if float(np.nanstd(tracked)) < STILL_MOUTH:  # a correlation of the tracker's jitter says nothing
-            return SyncReading(0.0, None)
-        return SyncReading(round(found[1], 4), found[0])
+        return SyncReading(*mouth_reading(planned, tracked, fps, max_offset))
 
 
 @dataclass(frozen=True)
@@ -165,12 +160,15 @@ def read_sync(
     if len(bounds) > 1 and frames - bounds[-1] < step / 2:
         bounds.pop()
     windows = []
+    most = max(1, int(round(max_offset * fps)))  # the widest shift searched (frames)
     for k, start in enumerate(bounds):
         stop = bounds[k + 1] if k + 1 < len(bounds) else frames
-        seen = np.full(frames, np.nan)
-        seen[start:stop] = tracked[start:stop]
-        # The plan whole, the mouth of the window alone: the best shift may reach across the window's edges.
-        reading = SyncReading.of(planned, seen, fps, max_offset)
+        # The mouth of the window alone against the plan around it: the best shift may reach across the window's
+        # edges, and nothing further is read (a long video's windows would each read the whole plan).
+        lo, hi = max(0, start - most), min(frames, stop + most)
+        seen = np.full(hi - lo, np.nan)
+        seen[start - lo : stop - lo] = tracked[start:stop]
+        reading = SyncReading.of(planned[lo:hi], seen, fps, max_offset)
         windows.append(SyncWindow(float(track.times[start]), float(track.times[stop - 1]) + 1.0 / fps, reading))
     people = people_in(references)
     per_person = (
